@@ -1,0 +1,1 @@
+# Hydra configs for regbench; shipped inside the package as regbench.conf.

@@ -1,0 +1,284 @@
+"""Datasets as tensors on the training device, split into train / val / test.
+
+Every set is loaded whole into memory: the MLPs regbench studies are bound by
+per-step overhead, so batches are indexed from tensors already on the device
+(see ``train.py``) instead of going through a DataLoader.
+
+Order of operations, all seeded by ``data.seed`` (never the run seed, so that
+seeds vary only initialization, dropout masks and batch order):
+raw train/test -> validation split -> training subset -> label noise ->
+standardization with training statistics only -> device.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .config import ConfigError
+
+MNIST1D_SEED = 42  # mnist1d's own default generator seed: the canonical dataset
+
+
+class DataError(RuntimeError):
+    """A dataset cannot be had (missing offline, unreadable); one line, says where to put files."""
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # (N, D) float32
+    y: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split  # labels as trained on (corrupted where label noise applies)
+    val: Split
+    test: Optional[Split]
+    n_features: int
+    n_classes: int
+    clean_y: Optional[torch.Tensor] = None  # (N_train,) original labels, only with label noise
+    corrupted: Optional[torch.Tensor] = None  # (N_train,) bool, label differs from the clean one
+
+    def info(self) -> dict:
+        return {
+            "name": self.name,
+            "n_train": len(self.train),
+            "n_val": len(self.val),
+            "n_test": len(self.test) if self.test is not None else 0,
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "n_corrupted": int(self.corrupted.sum()) if self.corrupted is not None else 0,
+        }
+
+
+def _root(cfg) -> Path:
+    return Path(os.path.expanduser(cfg.root))
+
+
+# ---------------------------------------------------------------- raw loaders
+# Each returns (x_train, y_train, x_test, y_test) as numpy; x_test may be None
+# for sets without an official test split.
+
+
+def _mnist1d(cfg):
+    path = _root(cfg) / "mnist1d" / f"mnist1d_seed{MNIST1D_SEED}.npz"
+    if not path.exists():
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        args.seed = MNIST1D_SEED
+        # make_dataset reseeds numpy's and random's global state: the run seeds
+        # its generators after the data is built.
+        d = make_dataset(args)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        os.replace(tmp, path)  # atomic: parallel jobs never read half a file
+    with np.load(path) as f:
+        return f["x"], f["y"], f["x_test"], f["y_test"]
+
+
+def _digits(cfg):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x, y, None, None
+
+
+def _blobs(cfg):
+    g = torch.Generator().manual_seed(cfg.seed)
+    centres = torch.randn(cfg.n_classes, cfg.n_features, generator=g)  # (C, D)
+    y = torch.randint(cfg.n_classes, (cfg.n_samples,), generator=g)
+    x = centres[y] + cfg.noise * torch.randn(cfg.n_samples, cfg.n_features, generator=g)
+    return x.numpy(), y.numpy(), None, None
+
+
+def _teacher(cfg):
+    g = torch.Generator().manual_seed(cfg.seed)
+    d, h, c = cfg.n_features, max(2 * cfg.n_features, 64), cfg.n_classes
+    x = torch.randn(cfg.n_samples, d, generator=g)  # (N, D)
+    w1 = torch.randn(d, h, generator=g) / d**0.5
+    w2 = torch.randn(h, c, generator=g) / h**0.5
+    logits = torch.tanh(x @ w1) @ w2  # (N, C)
+    logits = logits / logits.std() + cfg.noise * torch.randn(logits.shape, generator=g)
+    return x.numpy(), logits.argmax(1).numpy(), None, None
+
+
+SYNTHETIC = ("blobs", "teacher")  # sizes come from the config; every other set has 10 classes
+
+_TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
+
+
+def _torchvision_images(cfg):
+    """MNIST-format sets, read by torchvision from ``<root>/<Class>/raw``."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, _TORCHVISION[cfg.name])
+    root = _root(cfg)
+    raw = root / cls.__name__ / "raw"
+    files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    try:
+        tr = cls(str(root), train=True, download=cfg.download)
+        te = cls(str(root), train=False, download=cfg.download)
+    except Exception as exc:  # RuntimeError when missing, URLError etc. offline
+        raise DataError(
+            f"data={cfg.name}: dataset not found in {raw} and "
+            + ("download failed" if cfg.download else "data.download=false")
+            + f" ({type(exc).__name__}); put {', '.join(files)} there"
+            " (IDX format, .gz also accepted), or set data.root to the folder that holds "
+            f"{cls.__name__}/raw"
+        ) from None
+    flat = lambda t: t.reshape(len(t), -1).numpy()  # (N, 28*28) uint8
+    return flat(tr.data), tr.targets.numpy(), flat(te.data), te.targets.numpy()
+
+
+CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def _cifar10(cfg):
+    """CIFAR-10 in its python pickle format under ``<root>/cifar-10-batches-py``.
+
+    Read here rather than by torchvision's class, whose md5 check of the whole
+    archive makes the loader untestable on tiny files; torchvision only downloads.
+    """
+    root = _root(cfg)
+    folder = root / "cifar-10-batches-py"
+    if not all((folder / f).exists() for f in CIFAR_FILES):
+        err = "data.download=false"
+        if cfg.download:
+            try:
+                import torchvision.datasets as tvd
+
+                tvd.CIFAR10(str(root), train=True, download=True)
+                err = ""
+            except Exception as exc:
+                err = f"download failed ({type(exc).__name__})"
+        if err:
+            raise DataError(
+                f"data=cifar10: dataset not found in {folder} and {err}; put "
+                f"{', '.join(CIFAR_FILES)} (the python version, cifar-10-python.tar.gz, unpacked) "
+                "there, or set data.root to the folder that holds cifar-10-batches-py"
+            )
+
+    def read(names):
+        xs, ys = [], []
+        for name in names:
+            try:
+                with open(folder / name, "rb") as fh:
+                    batch = pickle.load(fh, encoding="bytes")
+                xs.append(np.asarray(batch[b"data"], dtype=np.uint8))  # (n, 3*32*32)
+                ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+            except Exception as exc:
+                raise DataError(f"data=cifar10: cannot read {folder / name}: {exc}") from None
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x, y = read(CIFAR_FILES[:-1])
+    x_test, y_test = read(CIFAR_FILES[-1:])
+    return x, y, x_test, y_test
+
+
+_LOADERS = {
+    "mnist1d": _mnist1d,
+    "digits": _digits,
+    "blobs": _blobs,
+    "teacher": _teacher,
+    "mnist": _torchvision_images,
+    "fashion_mnist": _torchvision_images,
+    "kmnist": _torchvision_images,
+    "cifar10": _cifar10,
+}
+
+
+# ---------------------------------------------------------------- transforms
+
+
+def _as_tensors(x, y):
+    x = torch.as_tensor(np.asarray(x))
+    if x.dtype == torch.uint8:  # images: pixels to [0, 1]
+        x = x.float() / 255.0
+    return x.float().reshape(len(x), -1), torch.as_tensor(np.asarray(y)).long()
+
+
+def corrupt_labels(y: torch.Tensor, fraction: float, n_classes: int, g: torch.Generator):
+    """Resample ``round(fraction * N)`` labels uniformly over all classes.
+
+    A resampled label may by chance equal the clean one (as in Zhang et al.
+    2017's "partially corrupted labels"); ``corrupted`` marks those that differ.
+    Returns (noisy labels, corrupted mask).
+    """
+    n = len(y)
+    idx = torch.randperm(n, generator=g)[: round(fraction * n)]
+    noisy = y.clone()
+    noisy[idx] = torch.randint(n_classes, (len(idx),), generator=g)
+    return noisy, noisy != y
+
+
+def standardize(train_x: torch.Tensor, mode: str):
+    """(mean, std) from the training inputs only; constant features keep std 1."""
+    if mode == "none":
+        return torch.zeros(()), torch.ones(())
+    if mode == "global":
+        mean, std = train_x.mean(), train_x.std(unbiased=False)
+    else:
+        mean, std = train_x.mean(0), train_x.std(0, unbiased=False)
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
+def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
+    """Load, split, subset, corrupt and standardize ``cfg`` (a DataConfig), on ``device``."""
+    x, y, x_test, y_test = _LOADERS[cfg.name](cfg)
+    x, y = _as_tensors(x, y)
+    n_classes = cfg.n_classes if cfg.name in SYNTHETIC else 10
+    g = torch.Generator().manual_seed(cfg.seed)
+
+    if x_test is None and cfg.test_fraction > 0:  # hold out a test set from the whole
+        perm = torch.randperm(len(y), generator=g)
+        n_test = round(cfg.test_fraction * len(y))
+        x_test, y_test = x[perm[:n_test]], y[perm[:n_test]]
+        x, y = x[perm[n_test:]], y[perm[n_test:]]
+    elif x_test is not None:
+        x_test, y_test = _as_tensors(x_test, y_test)
+
+    perm = torch.randperm(len(y), generator=g)
+    n_val = round(cfg.val_fraction * len(y))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if cfg.train_size is not None:
+        if cfg.train_size > len(train_idx):
+            raise ConfigError(
+                f"data.train_size={cfg.train_size} is not allowed: must be <= {len(train_idx)}, "
+                f"the training examples of {cfg.name} after the validation split"
+            )
+        train_idx = train_idx[: cfg.train_size]
+    train_x, train_y = x[train_idx], y[train_idx]
+
+    clean_y = corrupted = None
+    if cfg.label_noise > 0:
+        clean_y = train_y
+        train_y, corrupted = corrupt_labels(train_y, cfg.label_noise, n_classes, g)
+
+    mean, std = standardize(train_x, cfg.standardize)
+    to = lambda t: t.to(device)
+    split = lambda xs, ys: Split(to((xs - mean) / std), to(ys))
+    return Dataset(
+        name=cfg.name,
+        train=split(train_x, train_y),
+        val=split(x[val_idx], y[val_idx]),
+        test=split(x_test, y_test) if x_test is not None else None,
+        n_features=x.shape[1],
+        n_classes=n_classes,
+        clean_y=to(clean_y) if clean_y is not None else None,
+        corrupted=to(corrupted) if corrupted is not None else None,
+    )

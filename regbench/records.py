@@ -1,0 +1,185 @@
+"""Run records: the contract between training and reporting.
+
+This module is the only code that ``regbench.train`` and ``regbench.report``
+share, so it imports neither torch nor plotting code. A job directory holds::
+
+    .hydra/config.yaml   Hydra's composed config (plus overrides.yaml, hydra.yaml)
+    metrics.csv          one row per (seed, epoch); appended and flushed every epoch
+    summary.json         status, flat config, best/final values; written atomically
+    checkpoint.pt        latest training state (written by train, never read here)
+
+Epoch 0 is the evaluation of the freshly initialised model, before any step:
+its ``train_loss``/``train_acc`` are empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+SCHEMA_VERSION = 1
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+# Run statuses. ``diverged`` is a legitimate outcome (loss became NaN/inf or
+# exceeded trainer.diverge_loss), not a crash.
+RUNNING, COMPLETED, DIVERGED, FAILED, INTERRUPTED = (
+    "running",
+    "completed",
+    "diverged",
+    "failed",
+    "interrupted",
+)
+STATUSES = (RUNNING, COMPLETED, DIVERGED, FAILED, INTERRUPTED)
+
+# Columns every metrics.csv starts with, in this order. A run may append more
+# (diagnostics); readers ignore what they do not know.
+BASE_COLUMNS = (
+    "seed",  # run seed (a job training several seeds has rows for each)
+    "epoch",  # 0 = before training; 1..trainer.epochs
+    "step",  # optimizer steps taken so far
+    "time_s",  # training wall time so far, seconds (evaluation excluded)
+    "lr",  # learning rate used during this epoch
+    "train_loss",  # mean loss over the epoch's batches, train mode (dropout on)
+    "train_acc",  # accuracy over the epoch's batches, train mode
+    "fit_loss",  # whole training set, eval mode (the clean fit)
+    "fit_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",  # empty when the dataset has no test split configured
+    "test_acc",
+    "gap_loss",  # val_loss - fit_loss (generalization gap)
+    "gap_acc",  # fit_acc - val_acc (positive when overfitting)
+)
+# Diagnostics written by the trainer when they apply.
+GRAD_NORM = "grad_norm"  # mean over the epoch's steps of the global gradient L2 norm
+# With data.label_noise > 0: accuracy on the training examples whose label was
+# corrupted, measured against the corrupted label (memorization) and against
+# the original clean label.
+NOISY_FIT_ACC = "noisy_fit_acc"
+NOISY_CLEAN_ACC = "noisy_clean_acc"
+
+
+def _cell(value: Any) -> Any:
+    """CSV cell: None -> empty; floats in full precision (repr round-trips)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+class MetricsWriter:
+    """Appends rows to ``metrics.csv`` and flushes after every row.
+
+    The header is written only when the file is new, so a resumed run keeps
+    appending to the same table. Columns are fixed by the first writer.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Iterable[str]):
+        self.path = Path(path)
+        self.columns = list(columns)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._fh = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._fh, fieldnames=self.columns)
+        if new:
+            self._writer.writeheader()
+            self._fh.flush()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise ValueError(f"metrics row has columns not in the header: {sorted(unknown)}")
+        self._writer.writerow({k: _cell(row.get(k)) for k in self.columns})
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: store them as strings so the file stays valid."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write JSON to a temp file in the same folder, then rename over ``path``.
+
+    A reader (or a kill -9) never sees a half-written file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_json_safe(data), fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; records are for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_summary(job_dir: str | os.PathLike, summary: Mapping[str, Any]) -> None:
+    write_json_atomic(Path(job_dir) / SUMMARY_FILE, {"schema_version": SCHEMA_VERSION, **summary})
+
+
+def read_summary(job_dir: str | os.PathLike) -> dict[str, Any]:
+    with open(Path(job_dir) / SUMMARY_FILE) as fh:
+        return json.load(fh)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"dropout": 0.3}}`` -> ``{"model.dropout": 0.3}``.
+
+    Lists stay values (``model.widths: [100, 100]``), so a flat config keeps
+    one key per schema field.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def find_job_dirs(*roots: str | os.PathLike) -> list[Path]:
+    """Every job directory under ``roots``: a folder with ``summary.json``, or
+    with ``.hydra/config.yaml`` and ``metrics.csv`` (a run killed before its
+    first summary). Sorted, without duplicates."""
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        candidates = [root] + [p.parent for p in root.rglob(SUMMARY_FILE)]
+        candidates += [p.parent for p in root.rglob(METRICS_FILE)]
+        for d in candidates:
+            if (d / SUMMARY_FILE).is_file() or (
+                (d / ".hydra" / "config.yaml").is_file() and (d / METRICS_FILE).is_file()
+            ):
+                found.add(d.resolve())
+    return sorted(found)

@@ -1,0 +1,13 @@
+"""``regbench report``: run records -> tidy tables, statistics, figures, report.html.
+
+The pipeline, one module per step, each usable on its own:
+
+    load.load_study(paths)      records on disk -> Study (runs, epochs, factors)
+    stats.*                     pure functions over those DataFrames
+    figures.*                   pure ``(data, ax=None) -> ax`` plots plus figure builders
+    render.write_html / write_markdown
+    cli.main(argv)              the command line
+
+It reads records through :mod:`regbench.records` only and never imports torch
+or the training code, so a report runs anywhere the records are copied to.
+"""

@@ -1,0 +1,381 @@
+"""One run: fit the MLP, evaluate every epoch, checkpoint, record.
+
+``run(cfg, out_dir)`` is the whole life of a run; ``main`` is the Hydra task
+that ``regbench train`` calls. The hot loop keeps data on the device, indexes
+batches from a seeded permutation and reads back to the host once per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from . import __version__, records
+from .config import ConfigError, validate
+from .data import Dataset, DataError, Split, build_dataset
+from .model import build_mlp, count_parameters
+from .progress import EpochBar
+
+log = logging.getLogger("regbench.train")
+
+
+class Interrupted(Exception):
+    """SIGTERM (or SIGINT) arrived: stop after recording, keep the checkpoint."""
+
+
+# ---------------------------------------------------------------- setup
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when present, else cpu; a device that is not here is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise ConfigError(
+                f"device={name!r} is not allowed: this machine has {count} CUDA device(s)"
+                + (f" (cuda:0..cuda:{count - 1})" if count else "")
+                + "; use device=cpu or device=auto"
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps' is not allowed: MPS is not available here; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def make_optimizer(cfg, params) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg, optimizer, epochs: int):
+    """Stepped once per epoch."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, split: Split, batch_size: int):
+    """Mean loss, accuracy and predictions over a whole split, in eval mode.
+
+    The only place that switches the model's mode; it restores the mode it
+    found. Returns device tensors: (loss (), acc (), pred (N,)).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum = torch.zeros((), device=split.x.device)
+        preds = []
+        for start in range(0, len(split), batch_size):
+            logits = model(split.x[start : start + batch_size])  # (B, C)
+            loss_sum += F.cross_entropy(logits, split.y[start : start + batch_size], reduction="sum")
+            preds.append(logits.argmax(1))
+        pred = torch.cat(preds)
+        return loss_sum / len(split), (pred == split.y).float().mean(), pred
+    finally:
+        model.train(was_training)
+
+
+def train_epoch(model, optimizer, train: Split, batch_size: int, generator: torch.Generator, grad_clip: float):
+    """One pass in train mode over a seeded permutation of the training set.
+
+    Nothing is read back to the host here: the sums stay on the device.
+    Returns (loss_sum, correct, grad_norm_sum, n_seen, steps), the first three
+    as device tensors.
+    """
+    device = train.x.device
+    n = len(train)
+    perm = torch.randperm(n, generator=generator).to(device)  # CPU generator: same order on any device
+    params = [p for p in model.parameters()]
+    has_bn = any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    grad_norm_sum = torch.zeros((), device=device)
+    seen = steps = 0
+    for start in range(0, n, batch_size):
+        idx = perm[start : start + batch_size]
+        if has_bn and len(idx) < 2:  # BatchNorm cannot normalize a single example
+            continue
+        xb, yb = train.x[idx], train.y[idx]  # (B, D), (B,)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        optimizer.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == yb).sum()
+        grad_norm_sum += grad_norm
+        seen += len(idx)
+        steps += 1
+    return loss_sum, correct, grad_norm_sum, seen, steps
+
+
+def epoch_metrics(model, data: Dataset, eval_batch: int, with_test: bool) -> dict[str, float]:
+    """Evaluate fit (train set), val and test; one host sync for all of them."""
+    names, values = [], []
+    fit_loss, fit_acc, fit_pred = evaluate(model, data.train, eval_batch)
+    names += ["fit_loss", "fit_acc"]
+    values += [fit_loss, fit_acc]
+    val_loss, val_acc, _ = evaluate(model, data.val, eval_batch)
+    names += ["val_loss", "val_acc"]
+    values += [val_loss, val_acc]
+    if with_test and data.test is not None:
+        test_loss, test_acc, _ = evaluate(model, data.test, eval_batch)
+        names += ["test_loss", "test_acc"]
+        values += [test_loss, test_acc]
+    if data.corrupted is not None and bool(data.corrupted.any()):
+        mask = data.corrupted
+        names += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC]
+        values += [
+            (fit_pred[mask] == data.train.y[mask]).float().mean(),  # memorized the wrong label
+            (fit_pred[mask] == data.clean_y[mask]).float().mean(),  # still predicts the true one
+        ]
+    out = dict(zip(names, torch.stack(values).tolist()))
+    out["gap_loss"] = out["val_loss"] - out["fit_loss"]
+    out["gap_acc"] = out["fit_acc"] - out["val_acc"]
+    return out
+
+
+# ---------------------------------------------------------------- checkpoint
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _columns(data: Dataset) -> list[str]:
+    cols = list(records.BASE_COLUMNS) + [records.GRAD_NORM]
+    if data.corrupted is not None:
+        cols += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC]
+    return cols
+
+
+def _best(rows: list[dict]) -> dict[str, Any]:
+    """Values at the epoch of lowest validation loss, plus the highest val accuracy."""
+    finite = [r for r in rows if math.isfinite(r["val_loss"])]
+    if not finite:
+        return {}
+    best = min(finite, key=lambda r: r["val_loss"])
+    top = max(finite, key=lambda r: r["val_acc"])
+    keys = ("epoch", "val_loss", "val_acc", "fit_loss", "fit_acc", "test_loss", "test_acc", "gap_loss", "gap_acc")
+    return {**{k: best[k] for k in keys if k in best}, "val_acc_max": top["val_acc"], "val_acc_max_epoch": top["epoch"]}
+
+
+def run(cfg: DictConfig, out_dir: str | os.PathLike, overrides: Optional[list[str]] = None) -> dict[str, Any]:
+    """Train one (config, seed) and write its records into ``out_dir``.
+
+    Raises ConfigError / DataError before anything is recorded when the config
+    cannot run here. Returns the summary that was written.
+    """
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Data first: mnist1d's generator reseeds the global RNGs.
+    data = build_dataset(cfg.data, device)
+
+    torch.manual_seed(cfg.seed)
+    model = build_mlp(cfg.model, data.n_features, data.n_classes).to(device)
+    optimizer = make_optimizer(cfg.optim, model.parameters())
+    scheduler = make_scheduler(cfg.optim, optimizer, cfg.trainer.epochs)
+    batch_gen = torch.Generator().manual_seed(cfg.seed)
+
+    summary: dict[str, Any] = {
+        "status": records.RUNNING,
+        "config": records.flatten(OmegaConf.to_container(cfg, resolve=True)),
+        "overrides": list(overrides or []),
+        "seeds": [int(cfg.seed)],
+        "epochs_completed": 0,
+        "best": {},
+        "final": {},
+        "wall_time_s": 0.0,
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "regbench_version": __version__,
+        "error": None,
+        "data": data.info(),
+        "n_params": count_parameters(model),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    records.write_summary(out, summary)
+    log.info("%s on %s: %s, %d parameters; records in %s", data.name, device, _describe(model), summary["n_params"], out)
+
+    rows: list[dict] = []
+    t_start = time.perf_counter()
+    train_time = 0.0
+    step = 0
+    epochs = cfg.trainer.epochs
+    bar = EpochBar(epochs, 0, cfg.trainer.progress, desc=f"seed {cfg.seed}")
+    previous = _install_sigterm()
+    writer = records.MetricsWriter(out / records.METRICS_FILE, _columns(data))
+    try:
+        model.train()
+        row = {"seed": cfg.seed, "epoch": 0, "step": 0, "time_s": 0.0, "lr": optimizer.param_groups[0]["lr"]}
+        row.update(epoch_metrics(model, data, cfg.trainer.eval_batch_size, cfg.trainer.test))
+        writer.write(row)
+        rows.append(row)
+        for epoch in range(1, epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            t0 = time.perf_counter()
+            loss_sum, correct, gn_sum, seen, steps = train_epoch(
+                model, optimizer, data.train, cfg.trainer.batch_size, batch_gen, cfg.trainer.grad_clip
+            )
+            train_loss, train_correct, gn = torch.stack([loss_sum, correct, gn_sum]).tolist()  # the epoch's one sync
+            train_time += time.perf_counter() - t0
+            scheduler.step()
+            step += steps
+            row = {
+                "seed": cfg.seed,
+                "epoch": epoch,
+                "step": step,
+                "time_s": train_time,
+                "lr": lr,
+                "train_loss": train_loss / seen,
+                "train_acc": train_correct / seen,
+                records.GRAD_NORM: gn / steps,
+            }
+            row.update(epoch_metrics(model, data, cfg.trainer.eval_batch_size, cfg.trainer.test))
+            writer.write(row)
+            rows.append(row)
+            bar.update(loss=row["train_loss"], val_acc=row["val_acc"])
+            log.info(
+                "epoch %d/%d train_loss=%.4f fit_acc=%.4f val_loss=%.4f val_acc=%.4f",
+                epoch, epochs, row["train_loss"], row["fit_acc"], row["val_loss"], row["val_acc"],
+                extra={"epoch_line": True},
+            )
+            diverged = not all(math.isfinite(row[k]) for k in ("train_loss", "fit_loss")) or max(
+                row["train_loss"], row["fit_loss"]
+            ) > cfg.trainer.diverge_loss
+            summary.update(epochs_completed=epoch, best=_best(rows), final=row)
+            if diverged:
+                summary["status"] = records.DIVERGED
+                summary["error"] = (
+                    f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
+                    f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
+                )
+                break
+            if cfg.trainer.checkpoint:
+                save_checkpoint(
+                    out / records.CHECKPOINT_FILE,
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "train_time": train_time,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng_torch": torch.get_rng_state(),
+                        "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                        "rng_batches": batch_gen.get_state(),
+                    },
+                )
+        else:
+            summary["status"] = records.COMPLETED
+    except (KeyboardInterrupt, Interrupted):
+        summary["status"] = records.INTERRUPTED
+        summary["error"] = "interrupted (SIGINT/SIGTERM); the checkpoint of the last completed epoch is kept"
+        raise
+    except Exception:
+        summary["status"] = records.FAILED
+        summary["error"] = traceback.format_exc()
+        raise
+    finally:
+        bar.close()
+        writer.close()
+        signal.signal(signal.SIGTERM, previous) if previous is not None else None
+        summary["wall_time_s"] = time.perf_counter() - t_start
+        summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        records.write_summary(out, summary)
+    return summary
+
+
+def _install_sigterm():
+    """SIGTERM ends the run like Ctrl-C: recorded as interrupted. Main thread only."""
+
+    def handler(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (some launchers): leave signals alone
+        return None
+
+
+def _describe(model: torch.nn.Module) -> str:
+    """e.g. ``40-[linear,bn,relu,dropout(0.3)]x100-...-10``, for the log."""
+    parts = []
+    for name, block in model.named_children():
+        if name == "head":
+            parts.append(f"head {block.in_features}->{block.out_features}")
+        elif isinstance(block, torch.nn.Dropout):
+            parts.append(f"input dropout({block.p})")
+        else:
+            inner = [
+                f"dropout({m.p})" if isinstance(m, torch.nn.Dropout) else
+                f"linear {m.in_features}->{m.out_features}" if isinstance(m, torch.nn.Linear) else
+                "bn" if isinstance(m, torch.nn.BatchNorm1d) else type(m).__name__.lower()
+                for m in block
+            ]
+            parts.append("[" + ", ".join(inner) + "]")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- Hydra task
+
+
+def main(cfg: DictConfig) -> Optional[float]:
+    """The ``regbench train`` task: one job of a run or a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    out_dir = hc.runtime.output_dir
+    try:
+        summary = run(cfg, out_dir, overrides=list(hc.overrides.task))
+    except (ConfigError, DataError) as exc:
+        print(f"regbench train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (KeyboardInterrupt, Interrupted):
+        print(f"regbench train: interrupted; records kept in {out_dir}", file=sys.stderr)
+        sys.exit(130)
+    final = summary["final"]
+    log.info(
+        "%s after %d epochs in %.1f s: val_acc %.4f (best val_loss at epoch %s); records in %s",
+        summary["status"], summary["epochs_completed"], summary["wall_time_s"],
+        final.get("val_acc", float("nan")), summary["best"].get("epoch"), out_dir,
+    )
+    # A value for Hydra's sweepers (e.g. Optuna): the best validation accuracy.
+    return summary["best"].get("val_acc_max")

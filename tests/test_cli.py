@@ -1,0 +1,120 @@
+"""End to end: the real `regbench` CLI in a subprocess, as a user types it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from regbench import records
+
+pytestmark = pytest.mark.slow
+
+
+def job_dirs(root: Path) -> list[Path]:
+    return records.find_job_dirs(root)
+
+
+def test_train_default_dataset_writes_records(cli, tmp_path):
+    res = cli("train", "trainer.epochs=2", cli.data_arg)
+    assert res.returncode == 0, res.stderr
+    (job,) = job_dirs(tmp_path / "outputs" / "runs")
+    assert str(job.relative_to(tmp_path)) in res.stdout  # says where the records are
+    summary = records.read_summary(job)
+    assert summary["status"] == "completed" and summary["data"]["name"] == "mnist1d"
+    assert summary["overrides"][0] == "trainer.epochs=2"
+    assert (job / ".hydra" / "config.yaml").exists() and (job / "train.log").exists()
+    lines = (job / records.METRICS_FILE).read_text().splitlines()
+    assert len(lines) == 1 + 3  # header + epochs 0..2
+    assert "epoch 2/2" in (job / "train.log").read_text()
+
+
+def test_multirun_sweep_gives_each_job_its_records(cli, tmp_path):
+    res = cli("train", "-m", "model.dropout=0,0.5", "model.batchnorm=false,true", *TINY, cli.data_arg)
+    assert res.returncode == 0, res.stderr
+    jobs = job_dirs(tmp_path / "outputs" / "multirun")
+    assert len(jobs) == 4
+    seen = set()
+    for job in jobs:
+        s = records.read_summary(job)
+        assert s["status"] == "completed" and s["epochs_completed"] == 2
+        seen.add((s["config"]["model.dropout"], s["config"]["model.batchnorm"]))
+    assert seen == {(0.0, False), (0.0, True), (0.5, False), (0.5, True)}
+
+
+def test_bad_value_is_one_line_and_exit_2(cli, tmp_path):
+    res = cli("train", "model.dropout=1.5", *TINY, cli.data_arg)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "regbench train: error: model.dropout=1.5 is not allowed: must be in [0, 1) (probability of dropping a unit)"
+    assert "Traceback" not in res.stderr + res.stdout
+    assert not job_dirs(tmp_path)
+
+
+def test_missing_offline_dataset_is_one_line(cli, tmp_path):
+    res = cli("train", "data=mnist", f"data.root={tmp_path / 'empty'}", "data.download=false")
+    assert res.returncode == 2
+    assert res.stderr.startswith("regbench train: error: data=mnist: dataset not found in ")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_typo_in_key_fails_before_running(cli, tmp_path):
+    res = cli("train", "model.dropuot=0.1", *TINY, cli.data_arg)
+    assert res.returncode != 0
+    assert "dropuot" in res.stderr and "Traceback" not in res.stderr
+    assert not job_dirs(tmp_path)
+
+
+def test_cfg_job_help_and_version(cli):
+    res = cli("train", "--cfg", "job", "model.dropout=0.3")
+    assert res.returncode == 0 and "dropout: 0.3" in res.stdout and "name: mnist1d" in res.stdout
+    res = cli("train", "--help")
+    assert res.returncode == 0 and "regbench train" in res.stdout
+    for group in ("data:", "model:", "optim:"):
+        assert group in res.stdout
+    assert "digits" in res.stdout and "adamw" in res.stdout
+    res = cli("--help")
+    assert res.returncode == 0 and "train" in res.stdout and "report" in res.stdout
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.startswith("regbench ")
+    res = cli("fly")
+    assert res.returncode == 2 and "unknown command 'fly'" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ("regbench train model.dro", "model.dropout="),
+        ("regbench train data=di", "data=digits"),
+        ("regbench train optim=", "optim=adamw"),
+        ("regbench tr", "train"),
+    ],
+)
+def test_bash_completion(cli, line, expected):
+    res = cli("-sc", "query=bash", env={"COMP_LINE": line, "COMP_POINT": str(len(line))})
+    assert res.returncode == 0, res.stderr
+    assert expected in res.stdout.split()
+
+
+def test_completion_install_script_names_regbench(cli):
+    res = cli("train", "-sc", "install=bash")
+    assert res.returncode == 0 and "hydra_bash_completion" in res.stdout
+
+
+def test_wheel_install_finds_its_configs(tmp_path):
+    """A non-editable install, run from elsewhere, still finds conf/ (shipped as regbench.conf)."""
+    repo = Path(__file__).resolve().parents[1]
+    dist, site, elsewhere = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(repo)], check=True, capture_output=True)
+    (wheel,) = dist.glob("regbench-*.whl")
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
+    env = {"PYTHONPATH": str(site)}
+    from conftest import run_cli
+
+    res = run_cli("train", "--cfg", "job", "data=digits", "optim=sgd", cwd=elsewhere, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "name: digits" in res.stdout and "name: sgd" in res.stdout
+    where = subprocess.run([sys.executable, "-c", "import regbench; print(regbench.__file__)"], cwd=elsewhere, env={**__import__("os").environ, **env}, capture_output=True, text=True)
+    assert where.stdout.startswith(str(site))

@@ -1,0 +1,158 @@
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from regbench.data import CIFAR_FILES, DataError, build_dataset, corrupt_labels, standardize
+
+
+def rows(x: torch.Tensor) -> set:
+    return {tuple(r) for r in x.tolist()}
+
+
+def test_splits_are_disjoint_and_sized(make_cfg):
+    cfg = make_cfg("data.n_samples=500", "data.val_fraction=0.2", "data.test_fraction=0.1")
+    d = build_dataset(cfg.data)
+    assert (len(d.train), len(d.val), len(d.test)) == (360, 90, 50)
+    train, val, test = rows(d.train.x), rows(d.val.x), rows(d.test.x)
+    assert len(train) == 360 and not (train & val) and not (train & test) and not (val & test)
+    assert d.train.x.dtype == torch.float32 and d.train.y.dtype == torch.int64
+
+
+def test_standardization_uses_training_statistics_only(make_cfg):
+    d = build_dataset(make_cfg("data.n_samples=500").data)
+    assert torch.allclose(d.train.x.mean(0), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(d.train.x.std(0, unbiased=False), torch.ones(8), atol=1e-4)
+    # the held-out sets went through the same affine map, so they are not exactly standardized
+    assert not torch.allclose(d.val.x.mean(0), torch.zeros(8), atol=1e-3)
+    raw = build_dataset(make_cfg("data.n_samples=500", "data.standardize=none").data)
+    mean, std = raw.train.x.mean(0), raw.train.x.std(0, unbiased=False)
+    assert torch.allclose(d.val.x, (raw.val.x - mean) / std, atol=1e-5)
+
+
+def test_constant_feature_keeps_unit_std():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    mean, std = standardize(x, "feature")
+    assert mean.tolist() == [2.0, 5.0] and std.tolist() == [1.0, 1.0]
+    mean, std = standardize(x, "global")
+    assert mean.item() == 3.5
+
+
+def test_train_size_takes_a_subset_and_leaves_val_alone(make_cfg):
+    full = build_dataset(make_cfg("data.n_samples=500").data)
+    small = build_dataset(make_cfg("data.n_samples=500", "data.train_size=50").data)
+    assert len(small.train) == 50 and len(small.val) == len(full.val)
+    assert torch.equal(small.val.y, full.val.y)
+
+
+def test_label_noise_rate_seeding_and_clean_labels(make_cfg):
+    clean = build_dataset(make_cfg("data.n_samples=2000", "data.n_classes=4").data)
+    a = build_dataset(make_cfg("data.n_samples=2000", "data.n_classes=4", "data.label_noise=0.4").data)
+    b = build_dataset(make_cfg("data.n_samples=2000", "data.n_classes=4", "data.label_noise=0.4").data)
+    c = build_dataset(make_cfg("data.n_samples=2000", "data.n_classes=4", "data.label_noise=0.4", "data.seed=1").data)
+    assert torch.equal(a.train.y, b.train.y) and torch.equal(a.corrupted, b.corrupted)  # seeded
+    assert not torch.equal(a.train.y, c.train.y)
+    assert torch.equal(a.clean_y, clean.train.y)  # clean labels kept
+    assert torch.equal(a.corrupted, a.train.y != a.clean_y)
+    assert torch.equal(a.val.y, clean.val.y)  # only training labels are touched
+    # 40% resampled uniformly over 4 classes: 3/4 of those change -> 30% corrupted
+    assert a.corrupted.float().mean().item() == pytest.approx(0.30, abs=0.03)
+    assert a.info()["n_corrupted"] == int(a.corrupted.sum())
+
+
+def test_corrupt_labels_exact_count():
+    y = torch.zeros(1000, dtype=torch.long)
+    noisy, corrupted = corrupt_labels(y, 0.5, 10, torch.Generator().manual_seed(0))
+    resampled = (noisy != 0).sum().item()
+    assert corrupted.sum().item() == resampled <= 500
+    assert resampled == pytest.approx(450, abs=40)  # 500 resampled, 9/10 land elsewhere
+
+
+def test_no_label_noise_keeps_no_copies(make_cfg):
+    d = build_dataset(make_cfg().data)
+    assert d.clean_y is None and d.corrupted is None
+
+
+def test_mnist1d_is_generated_offline_and_cached(make_cfg, data_root):
+    d = build_dataset(make_cfg("data=mnist1d").data)
+    assert (len(d.train), len(d.val), len(d.test)) == (3200, 800, 1000)
+    assert d.n_features == 40 and d.n_classes == 10
+    assert (data_root / "mnist1d" / "mnist1d_seed42.npz").exists()
+    again = build_dataset(make_cfg("data=mnist1d").data)
+    assert torch.equal(d.train.x, again.train.x)
+
+
+def test_digits(make_cfg):
+    d = build_dataset(make_cfg("data=digits").data)
+    assert d.n_features == 64 and d.n_classes == 10
+    assert len(d.train) + len(d.val) + len(d.test) == 1797
+
+
+def test_teacher(make_cfg):
+    d = build_dataset(make_cfg("data=teacher", "data.n_samples=400", "data.n_features=12", "data.n_classes=4").data)
+    assert d.n_features == 12 and d.n_classes == 4 and int(d.train.y.max()) <= 3
+
+
+# ----------------------------------------------------------- torchvision sets
+# Tiny files in the real on-disk formats (IDX for the MNIST family, the python
+# pickle batches for CIFAR-10), so the loaders are tested without a network.
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    code = 0x08  # unsigned byte
+    with open(path, "wb") as fh:
+        fh.write(struct.pack(">BBBB", 0, 0, code, array.ndim))
+        fh.write(struct.pack(f">{array.ndim}I", *array.shape))
+        fh.write(array.astype(np.uint8).tobytes())
+
+
+def write_mnist_like(root: Path, folder: str, n_train=30, n_test=10) -> None:
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_mnist_family_reads_idx_files(make_cfg, tmp_path, name, folder):
+    write_mnist_like(tmp_path, folder)
+    d = build_dataset(make_cfg(f"data={name}", f"data.root={tmp_path}", "data.download=false").data)
+    assert d.n_features == 784 and d.n_classes == 10
+    assert (len(d.train), len(d.val), len(d.test)) == (24, 6, 10)
+    assert torch.equal(d.test.y, torch.arange(10))
+    assert abs(d.train.x.mean().item()) < 1e-5  # global standardization from training pixels
+
+
+def test_cifar10_reads_python_batches(make_cfg, tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(CIFAR_FILES):
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [i, i, 9 - i, 1]}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    d = build_dataset(make_cfg("data=cifar10", f"data.root={tmp_path}", "data.download=false").data)
+    assert d.n_features == 3072 and len(d.test) == 4 and len(d.train) + len(d.val) == 20
+    assert d.test.y.tolist() == [5, 5, 4, 1]
+
+
+@pytest.mark.parametrize("name,where", [("mnist", "MNIST/raw"), ("kmnist", "KMNIST/raw"), ("cifar10", "cifar-10-batches-py")])
+def test_missing_offline_dataset_says_where_to_put_files(make_cfg, tmp_path, name, where):
+    with pytest.raises(DataError) as err:
+        build_dataset(make_cfg(f"data={name}", f"data.root={tmp_path}", "data.download=false").data)
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / where) in msg and "put " in msg and "data.root" in msg
+
+
+def test_corrupt_cifar_file_is_one_clear_error(make_cfg, tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in CIFAR_FILES:
+        (folder / name).write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="cannot read .*data_batch_1"):
+        build_dataset(make_cfg("data=cifar10", f"data.root={tmp_path}", "data.download=false").data)

@@ -1,0 +1,143 @@
+import csv
+
+import pytest
+import torch
+
+from regbench import records, train
+from regbench.data import build_dataset
+from regbench.model import build_mlp
+
+
+def read_metrics(path):
+    return list(csv.DictReader(open(path / records.METRICS_FILE)))
+
+
+def test_run_writes_every_epoch_and_a_summary(make_cfg, tmp_path):
+    summary = train.run(make_cfg("trainer.epochs=3"), tmp_path)
+    rows = read_metrics(tmp_path)
+    assert list(rows[0]) == list(records.BASE_COLUMNS) + [records.GRAD_NORM]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["train_loss"] == "" and rows[1]["train_loss"] != ""
+    for r in rows:
+        assert float(r["gap_loss"]) == pytest.approx(float(r["val_loss"]) - float(r["fit_loss"]))
+        assert float(r["gap_acc"]) == pytest.approx(float(r["fit_acc"]) - float(r["val_acc"]))
+    steps = [int(r["step"]) for r in rows]
+    assert steps == [0, 6, 12, 18]  # 192 training examples / batch 32
+    on_disk = records.read_summary(tmp_path)
+    assert on_disk["status"] == summary["status"] == "completed"
+    assert on_disk["epochs_completed"] == 3
+    assert on_disk["config"]["trainer.epochs"] == 3 and on_disk["config"]["seed"] == 0
+    assert on_disk["final"]["epoch"] == 3
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    assert on_disk["best"]["epoch"] == int(best["epoch"])
+    assert on_disk["data"]["n_train"] == 192
+    assert (tmp_path / records.CHECKPOINT_FILE).exists()
+
+
+def test_same_config_and_seed_give_identical_metrics(make_cfg, tmp_path):
+    cfg = make_cfg("model.dropout=0.3", "model.batchnorm=true", "trainer.epochs=3")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+    train.run(cfg, tmp_path / "a")
+    train.run(cfg, tmp_path / "b")
+    assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "b"))
+    train.run(make_cfg("model.dropout=0.3", "model.batchnorm=true", "trainer.epochs=3", "seed=1"), tmp_path / "c")
+    assert strip(read_metrics(tmp_path / "a")) != strip(read_metrics(tmp_path / "c"))
+
+
+def test_evaluate_is_eval_mode_and_restores_the_mode(make_cfg):
+    cfg = make_cfg("model.dropout=0.5", "model.batchnorm=true")
+    data = build_dataset(cfg.data)
+    model = build_mlp(cfg.model, data.n_features, data.n_classes)
+    model.train()
+    a = train.evaluate(model, data.train, 64)
+    assert model.training
+    b = train.evaluate(model, data.train, 1000)  # batch size changes nothing in eval mode
+    assert torch.allclose(a[0], b[0]) and torch.equal(a[2], b[2])
+    model.eval()
+    train.evaluate(model, data.val, 64)
+    assert not model.training
+    # BatchNorm running statistics are not touched by evaluation
+    assert torch.equal(model.hidden0.bn.running_mean, torch.zeros(16))
+
+
+def test_divergence_is_recorded_not_raised(make_cfg, tmp_path):
+    summary = train.run(make_cfg("optim=sgd", "optim.lr=1e8", "trainer.epochs=5"), tmp_path)
+    assert summary["status"] == "diverged"
+    assert "diverge_loss" in summary["error"]
+    rows = read_metrics(tmp_path)
+    assert len(rows) == summary["epochs_completed"] + 1 < 6
+    assert records.read_summary(tmp_path)["status"] == "diverged"
+
+
+def test_exception_is_recorded_as_failed_with_traceback(make_cfg, tmp_path, monkeypatch):
+    calls = []
+
+    def boom(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom in epoch 2")
+        return real(*args, **kw)
+
+    real = train.train_epoch
+    monkeypatch.setattr(train, "train_epoch", boom)
+    with pytest.raises(RuntimeError):
+        train.run(make_cfg("trainer.epochs=4"), tmp_path)
+    summary = records.read_summary(tmp_path)
+    assert summary["status"] == "failed" and "boom in epoch 2" in summary["error"] and "Traceback" in summary["error"]
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == ["0", "1"]  # epochs before the failure kept
+
+
+def test_interrupt_is_recorded_and_keeps_checkpoint(make_cfg, tmp_path, monkeypatch):
+    real = train.train_epoch
+    calls = []
+
+    def interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(make_cfg("trainer.epochs=5"), tmp_path)
+    assert records.read_summary(tmp_path)["status"] == "interrupted"
+    assert torch.load(tmp_path / records.CHECKPOINT_FILE, weights_only=False)["epoch"] == 2
+
+
+def test_label_noise_records_memorization(make_cfg, tmp_path):
+    train.run(make_cfg("data.label_noise=0.5", "trainer.epochs=2"), tmp_path)
+    rows = read_metrics(tmp_path)
+    for r in rows:
+        noisy, clean = float(r[records.NOISY_FIT_ACC]), float(r[records.NOISY_CLEAN_ACC])
+        assert 0 <= noisy <= 1 and 0 <= clean <= 1 and noisy + clean <= 1  # a prediction matches at most one
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["optim.schedule=cosine", "trainer.epochs=4"], [0.001, 0.001, 0.000854, 0.0005, 0.000146]),
+        (["optim.schedule=step", "optim.step_size=2", "optim.gamma=0.5", "trainer.epochs=4"], [0.001, 0.001, 0.001, 0.0005, 0.0005]),
+    ],
+)
+def test_lr_schedules(make_cfg, tmp_path, overrides, expected):
+    train.run(make_cfg(*overrides), tmp_path)
+    assert [float(r["lr"]) for r in read_metrics(tmp_path)] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam", "adamw"])
+def test_optimizers_learn(make_cfg, tmp_path, opt):
+    summary = train.run(make_cfg(f"optim={opt}", "trainer.epochs=8", "optim.nesterov=true" if opt == "sgd" else "optim.weight_decay=0.001"), tmp_path)
+    rows = read_metrics(tmp_path)
+    assert float(rows[-1]["fit_loss"]) < float(rows[0]["fit_loss"])
+    assert summary["final"]["val_acc"] > 0.6  # 3 well-separated blobs
+
+
+def test_grad_clip_bounds_the_update(make_cfg, tmp_path):
+    cfg = make_cfg("optim=sgd", "optim.lr=0.1", "optim.momentum=0", "trainer.grad_clip=1e-6", "trainer.epochs=1")
+    train.run(cfg, tmp_path)
+    assert float(read_metrics(tmp_path)[1]["grad_norm"]) > 1e-3  # recorded before clipping
+    torch.manual_seed(0)
+    init = build_mlp(cfg.model, 8, 3).state_dict()
+    trained = torch.load(tmp_path / records.CHECKPOINT_FILE, weights_only=False)["model"]
+    moved = torch.cat([(trained[k] - init[k]).flatten() for k in init]).norm().item()
+    assert 0 < moved <= 6 * 0.1 * 1e-6 * 1.01  # 6 steps of lr x clipped norm
