@@ -7,6 +7,7 @@ batches from a seeded permutation and reads back to the host once per epoch.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -174,6 +175,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 # ---------------------------------------------------------------- the run
 
+# Keys that change how a run executes, not what it computes: a job folder may
+# be resumed with other values of these.
+RUNTIME_KEYS = ("device", "threads", "data.root", "data.download", "trainer.progress", "trainer.eval_batch_size")
+
 
 def _columns(data: Dataset) -> list[str]:
     cols = list(records.BASE_COLUMNS) + [records.GRAD_NORM]
@@ -193,11 +198,93 @@ def _best(rows: list[dict]) -> dict[str, Any]:
     return {**{k: best[k] for k in keys if k in best}, "val_acc_max": top["val_acc"], "val_acc_max_epoch": top["epoch"]}
 
 
-def run(cfg: DictConfig, out_dir: str | os.PathLike, overrides: Optional[list[str]] = None) -> dict[str, Any]:
+def config_differences(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every result-relevant key that differs."""
+    keys = sorted((set(old) | set(new)) - set(RUNTIME_KEYS))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+class Resume:
+    """What an existing job folder holds, decided before any work starts.
+
+    completed / diverged -> skip; interrupted (or ``running`` left by a kill -9)
+    with a readable checkpoint -> resume after its epoch; failed, no checkpoint,
+    or an unreadable one -> start afresh. A folder holding another config is
+    refused.
+    """
+
+    def __init__(self, out: Path, config: dict):
+        self.out = out
+        self.summary: Optional[dict] = None
+        self.checkpoint: Optional[dict] = None
+        self.note = ""
+        try:
+            self.summary = records.read_summary(out)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:  # a corrupt summary: treat the job as not done
+            self.note = f"summary.json unreadable ({exc}); starting afresh"
+            return
+        diff = config_differences(self.summary.get("config", {}), config)
+        if diff:
+            raise ConfigError(
+                f"{out} holds a run with another config ({'; '.join(diff[:3])}"
+                f"{'; ...' if len(diff) > 3 else ''}): use another hydra.run.dir / hydra.sweep.dir, or remove that folder"
+            )
+        status = self.summary.get("status")
+        if status in (records.INTERRUPTED, records.RUNNING):
+            path = out / records.CHECKPOINT_FILE
+            if path.exists():
+                try:
+                    self.checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+                    self.note = f"resuming after epoch {self.checkpoint['epoch']}"
+                except Exception as exc:
+                    self.note = f"checkpoint.pt unreadable ({type(exc).__name__}); starting this job afresh"
+            else:
+                self.note = "no checkpoint; starting afresh"
+        elif status == records.FAILED:
+            self.note = "it failed before; running it again"
+
+    @property
+    def done(self) -> bool:
+        return self.summary is not None and self.summary.get("status") in (records.COMPLETED, records.DIVERGED)
+
+    def kept_rows(self) -> list[dict]:
+        """Rows of metrics.csv up to the checkpoint's epoch, as floats; the file is
+        rewritten (atomically) to exactly those rows, so no epoch appears twice."""
+        path = self.out / records.METRICS_FILE
+        if self.checkpoint is None:
+            for stale in (path, self.out / records.CHECKPOINT_FILE):
+                if stale.exists():
+                    stale.replace(stale.with_name(stale.name + ".old"))  # kept, out of the way
+            return []
+        last = self.checkpoint["epoch"]
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            raw = [r for r in reader if None not in r.values() and r["epoch"] and int(r["epoch"]) <= last]
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(raw)
+        os.replace(tmp, path)
+        ints = ("seed", "epoch", "step")
+        return [{k: (int(v) if k in ints else float(v)) if v != "" else None for k, v in r.items()} for r in raw]
+
+
+def run(
+    cfg: DictConfig,
+    out_dir: str | os.PathLike,
+    overrides: Optional[list[str]] = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train one (config, seed) and write its records into ``out_dir``.
 
+    An earlier attempt in ``out_dir`` is skipped when done, resumed from its
+    checkpoint when interrupted, re-run when failed (see :class:`Resume`).
     Raises ConfigError / DataError before anything is recorded when the config
-    cannot run here. Returns the summary that was written.
+    cannot run here. Returns the summary (``"skipped": True`` when nothing ran).
     """
     validate(cfg)
     device = resolve_device(cfg.device)
@@ -205,6 +292,13 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike, overrides: Optional[list[st
         torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    config = records.flatten(OmegaConf.to_container(cfg, resolve=True))
+    previous = Resume(out, config)
+    if previous.done:
+        log.info("skipped: %s already %s (%d epochs)", out, previous.summary["status"], previous.summary.get("epochs_completed", 0))
+        return {**previous.summary, "skipped": True}
+    if previous.note:
+        log.info("%s: %s", out, previous.note)
     # Data first: mnist1d's generator reseeds the global RNGs.
     data = build_dataset(cfg.data, device)
 
@@ -214,15 +308,29 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike, overrides: Optional[list[st
     scheduler = make_scheduler(cfg.optim, optimizer, cfg.trainer.epochs)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
 
+    rows = previous.kept_rows()
+    start, step, train_time, wall_before = 1, 0, 0.0, 0.0
+    ckpt = previous.checkpoint
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng_torch"])
+        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        batch_gen.set_state(ckpt["rng_batches"])
+        start, step, train_time = ckpt["epoch"] + 1, ckpt["step"], ckpt["train_time"]
+        wall_before = float(previous.summary.get("wall_time_s", 0.0))
+
     summary: dict[str, Any] = {
         "status": records.RUNNING,
-        "config": records.flatten(OmegaConf.to_container(cfg, resolve=True)),
+        "config": config,
         "overrides": list(overrides or []),
         "seeds": [int(cfg.seed)],
-        "epochs_completed": 0,
-        "best": {},
-        "final": {},
-        "wall_time_s": 0.0,
+        "epochs_completed": start - 1,
+        "best": _best(rows),
+        "final": rows[-1] if rows else {},
+        "wall_time_s": wall_before,
         "device": str(device),
         "torch_version": torch.__version__,
         "regbench_version": __version__,
@@ -230,25 +338,24 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike, overrides: Optional[list[st
         "data": data.info(),
         "n_params": count_parameters(model),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "resumed_after_epoch": start - 1 if ckpt is not None else None,
     }
     records.write_summary(out, summary)
     log.info("%s on %s: %s, %d parameters; records in %s", data.name, device, _describe(model), summary["n_params"], out)
 
-    rows: list[dict] = []
     t_start = time.perf_counter()
-    train_time = 0.0
-    step = 0
     epochs = cfg.trainer.epochs
-    bar = EpochBar(epochs, 0, cfg.trainer.progress, desc=f"seed {cfg.seed}")
-    previous = _install_sigterm()
+    bar = EpochBar(epochs, start - 1, progress and cfg.trainer.progress, desc=f"seed {cfg.seed}")
+    previous_handler = _install_sigterm()
     writer = records.MetricsWriter(out / records.METRICS_FILE, _columns(data))
     try:
         model.train()
-        row = {"seed": cfg.seed, "epoch": 0, "step": 0, "time_s": 0.0, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(epoch_metrics(model, data, cfg.trainer.eval_batch_size, cfg.trainer.test))
-        writer.write(row)
-        rows.append(row)
-        for epoch in range(1, epochs + 1):
+        if start == 1:
+            row = {"seed": cfg.seed, "epoch": 0, "step": 0, "time_s": 0.0, "lr": optimizer.param_groups[0]["lr"]}
+            row.update(epoch_metrics(model, data, cfg.trainer.eval_batch_size, cfg.trainer.test))
+            writer.write(row)
+            rows.append(row)
+        for epoch in range(start, epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             loss_sum, correct, gn_sum, seen, steps = train_epoch(
@@ -316,8 +423,9 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike, overrides: Optional[list[st
     finally:
         bar.close()
         writer.close()
-        signal.signal(signal.SIGTERM, previous) if previous is not None else None
-        summary["wall_time_s"] = time.perf_counter() - t_start
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        summary["wall_time_s"] = wall_before + time.perf_counter() - t_start
         summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         records.write_summary(out, summary)
     return summary

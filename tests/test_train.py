@@ -141,3 +141,89 @@ def test_grad_clip_bounds_the_update(make_cfg, tmp_path):
     trained = torch.load(tmp_path / records.CHECKPOINT_FILE, weights_only=False)["model"]
     moved = torch.cat([(trained[k] - init[k]).flatten() for k in init]).norm().item()
     assert 0 < moved <= 6 * 0.1 * 1e-6 * 1.01  # 6 steps of lr x clipped norm
+
+
+# ---------------------------------------------------------------- resume
+
+
+def interrupt_at(monkeypatch, epoch: int):
+    """Make the next run raise KeyboardInterrupt when it starts training ``epoch``."""
+    real = train.train_epoch
+    calls = []
+
+    def fake(*args, **kw):
+        calls.append(1)
+        if len(calls) == epoch:
+            monkeypatch.setattr(train, "train_epoch", real)
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train, "train_epoch", fake)
+
+
+def without_time(rows):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("model.dropout=0.3", "model.batchnorm=true", "optim=sgd", "optim.schedule=cosine", "trainer.epochs=6")
+    train.run(cfg, tmp_path / "straight")
+    interrupt_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path / "resumed")
+    assert len(read_metrics(tmp_path / "resumed")) == 4  # epochs 0..3
+    summary = train.run(cfg, tmp_path / "resumed")
+    assert summary["status"] == "completed" and summary["resumed_after_epoch"] == 3
+    assert without_time(read_metrics(tmp_path / "resumed")) == without_time(read_metrics(tmp_path / "straight"))
+    assert summary["best"] == records.read_summary(tmp_path / "straight")["best"]
+
+
+def test_rows_past_the_checkpoint_are_not_duplicated(make_cfg, tmp_path, monkeypatch):
+    """kill -9 between writing an epoch's row and its checkpoint leaves one row too many."""
+    cfg = make_cfg("trainer.epochs=4")
+    interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path)
+    path = tmp_path / records.METRICS_FILE
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[-1].replace("0,2,", "0,3,", 1), "0,4,1"]) + "\n")  # extra + torn row
+    train.run(cfg, tmp_path)
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path)] == [0, 1, 2, 3, 4]
+
+
+def test_completed_run_is_skipped(make_cfg, tmp_path):
+    cfg = make_cfg()
+    train.run(cfg, tmp_path)
+    before = (tmp_path / records.METRICS_FILE).read_text()
+    again = train.run(cfg, tmp_path)
+    assert again["skipped"] and again["status"] == "completed"
+    assert (tmp_path / records.METRICS_FILE).read_text() == before
+
+
+def test_failed_run_is_run_again_from_scratch(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "train_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        train.run(make_cfg(), tmp_path)
+    monkeypatch.undo()
+    summary = train.run(make_cfg(), tmp_path)
+    assert summary["status"] == "completed"
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path)] == [0, 1, 2]
+
+
+def test_corrupt_checkpoint_starts_afresh(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("trainer.epochs=3")
+    interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path)
+    (tmp_path / records.CHECKPOINT_FILE).write_bytes(b"garbage")
+    summary = train.run(cfg, tmp_path)
+    assert summary["status"] == "completed" and summary["resumed_after_epoch"] is None
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path)] == [0, 1, 2, 3]
+    assert (tmp_path / (records.METRICS_FILE + ".old")).exists()  # the old rows are set aside, not lost
+
+
+def test_folder_with_another_config_is_refused(make_cfg, tmp_path):
+    train.run(make_cfg("model.dropout=0.1"), tmp_path)
+    with pytest.raises(train.ConfigError, match=r"another config \(model.dropout: 0.1 -> 0.2\)"):
+        train.run(make_cfg("model.dropout=0.2"), tmp_path)
+    train.run(make_cfg("model.dropout=0.1", "threads=2"), tmp_path)  # runtime knobs do not count
