@@ -16,6 +16,16 @@ from . import __version__
 COMMANDS = {
     "train": "train one run or a sweep (a Hydra app; see `regbench train --help`)",
     "report": "compare any set of runs: tables, figures, report.html",
+    "plan": "list the jobs a sweep will run and which already exist (same overrides as train -m)",
+    "status": "state of every job in a sweep folder",
+}
+
+# Hydra plugins that are optional extras: group choice -> (plugin module, extra)
+PLUGINS = {
+    ("hydra/launcher", "joblib"): ("hydra_plugins.hydra_joblib_launcher", "regbench"),
+    ("hydra/launcher", "submitit_slurm"): ("hydra_plugins.hydra_submitit_launcher", "regbench[slurm]"),
+    ("hydra/launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher", "regbench[slurm]"),
+    ("hydra/sweeper", "optuna"): ("hydra_plugins.hydra_optuna_sweeper", "regbench[optuna]"),
 }
 
 USAGE = "usage: regbench [--version] [--help] <command> [args...]\n\ncommands:\n" + "".join(
@@ -25,16 +35,42 @@ USAGE = "usage: regbench [--version] [--help] <command> [args...]\n\ncommands:\n
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 
-def train(argv: list[str]) -> None:
+class UsageError(Exception):
+    pass
+
+
+def check_choices(argv: list[str]) -> None:
+    """Name a missing experiment or an uninstalled plugin in one line, before Hydra's
+    longer message: ``+experiment=NAME``, ``hydra/launcher=NAME``, ``hydra/sweeper=NAME``."""
+    import importlib.resources
+    import importlib.util
+
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key == "experiment" and value:
+            folder = importlib.resources.files("regbench.conf") / "experiment"
+            known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+            if value not in known:
+                raise UsageError(f"experiment={value!r} does not exist; stored experiments: {', '.join(known)}")
+        plugin = PLUGINS.get((key, value))
+        if plugin and importlib.util.find_spec(plugin[0]) is None:
+            raise UsageError(f"{key}={value} needs a Hydra plugin that is not installed: pip install '{plugin[1]}'")
+
+
+def train(argv: list[str]) -> int:
+    """Run the Hydra app; 1 when a job of a sweep failed, else 0."""
     import hydra
 
+    from . import sweep
     from .config import register_configs
     from .train import main as task
 
+    check_choices(argv)
     register_configs()
     sys.argv = [sys.argv[0]] + list(argv)  # Hydra parses sys.argv itself
     app = hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")(task)
     app()
+    return 1 if sweep.last_counts and sweep.last_counts.get("failed") else 0
 
 
 def _completion(argv: list[str]) -> None:
@@ -67,9 +103,21 @@ def main(argv: list[str] | None = None) -> int:
         _completion(argv)
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "train":
-        train(rest)
-        return 0
+    try:
+        if command == "train":
+            return train(rest)
+        if command == "plan":
+            check_choices(rest)
+            from .plan import plan_main
+
+            return plan_main(rest)
+    except UsageError as exc:
+        print(f"regbench {command}: error: {exc}", file=sys.stderr)
+        return 2
+    if command == "status":
+        from .plan import status_main
+
+        return status_main(rest)
     if command == "report":
         from .report.cli import main as report_main
 

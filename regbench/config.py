@@ -19,6 +19,10 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from .sweep import register_resolver
+
+register_resolver()  # job folder names; at import, so launcher workers have it too
+
 PARTS = ("linear", "bn", "act", "dropout")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
 INITS = ("default", "kaiming", "xavier", "orthogonal")

@@ -9,13 +9,17 @@ import sys
 from tqdm.auto import tqdm
 
 _bar_active = False
+# Parallel sweep workers print one line per finished job, not one per epoch.
+epoch_lines_on_console = True
 
 
 class EpochLinesOffTerminal(logging.Filter):
-    """Drops records logged with ``extra={"epoch_line": True}`` while a bar is shown."""
+    """Drops records logged with ``extra={"epoch_line": True}`` from the console
+    while a bar shows them, or in parallel workers; train.log keeps them all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (_bar_active and getattr(record, "epoch_line", False))
+        quiet = _bar_active or not epoch_lines_on_console
+        return not (quiet and getattr(record, "epoch_line", False))
 
 
 class EpochBar:

@@ -39,6 +39,20 @@ RUNNING, COMPLETED, DIVERGED, FAILED, INTERRUPTED = (
 )
 STATUSES = (RUNNING, COMPLETED, DIVERGED, FAILED, INTERRUPTED)
 
+# Config keys that say how or where a run executes, never what it computes: a
+# job folder may be resumed with other values of these, they are left out of
+# job folder names (conf/config.yaml mirrors this list) and they never define a
+# report cell.
+RUNTIME_KEYS = (
+    "device",
+    "threads",
+    "data.root",
+    "data.download",
+    "trainer.progress",
+    "trainer.checkpoint",
+    "trainer.eval_batch_size",
+)
+
 # Columns every metrics.csv starts with, in this order. A run may append more
 # (diagnostics); readers ignore what they do not know.
 BASE_COLUMNS = (

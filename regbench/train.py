@@ -27,6 +27,7 @@ from . import __version__, records
 from .config import ConfigError, validate
 from .data import Dataset, DataError, Split, build_dataset
 from .model import build_mlp, count_parameters
+from . import progress
 from .progress import EpochBar
 
 log = logging.getLogger("regbench.train")
@@ -175,11 +176,6 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 # ---------------------------------------------------------------- the run
 
-# Keys that change how a run executes, not what it computes: a job folder may
-# be resumed with other values of these.
-RUNTIME_KEYS = ("device", "threads", "data.root", "data.download", "trainer.progress", "trainer.eval_batch_size")
-
-
 def _columns(data: Dataset) -> list[str]:
     cols = list(records.BASE_COLUMNS) + [records.GRAD_NORM]
     if data.corrupted is not None:
@@ -200,7 +196,7 @@ def _best(rows: list[dict]) -> dict[str, Any]:
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every result-relevant key that differs."""
-    keys = sorted((set(old) | set(new)) - set(RUNTIME_KEYS))
+    keys = sorted((set(old) | set(new)) - set(records.RUNTIME_KEYS))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
@@ -277,7 +273,7 @@ def run(
     cfg: DictConfig,
     out_dir: str | os.PathLike,
     overrides: Optional[list[str]] = None,
-    progress: bool = True,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Train one (config, seed) and write its records into ``out_dir``.
 
@@ -345,7 +341,7 @@ def run(
 
     t_start = time.perf_counter()
     epochs = cfg.trainer.epochs
-    bar = EpochBar(epochs, start - 1, progress and cfg.trainer.progress, desc=f"seed {cfg.seed}")
+    bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=f"seed {cfg.seed}")
     previous_handler = _install_sigterm()
     writer = records.MetricsWriter(out / records.METRICS_FILE, _columns(data))
     try:
@@ -465,20 +461,59 @@ def _describe(model: torch.nn.Module) -> str:
 # ---------------------------------------------------------------- Hydra task
 
 
+def _threads_for_parallel_jobs(hc) -> int:
+    """CPU threads per job so that jobs x threads never exceed the cores."""
+    cores = os.cpu_count() or 1
+    n_jobs = int(OmegaConf.select(hc, "launcher.n_jobs", default=1) or 1)
+    if n_jobs < 0:  # joblib: -1 = all cores, -2 = all but one, ...
+        n_jobs = cores + 1 + n_jobs
+    return max(1, cores // max(1, n_jobs))
+
+
 def main(cfg: DictConfig) -> Optional[float]:
-    """The ``regbench train`` task: one job of a run or a sweep."""
+    """The ``regbench train`` task: one job of a run or a sweep.
+
+    In a sweep, a job that fails is recorded and the sweep goes on; the
+    closing count (regbench.sweep) names it and sets the exit code.
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     hc = HydraConfig.get()
     out_dir = hc.runtime.output_dir
+    multirun = hc.mode == RunMode.MULTIRUN
+    launcher = hc.runtime.choices.get("hydra/launcher", "basic")
+    parallel = multirun and launcher != "basic"
+    progress.epoch_lines_on_console = not parallel
+    if launcher == "joblib" and cfg.threads == 0:
+        torch.set_num_threads(_threads_for_parallel_jobs(hc))
     try:
-        summary = run(cfg, out_dir, overrides=list(hc.overrides.task))
+        summary = run(cfg, out_dir, overrides=list(hc.overrides.task), show_progress=not parallel)
     except (ConfigError, DataError) as exc:
-        print(f"regbench train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        if not multirun:
+            print(f"regbench train: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        log.error("failed before training: %s", exc)
+        if not (Path(out_dir) / records.SUMMARY_FILE).exists():  # never overwrite earlier records
+            records.write_summary(out_dir, {
+                "status": records.FAILED,
+                "config": records.flatten(OmegaConf.to_container(cfg, resolve=True)),
+                "overrides": list(hc.overrides.task),
+                "seeds": [int(cfg.seed)],
+                "epochs_completed": 0,
+                "error": str(exc),
+            })
+        return None
     except (KeyboardInterrupt, Interrupted):
         print(f"regbench train: interrupted; records kept in {out_dir}", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if not multirun:
+            raise
+        log.error("failed: %s: %s (traceback in %s)", type(exc).__name__, exc, Path(out_dir) / records.SUMMARY_FILE)
+        return None
+    if summary.get("skipped"):
+        return summary["best"].get("val_acc_max")
     final = summary["final"]
     log.info(
         "%s after %d epochs in %.1f s: val_acc %.4f (best val_loss at epoch %s); records in %s",

@@ -1,0 +1,75 @@
+"""``regbench plan`` and ``regbench status``: what a sweep will run, what a
+sweep folder holds. Neither trains nor imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf, open_dict
+
+from . import records
+from .sweep import expand_jobs, job_folder, job_state
+
+
+def table(sweep_dir: Path, names: list[str]) -> str:
+    """One line per job (state, epochs done/planned, folder) and a closing count."""
+    lines, counts = [], {}
+    for name in names:
+        state, done, planned = job_state(sweep_dir / name)
+        counts[state] = counts.get(state, 0) + 1
+        epochs = f"{done}/{planned}" if planned else "-"
+        lines.append(f"  {state:<12}{epochs:>9}  {name}")
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"sweep {sweep_dir}: {len(names)} jobs ({tally})\n" + "\n".join(lines)
+
+
+def plan_main(argv: list[str]) -> int:
+    """``regbench plan [-m] OVERRIDES...``: the jobs ``regbench train -m OVERRIDES`` runs."""
+    if any(a in ("-h", "--help") for a in argv):
+        print("usage: regbench plan [-m] OVERRIDE...\n\nLists the jobs that `regbench train -m OVERRIDE...` "
+              "will run, with the state of each in the sweep folder (missing / completed / interrupted / failed ...).")
+        return 0
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .config import register_configs
+
+    args = [a for a in argv if a not in ("-m", "--multirun")]
+    parsed = OverridesParser.create().parse_overrides(args)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    task = [o.input_line for o in parsed if not o.is_hydra_override()]
+    register_configs()
+    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.overrides.task = task
+    sweep_dir = Path(cfg.hydra.sweep.dir)
+    names = [job_folder(cfg, job) for job in expand_jobs(cfg)]
+    print(table(sweep_dir, names))
+    return 0
+
+
+def status_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="regbench status", description="State of every job in a sweep folder.")
+    parser.add_argument("sweep_dir", type=Path, help="a folder written by `regbench train -m`")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"regbench status: error: {args.sweep_dir} is not a folder", file=sys.stderr)
+        return 2
+    found = [str(p.relative_to(args.sweep_dir.resolve())) for p in records.find_job_dirs(args.sweep_dir)]
+    multirun = args.sweep_dir / "multirun.yaml"
+    names = found
+    if multirun.exists():  # Hydra's saved sweep config: also lists the jobs not started yet
+        try:
+            cfg = OmegaConf.load(multirun)
+            planned = [job_folder(cfg, job) for job in expand_jobs(cfg)]
+            names = planned + sorted(set(found) - set(planned))
+        except Exception as exc:  # a sweeper we cannot expand: show what is on disk
+            print(f"regbench status: note: cannot expand {multirun} ({type(exc).__name__}); showing jobs on disk")
+    if not names:
+        print(f"regbench status: error: no jobs under {args.sweep_dir}", file=sys.stderr)
+        return 2
+    print(table(args.sweep_dir, names))
+    return 0

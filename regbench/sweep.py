@@ -1,0 +1,173 @@
+"""Sweeps that finish: job folders named from overrides, a manifest that keeps
+one sweep per folder, and the closing count of what happened.
+
+Hydra's multirun launches the jobs; regbench adds, through a Hydra callback
+(``SweepCallback``, set in conf/config.yaml):
+
+- ``on_multirun_start``: refuse a sweep folder that holds a sweep with another
+  base config (``sweep.json``), before any job starts;
+- ``on_multirun_end``: one line counting completed / skipped / diverged /
+  failed jobs, naming the failed ones; ``regbench train`` then exits non-zero
+  only when a job failed.
+
+Each job decides for itself whether to skip, resume or re-run (train.Resume),
+so this works with every launcher. This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import records
+
+log = logging.getLogger("regbench.sweep")
+
+MANIFEST = "sweep.json"
+
+# Set by on_multirun_end, read by `regbench train` for its exit code.
+last_counts: Optional[dict[str, list[str]]] = None
+
+
+def job_dirname(override_dirname: str) -> str:
+    """A job folder name from its overrides (Hydra's ``override_dirname``).
+
+    Stable across re-runs of the same command and independent of job order;
+    ``/`` cannot appear in a folder name; very long names keep a readable
+    prefix and a hash of the whole.
+    """
+    name = override_dirname.replace("/", "%2F") or "default"
+    if len(name) > 180:
+        name = name[:160] + "~" + hashlib.sha1(name.encode()).hexdigest()[:12]
+    return name
+
+
+def register_resolver() -> None:
+    OmegaConf.register_new_resolver("regbench_jobdir", job_dirname, replace=True)
+
+
+def base_config(config: DictConfig) -> dict[str, Any]:
+    """The multirun's composed config (sweep values not applied), flat, without
+    Hydra's node and runtime knobs: what every job of the sweep shares."""
+    tree = OmegaConf.to_container(config, resolve=False)
+    tree.pop("hydra", None)
+    flat = records.flatten(OmegaConf.to_container(OmegaConf.create(tree), resolve=True))
+    return {k: v for k, v in flat.items() if k not in records.RUNTIME_KEYS}
+
+
+def expand_jobs(config: DictConfig) -> list[list[str]]:
+    """The jobs Hydra's basic sweeper will launch: a list of override lists."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
+    params += list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(params)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def job_folder(config: DictConfig, job_overrides: list[str]) -> str:
+    """The folder name Hydra will give a job with these overrides (see conf/config.yaml)."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    od = config.hydra.job.config.override_dirname
+    parsed = OverridesParser.create().parse_overrides(list(job_overrides))
+    return job_dirname(get_overrides_dirname(parsed, list(od.exclude_keys), od.item_sep, od.kv_sep))
+
+
+def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
+    """(state, epochs done, epochs planned) of a job folder; state is a run
+    status, or ``missing`` when nothing was recorded there."""
+    try:
+        s = records.read_summary(job_dir)
+    except FileNotFoundError:
+        return "missing", 0, None
+    except (OSError, ValueError):
+        return "unreadable", 0, None
+    return s.get("status", "unknown"), int(s.get("epochs_completed", 0)), s.get("config", {}).get("trainer.epochs")
+
+
+def check_manifest(sweep_dir: Path, base: dict[str, Any]) -> None:
+    """Write ``sweep.json`` on first use; refuse a folder whose sweep differs."""
+    path = sweep_dir / MANIFEST
+    if path.exists():
+        old = json.loads(path.read_text()).get("base", {})
+        diff = [f"{k}: {old.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
+        if diff:
+            raise SweepFolderTaken(
+                f"{sweep_dir} holds a sweep with another base config ({'; '.join(diff[:3])}"
+                f"{'; ...' if len(diff) > 3 else ''}); use another hydra.sweep.dir, or remove that folder"
+            )
+        return
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json_atomic(path, {"schema_version": records.SCHEMA_VERSION, "base": base})
+
+
+class SweepFolderTaken(Exception):
+    pass
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra < 1.1
+    Callback = object  # type: ignore
+
+
+class SweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global last_counts
+        last_counts = None
+        self.started = time.time()
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            check_manifest(sweep_dir, base_config(config))
+        except SweepFolderTaken as exc:
+            import sys
+
+            print(f"regbench train: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        self.jobs: Optional[list[str]] = None
+        if OmegaConf.select(config, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
+            self.jobs = [job_folder(config, job) for job in expand_jobs(config)]
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global last_counts
+        sweep_dir = Path(config.hydra.sweep.dir)
+        names = self.jobs if self.jobs is not None else sorted(
+            str(p.relative_to(sweep_dir.resolve())) for p in records.find_job_dirs(sweep_dir)
+        )
+        counts: dict[str, list[str]] = {}
+        for name in names:
+            state = job_state(sweep_dir / name)[0]
+            if state == records.COMPLETED and _finished_before(sweep_dir / name, self.started):
+                state = "skipped"
+            counts.setdefault(state, []).append(name)
+        last_counts = counts
+        print(format_counts(counts, sweep_dir))
+
+
+def _finished_before(job_dir: Path, started: float) -> bool:
+    """A job whose summary predates this sweep was skipped, not run."""
+    try:
+        return os.path.getmtime(job_dir / records.SUMMARY_FILE) < started
+    except OSError:
+        return False
+
+
+def format_counts(counts: dict[str, list[str]], sweep_dir: Path) -> str:
+    n = sum(len(v) for v in counts.values())
+    order = ["completed", "skipped", "diverged", "failed", "interrupted", "running", "missing", "unreadable"]
+    parts = [f"{len(counts[k])} {k}" for k in order + sorted(set(counts) - set(order)) if counts.get(k)]
+    line = f"sweep {sweep_dir}: {n} jobs: " + ", ".join(parts)
+    if counts.get("failed"):
+        line += "; failed: " + " ".join(counts["failed"])
+    return line

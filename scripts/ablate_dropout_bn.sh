@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Stored ablation conf/experiment/dropout_vs_bn.yaml (its header states the question): sweep + report.
+# Extra overrides pass through, e.g. hydra/launcher=joblib hydra.launcher.n_jobs=2
+exec "$(dirname "$0")/ablate.sh" dropout_vs_bn "$@"

@@ -1,0 +1,143 @@
+"""Sweeps that finish: kill and re-run, failure isolation, launchers, plan/status."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from regbench import cli as regbench_cli
+from regbench import records
+from regbench.sweep import job_dirname, job_state
+
+pytestmark = pytest.mark.slow
+
+
+def epochs_of(job: Path) -> list[int]:
+    return [int(r["epoch"]) for r in csv.DictReader(open(job / records.METRICS_FILE))]
+
+
+def metrics_without_time(job: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(open(job / records.METRICS_FILE))]
+
+
+def test_job_dirname():
+    assert job_dirname("model.dropout=0.5,seed=1") == "model.dropout=0.5,seed=1"
+    assert job_dirname("") == "default"
+    assert job_dirname("data.root=/a/b") == "data.root=%2Fa%2Fb"
+    long = job_dirname("x=" + "1" * 300)
+    assert len(long) <= 180 and long != job_dirname("x=" + "1" * 299)
+
+
+def test_sigkilled_sweep_rerun_completes_every_epoch_exactly_once(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    epochs = 40
+    args = ["train", "-m", "model.dropout=0,0.5", "seed=0,1", *TINY, "data.n_samples=2000",
+            f"trainer.epochs={epochs}", f"hydra.sweep.dir={sweep}", cli.data_arg]
+    proc = subprocess.Popen([sys.executable, "-m", "regbench", *args], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once the second job is part way through
+        started = sorted(sweep.glob("*/metrics.csv"))
+        if len(started) >= 2 and len(started[1].read_text().splitlines()) > 5:
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    states = {p.name: job_state(p)[0] for p in sweep.iterdir() if p.is_dir()}
+    assert "completed" in states.values() and "running" in states.values(), states  # the kill landed mid-sweep
+
+    status = cli("status", str(sweep))
+    assert status.returncode == 0 and "4 jobs" in status.stdout and "running" in status.stdout
+
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "4 jobs: " in res.stdout and "skipped" in res.stdout and "failed" not in res.stdout
+    jobs = [p for p in sweep.iterdir() if p.is_dir()]
+    assert len(jobs) == 4
+    plan = cli("plan", *args[1:])  # plan names the very folders the launcher made
+    assert plan.returncode == 0 and "4 jobs (4 completed)" in plan.stdout, plan.stdout + plan.stderr
+    resumed = 0
+    for job in jobs:
+        assert records.read_summary(job)["status"] == "completed"
+        assert epochs_of(job) == list(range(epochs + 1))
+        resumed += records.read_summary(job).get("resumed_after_epoch") is not None
+    assert resumed >= 1
+
+    # the same sweep never interrupted gives the same numbers
+    straight = tmp_path / "straight"
+    res = cli(*[a if not a.startswith("hydra.sweep.dir") else f"hydra.sweep.dir={straight}" for a in args])
+    assert res.returncode == 0
+    for job in jobs:
+        assert metrics_without_time(job) == metrics_without_time(straight / job.name)
+
+
+def test_diverged_and_failed_jobs_do_not_stop_the_sweep(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    res = cli("train", "-m", "data=blobs,cifar10", "optim=sgd", "optim.lr=0.01,1e8", *TINY[1:],
+              f"data.root={tmp_path / 'no-data'}", "data.download=false", f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 1, res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    assert "4 jobs: 1 completed, 1 diverged, 2 failed; failed: " in last
+    named = last.split("; failed: ")[1].split()
+    assert len(named) == 2 and all("data=cifar10" in n for n in named)
+    job = lambda data, lr: next(p for p in sweep.iterdir() if f"data={data}," in p.name and f"optim.lr={lr}," in p.name)
+    assert records.read_summary(job("blobs", "100000000.0"))["status"] == "diverged"
+    failed = records.read_summary(job("cifar10", "0.01"))
+    assert failed["status"] == "failed" and "dataset not found" in failed["error"]
+
+
+def test_joblib_sweep_with_two_workers(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    res = cli("train", "-m", "model.dropout=0,0.5", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep}", cli.data_arg,
+              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert res.returncode == 0, res.stderr
+    assert "4 jobs: 4 completed" in res.stdout
+    assert "epoch 1/2" not in res.stdout  # workers print one line per job, not per epoch
+    assert all(records.read_summary(p)["status"] == "completed" for p in sweep.iterdir() if p.is_dir())
+
+
+def test_submitit_local_sweep(cli, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    res = cli("train", "-m", "model.batchnorm=false,true", *TINY, f"hydra.sweep.dir={sweep}", cli.data_arg,
+              "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
+    assert res.returncode == 0, res.stderr
+    assert "2 jobs: 2 completed" in res.stdout
+
+
+def test_stored_experiment_plan_and_unknown_name(cli, tmp_path):
+    res = cli("plan", "+experiment=dropout_vs_bn")
+    assert res.returncode == 0, res.stderr
+    assert "outputs/sweeps/dropout_vs_bn: 24 jobs (24 missing)" in res.stdout
+    assert "model.batchnorm=True,model.dropout=0.3,seed=2" in res.stdout
+    res = cli("train", "-m", "+experiment=nope")
+    assert res.returncode == 2
+    assert res.stderr.startswith("regbench train: error: experiment='nope' does not exist; stored experiments: ")
+    assert "dropout_vs_bn" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_folder_with_another_sweep_is_refused(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    base = ["train", "-m", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep}", cli.data_arg]
+    assert cli(*base).returncode == 0
+    before = sorted(p.name for p in sweep.iterdir())
+    res = cli(*base, "optim.lr=0.1")
+    assert res.returncode == 2
+    assert "holds a sweep with another base config (optim.lr: 0.001 -> 0.1)" in res.stderr
+    assert sorted(p.name for p in sweep.iterdir()) == before  # nothing added, nothing lost
+
+
+@pytest.mark.parametrize("choice,extra", [("hydra/launcher=submitit_slurm", "regbench[slurm]"), ("hydra/sweeper=optuna", "regbench[optuna]")])
+def test_missing_plugin_names_the_extra(monkeypatch, capsys, choice, extra):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert regbench_cli.main(["train", "-m", choice]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"regbench train: error: {choice} needs a Hydra plugin that is not installed: pip install '{extra}'"
