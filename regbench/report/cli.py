@@ -1,0 +1,187 @@
+"""``regbench report PATH...``: compare any set of runs.
+
+Every user mistake ends in one line on stderr, ``regbench report: error:
+...``, naming what is wrong and what is allowed, and a non-zero exit code;
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .load import ReportError, Study, load_study, short_names
+from .stats import Analysis, analyze
+
+FORMATS = ("png", "svg", "pdf")
+MAX_STYLES = 4  # solid, dashed, dotted, dash-dot: more are hard to tell apart
+PROG = "regbench report"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Compare runs: tables, statistics over seeds, figures and one self-contained report.html.",
+        epilog="example: regbench report outputs/multirun/2026-11-26/10-00-00 --target 0.6",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="folders to search for run records (sweeps, single runs)")
+    p.add_argument("-o", "--out", metavar="OUT", help="output folder (default: <first PATH>/report)")
+    p.add_argument("--metric", default="val_acc",
+                   help="metrics.csv column to rank and compare cells by (default: val_acc); *_acc is "
+                        "better higher, anything else lower")
+    p.add_argument("--target", type=float, metavar="VALUE",
+                   help="target value of --metric for 'epochs/seconds to target' (accuracy as a fraction, e.g. "
+                        "0.6; default: the weakest cell's mean best)")
+    p.add_argument("--formats", default="png,svg",
+                   help=f"figure files to write, comma-separated from {','.join(FORMATS)} (default: png,svg; "
+                        "PNG is always written, the HTML embeds it)")
+    p.add_argument("--x", metavar="FACTOR", help="factor on the ablation plot's x axis, by key or its last part "
+                   "(model.dropout or dropout; default: every numeric factor)")
+    p.add_argument("--color", metavar="FACTOR", help="factor that sets line colour (default: the x factor)")
+    p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
+    p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    return p
+
+
+def _factor(study: Study, name: str | None, option: str) -> str | None:
+    """A factor by its full key or an unambiguous last part (``dropout``)."""
+    if name is None:
+        return None
+    if name in study.factors:
+        return name
+    matches = [f for f in study.factors if f.rsplit(".", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    allowed = ", ".join(study.factors) or "none: no config key varies across these runs"
+    raise ReportError(f"{option} {name}: not a factor of these runs; allowed: {allowed}")
+
+
+def _formats(text: str) -> list[str]:
+    asked = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
+    bad = [f for f in asked if f not in FORMATS]
+    if bad:
+        raise ReportError(f"--formats {text}: unknown format {bad[0]!r}; allowed: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(["png", *asked]))
+
+
+def roles(study: Study, x: str | None, color: str | None, style: str | None) -> tuple[str | None, str | None, str | None]:
+    """Factors for the ablation's x axis, line colour and line style."""
+    x, color, style = _factor(study, x, "--x"), _factor(study, color, "--color"), _factor(study, style, "--style")
+    if style is not None and len(study.levels[style]) > MAX_STYLES:
+        raise ReportError(f"--style {style}: {len(study.levels[style])} levels, but line styles tell apart at most "
+                          f"{MAX_STYLES}; use it as --color instead")
+    if color is None:
+        color = x if x is not None and x != style else next((f for f in study.factors if f != style), None)
+    if style is None:
+        # Few levels suit line styles; a factor with many keeps to colour.
+        free = [f for f in study.factors if f != color and len(study.levels[f]) <= MAX_STYLES]
+        style = min(free, key=lambda f: len(study.levels[f])) if free else None
+    return x, color, style
+
+
+def run(args: argparse.Namespace) -> int:
+    formats = _formats(args.formats)
+    t0 = time.perf_counter()
+    study = load_study(args.paths, allow_mixed=args.allow_mixed)
+    present = [c for c in study.metric_columns if study.epochs[c].notna().any()]
+    if args.metric not in present:
+        why = "has no values in these runs" if args.metric in study.metric_columns else "no such column in metrics.csv"
+        raise ReportError(f"--metric {args.metric}: {why}; allowed: {', '.join(present)}")
+    if args.target is not None and args.metric.endswith("acc") and not 0 <= args.target <= 1:
+        raise ReportError(f"--target {args.target:g}: accuracies are fractions in [0, 1]"
+                          + (f"; did you mean {args.target / 100:g}?" if 1 < args.target <= 100 else ""))
+    x, color, style = roles(study, args.x, args.color, args.style)
+    a = analyze(study, args.metric, args.target)
+
+    # Imported here: matplotlib only once the input is known to be good.
+    from .figures import cell_styles, make_figures
+    from .render import write_html, write_markdown
+
+    out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fig_dir = out / "figures"
+        keys = a.cells[study.factors] if study.factors else a.cells[[]]
+        styles = cell_styles(keys, study.levels, color, style)
+        figures = make_figures(a, styles, fig_dir, formats, x=x)
+        a.runs.to_csv(out / "runs.csv", index=False)
+        study.epochs.to_csv(out / "epochs.csv", index=False)
+        a.cells.to_csv(out / "cells.csv")
+        if not a.effects.empty:
+            a.effects.to_csv(out / "effects.csv", index=False)
+        outputs = ["report.md", "runs.csv", "epochs.csv", "cells.csv"]
+        outputs += ["effects.csv"] if not a.effects.empty else []
+        outputs += [p.relative_to(out).as_posix() for f in figures for p in f.files]
+        write_html(a, figures, out / "report.html", list(args.paths), outputs)
+        write_markdown(a, figures, out / "report.md", list(args.paths), ["report.html", *outputs[1:]])
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    if not args.quiet:
+        print(summary(a, out, len(figures), formats, time.perf_counter() - t0))
+    return 0
+
+
+def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds: float) -> str:
+    """The console version of 'at a glance': cells, runs per cell, best cell, effects."""
+    from .render import NOT_ESTIMABLE, fmt_ci, fmt_diff, plural, verdict
+
+    study, cells, runs = a.study, a.cells, a.runs
+    per = cells.loc[cells["n_runs"] > 0, "n_used"]
+    factors = " x ".join(short_names(study.factors).values()) or "one cell"
+    lines = [
+        f"{plural(len(runs), 'run')} in {plural(len(cells), 'cell')} ({factors}); usable runs per cell: "
+        + (f"{per.min()}" if per.min() == per.max() else f"{per.min()}-{per.max()}")
+    ]
+    left = runs.loc[~runs["used"], "left_out"].value_counts()
+    if len(left):
+        lines.append("left out of the statistics: " + ", ".join(f"{n} {s}" for s, n in left.items()))
+    flagged = cells[cells["caveats"] != ""]
+    for cell, r in flagged.iterrows():
+        lines.append(f"  {cell}: {r['caveats']}")
+    if study.unreadable:
+        lines.append(f"unreadable records: {len(study.unreadable)} (listed in the report)")
+    ranked = a.ranked()
+    if not ranked.empty:
+        lines.append(f"best {a.metric}: {ranked.index[0]}  {fmt_ci(ranked.iloc[0], a.best_col)} "
+                     f"(95% CI, n={int(ranked.iloc[0][a.best_col + '_n'])})")
+    else:
+        lines.append("no cell has a usable run: nothing to rank")
+    eff = a.effects[a.effects["outcome"] == a.best_col] if not a.effects.empty else a.effects
+    lost = int(eff["estimate"].isna().sum()) if len(eff) else 0
+    eff = eff[eff["estimate"].notna()] if len(eff) else eff
+    if lost:
+        lines.append(f"{lost} effects not estimable: {NOT_ESTIMABLE}")
+    if len(eff):
+        lines.append(f"effects on best {a.metric} (paired over seeds, 95% CI):")
+        width = max(len(c) for c in eff["contrast"])
+        for _, r in eff.iterrows():
+            ci = (f"[{fmt_diff(r['ci_lo'], a.best_col)}, {fmt_diff(r['ci_hi'], a.best_col)}]"
+                  if r["n"] > 1 else "")
+            lines.append(f"  {r['contrast']:<{width}}  {fmt_diff(r['estimate'], a.best_col):>9} {ci:<22} "
+                         f"n={int(r['n'])}  {verdict(r)}")
+    lines.append(f"wrote {out / 'report.html'} (+ report.md, CSV tables, {n_figures} figures as "
+                 f"{', '.join(formats)}) in {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage or help
+        return int(exc.code or 0)
+    try:
+        return run(args)
+    except ReportError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Walk folders of run records into two tidy tables.
+
+``runs``: one row per run = (job, seed): where it lives, its status, flags,
+and its flat config. ``epochs``: one row per (run, epoch) with every metric
+column of ``metrics.csv``. A *cell* is a setting of the config keys that vary
+across the loaded runs (the *factors*); seeds are replicates.
+
+A defective record never stops the report: it is listed as unreadable with
+the reason, and the rest is reported.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from regbench.records import (
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    METRICS_FILE,
+    RUNTIME_KEYS,
+    SUMMARY_FILE,
+    find_job_dirs,
+    flatten,
+    read_summary,
+)
+
+# Config keys that say how or where a run was executed, never what was
+# studied: they do not define a cell even when they differ between runs.
+NON_CELL_KEYS = frozenset({"seed", *RUNTIME_KEYS})
+UNKNOWN = "unknown"  # a job killed before it wrote its first summary.json
+EXCLUDED_STATUSES = (DIVERGED, FAILED)  # listed, never averaged in
+# metrics.csv columns that index a row rather than measure something.
+INDEX_COLUMNS = ("seed", "epoch", "step")
+# Metrics whose blow-up marks a diverged run even if its status says otherwise.
+LOSS_COLUMNS = ("fit_loss", "val_loss")
+
+
+class ReportError(Exception):
+    """A user mistake or input that cannot be reported: one line, no traceback."""
+
+
+@dataclass
+class Study:
+    runs: pd.DataFrame  # one row per (job, seed); see RUN_COLUMNS
+    epochs: pd.DataFrame  # one row per (run, epoch), complete rows only
+    factors: list[str]  # config keys that vary: they define the cells
+    levels: dict[str, list]  # factor -> its values, sorted (first = reference)
+    constants: dict[str, Any]  # config shared by every run
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (job, reason)
+    root: Path | None = None  # job names are relative to this folder
+
+    @property
+    def used(self) -> pd.DataFrame:
+        """Runs that enter means: not diverged/failed and at least one epoch."""
+        return self.runs[self.runs["used"]]
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """Numeric metrics.csv columns a user may name with --metric."""
+        return [
+            c
+            for c in self.epochs.columns
+            if c not in (*INDEX_COLUMNS, "run", "cell", *self.factors) and pd.api.types.is_numeric_dtype(self.epochs[c])
+        ]
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt_value(value: Any) -> str:
+    """A config value as a person types it in an override: true, 0.3, linear-bn."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    return str(value)
+
+
+def short_names(factors: list[str]) -> dict[str, str]:
+    """``model.dropout`` -> ``dropout`` where the last part is unambiguous."""
+    last = [f.rsplit(".", 1)[-1] for f in factors]
+    return {f: (s if last.count(s) == 1 else f) for f, s in zip(factors, last)}
+
+
+def cell_labels(keys: pd.DataFrame, factors: list[str]) -> pd.Series:
+    """One readable label per row of factor values: ``dropout=0.3, batchnorm=true``."""
+    if not factors:
+        return pd.Series("all runs", index=keys.index, dtype=object)
+    short = short_names(factors)
+    parts = [short[f] + "=" + keys[f].map(fmt_value).astype(str) for f in factors]
+    label = parts[0]
+    for p in parts[1:]:
+        label = label + ", " + p
+    return label.astype(object)
+
+
+def _normalize(value: Any) -> Any:
+    """Make config values hashable and comparable: lists compare as ``a-b-c``."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(fmt_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _sort_key(value: Any) -> tuple:
+    # Numbers (and bools) in numeric order before strings; missing values last.
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (2, "")
+    if isinstance(value, (bool, int, float, np.number, np.bool_)):
+        return (0, float(value))
+    return (1, str(value))
+
+
+# ---------------------------------------------------------------- reading one job
+
+
+def _read_metrics(path: Path) -> tuple[pd.DataFrame | None, list[str], bool]:
+    """Complete rows of one metrics.csv, notes about what was dropped, truncated?
+
+    A killed writer can leave a last line without its newline (possibly cut
+    inside a number), so only newline-terminated lines are trusted. A line
+    with the wrong number of fields is dropped and counted.
+    """
+    if not path.is_file():
+        return None, [], False
+    text = path.read_text()
+    truncated = bool(text) and not text.endswith("\n")
+    if truncated:
+        text = text[: text.rfind("\n") + 1]
+    lines = text.splitlines()
+    if not lines:
+        return None, ["metrics.csv is empty"], truncated
+    header, body = lines[0], lines[1:]
+    n_sep = header.count(",")
+    nonblank = [line for line in body if line.strip()]
+    good = [line for line in nonblank if line.count(",") == n_sep]
+    notes = [f"{len(nonblank) - len(good)} malformed rows dropped"] if len(good) < len(nonblank) else []
+    columns = header.split(",")
+    for required in ("seed", "epoch"):
+        if required not in columns:
+            raise ValueError(f"metrics.csv has no {required!r} column")
+    try:
+        # float for every column: fast C parsing, and garbage fails loudly.
+        df = pd.read_csv(io.StringIO("\n".join([header, *good])), dtype=float)
+    except ValueError as exc:
+        raise ValueError(f"metrics.csv: {str(exc).splitlines()[0]}") from None
+    df = df.dropna(subset=["seed", "epoch"])
+    df[["seed", "epoch"]] = df[["seed", "epoch"]].astype(int)
+    # A resumed run may re-record an epoch: the later row wins.
+    df = df.drop_duplicates(["seed", "epoch"], keep="last").sort_values(["seed", "epoch"])
+    return df, notes, truncated
+
+
+def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
+    """Run rows (one per seed) and the job's metrics. Raises on a corrupt record."""
+    notes: list[str] = []
+    if (job / SUMMARY_FILE).is_file():
+        summary = read_summary(job)
+        if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+            raise ValueError("summary.json has no 'config' mapping")
+        config = dict(summary["config"])
+    else:
+        summary = {}
+        tree = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        if not isinstance(tree, dict):
+            raise ValueError(".hydra/config.yaml is not a mapping")
+        config = flatten(tree)
+        notes.append("no summary.json (status unknown)")
+    config = {k: _normalize(v) for k, v in config.items() if not k.startswith("hydra")}
+
+    metrics, metric_notes, truncated = _read_metrics(job / METRICS_FILE)
+    notes += metric_notes
+    if truncated:
+        notes.append("metrics.csv truncated: last incomplete line ignored")
+
+    seeds = list(summary.get("seeds") or ([config["seed"]] if "seed" in config else []))
+    if metrics is not None:
+        seeds += [s for s in metrics["seed"].unique().tolist() if s not in seeds]
+    if not seeds:
+        raise ValueError("no seed in summary.json, config or metrics.csv")
+    status = summary.get("status", UNKNOWN)
+    seed_status = summary.get("seed_status") or {}
+    data = summary.get("data") or {}
+    error = summary.get("error")
+    rows = [
+        {
+            "run": f"{name}:{int(seed)}",
+            "job": name,
+            "seed": int(seed),
+            "status": str(seed_status.get(str(seed), status)),
+            "truncated": truncated,
+            "note": "; ".join(notes),
+            "error": error.strip().splitlines()[-1] if isinstance(error, str) and error.strip() else "",
+            "dataset": data.get("name", config.get("data.name")),
+            "n_params": summary.get("n_params"),
+            "wall_time_s": summary.get("wall_time_s"),
+            "device_used": summary.get("device"),
+            "path": str(job),
+            **{k: v for k, v in config.items() if k != "seed"},
+        }
+        for seed in seeds
+    ]
+    if metrics is not None:
+        metrics.insert(0, "run", name + ":" + metrics["seed"].astype(str))
+    return rows, metrics
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- the study
+
+
+def _warn(message: str) -> None:
+    print(f"regbench report: warning: {message}", file=sys.stderr)
+
+
+def load_study(
+    paths: list[str | os.PathLike],
+    allow_mixed: bool = False,
+    warn: Callable[[str], None] = _warn,
+) -> Study:
+    """Every run under ``paths`` as a :class:`Study`.
+
+    Raises :class:`ReportError` when nothing can be reported (no such folder,
+    no records, none readable) or when runs of different datasets are mixed
+    without ``allow_mixed``. Defective records are warned about and listed.
+    """
+    found: dict[Path, list[Path]] = {}
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ReportError(f"{p}: no such folder; give folders that contain run records")
+        if not p.is_dir():
+            raise ReportError(f"{p}: not a folder; give folders that contain run records")
+        found[p] = find_job_dirs(p)
+    for p, jobs in found.items():
+        if not jobs and len(found) > 1:
+            warn(f"no run records under {p}")
+    jobs = sorted({j for js in found.values() for j in js})
+    if not jobs:
+        where = ", ".join(map(str, found))
+        raise ReportError(
+            f"no run records under {where} (a run folder has summary.json, or .hydra/config.yaml and metrics.csv)"
+        )
+
+    root = Path(os.path.commonpath(jobs))
+    if root in jobs:  # a single job, or a job folder that holds others
+        root = root.parent
+    rows: list[dict] = []
+    frames: list[pd.DataFrame] = []
+    unreadable: list[tuple[str, str]] = []
+    for job in jobs:
+        name = job.relative_to(root).as_posix()
+        try:
+            job_rows, metrics = _read_job(job, name)
+        except Exception as exc:  # any defect is the record's, not the report's
+            unreadable.append((name, _reason(exc)))
+            continue
+        rows += job_rows
+        if metrics is not None:
+            frames.append(metrics)
+    if not rows:
+        raise ReportError(f"none of the {len(jobs)} run records could be read ({unreadable[0][1]} in {unreadable[0][0]})")
+    for name, reason in unreadable:  # only now: if nothing is readable, the error above says it once
+        warn(f"unreadable record {root / name}: {reason}; reporting the rest")
+
+    runs = pd.DataFrame(rows)
+    epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "seed", "epoch"])
+
+    datasets = runs["dataset"].fillna("unknown").value_counts()
+    if len(datasets) > 1 and not allow_mixed:
+        counts = ", ".join(f"{name} ({n} runs)" for name, n in datasets.items())
+        raise ReportError(f"runs from different datasets: {counts}; report one dataset at a time, or pass --allow-mixed")
+
+    config_keys = [k for k in runs.columns[runs.columns.get_loc("path") + 1 :]]
+    factors, constants = [], {}
+    for key in config_keys:
+        if key in NON_CELL_KEYS or key.startswith("hydra"):
+            continue
+        if runs[key].isna().any():  # null, or a key that older runs lack: one comparable value
+            runs[key] = runs[key].astype(object).where(runs[key].notna(), "none")
+        if runs[key].map(repr).nunique() > 1:  # repr: True differs from 1, NaN equals NaN
+            factors.append(key)
+        else:
+            constants[key] = runs[key].tolist()[0]  # a Python value, not a numpy scalar
+    levels = {f: sorted(runs[f].drop_duplicates().tolist(), key=_sort_key) for f in factors}
+
+    def numeric(f: str) -> bool:
+        return all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in levels[f])
+
+    # Numeric factors with many levels make the best x axis and colour scale.
+    factors.sort(key=lambda f: (not numeric(f), -len(levels[f]), f))
+
+    runs = _add_usage(runs, epochs)
+    runs["cell"] = cell_labels(runs, factors)
+    keys = [tuple(_sort_key(v) for v in row) for row in runs[factors].itertuples(index=False)]
+    order = sorted(range(len(runs)), key=lambda i: (keys[i], runs["seed"].iat[i], runs["job"].iat[i]))
+    first = ["run", "job", "seed", "cell", "status", "used", "left_out", "epochs", "truncated", "note", "error"]
+    runs = runs.iloc[order].reset_index(drop=True)[first + [c for c in runs.columns if c not in first]]
+    # Tidy: every epoch row carries its cell and factor values.
+    epochs = epochs.merge(runs[["run", "cell", *factors]], on="run", how="left")
+    for i, col in enumerate(["cell", *factors]):
+        epochs.insert(1 + i, col, epochs.pop(col))
+    return Study(runs, epochs, factors, levels, constants, unreadable, root)
+
+
+def _add_usage(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``epochs`` (last complete epoch), ``used`` (enters the
+    statistics) and ``left_out`` (why not, in a word or two).
+
+    Diverged and failed runs are listed, never averaged in. A run whose loss is
+    NaN/inf although its status says otherwise is treated the same way.
+    """
+    runs = runs.copy()
+    runs["epochs"] = runs["run"].map(epochs.groupby("run")["epoch"].max()).astype("Int64")
+    # NaN is how a diverged loss is written ("nan"), and also what an empty
+    # cell reads as: a loss counts as blown up only in a run that records it.
+    bad = pd.Series(False, index=epochs.index)
+    for c in (c for c in LOSS_COLUMNS if c in epochs):
+        values = epochs[c].astype(float)
+        recorded = values.notna().groupby(epochs["run"]).transform("any")
+        bad |= recorded & ~np.isfinite(values)
+    nonfinite = runs["run"].isin(set(epochs.loc[bad, "run"]))
+    excluded = runs["status"].isin(EXCLUDED_STATUSES)
+    no_epochs = runs["epochs"].isna()
+    runs["left_out"] = ""
+    runs.loc[no_epochs, "left_out"] = "no epoch"
+    runs.loc[nonfinite, "left_out"] = "non-finite loss"
+    runs.loc[excluded, "left_out"] = runs.loc[excluded, "status"]
+    runs["used"] = runs["left_out"] == ""
+    for mask, text in ((nonfinite & ~excluded, "non-finite loss: left out like a diverged run"),
+                       (no_epochs, "no complete epoch recorded")):
+        runs.loc[mask, "note"] = (runs.loc[mask, "note"] + "; " + text).str.lstrip("; ")
+    return runs
+
+
+def incomplete(runs: pd.DataFrame) -> pd.Series:
+    """Used runs that did not finish (interrupted, still running, unknown)."""
+    return runs["used"] & (runs["status"] != COMPLETED)

@@ -1,0 +1,164 @@
+"""Report statistics on tables small enough to check by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regbench.report import stats
+
+T_975_DF1 = 12.706204736174707  # scipy.stats.t.ppf(0.975, 1)
+T_975_DF2 = 4.302652729749464  # scipy.stats.t.ppf(0.975, 2)
+
+
+def test_summarize_ci_of_three_values():
+    s = stats.summarize([0.1, 0.2, 0.3])
+    assert s["n"] == 3
+    assert s["mean"] == pytest.approx(0.2)
+    assert s["std"] == pytest.approx(0.1)
+    half = T_975_DF2 * 0.1 / math.sqrt(3)  # = 0.2484
+    assert half == pytest.approx(0.24841, abs=1e-5)
+    assert s["ci_lo"] == pytest.approx(0.2 - half)
+    assert s["ci_hi"] == pytest.approx(0.2 + half)
+
+
+def test_summarize_drops_non_finite_and_handles_one_value():
+    s = stats.summarize([1.0, float("nan"), float("inf"), 3.0])
+    assert s["n"] == 2 and s["mean"] == pytest.approx(2.0)
+    assert s["ci_hi"] - s["mean"] == pytest.approx(T_975_DF1 * math.sqrt(2) / math.sqrt(2))
+    one = stats.summarize([0.5])
+    assert one["n"] == 1 and one["mean"] == 0.5 and math.isnan(one["std"]) and math.isnan(one["ci_lo"])
+    none = stats.summarize([])
+    assert none["n"] == 0 and math.isnan(none["mean"])
+
+
+def test_aggregate_matches_summarize_per_group():
+    df = pd.DataFrame({"cell": ["a", "a", "a", "b", "b"], "v": [0.1, 0.2, 0.3, 1.0, float("-inf")]})
+    out = stats.aggregate(df, ["cell"], ["v"])
+    assert out.loc["a", "v_mean"] == pytest.approx(0.2)
+    assert out.loc["a", "v_ci_hi"] == pytest.approx(stats.summarize([0.1, 0.2, 0.3])["ci_hi"])
+    assert out.loc["b", "v_n"] == 1 and out.loc["b", "v_mean"] == 1.0 and math.isnan(out.loc["b", "v_ci_lo"])
+
+
+def test_higher_is_better():
+    assert stats.higher_is_better("val_acc") and stats.higher_is_better("test_acc")
+    assert not stats.higher_is_better("val_loss")
+    assert not stats.higher_is_better("gap_acc")  # a smaller gap is better
+
+
+def _epochs() -> pd.DataFrame:
+    # run a: val loss lowest at epoch 2, reaches 60% at epoch 2 (t = 2.0 s)
+    # run b: never reaches 60%
+    return pd.DataFrame(
+        {
+            "run": ["a"] * 4 + ["b"] * 3,
+            "epoch": [0, 1, 2, 3, 0, 1, 2],
+            "time_s": [0.0, 1.0, 2.0, 3.0, 0.0, 0.5, 1.0],
+            "fit_loss": [2.0, 0.9, 0.5, 0.3, 2.0, 1.5, 1.2],
+            "val_loss": [2.0, 1.0, 0.8, 0.9, 2.0, 1.6, 1.4],
+            "val_acc": [0.1, 0.5, 0.7, 0.65, 0.1, 0.3, 0.4],
+            "gap_loss": [0.0, 0.1, 0.3, 0.6, 0.0, 0.1, 0.2],
+        }
+    )
+
+
+def test_run_outcomes_by_hand():
+    out = stats.run_outcomes(_epochs(), "val_acc", target=0.6)
+    a, b = out.loc["a"], out.loc["b"]
+    assert a["best_val_acc"] == 0.7 and a["final_val_acc"] == 0.65
+    assert a["best_val_loss"] == 0.8 and a["final_val_loss"] == 0.9
+    assert a["best_epoch"] == 2 and a["val_loss_rise"] == pytest.approx(0.1)
+    assert a["final_gap_loss"] == 0.6 and a["final_epoch"] == 3
+    assert a["epochs_to_target"] == 2 and a["seconds_to_target"] == 2.0
+    assert math.isnan(b["epochs_to_target"]) and math.isnan(b["seconds_to_target"])
+    assert b["best_epoch"] == 2 and b["final_val_acc"] == 0.4
+
+
+def test_run_outcomes_for_a_loss_metric_reaches_downwards():
+    out = stats.run_outcomes(_epochs(), "val_loss", target=1.0)
+    assert out.loc["a", "epochs_to_target"] == 1  # first val_loss <= 1.0
+    assert math.isnan(out.loc["b", "epochs_to_target"])
+
+
+def _factorial(drop: tuple | None = None) -> pd.DataFrame:
+    """2 x 2 factorial (A, B) with 2 shared seeds; y by hand."""
+    y = {
+        (0, False, False): 0.50, (0, True, False): 0.60, (0, False, True): 0.55, (0, True, True): 0.70,
+        (1, False, False): 0.40, (1, True, False): 0.52, (1, False, True): 0.46, (1, True, True): 0.60,
+    }
+    rows = [
+        {"seed": s, "A": a, "B": b, "cell": f"A={str(a).lower()}, B={str(b).lower()}", "y": v, "used": True}
+        for (s, a, b), v in y.items()
+        if (s, a, b) != drop
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_effects_of_a_2x2_factorial_by_hand():
+    levels = {"A": [False, True], "B": [False, True]}
+    eff = stats.paired_effects(_factorial(), ["A", "B"], levels, "y").set_index("contrast")
+    a = eff.loc["A: false → true"]
+    # per seed: mean over B of the A difference: seed 0 (0.10 + 0.15)/2, seed 1 (0.12 + 0.14)/2
+    assert a["estimate"] == pytest.approx((0.125 + 0.13) / 2)
+    half = T_975_DF1 * (abs(0.125 - 0.13) / math.sqrt(2)) / math.sqrt(2)
+    assert a["ci_hi"] - a["estimate"] == pytest.approx(half)
+    assert a["n"] == 2
+    assert eff.loc["B: false → true", "estimate"] == pytest.approx((0.075 + 0.07) / 2)
+    inter = eff.loc["(A: false → true) × (B: false → true)"]
+    # seed 0: (0.70 - 0.55) - (0.60 - 0.50) = 0.05; seed 1: (0.60 - 0.46) - (0.52 - 0.40) = 0.02
+    assert inter["estimate"] == pytest.approx(0.035)
+    assert inter["kind"] == "interaction" and inter["n"] == 2
+
+
+def test_paired_effects_use_only_seeds_present_in_every_cell():
+    levels = {"A": [False, True], "B": [False, True]}
+    eff = stats.paired_effects(_factorial(drop=(1, True, True)), ["A", "B"], levels, "y").set_index("contrast")
+    assert eff.loc["A: false → true", "n"] == 1
+    assert eff.loc["A: false → true", "estimate"] == pytest.approx(0.125)
+    assert math.isnan(eff.loc["A: false → true", "ci_lo"])  # one seed: no interval
+    assert eff.loc["(A: false → true) × (B: false → true)", "estimate"] == pytest.approx(0.05)
+
+
+def test_paired_effects_not_estimable_without_a_cell():
+    levels = {"A": [False, True], "B": [False, True]}
+    runs = _factorial()
+    runs = runs[~((runs["A"]) & (runs["B"]))]  # cell (true, true) never ran
+    eff = stats.paired_effects(runs, ["A", "B"], levels, "y").set_index("contrast")
+    assert eff.loc["A: false → true", "n"] == 0 and math.isnan(eff.loc["A: false → true", "estimate"])
+
+
+def test_cell_table_counts_flags_and_missing_cells():
+    runs = _factorial()
+    runs["status"] = "completed"
+    runs["truncated"] = False
+    runs["epochs"] = 3
+    runs["left_out"] = ""
+    bad = (runs["seed"] == 1) & runs["A"] & ~runs["B"]
+    runs.loc[bad, ["status", "used", "left_out"]] = ["diverged", False, "diverged"]
+    runs.loc[(runs["seed"] == 0) & ~runs["A"] & ~runs["B"], "status"] = "interrupted"  # averaged in, flagged
+    runs = runs[~((runs["A"]) & (runs["B"]))]  # a grid cell with no runs at all
+    cells = stats.cell_table(runs, ["A", "B"], {"A": [False, True], "B": [False, True]}, ["y"])
+    assert cells.loc["A=false, B=false", "y_mean"] == pytest.approx(0.45)
+    row = cells.loc["A=true, B=false"]
+    assert row["n_runs"] == 2 and row["n_used"] == 1 and row["n_diverged"] == 1
+    assert row["y_mean"] == 0.60  # the diverged run is not averaged in
+    assert "fewer seeds (1 of 2)" in row["caveats"] and "1 diverged left out (seed 1)" in row["caveats"]
+    assert cells.loc["A=true, B=true", "caveats"] == "missing: no runs"
+    assert cells.loc["A=false, B=false", "caveats"] == "1 unfinished (stopped at epoch 3)"
+
+
+def test_cell_table_flags_a_seed_used_twice():
+    runs = pd.DataFrame({"cell": ["c", "c"], "A": [1, 1], "seed": [0, 0], "y": [0.1, 0.2], "used": True,
+                         "status": "completed", "truncated": False, "epochs": 3, "left_out": ""})
+    cells = stats.cell_table(runs, ["A"], {"A": [1]}, ["y"])
+    assert cells.loc["c", "caveats"] == "seed 0 in more than one run"
+
+
+def test_auto_target_is_the_weakest_cells_best():
+    cells = pd.DataFrame({"best_val_acc_mean": [0.834, 0.91, np.nan], "best_val_loss_mean": [0.51, 0.3, np.nan]})
+    assert stats.auto_target(cells, "val_acc") == 0.83
+    assert stats.auto_target(cells, "val_loss") == 0.51
+    assert stats.auto_target(cells, "test_acc") is None
