@@ -86,6 +86,7 @@ class OptimConfig:
 class TrainerConfig:
     epochs: int = 50  # passes over the training set, >= 1
     batch_size: int = 128  # examples per optimizer step, >= 1
+    replicas: int = 1  # seeds trained at once as one vectorized model (seed, seed+1, ...), >= 1
     eval_batch_size: int = 8192  # examples per forward pass when evaluating, >= 1 (only memory, not results)
     grad_clip: float = 0.0  # clip the global gradient L2 norm to this, 0 = off
     diverge_loss: float = 1e4  # a training/fit loss above this (or NaN/inf) ends the run as `diverged`
@@ -187,7 +188,7 @@ def validate(cfg: Any) -> None:
     if not 0.0 < o.gamma <= 1.0:
         _fail("optim.gamma", o.gamma, "must be in (0, 1]")
 
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "replicas"):
         if getattr(t, key) < 1:
             _fail(f"trainer.{key}", getattr(t, key), "must be >= 1")
     if t.grad_clip < 0:

@@ -50,6 +50,7 @@ class Dataset:
     n_classes: int
     clean_y: Optional[torch.Tensor] = None  # (N_train,) original labels, only with label noise
     corrupted: Optional[torch.Tensor] = None  # (N_train,) bool, label differs from the clean one
+    n_corrupted: int = 0  # corrupted.sum(), known on the host
 
     def info(self) -> dict:
         return {
@@ -59,7 +60,7 @@ class Dataset:
             "n_test": len(self.test) if self.test is not None else 0,
             "n_features": self.n_features,
             "n_classes": self.n_classes,
-            "n_corrupted": int(self.corrupted.sum()) if self.corrupted is not None else 0,
+            "n_corrupted": self.n_corrupted,
         }
 
 
@@ -281,4 +282,5 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
         n_classes=n_classes,
         clean_y=to(clean_y) if clean_y is not None else None,
         corrupted=to(corrupted) if corrupted is not None else None,
+        n_corrupted=int(corrupted.sum()) if corrupted is not None else 0,
     )

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, records
 from .config import ConfigError, validate
-from .data import Dataset, DataError, Split, build_dataset
-from .model import build_mlp, count_parameters
+from .data import Dataset, DataError, build_dataset
+from .learner import Learner
 from . import progress
 from .progress import EpochBar
 
@@ -58,110 +57,42 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(cfg, params) -> torch.optim.Optimizer:
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
-        )
-    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+# ---------------------------------------------------------------- one epoch's numbers
 
 
-def make_scheduler(cfg, optimizer, epochs: int):
-    """Stepped once per epoch."""
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-
-
-# ---------------------------------------------------------------- one epoch
-
-
-@torch.inference_mode()
-def evaluate(model: torch.nn.Module, split: Split, batch_size: int):
-    """Mean loss, accuracy and predictions over a whole split, in eval mode.
-
-    The only place that switches the model's mode; it restores the mode it
-    found. Returns device tensors: (loss (), acc (), pred (N,)).
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        loss_sum = torch.zeros((), device=split.x.device)
-        preds = []
-        for start in range(0, len(split), batch_size):
-            logits = model(split.x[start : start + batch_size])  # (B, C)
-            loss_sum += F.cross_entropy(logits, split.y[start : start + batch_size], reduction="sum")
-            preds.append(logits.argmax(1))
-        pred = torch.cat(preds)
-        return loss_sum / len(split), (pred == split.y).float().mean(), pred
-    finally:
-        model.train(was_training)
-
-
-def train_epoch(model, optimizer, train: Split, batch_size: int, generator: torch.Generator, grad_clip: float):
-    """One pass in train mode over a seeded permutation of the training set.
-
-    Nothing is read back to the host here: the sums stay on the device.
-    Returns (loss_sum, correct, grad_norm_sum, n_seen, steps), the first three
-    as device tensors.
-    """
-    device = train.x.device
-    n = len(train)
-    perm = torch.randperm(n, generator=generator).to(device)  # CPU generator: same order on any device
-    params = [p for p in model.parameters()]
-    has_bn = any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    grad_norm_sum = torch.zeros((), device=device)
-    seen = steps = 0
-    for start in range(0, n, batch_size):
-        idx = perm[start : start + batch_size]
-        if has_bn and len(idx) < 2:  # BatchNorm cannot normalize a single example
-            continue
-        xb, yb = train.x[idx], train.y[idx]  # (B, D), (B,)
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        else:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        optimizer.step()
-        loss_sum += loss.detach() * len(idx)
-        correct += (logits.detach().argmax(1) == yb).sum()
-        grad_norm_sum += grad_norm
-        seen += len(idx)
-        steps += 1
-    return loss_sum, correct, grad_norm_sum, seen, steps
-
-
-def epoch_metrics(model, data: Dataset, eval_batch: int, with_test: bool) -> dict[str, float]:
-    """Evaluate fit (train set), val and test; one host sync for all of them."""
+def epoch_metrics(learner: Learner, data: Dataset, replicas: list[int], eval_batch: int, with_test: bool, probe=None) -> list[dict]:
+    """Evaluate fit (train set), val and test for each replica in ``replicas``;
+    one host sync for all of them. Returns one dict of floats per replica."""
     names, values = [], []
-    fit_loss, fit_acc, fit_pred = evaluate(model, data.train, eval_batch)
-    names += ["fit_loss", "fit_acc"]
-    values += [fit_loss, fit_acc]
-    val_loss, val_acc, _ = evaluate(model, data.val, eval_batch)
-    names += ["val_loss", "val_acc"]
-    values += [val_loss, val_acc]
-    if with_test and data.test is not None:
-        test_loss, test_acc, _ = evaluate(model, data.test, eval_batch)
-        names += ["test_loss", "test_acc"]
-        values += [test_loss, test_acc]
-    if data.corrupted is not None and bool(data.corrupted.any()):
-        mask = data.corrupted
-        names += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC]
-        values += [
-            (fit_pred[mask] == data.train.y[mask]).float().mean(),  # memorized the wrong label
-            (fit_pred[mask] == data.clean_y[mask]).float().mean(),  # still predicts the true one
-        ]
-    out = dict(zip(names, torch.stack(values).tolist()))
-    out["gap_loss"] = out["val_loss"] - out["fit_loss"]
-    out["gap_acc"] = out["fit_acc"] - out["val_acc"]
+    for i in replicas:
+        fit_loss, fit_acc, fit_pred = learner.evaluate(data.train, eval_batch, i, probe)
+        names.append(["fit_loss", "fit_acc"])
+        values += [fit_loss, fit_acc]
+        if probe is not None:
+            found = probe.results()
+            names[-1] += list(found)
+            values += list(found.values())
+        val_loss, val_acc, _ = learner.evaluate(data.val, eval_batch, i)
+        names[-1] += ["val_loss", "val_acc"]
+        values += [val_loss, val_acc]
+        if with_test and data.test is not None:
+            test_loss, test_acc, _ = learner.evaluate(data.test, eval_batch, i)
+            names[-1] += ["test_loss", "test_acc"]
+            values += [test_loss, test_acc]
+        if data.n_corrupted:
+            mask = data.corrupted
+            names[-1] += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC]
+            values += [
+                (fit_pred[mask] == data.train.y[mask]).float().mean(),  # memorized the wrong label
+                (fit_pred[mask] == data.clean_y[mask]).float().mean(),  # still predicts the true one
+            ]
+    flat = iter(torch.stack([v.float() for v in values]).tolist())
+    out = []
+    for keys in names:
+        row = {k: next(flat) for k in keys}
+        row["gap_loss"] = row["val_loss"] - row["fit_loss"]
+        row["gap_acc"] = row["fit_acc"] - row["val_acc"]
+        out.append(row)
     return out
 
 
@@ -275,7 +206,8 @@ def run(
     overrides: Optional[list[str]] = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train one (config, seed) and write its records into ``out_dir``.
+    """Train one config for ``trainer.replicas`` seeds (``seed``, ``seed+1``, ...)
+    and write their records into ``out_dir``.
 
     An earlier attempt in ``out_dir`` is skipped when done, resumed from its
     checkpoint when interrupted, re-run when failed (see :class:`Resume`).
@@ -297,99 +229,126 @@ def run(
         log.info("%s: %s", out, previous.note)
     # Data first: mnist1d's generator reseeds the global RNGs.
     data = build_dataset(cfg.data, device)
-
-    torch.manual_seed(cfg.seed)
-    model = build_mlp(cfg.model, data.n_features, data.n_classes).to(device)
-    optimizer = make_optimizer(cfg.optim, model.parameters())
-    scheduler = make_scheduler(cfg.optim, optimizer, cfg.trainer.epochs)
-    batch_gen = torch.Generator().manual_seed(cfg.seed)
+    seeds = [int(cfg.seed) + i for i in range(cfg.trainer.replicas)]
+    learner = Learner(cfg.model, cfg.optim, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device)
+    R = len(seeds)
 
     rows = previous.kept_rows()
+    per_seed = {s: {"status": records.RUNNING, "rows": [r for r in rows if r["seed"] == s], "error": None} for s in seeds}
     start, step, train_time, wall_before = 1, 0, 0.0, 0.0
     ckpt = previous.checkpoint
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        learner.load_state_dict(ckpt["learner"])
         torch.set_rng_state(ckpt["rng_torch"])
         if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-        batch_gen.set_state(ckpt["rng_batches"])
         start, step, train_time = ckpt["epoch"] + 1, ckpt["step"], ckpt["train_time"]
+        for s, (status, error) in zip(seeds, ckpt["seed_status"]):
+            per_seed[s].update(status=status, error=error)
         wall_before = float(previous.summary.get("wall_time_s", 0.0))
+    alive = [per_seed[s]["status"] == records.RUNNING for s in seeds]
 
     summary: dict[str, Any] = {
         "status": records.RUNNING,
         "config": config,
         "overrides": list(overrides or []),
-        "seeds": [int(cfg.seed)],
+        "seeds": seeds,
         "epochs_completed": start - 1,
-        "best": _best(rows),
-        "final": rows[-1] if rows else {},
         "wall_time_s": wall_before,
         "device": str(device),
         "torch_version": torch.__version__,
         "regbench_version": __version__,
         "error": None,
         "data": data.info(),
-        "n_params": count_parameters(model),
+        "n_params": learner.n_params,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed_after_epoch": start - 1 if ckpt is not None else None,
     }
+
+    def update_summary() -> None:
+        """best/final/status per seed; the top-level best/final are the first seed's."""
+        summary["per_seed"] = {
+            str(s): {
+                "status": v["status"],
+                "epochs_completed": v["rows"][-1]["epoch"] if v["rows"] else 0,
+                "best": _best(v["rows"]),
+                "final": v["rows"][-1] if v["rows"] else {},
+                "error": v["error"],
+            }
+            for s, v in per_seed.items()
+        }
+        summary["seed_status"] = {s: v["status"] for s, v in summary["per_seed"].items()}
+        summary["best"] = summary["per_seed"][str(seeds[0])]["best"]
+        summary["final"] = summary["per_seed"][str(seeds[0])]["final"]
+
+    update_summary()
     records.write_summary(out, summary)
-    log.info("%s on %s: %s, %d parameters; records in %s", data.name, device, _describe(model), summary["n_params"], out)
+    log.info(
+        "%s on %s, seed%s %s: %s, %d parameters; records in %s",
+        data.name, device, "s" if R > 1 else "", ",".join(map(str, seeds)), _describe(learner.module), learner.n_params, out,
+    )
 
     t_start = time.perf_counter()
     epochs = cfg.trainer.epochs
-    bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=f"seed {cfg.seed}")
+    bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}")
     previous_handler = _install_sigterm()
     writer = records.MetricsWriter(out / records.METRICS_FILE, _columns(data))
+    evaluate = lambda: epoch_metrics(
+        learner, data, [i for i in range(R) if alive[i]], cfg.trainer.eval_batch_size, cfg.trainer.test
+    )
     try:
-        model.train()
         if start == 1:
-            row = {"seed": cfg.seed, "epoch": 0, "step": 0, "time_s": 0.0, "lr": optimizer.param_groups[0]["lr"]}
-            row.update(epoch_metrics(model, data, cfg.trainer.eval_batch_size, cfg.trainer.test))
-            writer.write(row)
-            rows.append(row)
+            for s, m in zip(seeds, evaluate()):
+                row = {"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lr, **m}
+                writer.write(row)
+                per_seed[s]["rows"].append(row)
         for epoch in range(start, epochs + 1):
-            lr = optimizer.param_groups[0]["lr"]
+            lr = learner.lr
+            mask = torch.tensor(alive, device=device)
             t0 = time.perf_counter()
-            loss_sum, correct, gn_sum, seen, steps = train_epoch(
-                model, optimizer, data.train, cfg.trainer.batch_size, batch_gen, cfg.trainer.grad_clip
+            loss_sum, correct, gn_sum, seen, steps = learner.train_epoch(
+                data.train, cfg.trainer.batch_size, cfg.trainer.grad_clip, mask
             )
-            train_loss, train_correct, gn = torch.stack([loss_sum, correct, gn_sum]).tolist()  # the epoch's one sync
+            sums = torch.stack([loss_sum, correct, gn_sum]).tolist()  # the epoch's one sync for training
             train_time += time.perf_counter() - t0
-            scheduler.step()
+            learner.scheduler.step()
             step += steps
-            row = {
-                "seed": cfg.seed,
-                "epoch": epoch,
-                "step": step,
-                "time_s": train_time,
-                "lr": lr,
-                "train_loss": train_loss / seen,
-                "train_acc": train_correct / seen,
-                records.GRAD_NORM: gn / steps,
-            }
-            row.update(epoch_metrics(model, data, cfg.trainer.eval_batch_size, cfg.trainer.test))
-            writer.write(row)
-            rows.append(row)
-            bar.update(loss=row["train_loss"], val_acc=row["val_acc"])
+            live = [i for i in range(R) if alive[i]]
+            for i, m in zip(live, evaluate()):
+                s = seeds[i]
+                row = {
+                    "seed": s,
+                    "epoch": epoch,
+                    "step": step,
+                    "time_s": train_time,
+                    "lr": lr,
+                    "train_loss": sums[0][i] / seen,
+                    "train_acc": sums[1][i] / seen,
+                    records.GRAD_NORM: sums[2][i] / steps,
+                    **m,
+                }
+                writer.write(row)
+                per_seed[s]["rows"].append(row)
+                if not all(math.isfinite(row[k]) for k in ("train_loss", "fit_loss")) or max(
+                    row["train_loss"], row["fit_loss"]
+                ) > cfg.trainer.diverge_loss:
+                    alive[i] = False  # masked out of the gradients; the other replicas go on
+                    per_seed[s]["status"] = records.DIVERGED
+                    per_seed[s]["error"] = (
+                        f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
+                        f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
+                    )
+            head = per_seed[seeds[live[0]]]["rows"][-1]
+            bar.update(loss=head["train_loss"], val_acc=head["val_acc"])
             log.info(
-                "epoch %d/%d train_loss=%.4f fit_acc=%.4f val_loss=%.4f val_acc=%.4f",
-                epoch, epochs, row["train_loss"], row["fit_acc"], row["val_loss"], row["val_acc"],
+                "epoch %d/%d train_loss=%.4f fit_acc=%.4f val_loss=%.4f val_acc=%.4f%s",
+                epoch, epochs, head["train_loss"], head["fit_acc"], head["val_loss"], head["val_acc"],
+                f" (seed {head['seed']}; {sum(alive)}/{R} replicas running)" if R > 1 else "",
                 extra={"epoch_line": True},
             )
-            diverged = not all(math.isfinite(row[k]) for k in ("train_loss", "fit_loss")) or max(
-                row["train_loss"], row["fit_loss"]
-            ) > cfg.trainer.diverge_loss
-            summary.update(epochs_completed=epoch, best=_best(rows), final=row)
-            if diverged:
-                summary["status"] = records.DIVERGED
-                summary["error"] = (
-                    f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
-                    f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
-                )
+            summary["epochs_completed"] = epoch
+            update_summary()
+            if not any(alive):
                 break
             if cfg.trainer.checkpoint:
                 save_checkpoint(
@@ -398,16 +357,19 @@ def run(
                         "epoch": epoch,
                         "step": step,
                         "train_time": train_time,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
+                        "learner": learner.state_dict(),
+                        "seed_status": [(per_seed[s]["status"], per_seed[s]["error"]) for s in seeds],
                         "rng_torch": torch.get_rng_state(),
                         "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                        "rng_batches": batch_gen.get_state(),
                     },
                 )
-        else:
-            summary["status"] = records.COMPLETED
+        for s in seeds:
+            if per_seed[s]["status"] == records.RUNNING:
+                per_seed[s]["status"] = records.COMPLETED
+        # The job diverged only when every seed did; seed_status says which.
+        summary["status"] = records.COMPLETED if any(alive) else records.DIVERGED
+        if summary["status"] == records.DIVERGED:
+            summary["error"] = per_seed[seeds[0]]["error"]
     except (KeyboardInterrupt, Interrupted):
         summary["status"] = records.INTERRUPTED
         summary["error"] = "interrupted (SIGINT/SIGTERM); the checkpoint of the last completed epoch is kept"
@@ -415,12 +377,16 @@ def run(
     except Exception:
         summary["status"] = records.FAILED
         summary["error"] = traceback.format_exc()
+        for v in per_seed.values():
+            if v["status"] == records.RUNNING:
+                v["status"] = records.FAILED
         raise
     finally:
         bar.close()
         writer.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+        update_summary()
         summary["wall_time_s"] = wall_before + time.perf_counter() - t_start
         summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         records.write_summary(out, summary)

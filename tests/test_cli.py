@@ -118,3 +118,21 @@ def test_wheel_install_finds_its_configs(tmp_path):
     assert "name: digits" in res.stdout and "name: sgd" in res.stdout
     where = subprocess.run([sys.executable, "-c", "import regbench; print(regbench.__file__)"], cwd=elsewhere, env={**__import__("os").environ, **env}, capture_output=True, text=True)
     assert where.stdout.startswith(str(site))
+
+
+def test_replica_sweep_reports_like_separate_runs(cli, tmp_path):
+    """trainer.replicas=2 writes per-seed records the report cannot tell from separate runs."""
+    stacked, separate = tmp_path / "stacked", tmp_path / "separate"
+    common = ["train", "-m", "model.dropout=0,0.5", *TINY, cli.data_arg]
+    assert cli(*common, "trainer.replicas=2", f"hydra.sweep.dir={stacked}").returncode == 0
+    assert cli(*common, "seed=0,1", f"hydra.sweep.dir={separate}").returncode == 0
+    assert len(job_dirs(stacked)) == 2 and len(job_dirs(separate)) == 4
+    for folder in (stacked, separate):
+        res = cli("report", str(folder), "-o", str(folder / "report"), "--formats", "png")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith("4 runs in 2 cells (dropout)"), res.stdout
+    import pandas as pd
+
+    a = pd.read_csv(stacked / "report" / "cells.csv")
+    b = pd.read_csv(separate / "report" / "cells.csv")
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) == 2

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from regbench import records, train
+from regbench.learner import Learner, evaluate
 from regbench.data import build_dataset
 from regbench.model import build_mlp
 
@@ -49,12 +50,12 @@ def test_evaluate_is_eval_mode_and_restores_the_mode(make_cfg):
     data = build_dataset(cfg.data)
     model = build_mlp(cfg.model, data.n_features, data.n_classes)
     model.train()
-    a = train.evaluate(model, data.train, 64)
+    a = evaluate(model, data.train, 64)
     assert model.training
-    b = train.evaluate(model, data.train, 1000)  # batch size changes nothing in eval mode
+    b = evaluate(model, data.train, 1000)  # batch size changes nothing in eval mode
     assert torch.allclose(a[0], b[0]) and torch.equal(a[2], b[2])
     model.eval()
-    train.evaluate(model, data.val, 64)
+    evaluate(model, data.val, 64)
     assert not model.training
     # BatchNorm running statistics are not touched by evaluation
     assert torch.equal(model.hidden0.bn.running_mean, torch.zeros(16))
@@ -78,8 +79,8 @@ def test_exception_is_recorded_as_failed_with_traceback(make_cfg, tmp_path, monk
             raise RuntimeError("boom in epoch 2")
         return real(*args, **kw)
 
-    real = train.train_epoch
-    monkeypatch.setattr(train, "train_epoch", boom)
+    real = Learner.train_epoch
+    monkeypatch.setattr(Learner, "train_epoch", boom)
     with pytest.raises(RuntimeError):
         train.run(make_cfg("trainer.epochs=4"), tmp_path)
     summary = records.read_summary(tmp_path)
@@ -88,7 +89,7 @@ def test_exception_is_recorded_as_failed_with_traceback(make_cfg, tmp_path, monk
 
 
 def test_interrupt_is_recorded_and_keeps_checkpoint(make_cfg, tmp_path, monkeypatch):
-    real = train.train_epoch
+    real = Learner.train_epoch
     calls = []
 
     def interrupted(*args, **kw):
@@ -97,7 +98,7 @@ def test_interrupt_is_recorded_and_keeps_checkpoint(make_cfg, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(train, "train_epoch", interrupted)
+    monkeypatch.setattr(Learner, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train.run(make_cfg("trainer.epochs=5"), tmp_path)
     assert records.read_summary(tmp_path)["status"] == "interrupted"
@@ -138,7 +139,7 @@ def test_grad_clip_bounds_the_update(make_cfg, tmp_path):
     assert float(read_metrics(tmp_path)[1]["grad_norm"]) > 1e-3  # recorded before clipping
     torch.manual_seed(0)
     init = build_mlp(cfg.model, 8, 3).state_dict()
-    trained = torch.load(tmp_path / records.CHECKPOINT_FILE, weights_only=False)["model"]
+    trained = torch.load(tmp_path / records.CHECKPOINT_FILE, weights_only=False)["learner"]["model"]
     moved = torch.cat([(trained[k] - init[k]).flatten() for k in init]).norm().item()
     assert 0 < moved <= 6 * 0.1 * 1e-6 * 1.01  # 6 steps of lr x clipped norm
 
@@ -148,17 +149,17 @@ def test_grad_clip_bounds_the_update(make_cfg, tmp_path):
 
 def interrupt_at(monkeypatch, epoch: int):
     """Make the next run raise KeyboardInterrupt when it starts training ``epoch``."""
-    real = train.train_epoch
+    real = Learner.train_epoch
     calls = []
 
     def fake(*args, **kw):
         calls.append(1)
         if len(calls) == epoch:
-            monkeypatch.setattr(train, "train_epoch", real)
+            monkeypatch.setattr(Learner, "train_epoch", real)
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(train, "train_epoch", fake)
+    monkeypatch.setattr(Learner, "train_epoch", fake)
 
 
 def without_time(rows):
@@ -201,7 +202,7 @@ def test_completed_run_is_skipped(make_cfg, tmp_path):
 
 
 def test_failed_run_is_run_again_from_scratch(make_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "train_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(Learner, "train_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
         train.run(make_cfg(), tmp_path)
     monkeypatch.undo()

@@ -38,7 +38,9 @@ from regbench.records import (
 
 # Config keys that say how or where a run was executed, never what was
 # studied: they do not define a cell even when they differ between runs.
-NON_CELL_KEYS = frozenset({"seed", *RUNTIME_KEYS})
+# trainer.replicas changes how seeds are run (vectorized), not what a run is: its
+# records are per seed, like those of separate runs.
+NON_CELL_KEYS = frozenset({"seed", "trainer.replicas", *RUNTIME_KEYS})
 UNKNOWN = "unknown"  # a job killed before it wrote its first summary.json
 EXCLUDED_STATUSES = (DIVERGED, FAILED)  # listed, never averaged in
 # metrics.csv columns that index a row rather than measure something.

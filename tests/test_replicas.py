@@ -1,0 +1,127 @@
+"""The vectorized path: R seeds trained as one model must be R honest runs."""
+
+import csv
+import math
+
+import pytest
+import torch
+from torch.func import functional_call, vmap
+
+from regbench import records, train
+from regbench.learner import Learner
+
+METRICS = ["step", "lr", "train_loss", "train_acc", "fit_loss", "fit_acc", "val_loss", "val_acc",
+           "test_loss", "test_acc", "gap_loss", "gap_acc", "grad_norm"]
+
+
+def rows_by_seed(job):
+    out = {}
+    for r in csv.DictReader(open(job / records.METRICS_FILE)):
+        out.setdefault(int(r["seed"]), []).append(r)
+    return out
+
+
+def test_without_dropout_each_replica_is_the_single_run(make_cfg, tmp_path):
+    common = ["model.batchnorm=true", "optim=sgd", "optim.lr=0.1", "trainer.epochs=3", "trainer.grad_clip=1.0"]
+    train.run(make_cfg(*common, "trainer.replicas=3"), tmp_path / "stacked")
+    stacked = rows_by_seed(tmp_path / "stacked")
+    assert sorted(stacked) == [0, 1, 2]
+    for seed in (0, 1, 2):
+        train.run(make_cfg(*common, f"seed={seed}"), tmp_path / f"single{seed}")
+        (single,) = rows_by_seed(tmp_path / f"single{seed}").values()
+        assert len(single) == len(stacked[seed]) == 4
+        for a, b in zip(single, stacked[seed]):
+            for k in METRICS:
+                if a[k] == "":
+                    assert b[k] == ""
+                else:
+                    assert float(a[k]) == pytest.approx(float(b[k]), abs=1e-5), (seed, a["epoch"], k)
+        # BatchNorm running statistics are per replica and match the single run's
+        single_bn = torch.load(tmp_path / f"single{seed}" / records.CHECKPOINT_FILE)["learner"]["model"]
+        stacked_bn = torch.load(tmp_path / "stacked" / records.CHECKPOINT_FILE)["learner"]["model"]["buffers"]
+        for name in ("hidden0.bn.running_mean", "hidden1.bn.running_var"):
+            assert torch.allclose(single_bn[name], stacked_bn[name][seed], atol=1e-5)
+    summary = records.read_summary(tmp_path / "stacked")
+    assert summary["seeds"] == [0, 1, 2] and summary["seed_status"] == {"0": "completed", "1": "completed", "2": "completed"}
+
+
+def test_dropout_masks_are_per_replica_with_the_right_rate_and_scale(make_cfg):
+    p = 0.3
+    cfg = make_cfg("model.widths=[512]", "model.order=[linear,act,dropout]", f"model.dropout={p}", "model.activation=tanh")
+    learner = Learner(cfg.model, cfg.optim, 1, 8, 3, [0, 1, 2, 3], "cpu")
+    block = learner.module.hidden0
+    params = {k.removeprefix("hidden0."): v.detach() for k, v in learner.params.items() if k.startswith("hidden0.")}
+    x = torch.randn(4, 256, 8)  # (R, B, D)
+    dropped = vmap(lambda p_, x_: functional_call(block, p_, (x_,)), randomness="different")(params, x)
+    block.eval()
+    clean = vmap(lambda p_, x_: functional_call(block, p_, (x_,)))(params, x)
+    block.train()
+    kept = dropped != 0
+    for r in range(4):
+        assert kept[r].float().mean().item() == pytest.approx(1 - p, abs=0.01)  # 131072 units per replica
+        assert torch.allclose(dropped[r][kept[r]], clean[r][kept[r]] / (1 - p), rtol=1e-5, atol=1e-6)
+    assert all(not torch.equal(kept[0], kept[r]) for r in (1, 2, 3))  # masks differ between replicas
+
+
+def mean_ci(values):
+    n = len(values)
+    m = sum(values) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    return m, 2.365 * sd / math.sqrt(n)  # t(0.975, 7)
+
+
+def test_with_dropout_replicas_agree_in_distribution_with_single_runs(make_cfg, tmp_path):
+    common = ["data=teacher", "data.n_samples=600", "data.noise=1.0", "model.dropout=0.3", "trainer.epochs=6"]
+    train.run(make_cfg(*common, "trainer.replicas=8"), tmp_path / "stacked")
+    stacked = [float(r[-1]["val_acc"]) for r in rows_by_seed(tmp_path / "stacked").values()]
+    single = []
+    for seed in range(8):
+        train.run(make_cfg(*common, f"seed={seed}"), tmp_path / f"s{seed}")
+        (rows,) = rows_by_seed(tmp_path / f"s{seed}").values()
+        single.append(float(rows[-1]["val_acc"]))
+    assert stacked != single  # dropout masks are not the single runs' masks...
+    (ma, ca), (mb, cb) = mean_ci(stacked), mean_ci(single)
+    assert abs(ma - mb) <= ca + cb, (stacked, single)  # ...but the distribution is the same
+
+
+def test_a_diverging_replica_does_not_touch_the_others(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("trainer.replicas=2", "trainer.epochs=4")
+    train.run(cfg, tmp_path / "clean")
+    real = Learner.train_epoch
+
+    def poison_replica_1(self, *args, **kw):
+        if self.optimizer.state:  # from the second epoch on
+            with torch.no_grad():
+                self.params["hidden0.linear.weight"][1].fill_(float("nan"))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Learner, "train_epoch", poison_replica_1)
+    summary = train.run(cfg, tmp_path / "poisoned")
+    assert summary["status"] == "completed"
+    assert summary["seed_status"] == {"0": "completed", "1": "diverged"}
+    clean, poisoned = rows_by_seed(tmp_path / "clean"), rows_by_seed(tmp_path / "poisoned")
+    assert [r["epoch"] for r in poisoned[1]] == ["0", "1", "2"]  # recorded up to the epoch it diverged
+    for a, b in zip(clean[0], poisoned[0]):
+        assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
+
+
+def test_replicas_resume_like_single_runs(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("trainer.replicas=2", "model.dropout=0.3", "model.batchnorm=true", "trainer.epochs=4")
+    train.run(cfg, tmp_path / "straight")
+    real = Learner.train_epoch
+    calls = []
+
+    def stop_at_3(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(Learner, "train_epoch", stop_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(Learner, "train_epoch", real)
+    train.run(cfg, tmp_path / "resumed")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+    a, b = rows_by_seed(tmp_path / "straight"), rows_by_seed(tmp_path / "resumed")
+    assert strip(a[0]) == strip(b[0]) and strip(a[1]) == strip(b[1])
