@@ -113,14 +113,15 @@ class Learner:
         """Global L2 norm of each replica's gradient: (R,)."""
         if not self.stacked:
             return torch.nn.utils.get_total_norm(grads).reshape(1)
-        return torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        return torch.cat([g.flatten(1) for g in grads], 1).norm(dim=1)  # one reduction, not one per tensor
 
-    def train_epoch(self, train: Split, batch_size: int, grad_clip: float, alive: torch.Tensor):
+    def train_epoch(self, train: Split, batch_size: int, grad_clip: float, alive: torch.Tensor, grad_norms: bool = True):
         """One pass over a seeded permutation of the training set, per replica.
 
         ``alive`` (R,) bool masks replicas that diverged: their loss no longer
         reaches the gradients. Returns (loss_sum, correct, grad_norm_sum) as (R,)
-        device tensors, and the examples seen and steps taken.
+        device tensors (grad norms only measured when asked for or clipping),
+        and the examples seen and steps taken.
         """
         n, R = len(train), len(self.seeds)
         perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)  # (R, N)
@@ -143,16 +144,17 @@ class Learner:
                 params = list(self.module.parameters())
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            grads = [p.grad for p in params]
-            norms = self._grad_norms(grads)  # (R,), before clipping
-            if grad_clip > 0:
-                coef = (grad_clip / (norms + 1e-6)).clamp(max=1.0)
-                for g in grads:
-                    g.mul_(coef.view(-1, *[1] * (g.dim() - 1)) if self.stacked else coef)
+            if grad_norms or grad_clip > 0:
+                grads = [p.grad for p in params]
+                norms = self._grad_norms(grads)  # (R,), before clipping
+                gn_sum += norms
+                if grad_clip > 0:
+                    coef = (grad_clip / (norms + 1e-6)).clamp(max=1.0)
+                    for g in grads:
+                        g.mul_(coef.view(-1, *[1] * (g.dim() - 1)) if self.stacked else coef)
             self.optimizer.step()
             loss_sum += losses.detach() * b
             correct += (logits.detach().argmax(-1) == yb).sum(-1)
-            gn_sum += norms
             seen += b
             steps += 1
         return loss_sum, correct, gn_sum, seen, steps

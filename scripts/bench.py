@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""Training speed, measured in one process on the same data, model and epochs:
+
+  standard   the PyTorch-examples loop: DataLoader over a TensorDataset with
+             shuffle, .item() per batch, evaluation through DataLoaders
+  single     regbench's trainer, one seed (Learner with R = 1)
+  replicas   regbench's vectorized replicas, R seeds as one model
+
+Each does the same work per epoch and seed: one training pass and an
+eval-mode pass over train, val and test. Printed: seconds per epoch and seed,
+throughput ratios against the standard loop and against sequential single
+runs, and the ratio to the floating-point limit (the model's FLOPs per epoch
+at this machine's measured peak matmul rate).
+
+  python scripts/bench.py                      # MNIST-1D [100,100] and MNIST-sized [1024,1024]
+  python scripts/bench.py --only mnist1d --replicas 8 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from torch.utils.data import DataLoader, TensorDataset
+
+from regbench.config import register_configs
+from regbench.data import build_dataset
+from regbench.learner import Learner, make_optimizer
+from regbench.model import build_mlp
+from regbench.train import epoch_metrics, resolve_device
+
+SETUPS = {
+    # name: overrides
+    "mnist1d": ["data=mnist1d", "model.widths=[100,100]", "model.batchnorm=true", "model.dropout=0.2"],
+    "mnist-sized": ["data=teacher", "data.n_samples=75000", "data.n_features=784", "data.n_classes=10",
+                    "data.val_fraction=0.2", "data.test_fraction=0.2", "model.widths=[1024,1024]",
+                    "model.batchnorm=true", "model.dropout=0.2"],
+}
+
+
+def config(overrides):
+    register_configs()
+    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_matmul_flops(device, n=2048, reps=10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def epoch_flops(model, n_train, n_eval) -> float:
+    """Matmul FLOPs of one epoch: forward + backward (3x forward) on the
+    training set, forward on train/val/test for evaluation."""
+    macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return 2 * macs * (3 * n_train + n_eval)
+
+
+def standard(cfg, data, device, epochs, seed=0, on_epoch=None):
+    """pytorch/examples style: DataLoader, shuffle, .item() per batch.
+    ``on_epoch(epoch, {split: (loss, acc)})`` receives each epoch's evaluation."""
+    torch.manual_seed(seed)
+    model = build_mlp(cfg.model, data.n_features, data.n_classes).to(device)
+    opt = make_optimizer(cfg.optim, model.parameters())
+    cpu = lambda s: TensorDataset(s.x.cpu(), s.y.cpu())
+    train_loader = DataLoader(cpu(data.train), batch_size=cfg.trainer.batch_size, shuffle=True)
+    eval_loaders = [DataLoader(cpu(s), batch_size=1000) for s in (data.train, data.val, data.test)]
+    sync(device)
+    t = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        running = 0.0
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            running += loss.item()
+        model.eval()
+        results = {}
+        with torch.no_grad():
+            for split, loader in zip(("fit", "val", "test"), eval_loaders):
+                total = correct = 0.0
+                for x, y in loader:
+                    x, y = x.to(device), y.to(device)
+                    out = model(x)
+                    total += F.cross_entropy(out, y, reduction="sum").item()
+                    correct += (out.argmax(1) == y).sum().item()
+                results[split] = (total / len(loader.dataset), correct / len(loader.dataset))
+        if on_epoch is not None:
+            on_epoch(epoch, results)
+    sync(device)
+    return (time.perf_counter() - t) / epochs
+
+
+def regbench_loop(cfg, data, device, epochs, seeds):
+    """Seconds per epoch for len(seeds) seeds trained together (R = 1: the single-run trainer)."""
+    learner = Learner(cfg.model, cfg.optim, epochs, data.n_features, data.n_classes, seeds, device)
+    alive = torch.ones(len(seeds), dtype=torch.bool, device=device)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(epochs):
+        sums = learner.train_epoch(data.train, cfg.trainer.batch_size, 0.0, alive)[:3]
+        torch.stack(sums).tolist()
+        epoch_metrics(learner, data, list(range(len(seeds))), cfg.trainer.eval_batch_size, True)
+    sync(device)
+    return (time.perf_counter() - t) / epochs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=list(SETUPS), action="append", help="setups to run (default: all)")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[8], help="R values for the vectorized path")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per measurement (default: 5, 1 for mnist-sized)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    peak = peak_matmul_flops(device)
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), "
+          f"torch {torch.__version__}, peak matmul {peak / 1e9:.1f} GFLOP/s")
+    for name in args.only or list(SETUPS):
+        cfg = config(SETUPS[name])
+        data = build_dataset(cfg.data, device)
+        epochs = args.epochs or (5 if name == "mnist1d" else 1)
+        model = build_mlp(cfg.model, data.n_features, data.n_classes)
+        limit = epoch_flops(model, len(data.train), len(data.train) + len(data.val) + len(data.test)) / peak
+        regbench_loop(cfg, data, device, 1, [0])  # warm-up (allocator, first-call overheads)
+        std = standard(cfg, data, device, epochs)
+        one = regbench_loop(cfg, data, device, epochs, [0])
+        print(f"\n{name}: {len(data.train)} train examples, widths {list(cfg.model.widths)}, BN + dropout 0.2, "
+              f"batch {cfg.trainer.batch_size}, {epochs} epochs per measurement")
+        print(f"  {'loop':<16}{'s/epoch/seed':>14}{'vs standard':>13}{'vs single':>11}{'vs FLOP limit':>15}")
+        row = lambda label, t: print(f"  {label:<16}{t:>14.4f}{std / t:>12.2f}x{one / t:>10.2f}x{t / limit:>14.1f}x")
+        row("standard", std)
+        row("single", one)
+        for r in args.replicas:
+            per_seed = regbench_loop(cfg, data, device, epochs, list(range(r))) / r
+            row(f"replicas R={r}", per_seed)
+        print(f"  (FLOP limit: {limit:.4f} s/epoch/seed; 'vs' columns are throughput ratios, "
+              "'vs FLOP limit' is time over that limit)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
