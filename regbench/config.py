@@ -91,6 +91,7 @@ class TrainerConfig:
     grad_clip: float = 0.0  # clip the global gradient L2 norm to this, 0 = off
     diverge_loss: float = 1e4  # a training/fit loss above this (or NaN/inf) ends the run as `diverged`
     test: bool = True  # also evaluate the test split every epoch (when the dataset has one)
+    diagnostics: bool = True  # record BN variance shift, pre-activation percentiles, dead ReLUs, weight and gradient norms
     checkpoint: bool = True  # save checkpoint.pt (model, optimizer, RNG, epoch) after every epoch
     progress: bool = True  # tqdm bar over epochs (shown only on a terminal)
 

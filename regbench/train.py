@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import __version__, records
 from .config import ConfigError, validate
 from .data import Dataset, DataError, build_dataset
+from .diagnostics import Probe
 from .learner import Learner
 from . import progress
 from .progress import EpochBar
@@ -107,10 +108,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 # ---------------------------------------------------------------- the run
 
-def _columns(data: Dataset) -> list[str]:
-    cols = list(records.BASE_COLUMNS) + [records.GRAD_NORM]
+def _columns(data: Dataset, probe: Optional[Probe]) -> list[str]:
+    cols = list(records.BASE_COLUMNS)
     if data.corrupted is not None:
         cols += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC]
+    if probe is not None:
+        cols += [records.GRAD_NORM] + probe.columns()
     return cols
 
 
@@ -292,22 +295,22 @@ def run(
     epochs = cfg.trainer.epochs
     bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}")
     previous_handler = _install_sigterm()
-    writer = records.MetricsWriter(out / records.METRICS_FILE, _columns(data))
+    probe = Probe(learner.module) if cfg.trainer.diagnostics else None
+    writer = records.MetricsWriter(out / records.METRICS_FILE, _columns(data, probe))
     evaluate = lambda: epoch_metrics(
-        learner, data, [i for i in range(R) if alive[i]], cfg.trainer.eval_batch_size, cfg.trainer.test
+        learner, data, [i for i in range(R) if alive[i]], cfg.trainer.eval_batch_size, cfg.trainer.test, probe
     )
     try:
         if start == 1:
             for s, m in zip(seeds, evaluate()):
-                row = {"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lr, **m}
-                writer.write(row)
-                per_seed[s]["rows"].append(row)
+                per_seed[s]["rows"].append({"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lr, **m})
+            writer.write(*(per_seed[s]["rows"][-1] for s in seeds))
         for epoch in range(start, epochs + 1):
             lr = learner.lr
             mask = torch.tensor(alive, device=device)
             t0 = time.perf_counter()
             loss_sum, correct, gn_sum, seen, steps = learner.train_epoch(
-                data.train, cfg.trainer.batch_size, cfg.trainer.grad_clip, mask
+                data.train, cfg.trainer.batch_size, cfg.trainer.grad_clip, mask, grad_norms=probe is not None
             )
             sums = torch.stack([loss_sum, correct, gn_sum]).tolist()  # the epoch's one sync for training
             train_time += time.perf_counter() - t0
@@ -324,10 +327,9 @@ def run(
                     "lr": lr,
                     "train_loss": sums[0][i] / seen,
                     "train_acc": sums[1][i] / seen,
-                    records.GRAD_NORM: sums[2][i] / steps,
+                    **({records.GRAD_NORM: sums[2][i] / steps} if probe is not None else {}),
                     **m,
                 }
-                writer.write(row)
                 per_seed[s]["rows"].append(row)
                 if not all(math.isfinite(row[k]) for k in ("train_loss", "fit_loss")) or max(
                     row["train_loss"], row["fit_loss"]
@@ -338,6 +340,7 @@ def run(
                         f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
                         f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
                     )
+            writer.write(*(per_seed[seeds[i]]["rows"][-1] for i in live))
             head = per_seed[seeds[live[0]]]["rows"][-1]
             bar.update(loss=head["train_loss"], val_acc=head["val_acc"])
             log.info(

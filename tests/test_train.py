@@ -16,7 +16,9 @@ def read_metrics(path):
 def test_run_writes_every_epoch_and_a_summary(make_cfg, tmp_path):
     summary = train.run(make_cfg("trainer.epochs=3"), tmp_path)
     rows = read_metrics(tmp_path)
-    assert list(rows[0]) == list(records.BASE_COLUMNS) + [records.GRAD_NORM]
+    columns = list(rows[0])
+    assert columns[: len(records.BASE_COLUMNS) + 1] == list(records.BASE_COLUMNS) + [records.GRAD_NORM]
+    assert "weight_norm/head" in columns and "dead_frac/hidden1" in columns and "preact_p50/hidden0" in columns
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     assert rows[0]["train_loss"] == "" and rows[1]["train_loss"] != ""
     for r in rows:
@@ -228,3 +230,17 @@ def test_folder_with_another_config_is_refused(make_cfg, tmp_path):
     with pytest.raises(train.ConfigError, match=r"another config \(model.dropout: 0.1 -> 0.2\)"):
         train.run(make_cfg("model.dropout=0.2"), tmp_path)
     train.run(make_cfg("model.dropout=0.1", "threads=2"), tmp_path)  # runtime knobs do not count
+
+
+def test_diagnostics_switch_off_cleanly(make_cfg, tmp_path):
+    train.run(make_cfg("trainer.diagnostics=false", "model.batchnorm=true"), tmp_path)
+    assert list(read_metrics(tmp_path)[0]) == list(records.BASE_COLUMNS)
+
+
+def test_variance_shift_grows_when_dropout_feeds_batchnorm(make_cfg, tmp_path):
+    shift = {}
+    for p in (0, 0.5):
+        train.run(make_cfg("model.order=[linear,act,dropout,bn]", "model.batchnorm=true", f"model.dropout={p}",
+                           "trainer.epochs=10", "trainer.batch_size=16"), tmp_path / str(p))
+        shift[p] = float(read_metrics(tmp_path / str(p))[-1]["bn_var_shift/hidden1"])
+    assert shift[0] < 1.2 < 1.5 < shift[0.5], shift
