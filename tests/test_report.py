@@ -7,6 +7,7 @@ Fixture records are written with the real regbench.records writers
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -24,15 +25,17 @@ EPOCHS = 4
 
 
 def sweep(root: Path, **kw) -> Path:
-    """dropout {0, 0.5} x batchnorm {false, true} x seeds {0, 1}, 4 epochs."""
-    kw = {"dropouts": (0.0, 0.5), "batchnorms": (False, True), "seeds": (0, 1), "epochs": EPOCHS, **kw}
+    """dropout {0, 0.5} x batchnorm {false, true} x seeds {0, 1}, 4 epochs; no
+    per-layer diagnostics unless asked (four figures fewer: faster tests)."""
+    kw = {"dropouts": (0.0, 0.5), "batchnorms": (False, True), "seeds": (0, 1), "epochs": EPOCHS,
+          "diagnostics": False, **kw}
     return write_sweep(root, **kw)
 
 
 def job(root: Path, name: str, dropout=0.0, bn=False, seed=0, **kw) -> Path:
     config = {**BASE_CONFIG, "model.dropout": dropout, "model.batchnorm": bn, "seed": seed, "trainer.epochs": EPOCHS}
     config.update(kw.pop("config", {}))
-    rows = kw.pop("rows", None) or curves(dropout, bn, seed, EPOCHS)
+    rows = kw.pop("rows", None) or curves(dropout, bn, seed, EPOCHS, diagnostics=False)
     return write_job(root / name, config, rows, **kw)
 
 
@@ -73,7 +76,7 @@ def one_error_line(err: str) -> str:
 
 
 def test_load_builds_tidy_tables_and_finds_factors(tmp_path):
-    sweep(tmp_path / "s", diverged=[(0.5, True, 1)])
+    sweep(tmp_path / "s", diverged=[(0.5, True, 1)], diagnostics=True)
     study = load.load_study([tmp_path / "s"])
     assert study.factors == ["model.dropout", "model.batchnorm"]
     assert study.levels == {"model.dropout": [0.0, 0.5], "model.batchnorm": [False, True]}
@@ -81,7 +84,7 @@ def test_load_builds_tidy_tables_and_finds_factors(tmp_path):
     assert study.constants["model.order"] == "linear-bn-act-dropout"  # lists compare as strings
     assert len(study.runs) == 8 and len(study.epochs) == 8 * (EPOCHS + 1)
     assert study.runs["cell"].nunique() == 4
-    assert set(study.epochs.columns) >= {"run", "cell", "seed", "epoch", "val_acc", "bn_var_shift/0"}
+    assert set(study.epochs.columns) >= {"run", "cell", "seed", "epoch", "val_acc", "bn_var_shift/hidden0"}
     bad = study.runs.set_index("cell").loc["dropout=0.5, batchnorm=true"].set_index("seed").loc[1]
     assert bad["status"] == DIVERGED and not bad["used"]
     assert study.runs["used"].sum() == 7
@@ -129,7 +132,7 @@ def test_nan_loss_keeps_a_run_out_even_if_marked_completed(tmp_path):
 def full_report(tmp_path_factory):
     """One report over a 2 x 2 x 2-seed sweep with a diverged, a failed and a corrupt record."""
     root = tmp_path_factory.mktemp("sweep")
-    sweep(root, diverged=[(0.5, True, 1)])
+    sweep(root, diverged=[(0.5, True, 1)], diagnostics=True)
     failed = {**BASE_CONFIG, "model.dropout": 0.0, "model.batchnorm": True, "seed": 2, "trainer.epochs": EPOCHS}
     (root / "failed").mkdir()
     write_summary(root / "failed", {"status": FAILED, "config": failed, "seeds": [2], "error": "Traceback...\nRuntimeError: CUDA oops",
@@ -146,7 +149,7 @@ def test_report_writes_every_output(full_report, capsys):
     for name in ("report.html", "report.md", "runs.csv", "epochs.csv", "cells.csv"):
         assert (out / name).stat().st_size > 0, name
     expected = ["overfitting_loss", "overfitting_acc", "gap", "convergence", "time_to_target", "ablation",
-                "heatmap", "diagnostics"]
+                "heatmap", "variance_shift", "preactivations", "dead_relu", "norms"]
     for name in expected:
         for fmt in ("png", "svg", "pdf"):
             assert (out / "figures" / f"{name}.{fmt}").stat().st_size > 1000, (name, fmt)
@@ -160,7 +163,7 @@ def test_report_writes_every_output(full_report, capsys):
 def test_report_html_is_self_contained_and_honest(full_report):
     root, _ = full_report
     page = parse_html(root / "report" / "report.html")
-    assert len(page.srcs) == 8
+    assert len(page.srcs) == 11
     for src in page.srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -286,7 +289,7 @@ def test_report_never_imports_training_code(tmp_path):
 def test_plot_functions_create_an_axes_when_none_is_given(tmp_path):
     from regbench.report import figures, stats
 
-    sweep(tmp_path / "s")
+    sweep(tmp_path / "s", diagnostics=True)
     study = load.load_study([tmp_path / "s"])
     a = stats.analyze(study, "val_acc", 0.5)
     styles = figures.cell_styles(a.cells[study.factors], study.levels, "model.dropout", "model.batchnorm")
@@ -298,9 +301,78 @@ def test_plot_functions_create_an_axes_when_none_is_given(tmp_path):
         figures.plot_bars(a.cells, "epochs_to_target", styles),
         figures.plot_ablation(a.cells, "best_val_acc", "model.dropout", study.levels, styles),
         figures.plot_heatmap(a.cells, "best_val_acc", "model.batchnorm", "model.dropout", study.levels),
+        figures.plot_percentiles(a.curves, "hidden1", styles),
     ]
     for ax in axes:
         assert ax.figure is not None and (ax.lines or ax.patches or ax.images or ax.collections)
     # The same cell has the same look in every figure.
     assert styles.cell[cell] == figures.cell_styles(
         a.cells[study.factors], study.levels, "model.dropout", "model.batchnorm").cell[cell]
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+DIAGNOSTIC_FIGURES = {
+    "variance_shift": "Variance shift near 1 means",
+    "preactivations": "the line is the median and the band spans the 15th to 85th percentile",
+    "noisy_labels": "against the corrupted label",
+    "dead_relu": "output zero for every training example",
+}
+
+
+def figure_ids(html_path: Path) -> set[str]:
+    return set(re.findall(r'<figure id="([^"]+)"', html_path.read_text(encoding="utf-8")))
+
+
+def test_diagnostic_figures_appear_only_with_their_columns(tmp_path):
+    # Records without the probe's columns and without label noise: only the gradient norm.
+    sweep(tmp_path / "plain", seeds=(0,), diagnostics=False)
+    assert report(tmp_path / "plain", "-o", tmp_path / "out1", "--formats", "png", "-q") == 0
+    ids = figure_ids(tmp_path / "out1" / "report.html")
+    assert not ids & set(DIAGNOSTIC_FIGURES) and "norms" in ids
+    md = (tmp_path / "out1" / "report.md").read_text()
+    assert not [t for t in DIAGNOSTIC_FIGURES.values() if t in md] and "Frobenius" not in md
+
+    # No BatchNorm anywhere, tanh (no dead_frac), label noise: no variance shift, no dead units.
+    for seed in (0, 1):
+        for p in (0.0, 0.5):
+            rows = [{k: v for k, v in r.items() if not k.startswith("dead_frac")}
+                    for r in curves(p, False, seed, EPOCHS, label_noise=0.2)]
+            job(tmp_path / "tanh", f"{p}-{seed}", p, seed=seed, rows=rows,
+                config={"model.activation": "tanh", "data.label_noise": 0.2})
+    assert report(tmp_path / "tanh", "-o", tmp_path / "out2", "--formats", "png", "-q") == 0
+    ids = figure_ids(tmp_path / "out2" / "report.html")
+    assert {"preactivations", "noisy_labels", "norms"} <= ids
+    assert "variance_shift" not in ids and "dead_relu" not in ids
+    text = " ".join(parse_html(tmp_path / "out2" / "report.html").text)
+    for name in ("preactivations", "noisy_labels"):
+        assert DIAGNOSTIC_FIGURES[name] in text  # each figure carries its reading
+    md = (tmp_path / "out2" / "report.md").read_text()
+    assert "![Fit of corrupted labels](figures/noisy_labels.png)" in md and "Frobenius" in md
+
+
+def test_layer_columns_in_network_order_and_labels():
+    from regbench.report.figures import label, layer_columns
+
+    cols = ["weight_norm/head", "weight_norm/hidden10", "weight_norm/hidden2", "grad_norm", "weight_normx"]
+    assert layer_columns(cols, "weight_norm") == ["weight_norm/hidden2", "weight_norm/hidden10", "weight_norm/head"]
+    assert label("preact_p15/hidden0") == "pre-activation, 15th percentile (hidden0)"
+    assert label("bn_var_shift/hidden1") == "BatchNorm variance shift (hidden1)"
+    assert label("dead_frac/hidden0") == "dead ReLU units (hidden0)"
+
+
+def test_variance_shift_panels_skip_epoch_zero_and_bn_free_cells(tmp_path):
+    """Epoch 0 holds BN's initial running statistics, not estimates: not plotted."""
+    from regbench.report import figures, stats
+
+    sweep(tmp_path / "s", seeds=(0,), diagnostics=True)
+    study = load.load_study([tmp_path / "s"])
+    a = stats.analyze(study)
+    styles = figures.cell_styles(a.cells[study.factors], study.levels, "model.dropout", "model.batchnorm")
+    fig = figures.fig_panels(a.curves, [("bn_var_shift/hidden1", "hidden1")], styles, "t", "y",
+                             hline=(1, "1: no shift"), first_epoch=1)
+    ax = fig.axes[0]
+    curves_drawn = [line for line in ax.lines if len(line.get_xdata()) > 2]  # not the reference line
+    assert len(curves_drawn) == 2  # the two BatchNorm cells; the others recorded no shift
+    assert all(min(line.get_xdata()) == 1 for line in curves_drawn)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .load import fmt_value, short_names
 from .stats import higher_is_better
@@ -57,15 +59,25 @@ LABELS = {
     "best_epoch": "epoch of lowest validation loss",
 }
 
+# Per-layer diagnostics (regbench.diagnostics), recorded as ``<prefix>/<layer>``.
+VAR_SHIFT, DEAD_FRAC, WEIGHT_NORM = "bn_var_shift", "dead_frac", "weight_norm"
+PREACT = "preact_p{}"  # 15th, 50th and 85th percentile of one unit's pre-activation
+LAYER_LABELS = {
+    VAR_SHIFT: "BatchNorm variance shift",
+    DEAD_FRAC: "dead ReLU units",
+    WEIGHT_NORM: "weight norm ‖W‖",
+}
+
 
 def label(column: str) -> str:
     """Axis label, with the unit where it has one."""
     for prefix, word in (("best_", "best "), ("final_", "final ")):
         if column.startswith(prefix) and column[len(prefix) :] in LABELS:
             return word + LABELS[column[len(prefix) :]]
-    if column.startswith("bn_var_shift"):
-        layer = column.split("/", 1)[1] if "/" in column else ""
-        return f"BatchNorm variance shift{' (' + layer + ')' if layer else ''}"
+    prefix, _, layer = column.partition("/")
+    if prefix in LAYER_LABELS or (prefix.startswith("preact_p") and prefix[8:].isdigit()):
+        what = LAYER_LABELS.get(prefix) or f"pre-activation, {prefix[8:]}th percentile"
+        return f"{what}{' (' + layer + ')' if layer else ''}"
     return LABELS.get(column, column)
 
 
@@ -84,8 +96,19 @@ def _is_accuracy(column: str) -> bool:
     return column.endswith("acc")
 
 
+def _bounds(column: str) -> tuple[float | None, float | None]:
+    """The range a metric can take, to keep interval bands inside it."""
+    if _is_accuracy(column) and not column.startswith("gap") or column.startswith(DEAD_FRAC):
+        return 0.0, 1.0
+    if column.startswith(VAR_SHIFT):
+        return 1.0, None  # max(a/b, b/a) >= 1
+    if column.startswith(WEIGHT_NORM) or column == "grad_norm":
+        return 0.0, None
+    return None, None
+
+
 def _format_y(ax: Axes, column: str) -> None:
-    if _is_accuracy(column):
+    if _is_accuracy(column) or column.startswith(DEAD_FRAC):  # fractions, read as percent
         ax.yaxis.set_major_formatter(PERCENT)
 
 
@@ -190,10 +213,39 @@ def plot_curve(
         xs = d.index.to_numpy() if x == "epoch" else d[f"{x}_mean"].to_numpy()
         ax.plot(xs, d[f"{column}_mean"], color=st["color"], linestyle=st["linestyle"], lw=1.6)
         if band:
-            ax.fill_between(xs, d[f"{column}_ci_lo"], d[f"{column}_ci_hi"], color=st["color"], alpha=BAND_ALPHA, lw=0)
+            lo, hi = _bounds(column)  # a t interval over 2-3 seeds can leave what the metric can be
+            ax.fill_between(xs, d[f"{column}_ci_lo"].clip(lo, hi), d[f"{column}_ci_hi"].clip(lo, hi),
+                            color=st["color"], alpha=BAND_ALPHA, lw=0)
     ax.set_xlabel(label(x))
+    if x == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(label(column))
     _format_y(ax, column)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_percentiles(curves: pd.DataFrame, layer: str, styles: Styles, ax: Axes | None = None) -> Axes:
+    """One unit's pre-activation in ``layer`` per cell: the median as a line,
+    the 15th-85th percentile as a band with thin edges (each the mean over
+    seeds). The band is the spread of the unit's values, not an interval."""
+    ax = _new_ax(ax)
+    lo, mid, hi = (f"{PREACT.format(q)}/{layer}_mean" for q in (15, 50, 85))
+    for cell, d in curves.groupby(level="cell", sort=False):
+        d = d.droplevel("cell")
+        if mid not in d or d[mid].isna().all():
+            continue
+        st = styles.cell.get(cell, {"color": "C0", "linestyle": "-"})
+        x = d.index.to_numpy()
+        ax.plot(x, d[mid], color=st["color"], linestyle=st["linestyle"], lw=1.7)
+        if lo in d and hi in d:
+            # Faint fill, so that bands of several cells stay readable where they overlap; edges tell them apart.
+            ax.fill_between(x, d[lo], d[hi], color=st["color"], alpha=0.07, lw=0)
+            for edge in (lo, hi):
+                ax.plot(x, d[edge], color=st["color"], linestyle=st["linestyle"], lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"pre-activation ({layer})")
     ax.grid(alpha=0.3)
     return ax
 
@@ -429,6 +481,63 @@ def fig_curves(curves: pd.DataFrame, panels: list[tuple[str, str]], styles: Styl
     return fig
 
 
+def fig_panels(curves: pd.DataFrame, panels: list[tuple[str, str]], styles: Styles, title: str, ylabel: str,
+               hline: tuple[float, str] | None = None, first_epoch: int = 0, sharey: bool = False) -> Figure:
+    """Small panels of (column, panel title) over epochs, all cells in each;
+    ``hline``: (value, legend text) of a reference line. At most three panels
+    a row, rows balanced (4 panels: 2 x 2), so the page does not shrink the text."""
+    curves = curves[curves.index.get_level_values("epoch") >= first_epoch]
+    nrows = math.ceil(len(panels) / 3)
+    ncols = math.ceil(len(panels) / nrows)
+    fig = Figure(figsize=(3.3 * ncols + 2.4, 2.6 * nrows + 0.7), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)
+    values = curves[[f"{c}_mean" for c, _ in panels]].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    # Ratios that span a decade (an early variance shift of 15 next to 1.02) read better on a log axis.
+    logy = values.size and values.min() > 0 and values.max() / values.min() > 10 and not _is_accuracy(panels[0][0])
+    for ax, (column, panel) in zip(axes.flat, panels):
+        plot_curve(curves, column, styles, ax=ax)
+        if logy:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 2, 5, 10: not 10^0
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        if hline:
+            ax.axhline(hline[0], color="black", lw=1, linestyle=(0, (4, 3)))
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    extra = [Line2D([], [], color="black", lw=1, linestyle=(0, (4, 3)), label=hline[1])] if hline else []
+    _cell_legend(fig, styles, extra)
+    fig.supxlabel("epoch", fontsize=10)
+    fig.supylabel(ylabel, fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def fig_preactivations(curves: pd.DataFrame, layers: list[str], styles: Styles) -> Figure:
+    nrows = math.ceil(len(layers) / 3)  # rows balanced as in fig_panels
+    ncols = math.ceil(len(layers) / nrows)
+    fig = Figure(figsize=(4.0 * ncols + 2.4, 3.0 * nrows + 0.7), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        plot_percentiles(curves, layer, styles, ax=ax)
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    for ax in list(axes.flat)[len(layers):]:
+        ax.set_axis_off()
+    how = [_heading("per cell"), Line2D([], [], color="0.3", lw=1.7, label="median"),
+           Patch(facecolor="0.3", alpha=0.25, edgecolor="0.3", lw=0.6, label="15th–85th percentile")]
+    _cell_legend(fig, styles, how)
+    fig.supxlabel("epoch", fontsize=10)
+    fig.supylabel("pre-activation of unit 0 (input of the activation)", fontsize=10)
+    fig.suptitle("Pre-activation distribution of one unit per layer over training (mean over seeds)", fontsize=11)
+    return fig
+
+
 def fig_to_target(cells: pd.DataFrame, styles: Styles, metric: str, target: float) -> Figure:
     cols = [c for c in ("epochs_to_target", "seconds_to_target") if f"{c}_mean" in cells]
     fig = Figure(figsize=(4.6 * len(cols) + 1.5, 0.32 * len(cells) + 1.6), layout="constrained")
@@ -514,11 +623,19 @@ def ablation_x_factors(factors: list[str], levels: dict[str, list], x: str | Non
     return numeric or factors[:1]
 
 
-DIAGNOSTICS = ("grad_norm", "noisy_fit_acc", "noisy_clean_acc")
+def layer_columns(columns, prefix: str) -> list[str]:
+    """``<prefix>/<layer>`` columns in network order: hidden0, hidden1, ..., hidden10, then head."""
+
+    def order(column: str) -> tuple:
+        layer = column.partition("/")[2]
+        m = re.fullmatch(r"hidden(\d+)", layer)
+        return (0, int(m.group(1)), "") if m else (1, 0, layer)
+
+    return sorted((c for c in columns if c == prefix or c.startswith(prefix + "/")), key=order)
 
 
-def diagnostic_columns(columns) -> list[str]:
-    return [c for c in columns if c in DIAGNOSTICS or c.startswith("bn_var_shift")]
+def _layer(column: str) -> str:
+    return column.partition("/")[2] or "all layers"
 
 
 def make_figures(a, styles: Styles, out_dir: Path, formats: list[str], x: str | None = None) -> list[Rendered]:
@@ -574,9 +691,57 @@ def make_figures(a, styles: Styles, out_dir: Path, formats: list[str], x: str | 
                                    else outcome_cols[:1], row_f, col_f, study.levels),
             "Grid", "Every combination of the two factors: mean and ± 95% CI half-width; n is shown where a "
             "setting has fewer usable runs than the others; grey: no usable runs.")
-    diag = diagnostic_columns(c[: -len("_mean")] for c in curves.columns if c.endswith("_mean"))
-    if diag:
-        add("diagnostics", fig_curves(curves, [(c, "epoch") for c in diag], styles,
-                                      "Diagnostics over epochs (mean, 95% CI band)"),
-            "Diagnostics", f"Diagnostics recorded by the trainer: {', '.join(diag)}. {band}")
+    # Diagnostics: each figure only when some usable run recorded its columns.
+    have_cols = [c[: -len("_mean")] for c in curves.columns if c.endswith("_mean")]
+    shift = layer_columns(have_cols, VAR_SHIFT)
+    if shift:
+        add("variance_shift",
+            fig_panels(curves, [(c, _layer(c)) for c in shift], styles,
+                       "BatchNorm variance shift per layer (Li et al. 2019; mean, 95% CI band)",
+                       "variance shift (1 = none)", hline=(1, "1: no shift"), first_epoch=1, sharey=True),
+            "BatchNorm variance shift",
+            "Variance shift near 1 means BatchNorm's test-time statistics match what the layer really sees at test "
+            "time; values above 1 mean its running variance is off, typically too large because dropout before BN "
+            "added noise during training (Li et al. 2019). Per unit: the running variance against the variance of "
+            "the BN input over the whole training set in eval mode, as max(a/b, b/a), averaged over units. Only "
+            "cells with BatchNorm in that layer have a line; epoch 0 is left out (the running statistics are still "
+            f"their initial values there). {band}")
+    layers = [_layer(c) for c in layer_columns(have_cols, PREACT.format(50))]
+    if layers:
+        add("preactivations", fig_preactivations(curves, layers, styles), "Pre-activation distribution",
+            "How the input of the activation function of one unit (unit 0 of each hidden block) is distributed over "
+            "a fixed batch of training examples as training goes on, as in Ioffe & Szegedy (2015, Fig. 1): the line "
+            "is the median and the band spans the 15th to 85th percentile; a band that drifts or widens means the "
+            "layers above keep seeing a changing input distribution, which BatchNorm placed before the activation "
+            "holds steady. Each percentile is the mean over seeds; the band is the spread of the unit's values, "
+            "not a confidence interval.")
+    noisy = [(c, t) for c, t in (("noisy_fit_acc", "against the corrupted label (memorized)"),
+                                 ("noisy_clean_acc", "against the original clean label")) if c in have_cols]
+    if noisy:
+        add("noisy_labels",
+            fig_panels(curves, noisy, styles, "Training examples with corrupted labels (mean, 95% CI band)",
+                       "accuracy on the corrupted examples", sharey=True),
+            "Fit of corrupted labels",
+            "Accuracy on the training examples whose label was corrupted, measured in eval mode against the "
+            "corrupted label (how much label noise the network has memorized) and against their original clean "
+            "label (whether it still predicts the true class); memorization shows as the left curve rising while "
+            f"the right one falls, and a regularizer that helps keeps the left low and the right high. {band}")
+    dead = layer_columns(have_cols, DEAD_FRAC)
+    if dead:
+        add("dead_relu",
+            fig_panels(curves, [(c, _layer(c)) for c in dead], styles,
+                       "Dead ReLU units per layer (mean, 95% CI band)", "share of units dead", sharey=True),
+            "Dead ReLU units",
+            "Share of each hidden block's ReLU units that output zero for every training example: dead units get "
+            f"no gradient and no longer learn, so a share that grows over training is capacity lost. {band}")
+    norms = layer_columns(have_cols, WEIGHT_NORM)
+    panels = [(c, f"‖W‖ {_layer(c)}") for c in norms] + [("grad_norm", "gradient (mean per step)")] * ("grad_norm" in have_cols)
+    if panels:
+        add("norms",
+            fig_panels(curves, panels, styles, "Weight and gradient norms (mean, 95% CI band)", "L2 / Frobenius norm"),
+            "Weight and gradient norms",
+            ("Frobenius norm of each Linear layer's weight, and " if norms else "")
+            + "the mean L2 norm of the whole gradient per optimizer step; where BatchNorm directly follows a Linear "
+            "layer, that layer computes the same function at any weight scale, so a growing weight norm there only "
+            f"shrinks the effective learning rate (weight decay counteracts it). {band}")
     return built

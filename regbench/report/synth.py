@@ -19,6 +19,7 @@ from regbench.records import BASE_COLUMNS, COMPLETED, DIVERGED, MetricsWriter, w
 
 BASE_CONFIG: dict[str, Any] = {
     "data.name": "mnist1d",
+    "data.label_noise": 0.0,
     "model.widths": [100, 100],
     "model.order": ["linear", "bn", "act", "dropout"],
     "model.dropout": 0.0,
@@ -42,8 +43,10 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def curves(dropout: float, batchnorm: bool, seed: int, epochs: int, diverge_at: int | None = None) -> list[dict]:
-    """Metric rows (epoch 0..epochs) of one made-up run."""
+def curves(dropout: float, batchnorm: bool, seed: int, epochs: int, diverge_at: int | None = None,
+           diagnostics: bool = True, label_noise: float = 0.0) -> list[dict]:
+    """Metric rows (epoch 0..epochs) of one made-up run; ``diagnostics``: the
+    columns of regbench.diagnostics; ``label_noise`` > 0: noisy_* columns."""
     rng = np.random.default_rng(seed * 1000 + int(dropout * 100) + 7 * batchnorm)
     rate = 0.25 * (1.8 if batchnorm else 1.0) * (1 - 0.6 * dropout)  # per epoch
     onset = 3 / rate  # overfitting starts later when fitting is slower
@@ -78,11 +81,38 @@ def curves(dropout: float, batchnorm: bool, seed: int, epochs: int, diverge_at: 
             "gap_acc": fit_acc - val_acc,
             "grad_norm": 1.5 * math.exp(-rate * epoch) + 0.1,
         }
-        if batchnorm:
-            row["bn_var_shift/0"] = 1 + dropout * 0.8 + rng.normal(0, 0.01)
-            row["bn_var_shift/1"] = 1 + dropout * 0.5 + rng.normal(0, 0.01)
+        if diagnostics:
+            row.update(_diagnostics(dropout, batchnorm, epoch, rate, rng))
+        if label_noise > 0:
+            # Corrupted examples: first predicted as their true class, then memorized.
+            memorized = (1 - dropout) ** 2 / (1 + math.exp(-(epoch - 1.5 * onset) / 2))
+            learned = 1 - math.exp(-rate * epoch)
+            row["noisy_fit_acc"] = 0.1 + 0.85 * memorized + rng.normal(0, 0.01)
+            row["noisy_clean_acc"] = 0.1 + 0.6 * learned * (1 - memorized) + rng.normal(0, 0.01)
         rows.append(row)
     return rows
+
+
+def _diagnostics(dropout: float, batchnorm: bool, epoch: int, rate: float, rng) -> dict:
+    """Per-layer diagnostics of a [linear, bn, act, dropout] MLP with two hidden blocks."""
+    settled = 1 - math.exp(-rate * epoch)
+    row = {}
+    for i, layer in enumerate(("hidden0", "hidden1")):
+        if batchnorm:
+            # Epoch 0: the running variance is still its initial 1, far from the input's.
+            # Dropout of hidden0 feeds hidden1's BN (through its linear): only there a shift.
+            row[f"bn_var_shift/{layer}"] = (3.0 if epoch == 0 else 1 + 0.02 + 0.7 * i * dropout * settled) \
+                + rng.normal(0, 0.01)
+            median, spread = 0.1 * settled, 1.0 + 0.1 * settled  # BN holds the pre-activation steady
+        else:
+            median, spread = -0.4 * (i + 1) * settled, 0.5 + 0.25 * (i + 1) * (1 - dropout) * epoch ** 0.7
+        row[f"preact_p15/{layer}"] = median - 0.9 * spread + rng.normal(0, 0.02)
+        row[f"preact_p50/{layer}"] = median + rng.normal(0, 0.02)
+        row[f"preact_p85/{layer}"] = median + 1.1 * spread + rng.normal(0, 0.02)
+        row[f"dead_frac/{layer}"] = max(0.0, (0.01 if batchnorm else 0.08 * (i + 1)) * settled + rng.normal(0, 0.003))
+        row[f"weight_norm/{layer}"] = 5.8 + (1.6 if batchnorm else 1.0) * (1 - 0.5 * dropout) * epoch ** 0.5
+    row["weight_norm/head"] = 1.8 + 0.6 * epoch ** 0.5
+    return row
 
 
 def write_job(
@@ -138,6 +168,8 @@ def write_sweep(
     seeds: Iterable[int] = (0, 1, 2),
     epochs: int = 10,
     diverged: Iterable[tuple[float, bool, int]] = (),
+    diagnostics: bool = True,
+    label_noise: float = 0.0,
 ) -> Path:
     """A dropout x batchnorm x seed grid, one job per run, as a Hydra multirun."""
     root = Path(root)
@@ -146,9 +178,11 @@ def write_sweep(
     for p in dropouts:
         for bn in batchnorms:
             for s in seeds:
-                config = {**BASE_CONFIG, "model.dropout": p, "model.batchnorm": bn, "seed": s, "trainer.epochs": epochs}
+                config = {**BASE_CONFIG, "model.dropout": p, "model.batchnorm": bn, "seed": s, "trainer.epochs": epochs,
+                          "data.label_noise": label_noise}
                 bad = (p, bn, s) in diverged
-                rows = curves(p, bn, s, epochs, diverge_at=epochs // 2 if bad else None)
+                rows = curves(p, bn, s, epochs, diverge_at=epochs // 2 if bad else None, diagnostics=diagnostics,
+                              label_noise=label_noise)
                 write_job(root / str(job), config, rows, status=DIVERGED if bad else COMPLETED)
                 job += 1
     return root
