@@ -77,7 +77,7 @@ class OptimConfig:
     nesterov: bool = False  # sgd: Nesterov momentum (needs momentum > 0)
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw betas, each in [0, 1)
     weight_decay: float = 0.0  # L2 penalty (sgd, adam) or decoupled decay (adamw), >= 0
-    schedule: str = "constant"  # lr schedule over epochs: constant, cosine (to 0 at the last epoch), step
+    schedule: str = "constant"  # lr schedule, stepped once per epoch: constant, cosine (CosineAnnealingLR over trainer.epochs), step
     step_size: int = 30  # step schedule: epochs between decays, >= 1
     gamma: float = 0.1  # step schedule: lr multiplier at each decay, (0, 1]
 
@@ -192,6 +192,11 @@ def validate(cfg: Any) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "replicas"):
         if getattr(t, key) < 1:
             _fail(f"trainer.{key}", getattr(t, key), "must be >= 1")
+    if "bn" in order and any(m.bn_layers if m.bn_layers is not None else [m.batchnorm]):
+        if t.batch_size < 2:  # BatchNorm cannot normalize a batch of one
+            _fail("trainer.batch_size", t.batch_size, "must be >= 2 with BatchNorm")
+        if d.train_size is not None and d.train_size < 2:
+            _fail("data.train_size", d.train_size, "must be >= 2 with BatchNorm")
     if t.grad_clip < 0:
         _fail("trainer.grad_clip", t.grad_clip, "must be >= 0 (0 = off)")
     if not t.diverge_loss > 0:

@@ -46,7 +46,11 @@ def plan_main(argv: list[str]) -> int:
     with open_dict(cfg):
         cfg.hydra.overrides.task = task
     sweep_dir = Path(cfg.hydra.sweep.dir)
-    names = [job_folder(cfg, job) for job in expand_jobs(cfg)]
+    try:
+        names = [job_folder(cfg, job) for job in expand_jobs(cfg)]
+    except Exception as exc:  # e.g. glob() sweeps, which need Hydra's config loader
+        print(f"regbench plan: error: cannot expand this sweep ({exc}); plan supports value lists and range()", file=sys.stderr)
+        return 2
     print(table(sweep_dir, names))
     return 0
 

@@ -27,6 +27,9 @@ SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+# Written by a sweep job that could not start (bad value, missing data, a folder
+# holding another config) when it must not overwrite the records already there.
+ERROR_FILE = "last_error.json"
 
 # Run statuses. ``diverged`` is a legitimate outcome (loss became NaN/inf or
 # exceeded trainer.diverge_loss), not a crash.
@@ -127,14 +130,15 @@ class MetricsWriter:
         self.close()
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf are not JSON: store them as strings so the file stays valid."""
+def json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: store them as strings so the file stays valid.
+    Compare a config with one read back from JSON through this, too."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -147,7 +151,7 @@ def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(_json_safe(data), fh, indent=2, sort_keys=False)
+            json.dump(json_safe(data), fh, indent=2, sort_keys=False)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -99,11 +99,12 @@ def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
 def check_manifest(sweep_dir: Path, base: dict[str, Any]) -> None:
     """Write ``sweep.json`` on first use; refuse a folder whose sweep differs."""
     path = sweep_dir / MANIFEST
+    base = records.json_safe(base)  # inf/nan as they read back from JSON
     if path.exists():
         old = json.loads(path.read_text()).get("base", {})
         diff = [f"{k}: {old.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
         if diff:
-            raise SweepFolderTaken(
+            raise SweepRefused(
                 f"{sweep_dir} holds a sweep with another base config ({'; '.join(diff[:3])}"
                 f"{'; ...' if len(diff) > 3 else ''}); use another hydra.sweep.dir, or remove that folder"
             )
@@ -112,8 +113,28 @@ def check_manifest(sweep_dir: Path, base: dict[str, Any]) -> None:
     records.write_json_atomic(path, {"schema_version": records.SCHEMA_VERSION, "base": base})
 
 
-class SweepFolderTaken(Exception):
+class SweepRefused(Exception):
     pass
+
+
+def overlapping_seeds(config: DictConfig, jobs: list[list[str]]) -> Optional[str]:
+    """A job trains seeds seed .. seed+replicas-1: two jobs of one setting whose
+    ranges overlap would train the same seed twice and count it twice."""
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for job in jobs:
+        kv = dict(o.lstrip("+").split("=", 1) for o in job if "=" in o)
+        seed = int(kv.pop("seed", config.seed))
+        replicas = int(kv.get("trainer.replicas", config.trainer.replicas))
+        groups.setdefault(tuple(sorted(kv.items())), []).append((seed, replicas))
+    for ranges in groups.values():
+        ranges.sort()
+        for (s1, r1), (s2, _) in zip(ranges, ranges[1:]):
+            if s1 + r1 > s2:
+                return (
+                    f"seed={s1} and seed={s2} with trainer.replicas={r1} would both train seed {s2}; "
+                    f"step swept seeds by the number of replicas (seed={s1},{s1 + r1},...)"
+                )
+    return None
 
 
 try:
@@ -128,16 +149,20 @@ class SweepCallback(Callback):
         last_counts = None
         self.started = time.time()
         sweep_dir = Path(config.hydra.sweep.dir)
+        self.jobs: Optional[list[str]] = None
         try:
+            if OmegaConf.select(config, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
+                jobs = expand_jobs(config)
+                overlap = overlapping_seeds(config, jobs)
+                if overlap:
+                    raise SweepRefused(overlap)
+                self.jobs = [job_folder(config, job) for job in jobs]
             check_manifest(sweep_dir, base_config(config))
-        except SweepFolderTaken as exc:
+        except SweepRefused as exc:
             import sys
 
             print(f"regbench train: error: {exc}", file=sys.stderr)
             sys.exit(2)
-        self.jobs: Optional[list[str]] = None
-        if OmegaConf.select(config, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
-            self.jobs = [job_folder(config, job) for job in expand_jobs(config)]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global last_counts
@@ -148,17 +173,20 @@ class SweepCallback(Callback):
         counts: dict[str, list[str]] = {}
         for name in names:
             state = job_state(sweep_dir / name)[0]
-            if state == records.COMPLETED and _finished_before(sweep_dir / name, self.started):
+            if _written_since(sweep_dir / name / records.ERROR_FILE, self.started):
+                state = "failed"  # could not start this time; its earlier records are untouched
+            elif state == records.COMPLETED and not _written_since(sweep_dir / name / records.SUMMARY_FILE, self.started):
                 state = "skipped"
             counts.setdefault(state, []).append(name)
         last_counts = counts
         print(format_counts(counts, sweep_dir))
 
 
-def _finished_before(job_dir: Path, started: float) -> bool:
-    """A job whose summary predates this sweep was skipped, not run."""
+def _written_since(path: Path, started: float) -> bool:
+    """Whether this sweep wrote ``path``: a completed job whose summary predates
+    the sweep was skipped, not run."""
     try:
-        return os.path.getmtime(job_dir / records.SUMMARY_FILE) < started
+        return os.path.getmtime(path) >= started
     except OSError:
         return False
 

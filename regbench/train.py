@@ -155,7 +155,7 @@ class Resume:
         except (OSError, ValueError) as exc:  # a corrupt summary: treat the job as not done
             self.note = f"summary.json unreadable ({exc}); starting afresh"
             return
-        diff = config_differences(self.summary.get("config", {}), config)
+        diff = config_differences(self.summary.get("config", {}), records.json_safe(config))
         if diff:
             raise ConfigError(
                 f"{out} holds a run with another config ({'; '.join(diff[:3])}"
@@ -230,6 +230,7 @@ def run(
         return {**previous.summary, "skipped": True}
     if previous.note:
         log.info("%s: %s", out, previous.note)
+    (out / records.ERROR_FILE).unlink(missing_ok=True)  # an earlier failure to start is history now
     # Data first: mnist1d's generator reseeds the global RNGs.
     data = build_dataset(cfg.data, device)
     seeds = [int(cfg.seed) + i for i in range(cfg.trainer.replicas)]
@@ -353,6 +354,7 @@ def run(
             update_summary()
             if not any(alive):
                 break
+            summary["wall_time_s"] = wall_before + time.perf_counter() - t_start
             if cfg.trainer.checkpoint:
                 save_checkpoint(
                     out / records.CHECKPOINT_FILE,
@@ -366,6 +368,7 @@ def run(
                         "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                     },
                 )
+            records.write_summary(out, summary)  # a killed run's summary says how far it got
         for s in seeds:
             if per_seed[s]["status"] == records.RUNNING:
                 per_seed[s]["status"] = records.COMPLETED
@@ -463,15 +466,23 @@ def main(cfg: DictConfig) -> Optional[float]:
             print(f"regbench train: error: {exc}", file=sys.stderr)
             sys.exit(2)
         log.error("failed before training: %s", exc)
-        if not (Path(out_dir) / records.SUMMARY_FILE).exists():  # never overwrite earlier records
-            records.write_summary(out_dir, {
-                "status": records.FAILED,
-                "config": records.flatten(OmegaConf.to_container(cfg, resolve=True)),
-                "overrides": list(hc.overrides.task),
-                "seeds": [int(cfg.seed)],
-                "epochs_completed": 0,
-                "error": str(exc),
-            })
+        seeds = [int(cfg.seed) + i for i in range(max(1, cfg.trainer.replicas))]
+        failure = {
+            "status": records.FAILED,
+            "config": records.flatten(OmegaConf.to_container(cfg, resolve=True)),
+            "overrides": list(hc.overrides.task),
+            "seeds": seeds,
+            "seed_status": {str(s): records.FAILED for s in seeds},
+            "epochs_completed": 0,
+            "error": str(exc),
+        }
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        # Never overwrite earlier records: beside them, the error goes to its own
+        # file, which the sweep's closing count reads.
+        if (Path(out_dir) / records.SUMMARY_FILE).exists():
+            records.write_json_atomic(Path(out_dir) / records.ERROR_FILE, failure)
+        else:
+            records.write_summary(out_dir, failure)
         return None
     except (KeyboardInterrupt, Interrupted):
         print(f"regbench train: interrupted; records kept in {out_dir}", file=sys.stderr)
@@ -482,12 +493,22 @@ def main(cfg: DictConfig) -> Optional[float]:
         log.error("failed: %s: %s (traceback in %s)", type(exc).__name__, exc, Path(out_dir) / records.SUMMARY_FILE)
         return None
     if summary.get("skipped"):
-        return summary["best"].get("val_acc_max")
+        return _objective(summary)
     final = summary["final"]
     log.info(
         "%s after %d epochs in %.1f s: val_acc %.4f (best val_loss at epoch %s); records in %s",
         summary["status"], summary["epochs_completed"], summary["wall_time_s"],
         final.get("val_acc", float("nan")), summary["best"].get("epoch"), out_dir,
     )
-    # A value for Hydra's sweepers (e.g. Optuna): the best validation accuracy.
-    return summary["best"].get("val_acc_max")
+    return _objective(summary)
+
+
+def _objective(summary: dict) -> float:
+    """For Hydra's sweepers (e.g. Optuna): the best validation accuracy, averaged
+    over the job's seeds that completed; NaN when none did."""
+    values = [
+        v["best"]["val_acc_max"]
+        for v in summary.get("per_seed", {}).values()
+        if v.get("status") == records.COMPLETED and "val_acc_max" in v.get("best", {})
+    ]
+    return sum(values) / len(values) if values else float("nan")

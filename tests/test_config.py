@@ -23,6 +23,8 @@ BAD = [
     ("model.bn_momentum=0", "model.bn_momentum=0.0", "(0, 1]"),
     ("trainer.batch_size=0", "trainer.batch_size=0", ">= 1"),
     ("trainer.epochs=0", "trainer.epochs=0", ">= 1"),
+    ("trainer.batch_size=1 model.batchnorm=true", "trainer.batch_size=1", ">= 2 with BatchNorm"),
+    ("trainer.replicas=0", "trainer.replicas=0", ">= 1"),
     ("optim.lr=0", "optim.lr=0.0", "> 0"),
     ("optim.lr=-1e-3", "optim.lr=-0.001", "> 0"),
     ("optim.name=rmsprop", "optim.name='rmsprop'", "sgd, adam, adamw"),
@@ -37,7 +39,7 @@ BAD = [
 
 @pytest.mark.parametrize("override,names,allowed", BAD, ids=[b[0] for b in BAD])
 def test_bad_value_is_one_clear_line_and_nothing_is_recorded(make_cfg, tmp_path, override, names, allowed):
-    cfg = make_cfg(override)
+    cfg = make_cfg(*override.split())
     with pytest.raises(ConfigError) as err:
         run(cfg, tmp_path)
     msg = str(err.value)

@@ -125,3 +125,33 @@ def test_replicas_resume_like_single_runs(make_cfg, tmp_path, monkeypatch):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
     a, b = rows_by_seed(tmp_path / "straight"), rows_by_seed(tmp_path / "resumed")
     assert strip(a[0]) == strip(b[0]) and strip(a[1]) == strip(b[1])
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_the_hot_loop_never_reads_back_to_the_host(make_cfg, monkeypatch, replicas):
+    """No .item()/.tolist()/bool(tensor) per step: on CUDA each would be a sync.
+    (No GPU here: reading a tensor's value on the host is made to raise instead.)"""
+    cfg = make_cfg("model.batchnorm=true", "model.dropout=0.2", "trainer.grad_clip=1.0")
+    from regbench.data import build_dataset
+
+    data = build_dataset(cfg.data)
+    learner = Learner(cfg.model, cfg.optim, 2, data.n_features, data.n_classes, list(range(replicas)), "cpu")
+
+    import sys
+
+    def forbid(name):
+        original = getattr(torch.Tensor, name)
+
+        def guarded(self, *a, **k):
+            # torch's optimizers keep their step counter on the host by design (not capturable)
+            if "torch/optim" in sys._getframe(1).f_code.co_filename:
+                return original(self, *a, **k)
+            raise AssertionError(f"host read of a tensor value ({name}) inside the training loop")
+
+        return guarded
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, forbid(name))
+    sums = learner.train_epoch(data.train, 32, 1.0, torch.ones(replicas, dtype=torch.bool))
+    monkeypatch.undo()
+    assert sums[3] == len(data.train) and sums[4] == 6

@@ -49,8 +49,10 @@ def test_sigkilled_sweep_rerun_completes_every_epoch_exactly_once(cli, tmp_path)
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    states = {p.name: job_state(p)[0] for p in sweep.iterdir() if p.is_dir()}
-    assert "completed" in states.values() and "running" in states.values(), states  # the kill landed mid-sweep
+    states = {p.name: job_state(p) for p in sweep.iterdir() if p.is_dir()}
+    running = [s for s in states.values() if s[0] == "running"]
+    assert running and any(s[0] == "completed" for s in states.values()), states  # the kill landed mid-sweep
+    assert running[0][1] >= 1  # its summary says how far it got (written every epoch)
 
     status = cli("status", str(sweep))
     assert status.returncode == 0 and "4 jobs" in status.stdout and "running" in status.stdout
@@ -141,3 +143,30 @@ def test_missing_plugin_names_the_extra(monkeypatch, capsys, choice, extra):
     assert regbench_cli.main(["train", "-m", choice]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"regbench train: error: {choice} needs a Hydra plugin that is not installed: pip install '{extra}'"
+
+
+def test_overlapping_seed_ranges_are_refused(cli, tmp_path):
+    res = cli("train", "-m", "seed=0,1", "trainer.replicas=2", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", cli.data_arg)
+    assert res.returncode == 2
+    assert "seed=0 and seed=1 with trainer.replicas=2 would both train seed 1" in res.stderr
+    assert not (tmp_path / "sweep").exists() or not any((tmp_path / "sweep").iterdir())
+
+
+def test_a_job_that_cannot_start_is_counted_failed_without_touching_its_records(tmp_path):
+    import json
+    import time as _time
+
+    from omegaconf import OmegaConf
+
+    from regbench import sweep as sweep_mod
+
+    job = tmp_path / "model.dropout=0.5"
+    job.mkdir()
+    records.write_summary(job, {"status": "completed", "epochs_completed": 2})
+    cb = sweep_mod.SweepCallback()
+    cb.jobs, cb.started = [job.name], _time.time() + 0.0
+    _time.sleep(0.01)
+    records.write_json_atomic(job / records.ERROR_FILE, {"status": "failed", "error": "data missing"})
+    cb.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert sweep_mod.last_counts == {"failed": [job.name]}
+    assert json.loads((job / records.SUMMARY_FILE).read_text())["status"] == "completed"

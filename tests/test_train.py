@@ -1,4 +1,5 @@
 import csv
+import math
 
 import pytest
 import torch
@@ -244,3 +245,20 @@ def test_variance_shift_grows_when_dropout_feeds_batchnorm(make_cfg, tmp_path):
                            "trainer.epochs=10", "trainer.batch_size=16"), tmp_path / str(p))
         shift[p] = float(read_metrics(tmp_path / str(p))[-1]["bn_var_shift/hidden1"])
     assert shift[0] < 1.2 < 1.5 < shift[0.5], shift
+
+
+def test_infinite_values_resume_and_skip(make_cfg, tmp_path):
+    """inf is stored as "inf" in JSON; reading it back must not look like another config."""
+    cfg = make_cfg("trainer.diverge_loss=inf")
+    train.run(cfg, tmp_path)
+    assert train.run(cfg, tmp_path)["skipped"]
+
+
+def test_objective_for_sweepers_averages_completed_seeds():
+    per_seed = {
+        "0": {"status": "completed", "best": {"val_acc_max": 0.6}},
+        "1": {"status": "completed", "best": {"val_acc_max": 0.8}},
+        "2": {"status": "diverged", "best": {"val_acc_max": 0.1}},
+    }
+    assert train._objective({"per_seed": per_seed}) == pytest.approx(0.7)
+    assert math.isnan(train._objective({"per_seed": {"0": {"status": "diverged", "best": {}}}}))
