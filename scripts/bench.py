@@ -127,7 +127,10 @@ def regbench_loop(cfg, data, device, epochs, seeds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=list(SETUPS), action="append", help="setups to run (default: all)")
-    parser.add_argument("--replicas", type=int, nargs="+", default=[8], help="R values for the vectorized path")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[8],
+                        help="R values for the vectorized path on MNIST-1D")
+    parser.add_argument("--big-replicas", type=int, default=2,
+                        help="R for the MNIST-sized setup (arithmetic-bound: vectorizing does not pay there)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per measurement (default: 5, 1 for mnist-sized)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -153,7 +156,7 @@ def main(argv=None):
         row = lambda label, t: print(f"  {label:<16}{t:>14.4f}{std / t:>12.2f}x{one / t:>10.2f}x{t / limit:>14.1f}x")
         row("standard", std)
         row("single", one)
-        for r in args.replicas:
+        for r in args.replicas if name == "mnist1d" else [args.big_replicas]:
             per_seed = regbench_loop(cfg, data, device, epochs, list(range(r))) / r
             row(f"replicas R={r}", per_seed)
         print(f"  (FLOP limit: {limit:.4f} s/epoch/seed; 'vs' columns are throughput ratios, "
