@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from .data import Split
-from .model import build_mlp
+from .model import build_mlp, count_parameters
 
 
 def make_optimizer(cfg, params) -> torch.optim.Optimizer:
@@ -92,7 +92,7 @@ class Learner:
         self.module = models[0]  # R = 1: the model; R > 1: the template called through functional_call
         self.module.train()
         self.has_bn = any(isinstance(m, nn.BatchNorm1d) for m in self.module.modules())
-        self.n_params = sum(p.numel() for p in self.module.parameters())
+        self.n_params = count_parameters(self.module)
         self.stacked = len(models) > 1
         if self.stacked:
             params, self.buffers = stack_module_state(models)  # {name: (R, ...)}

@@ -22,12 +22,11 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, records
+from . import __version__, progress, records
 from .config import ConfigError, validate
 from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
 from .learner import Learner
-from . import progress
 from .progress import EpochBar
 
 log = logging.getLogger("regbench.train")
