@@ -9,6 +9,7 @@ from torch.func import functional_call, vmap
 
 from regbench import records, train
 from regbench.learner import Learner
+from test_train import interrupt_at
 
 METRICS = ["step", "lr", "train_loss", "train_acc", "fit_loss", "fit_acc", "val_loss", "val_acc",
            "test_loss", "test_acc", "gap_loss", "gap_acc", "grad_norm"]
@@ -108,19 +109,9 @@ def test_a_diverging_replica_does_not_touch_the_others(make_cfg, tmp_path, monke
 def test_replicas_resume_like_single_runs(make_cfg, tmp_path, monkeypatch):
     cfg = make_cfg("trainer.replicas=2", "model.dropout=0.3", "model.batchnorm=true", "trainer.epochs=4")
     train.run(cfg, tmp_path / "straight")
-    real = Learner.train_epoch
-    calls = []
-
-    def stop_at_3(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(Learner, "train_epoch", stop_at_3)
+    interrupt_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train.run(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(Learner, "train_epoch", real)
     train.run(cfg, tmp_path / "resumed")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
     a, b = rows_by_seed(tmp_path / "straight"), rows_by_seed(tmp_path / "resumed")

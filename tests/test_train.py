@@ -92,16 +92,7 @@ def test_exception_is_recorded_as_failed_with_traceback(make_cfg, tmp_path, monk
 
 
 def test_interrupt_is_recorded_and_keeps_checkpoint(make_cfg, tmp_path, monkeypatch):
-    real = Learner.train_epoch
-    calls = []
-
-    def interrupted(*args, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kw)
-
-    monkeypatch.setattr(Learner, "train_epoch", interrupted)
+    interrupt_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train.run(make_cfg("trainer.epochs=5"), tmp_path)
     assert records.read_summary(tmp_path)["status"] == "interrupted"
