@@ -14,6 +14,7 @@ at this machine's measured peak matmul rate).
 
   python scripts/bench.py                      # MNIST-1D [100,100] and MNIST-sized [1024,1024]
   python scripts/bench.py --only mnist1d --replicas 8 --epochs 5
+  python scripts/bench.py --only mnist1d --set model.dropout=0   # without dropout's random masks
 """
 
 from __future__ import annotations
@@ -137,16 +138,19 @@ def regbench_loop(cfg, data, device, epochs, seeds):
 def dropout_masks(cfg, data, device, r: int) -> float:
     """Seconds per epoch and seed spent drawing the dropout masks alone: the
     bernoulli_ calls nn.Dropout makes in training (one (R, B, width) tensor per
-    dropout layer per step). On a CPU without MKL's generator (non-Intel) torch
-    draws them serially, one double per element: a floor under every loop."""
-    widths = [w for w, p in zip(cfg.model.widths, layer_rates(cfg.model)) if p > 0]
-    p = float(cfg.model.dropout)
+    dropout layer per step). torch's CPU kernel uses MKL's parallel generator
+    on Intel CPUs only; elsewhere (AMD) it draws element by element on one
+    thread under the generator's lock. A floor under every loop that uses
+    real nn.Dropout."""
+    rates = [(w, p) for w, p in zip(cfg.model.widths, layer_rates(cfg.model)) if p > 0]
+    if not rates:
+        return 0.0
     bs, n = cfg.trainer.batch_size, len(data.train)
-    buffers = [torch.empty(r, bs, w, device=device) for w in widths]
+    buffers = [(torch.empty(r, bs, w, device=device), p) for w, p in rates]
     sync(device)
     t = time.perf_counter()
     for _ in range(-(-n // bs)):
-        for b in buffers:
+        for b, p in buffers:
             b.bernoulli_(1 - p)
     sync(device)
     return (time.perf_counter() - t) / r
@@ -162,6 +166,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="epochs per measurement (default: 5, 1 for mnist-sized)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides applied to every setup, e.g. --set model.dropout=0")
     parser.add_argument("--repeat", type=int, default=None,
                         help="measurements per loop, the fastest counts (default: 3, 1 for mnist-sized)")
     args = parser.parse_args(argv)
@@ -172,7 +178,7 @@ def main(argv=None):
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), "
           f"torch {torch.__version__}, peak matmul {peak / 1e9:.1f} GFLOP/s")
     for name in args.only or list(SETUPS):
-        cfg = config(SETUPS[name])
+        cfg = config(SETUPS[name] + args.set)
         data = build_dataset(cfg.data, device)
         epochs = args.epochs or (5 if name == "mnist1d" else 1)
         model = build_mlp(cfg.model, data.n_features, data.n_classes)
@@ -193,7 +199,8 @@ def main(argv=None):
             for k, f in loops.items():
                 times[k] = min(times[k], f())
         std, one = times["standard"], times["single"]
-        print(f"\n{name}: {len(data.train)} train examples, widths {list(cfg.model.widths)}, BN + dropout 0.2, "
+        print(f"\n{name}: {len(data.train)} train examples, widths {list(cfg.model.widths)}, "
+              f"BN {'on' if cfg.model.batchnorm else 'off'}, dropout {cfg.model.dropout}, "
               f"batch {cfg.trainer.batch_size}, {epochs} epochs per measurement, best of {repeat}")
         print(f"  {'loop':<16}{'s/epoch/seed':>14}{'vs standard':>13}{'vs single':>11}{'vs FLOP limit':>15}")
         for k, t in times.items():
@@ -201,8 +208,9 @@ def main(argv=None):
                 print(f"  {k:<16}{t:>14.4f}{std / t:>12.2f}x{one / t:>10.2f}x{t / limit:>14.1f}x")
         print(f"  (FLOP limit: {limit:.4f} s/epoch/seed; 'vs' columns are throughput ratios, "
               "'vs FLOP limit' is time over that limit)")
-        print(f"  (dropout masks alone, torch's bernoulli_: {times['masks']:.4f} s/epoch/seed, "
-              f"{times['masks'] / one:.0%} of a single run's epoch)")
+        if times["masks"] > 0:
+            print(f"  (dropout masks alone, torch's bernoulli_: {times['masks']:.4f} s/epoch/seed, "
+                  f"{times['masks'] / one:.0%} of a single run's epoch)")
     return 0
 
 
