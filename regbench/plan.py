@@ -43,14 +43,15 @@ def plan_main(argv: list[str]) -> int:
     register_configs()
     with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=fixed, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.overrides.task = task
+        with open_dict(cfg):
+            cfg.hydra.overrides.task = task
+        try:
+            names = [job_folder(cfg, job) for job in expand_jobs(cfg)]
+        except Exception as exc:  # e.g. a sweep type the basic sweeper has no expansion for
+            print(f"regbench plan: error: cannot expand this sweep ({exc}); plan supports value lists, "
+                  "range() and glob()", file=sys.stderr)
+            return 2
     sweep_dir = Path(cfg.hydra.sweep.dir)
-    try:
-        names = [job_folder(cfg, job) for job in expand_jobs(cfg)]
-    except Exception as exc:  # e.g. glob() sweeps, which need Hydra's config loader
-        print(f"regbench plan: error: cannot expand this sweep ({exc}); plan supports value lists and range()", file=sys.stderr)
-        return 2
     print(table(sweep_dir, names))
     return 0
 

@@ -62,6 +62,19 @@ def base_config(config: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if k not in records.RUNTIME_KEYS}
 
 
+def _config_loader():
+    """Hydra's config loader (to list a config group's options, which ``glob()``
+    sweeps need): the running app's, else one over regbench's packaged configs."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return GlobalHydra.instance().config_loader()
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+
+    return ConfigLoaderImpl(config_search_path=create_config_search_path("pkg://regbench.conf"))
+
+
 def expand_jobs(config: DictConfig) -> list[list[str]]:
     """The jobs Hydra's basic sweeper will launch: a list of override lists."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -69,7 +82,7 @@ def expand_jobs(config: DictConfig) -> list[list[str]]:
 
     params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
     params += list(config.hydra.overrides.task)
-    parsed = OverridesParser.create().parse_overrides(params)
+    parsed = OverridesParser.create(config_loader=_config_loader()).parse_overrides(params)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 

@@ -170,3 +170,17 @@ def test_a_job_that_cannot_start_is_counted_failed_without_touching_its_records(
     cb.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     assert sweep_mod.last_counts == {"failed": [job.name]}
     assert json.loads((job / records.SUMMARY_FILE).read_text())["status"] == "completed"
+
+
+def test_glob_sweep_is_planned_and_its_status_lists_the_jobs_not_started(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "optim=glob(*,exclude=sgd)", *TINY, f"hydra.sweep.dir={sweep}", cli.data_arg]
+    plan = cli("plan", *args)
+    assert plan.returncode == 0, plan.stderr
+    assert "2 jobs (2 missing)" in plan.stdout and "optim=adam," in plan.stdout and "optim=adamw," in plan.stdout
+    res = cli("train", *args)
+    assert res.returncode == 0 and "2 jobs: 2 completed" in res.stdout, res.stdout + res.stderr
+    (sweep / next(p.name for p in sweep.iterdir() if "optim=adamw," in p.name) / records.SUMMARY_FILE).unlink()
+    status = cli("status", str(sweep))  # expands multirun.yaml's glob: the emptied job is listed as missing
+    assert status.returncode == 0 and "note" not in status.stdout
+    assert "2 jobs (1 completed, 1 missing)" in status.stdout, status.stdout
