@@ -57,15 +57,27 @@ def check_choices(argv: list[str]) -> None:
             raise UsageError(f"{key}={value} needs a Hydra plugin that is not installed: pip install '{plugin[1]}'")
 
 
+def _preflight(argv: list[str], command: str):
+    """Compose and check every job before Hydra writes anything (regbench.preflight)."""
+    from .preflight import PreflightError, check
+
+    try:
+        return check(argv, command)
+    except PreflightError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def train(argv: list[str]) -> int:
     """Run the Hydra app; 1 when a job of a sweep failed, else 0."""
+    check_choices(argv)
+    _preflight(argv, "train")  # before torch is imported: a refusal comes in well under a second
+
     import hydra
 
     from . import sweep
     from .config import register_configs
     from .train import main as task
 
-    check_choices(argv)
     register_configs()
     sys.argv = [sys.argv[0]] + list(argv)  # Hydra parses sys.argv itself
     app = hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")(task)
@@ -107,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         if command == "train":
             return train(rest)
         if command == "plan":
-            check_choices(rest)
             from .plan import plan_main
 
-            return plan_main(rest)
+            if any(a in ("-h", "--help") for a in rest):
+                return plan_main(rest)
+            check_choices(rest)
+            return plan_main(rest, _preflight(rest, "plan"))
     except UsageError as exc:
         print(f"regbench {command}: error: {exc}", file=sys.stderr)
         return 2

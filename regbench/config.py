@@ -126,8 +126,32 @@ def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
         _fail(key, value, "one of " + ", ".join(allowed))
 
 
+def unknown_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
+    """Keys of a composed config that the schema does not define, each as
+    ``key (allowed ...)``: Hydra accepts ``+model.dropuot=0.1`` as a new key."""
+    import dataclasses
+
+    from omegaconf import DictConfig
+
+    fields = {f.name: f for f in dataclasses.fields(schema or RegbenchConfig)}
+    out = []
+    for key in cfg:
+        if not prefix and key == "hydra":
+            continue
+        if key not in fields:
+            out.append(f"{prefix}{key} (allowed{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(fields)})")
+            continue
+        sub = fields[key].default_factory
+        if isinstance(cfg[key], DictConfig) and dataclasses.is_dataclass(sub):
+            out += unknown_keys(cfg[key], sub, f"{prefix}{key}.")
+    return out
+
+
 def validate(cfg: Any) -> None:
     """Range checks for a composed config; raises ConfigError at the first bad field."""
+    unknown = unknown_keys(cfg)
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]}")
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
 
     widths = list(m.widths)
@@ -152,6 +176,14 @@ def validate(cfg: Any) -> None:
             _check_rate("model.dropout_layers", p)
     if m.bn_layers is not None and len(m.bn_layers) != len(widths):
         _fail("model.bn_layers", list(m.bn_layers), f"one true/false per hidden layer ({len(widths)} for model.widths={widths})")
+    rates = list(m.dropout_layers) if m.dropout_layers is not None else [m.dropout]
+    if "dropout" not in order and any(p > 0 for p in rates):
+        key, value = ("model.dropout_layers", rates) if m.dropout_layers is not None else ("model.dropout", m.dropout)
+        _fail(key, value, f"needs a dropout part in model.order={order} (or a rate of 0)")
+    bns = list(m.bn_layers) if m.bn_layers is not None else [m.batchnorm]
+    if "bn" not in order and any(bns):
+        key, value = ("model.bn_layers", bns) if m.bn_layers is not None else ("model.batchnorm", m.batchnorm)
+        _fail(key, value, f"needs a bn part in model.order={order} (or false)")
     if not 0.0 < m.bn_momentum <= 1.0:
         _fail("model.bn_momentum", m.bn_momentum, "must be in (0, 1] (nn.BatchNorm1d convention)")
     if m.bn_eps <= 0:

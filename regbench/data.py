@@ -248,6 +248,11 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     if x_test is None and cfg.test_fraction > 0:  # hold out a test set from the whole
         perm = torch.randperm(len(y), generator=g)
         n_test = round(cfg.test_fraction * len(y))
+        if n_test == 0:
+            raise ConfigError(
+                f"data.test_fraction={cfg.test_fraction} is not allowed here: it leaves 0 test examples of the "
+                f"{len(y)} {cfg.name} examples (use 0 for no test split)"
+            )
         x_test, y_test = x[perm[:n_test]], y[perm[:n_test]]
         x, y = x[perm[n_test:]], y[perm[n_test:]]
     elif x_test is not None:
@@ -256,6 +261,11 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     perm = torch.randperm(len(y), generator=g)
     n_val = round(cfg.val_fraction * len(y))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if n_val == 0 or len(train_idx) == 0:
+        raise ConfigError(
+            f"data.val_fraction={cfg.val_fraction} is not allowed here: it leaves {n_val} validation and "
+            f"{len(train_idx)} training examples of the {len(y)} {cfg.name} examples to split"
+        )
     if cfg.train_size is not None:
         if cfg.train_size > len(train_idx):
             raise ConfigError(

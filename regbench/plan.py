@@ -7,10 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from . import records
-from .sweep import expand_jobs, job_folder, job_state
+from .sweep import base_config, expand_jobs, job_folder, job_state, manifest_conflict, overlapping_seeds
 
 
 def table(sweep_dir: Path, names: list[str]) -> str:
@@ -25,34 +25,24 @@ def table(sweep_dir: Path, names: list[str]) -> str:
     return f"sweep {sweep_dir}: {len(names)} jobs ({tally})\n" + "\n".join(lines)
 
 
-def plan_main(argv: list[str]) -> int:
-    """``regbench plan [-m] OVERRIDES...``: the jobs ``regbench train -m OVERRIDES`` runs."""
+def plan_main(argv: list[str], checked=None) -> int:
+    """``regbench plan [-m] OVERRIDES...``: the jobs ``regbench train -m OVERRIDES`` runs.
+    ``checked``: what regbench.preflight composed (base config, jobs), or None."""
     if any(a in ("-h", "--help") for a in argv):
         print("usage: regbench plan [-m] OVERRIDE...\n\nLists the jobs that `regbench train -m OVERRIDE...` "
               "will run, with the state of each in the sweep folder (missing / completed / interrupted / failed ...).")
         return 0
-    from hydra import compose, initialize_config_module
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from .config import register_configs
-
-    args = [a for a in argv if a not in ("-m", "--multirun")]
-    parsed = OverridesParser.create().parse_overrides(args)
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    task = [o.input_line for o in parsed if not o.is_hydra_override()]
-    register_configs()
-    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=fixed, return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.overrides.task = task
-        try:
-            names = [job_folder(cfg, job) for job in expand_jobs(cfg)]
-        except Exception as exc:  # e.g. a sweep type the basic sweeper has no expansion for
-            print(f"regbench plan: error: cannot expand this sweep ({exc}); plan supports value lists, "
-                  "range() and glob()", file=sys.stderr)
-            return 2
+    if checked is None:
+        print("regbench plan: error: plan lists the jobs of Hydra's basic sweeper (value lists, range(), glob()); "
+              "this command line uses another sweeper or a Hydra flag", file=sys.stderr)
+        return 2
+    cfg, jobs = checked
     sweep_dir = Path(cfg.hydra.sweep.dir)
-    print(table(sweep_dir, names))
+    refusal = overlapping_seeds(cfg, jobs) or manifest_conflict(sweep_dir, base_config(cfg))
+    if refusal:
+        print(f"regbench plan: error: train would refuse this sweep: {refusal}", file=sys.stderr)
+        return 2
+    print(table(sweep_dir, [job_folder(cfg, job) for job in jobs]))
     return 0
 
 

@@ -203,3 +203,9 @@ def find_job_dirs(*roots: str | os.PathLike) -> list[Path]:
             ):
                 found.add(d.resolve())
     return sorted(found)
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every result-relevant key that differs (flat configs)."""
+    keys = sorted((set(old) | set(new)) - set(RUNTIME_KEYS))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]

@@ -108,21 +108,28 @@ def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
     return s.get("status", "unknown"), int(s.get("epochs_completed", 0)), s.get("config", {}).get("trainer.epochs")
 
 
+def manifest_conflict(sweep_dir: Path, base: dict[str, Any]) -> Optional[str]:
+    """Why ``sweep_dir`` cannot take a sweep with this base config, or None (reads only)."""
+    path = sweep_dir / MANIFEST
+    if not path.exists():
+        return None
+    base = records.json_safe(base)  # inf/nan as they read back from JSON
+    old = json.loads(path.read_text()).get("base", {})
+    diff = [f"{k}: {old.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
+    if not diff:
+        return None
+    return (f"{sweep_dir} holds a sweep with another base config ({'; '.join(diff[:3])}"
+            f"{'; ...' if len(diff) > 3 else ''}); use another hydra.sweep.dir, or remove that folder")
+
+
 def check_manifest(sweep_dir: Path, base: dict[str, Any]) -> None:
     """Write ``sweep.json`` on first use; refuse a folder whose sweep differs."""
-    path = sweep_dir / MANIFEST
-    base = records.json_safe(base)  # inf/nan as they read back from JSON
-    if path.exists():
-        old = json.loads(path.read_text()).get("base", {})
-        diff = [f"{k}: {old.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
-        if diff:
-            raise SweepRefused(
-                f"{sweep_dir} holds a sweep with another base config ({'; '.join(diff[:3])}"
-                f"{'; ...' if len(diff) > 3 else ''}); use another hydra.sweep.dir, or remove that folder"
-            )
-        return
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    records.write_json_atomic(path, {"schema_version": records.SCHEMA_VERSION, "base": base})
+    refusal = manifest_conflict(sweep_dir, base)
+    if refusal:
+        raise SweepRefused(refusal)
+    if not (sweep_dir / MANIFEST).exists():
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        records.write_json_atomic(sweep_dir / MANIFEST, {"schema_version": records.SCHEMA_VERSION, "base": records.json_safe(base)})
 
 
 class SweepRefused(Exception):

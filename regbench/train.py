@@ -127,12 +127,6 @@ def _best(rows: list[dict]) -> dict[str, Any]:
     return {**{k: best[k] for k in keys if k in best}, "val_acc_max": top["val_acc"], "val_acc_max_epoch": top["epoch"]}
 
 
-def config_differences(old: dict, new: dict) -> list[str]:
-    """``key: old -> new`` for every result-relevant key that differs."""
-    keys = sorted((set(old) | set(new)) - set(records.RUNTIME_KEYS))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
 class Resume:
     """What an existing job folder holds, decided before any work starts.
 
@@ -154,7 +148,7 @@ class Resume:
         except (OSError, ValueError) as exc:  # a corrupt summary: treat the job as not done
             self.note = f"summary.json unreadable ({exc}); starting afresh"
             return
-        diff = config_differences(self.summary.get("config", {}), records.json_safe(config))
+        diff = records.config_differences(self.summary.get("config", {}), records.json_safe(config))
         if diff:
             raise ConfigError(
                 f"{out} holds a run with another config ({'; '.join(diff[:3])}"

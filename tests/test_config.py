@@ -34,6 +34,12 @@ BAD = [
     ("data.name=imagenet", "data.name='imagenet'", "mnist1d, digits"),
     ("device=tpu", "device='tpu'", "auto, cpu, cuda, cuda:N, mps"),
     ("device=cuda:7", "device='cuda:7'", "CUDA device"),
+    ("model.order=[linear,act] model.batchnorm=true", "model.batchnorm=True", "needs a bn part in model.order"),
+    ("model.order=[linear,bn,act] model.dropout=0.5", "model.dropout=0.5", "needs a dropout part in model.order"),
+    ("model.order=[linear,act] model.dropout_layers=[0,0.3]", "model.dropout_layers=[0.0, 0.3]", "needs a dropout part"),
+    ("+model.dropuot=0.1", "unknown config key model.dropuot", "allowed in model: widths, activation"),
+    ("data.val_fraction=0.001", "data.val_fraction=0.001", "leaves 0 validation"),
+    ("data.test_fraction=0.001", "data.test_fraction=0.001", "leaves 0 test examples"),
 ]
 
 

@@ -1,0 +1,175 @@
+"""Check a ``train`` / ``plan`` command line before Hydra runs it.
+
+Hydra writes ``.hydra/`` into the run folder before the task starts, and a
+sweep launches its jobs one by one, so a bad value found by the task comes
+too late: after Hydra has overwritten an earlier run's record, or after other
+jobs of the sweep have trained. :func:`check` composes the config of every job
+the command will run (the same composition Hydra does), applies the schema's
+range checks, and refuses a run folder that holds another config: one line
+naming what is wrong and what is allowed, before anything is written.
+
+It imports neither torch nor the trainer, so ``plan`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from . import records
+from .config import ConfigError, RegbenchConfig, register_configs, validate
+
+# Flags that make Hydra do something other than run jobs (help, printing the
+# config, completion, another config source): left to Hydra, unchecked.
+MULTIRUN_FLAGS = ("-m", "--multirun")
+FULL_CHECK_MAX_JOBS = 64  # above this, one job per swept value (each value composed once)
+
+
+class PreflightError(Exception):
+    """One line: what is wrong and what is allowed."""
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), str(text))
+
+
+def describe(exc: Exception, loader=None) -> str:
+    """Hydra's composition errors, as one line."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse the overrides: {_first_line(exc)} (see https://hydra.cc/docs/advanced/override_grammar/basic/)"
+    if isinstance(exc, MissingConfigException):
+        # "In 'config': Could not find 'data/foo'" + the available options
+        text = str(exc)
+        missing = text.split("Could not find '", 1)[-1].split("'", 1)[0]
+        group, _, option = missing.rpartition("/")
+        options = []
+        if group and loader is not None:
+            try:
+                options = loader.get_group_options(group)
+            except Exception:
+                options = []
+        allowed = f"; allowed: {', '.join(options)}" if options else ""
+        return f"{group}={option}: no such option{allowed}" if group else _first_line(text)
+    cause = exc.__cause__
+    key = getattr(cause, "full_key", None)
+    if key:
+        msg = _first_line(getattr(cause, "msg", "") or str(cause))
+        if "not in '" in msg and "Key '" in msg:  # a misspelled key
+            schema = _schema_of(key.rpartition(".")[0])
+            allowed = f"; keys there: {', '.join(f.name for f in dataclasses.fields(schema))}" if schema else ""
+            return f"{key} is not a config key{allowed}"
+        return f"{key}: {msg}"
+    return _first_line(exc)
+
+
+def _schema_of(path: str) -> Optional[type]:
+    schema: Any = RegbenchConfig
+    for part in [p for p in path.split(".") if p]:
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        f = fields.get(part)
+        if f is None or f.default_factory is dataclasses.MISSING or not dataclasses.is_dataclass(f.default_factory):
+            return None
+        schema = f.default_factory
+    return schema
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def existing_run_conflict(run_dir: Path, cfg: DictConfig) -> Optional[str]:
+    """The refusal the trainer would give for a folder holding another config, or None."""
+    try:
+        summary = records.read_summary(run_dir)
+    except (OSError, ValueError):
+        return None
+    config = records.flatten(OmegaConf.to_container(cfg, resolve=True))
+    diff = records.config_differences(summary.get("config", {}), records.json_safe(config))
+    if not diff:
+        return None
+    return (f"{run_dir} holds a run with another config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}): "
+            "use another hydra.run.dir / hydra.sweep.dir, or remove that folder")
+
+
+def _jobs_to_check(jobs: list[list[str]]) -> list[list[str]]:
+    """Every job of a small sweep; of a large one, the first job and, for each
+    swept key, one job per value (the rest differ only in combinations, which
+    each job still checks when it starts)."""
+    if len(jobs) <= FULL_CHECK_MAX_JOBS:
+        return jobs
+    picked, seen = [jobs[0]], set()
+    for job in jobs:
+        new = [o for o in job if o not in seen]
+        if new:
+            picked.append(job)
+            seen.update(job)
+    return picked
+
+
+def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig, list[list[str]]]]:
+    """Compose and check what ``regbench <command> argv`` will run.
+
+    Returns (base config with Hydra's node, the jobs as override lists), or
+    None when the command line is left to Hydra (help, --cfg, completion,
+    another config source, or a sweeper other than the basic one). Raises
+    PreflightError with one line.
+    """
+    if any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in argv):
+        return None
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .sweep import expand_jobs
+
+    multirun = any(a in MULTIRUN_FLAGS for a in argv) or command == "plan"
+    args = [a for a in argv if a not in MULTIRUN_FLAGS]
+    register_configs()
+    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
+            sweeps = [o for o in parsed if o.is_sweep_override()]
+            if sweeps and not multirun:
+                o = sweeps[0]
+                raise PreflightError(
+                    f"{o.input_line} sweeps over values: add -m to run one job per value "
+                    f"(a list is written {o.get_key_element()}=[...])"
+                )
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+        except PreflightError:
+            raise
+        except Exception as exc:
+            raise PreflightError(describe(exc, loader)) from None
+        if not OmegaConf.select(base, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
+            return None  # e.g. Optuna: its search space is not a list of jobs
+        with open_dict(base):
+            base.hydra.overrides.task = [o.input_line for o in parsed if not o.is_hydra_override()]
+        try:
+            jobs = expand_jobs(base) if multirun else [list(base.hydra.overrides.task)]
+        except Exception as exc:
+            raise PreflightError(describe(exc, loader)) from None
+        hydra_fixed = [o.input_line for o in parsed if o.is_hydra_override() and not o.is_sweep_override()]
+        for job in _jobs_to_check(jobs):
+            try:
+                cfg = compose(config_name="config", overrides=hydra_fixed + job, return_hydra_config=not multirun)
+                validate(cfg)
+            except ConfigError as exc:
+                where = f" (job {','.join(job)})" if multirun and len(jobs) > 1 else ""
+                raise PreflightError(f"{exc}{where}") from None
+            except Exception as exc:
+                raise PreflightError(describe(exc, loader)) from None
+            if not multirun:
+                conflict = existing_run_conflict(Path(cfg.hydra.run.dir), _without_hydra(cfg))
+                if conflict:
+                    raise PreflightError(conflict)
+    return base, jobs

@@ -1,0 +1,50 @@
+"""Every job of a command line is composed and checked before Hydra writes anything."""
+
+import pytest
+
+from regbench import records
+from regbench.preflight import PreflightError, check
+
+BAD = [
+    (["model.dropuot=0.1"], "model.dropuot is not a config key; keys there: widths, activation,"),
+    (["+model.dropuot=0.1"], "unknown config key model.dropuot (allowed in model: widths,"),
+    (["model.dropout=abc"], "model.dropout: Value 'abc' of type 'str' could not be converted to Float"),
+    (["model.batchnorm=maybe"], "model.batchnorm: Value 'maybe' is not a valid bool"),
+    (["model.widths=[2.5]"], "model.widths[0]: Value '2.5'"),
+    (["data=foo"], "data=foo: no such option; allowed: blobs, cifar10, digits,"),
+    (["optim=rmsprop"], "optim=rmsprop: no such option; allowed: adam, adamw, sgd"),
+    (["hydra/launcher=nope"], "hydra/launcher=nope: no such option; allowed: basic, joblib"),
+    (["model.dropout=[0"], "cannot parse the overrides: no viable alternative at input '[0'"),
+    (["model.dropout=0,0.5"], "model.dropout=0,0.5 sweeps over values: add -m"),
+    (["-m", "model.dropout=0,1.0", "seed=0,1"], "model.dropout=1.0 is not allowed: must be in [0, 1) "
+                                                "(probability of dropping a unit) (job model.dropout=1.0,seed=0)"),
+    (["-m", "model.order=[linear,act]", "model.batchnorm=false,true"], "model.batchnorm=True is not allowed: needs a bn part"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_command_lines_are_one_line(argv, message):
+    with pytest.raises(PreflightError) as err:
+        check(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_sweep_expands_to_its_jobs_and_flags_are_left_to_hydra():
+    cfg, jobs = check(["-m", "model.dropout=0,0.5", "optim=glob(*,exclude=sgd)", "trainer.epochs=2"])
+    assert len(jobs) == 4 and ["model.dropout=0.5", "optim=adamw", "trainer.epochs=2"] in jobs
+    assert check(["--cfg", "job", "model.dropout=abc"]) is None  # Hydra prints/handles these itself
+
+
+def test_a_run_folder_with_another_config_is_refused_before_hydra_writes(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg, _ = check([f"hydra.run.dir={run_dir}"])
+    from omegaconf import OmegaConf
+
+    from regbench.preflight import _without_hydra
+
+    run_dir.mkdir()
+    flat = records.flatten(OmegaConf.to_container(_without_hydra(cfg), resolve=True))
+    records.write_summary(run_dir, {"status": "completed", "config": flat})
+    assert check([f"hydra.run.dir={run_dir}"]) is not None  # the same config: fine (the trainer skips it)
+    with pytest.raises(PreflightError, match=r"holds a run with another config \(model.dropout: 0.0 -> 0.3\)"):
+        check([f"hydra.run.dir={run_dir}", "model.dropout=0.3"])
