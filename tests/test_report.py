@@ -90,14 +90,15 @@ def test_load_builds_tidy_tables_and_finds_factors(tmp_path):
     assert study.runs["used"].sum() == 7
 
 
-def test_truncated_metrics_are_used_up_to_the_last_complete_epoch(tmp_path):
-    j = job(tmp_path, "killed", status="interrupted")
+def test_truncated_metrics_are_read_up_to_the_last_complete_epoch(tmp_path):
+    j = job(tmp_path, "killed", status="interrupted", config={"trainer.epochs": EPOCHS + 2})
     with open(j / "metrics.csv", "a") as fh:
         fh.write("0,5,200,0.3,0.001,0.4,0.8,0.3")  # killed mid-row: no newline
     study = load.load_study([tmp_path])
     run = study.runs.iloc[0]
-    assert run["truncated"] and run["used"] and run["epochs"] == EPOCHS
-    assert "truncated" in run["note"]
+    assert run["truncated"] and run["epochs"] == EPOCHS and run["planned_epochs"] == EPOCHS + 2
+    assert not run["used"] and run["left_out"] == "unfinished"  # listed, not averaged in
+    assert "truncated" in run["note"] and f"stopped at epoch {EPOCHS} of {EPOCHS + 2}" in run["note"]
     assert study.epochs["epoch"].max() == EPOCHS
 
 
@@ -211,7 +212,7 @@ def test_loss_metric_target_and_explicit_roles(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["--metric", "val_loss", "--target", "2.0", "--color", "batchnorm", "--style", "dropout", "--x", "dropout"]
     assert report(tmp_path / "s", "-o", out, "--formats", "png", *args) == 0
-    assert "best val_loss:" in capsys.readouterr().out
+    assert "best val_loss (at each run's epoch of lowest val_loss):" in capsys.readouterr().out
     runs = pd.read_csv(out / "runs.csv")
     assert {"best_val_loss", "epochs_to_target"} <= set(runs.columns)
     assert runs["epochs_to_target"].notna().all()  # every made-up run gets below 2 nats

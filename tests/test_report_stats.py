@@ -138,16 +138,21 @@ def test_cell_table_counts_flags_and_missing_cells():
     runs["left_out"] = ""
     bad = (runs["seed"] == 1) & runs["A"] & ~runs["B"]
     runs.loc[bad, ["status", "used", "left_out"]] = ["diverged", False, "diverged"]
-    runs.loc[(runs["seed"] == 0) & ~runs["A"] & ~runs["B"], "status"] = "interrupted"  # averaged in, flagged
+    killed = (runs["seed"] == 0) & ~runs["A"] & ~runs["B"]
+    runs.loc[killed, ["status", "used", "left_out"]] = ["interrupted", False, "unfinished"]  # listed, not averaged in
+    runs["planned_epochs"] = 3
+    runs.loc[killed, "epochs"] = 2
     runs = runs[~((runs["A"]) & (runs["B"]))]  # a grid cell with no runs at all
     cells = stats.cell_table(runs, ["A", "B"], {"A": [False, True], "B": [False, True]}, ["y"])
-    assert cells.loc["A=false, B=false", "y_mean"] == pytest.approx(0.45)
+    assert cells.loc["A=false, B=false", "y_mean"] == pytest.approx(0.40)  # seed 1 only
+    assert cells.loc["A=false, B=false", ["n_runs", "n_used", "n_unfinished", "n_interrupted"]].tolist() == [2, 1, 1, 1]
     row = cells.loc["A=true, B=false"]
     assert row["n_runs"] == 2 and row["n_used"] == 1 and row["n_diverged"] == 1
     assert row["y_mean"] == 0.60  # the diverged run is not averaged in
     assert "fewer seeds (1 of 2)" in row["caveats"] and "1 diverged left out (seed 1)" in row["caveats"]
     assert cells.loc["A=true, B=true", "caveats"] == "missing: no runs"
-    assert cells.loc["A=false, B=false", "caveats"] == "1 unfinished (stopped at epoch 3)"
+    assert cells.loc["A=false, B=false", "caveats"] == (
+        "fewer seeds (1 of 2); 1 unfinished left out (seed 0 stopped at epoch 2 of 3)")
 
 
 def test_cell_table_flags_a_seed_used_twice():

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .load import ReportError, Study, load_study, short_names
+from .load import COMBINED_SEP, ReportError, Study, confounding_notes, load_study, short_names
 from .stats import Analysis, analyze
 
 FORMATS = ("png", "svg", "pdf")
@@ -52,7 +52,10 @@ def _factor(study: Study, name: str | None, option: str) -> str | None:
         return None
     if name in study.factors:
         return name
-    matches = [f for f in study.factors if f.rsplit(".", 1)[-1] == name]
+    short = short_names(study.factors)
+    # A combined factor (confounded keys) answers to each of its keys, too.
+    matches = [f for f in study.factors
+               if name == short[f] or any(name in (k, k.rsplit(".", 1)[-1]) for k in f.split(COMBINED_SEP))]
     if len(matches) == 1:
         return matches[0]
     allowed = ", ".join(study.factors) or "none: no config key varies across these runs"
@@ -135,9 +138,11 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
         f"{plural(len(runs), 'run')} in {plural(len(cells), 'cell')} ({factors}); usable runs per cell: "
         + (f"{per.min()}" if per.min() == per.max() else f"{per.min()}-{per.max()}")
     ]
+    lines += confounding_notes(study)
     left = runs.loc[~runs["used"], "left_out"].value_counts()
     if len(left):
-        lines.append("left out of the statistics: " + ", ".join(f"{n} {s}" for s, n in left.items()))
+        lines.append(f"left out of the statistics ({int(runs['used'].sum())}/{len(runs)} runs used): "
+                     + ", ".join(f"{n} {s}" for s, n in left.items()))
     flagged = cells[cells["caveats"] != ""]
     for cell, r in flagged.iterrows():
         lines.append(f"  {cell}: {r['caveats']}")
@@ -145,8 +150,8 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
         lines.append(f"unreadable records: {len(study.unreadable)} (listed in the report)")
     ranked = a.ranked()
     if not ranked.empty:
-        lines.append(f"best {a.metric}: {ranked.index[0]}  {fmt_ci(ranked.iloc[0], a.best_col)} "
-                     f"(95% CI, n={int(ranked.iloc[0][a.best_col + '_n'])})")
+        lines.append(f"best {a.metric} (at each run's epoch of lowest val_loss): {ranked.index[0]}  "
+                     f"{fmt_ci(ranked.iloc[0], a.best_col)} (95% CI, n={int(ranked.iloc[0][a.best_col + '_n'])})")
     else:
         lines.append("no cell has a usable run: nothing to rank")
     eff = a.effects[a.effects["outcome"] == a.best_col] if not a.effects.empty else a.effects
@@ -155,7 +160,7 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
     if lost:
         lines.append(f"{lost} effects not estimable: {NOT_ESTIMABLE}")
     if len(eff):
-        lines.append(f"effects on best {a.metric} (paired over seeds, 95% CI):")
+        lines.append(f"effects on {a.metric} at the epoch of lowest val_loss (paired over seeds, 95% CI):")
         width = max(len(c) for c in eff["contrast"])
         for _, r in eff.iterrows():
             ci = (f"[{fmt_diff(r['ci_lo'], a.best_col)}, {fmt_diff(r['ci_hi'], a.best_col)}]"

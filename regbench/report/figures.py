@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from .load import fmt_value, short_names
+from .load import fmt_value, setting_text, short_names
 from .stats import higher_is_better
 
 LINESTYLES = ["-", "--", ":", "-."]
@@ -70,10 +70,14 @@ LAYER_LABELS = {
 
 
 def label(column: str) -> str:
-    """Axis label, with the unit where it has one."""
-    for prefix, word in (("best_", "best "), ("final_", "final ")):
-        if column.startswith(prefix) and column[len(prefix) :] in LABELS:
-            return word + LABELS[column[len(prefix) :]]
+    """Axis label, with the unit where it has one. ``best_<col>`` is the value
+    at the epoch of lowest validation loss, and says so."""
+    if column in LABELS:
+        return LABELS[column]
+    if column.startswith("best_") and column[5:] in LABELS:
+        return LABELS[column[5:]] + " at lowest val loss"
+    if column.startswith("final_") and column[6:] in LABELS:
+        return "final " + LABELS[column[6:]]
     prefix, _, layer = column.partition("/")
     if prefix in LAYER_LABELS or (prefix.startswith("preact_p") and prefix[8:].isdigit()):
         what = LAYER_LABELS.get(prefix) or f"pre-activation, {prefix[8:]}th percentile"
@@ -169,7 +173,7 @@ def cell_styles(keys: pd.DataFrame, levels: dict[str, list], color_by: str | Non
     if colour_keys:
         styles.legend.append(_heading("colour: " + ", ".join(short[f] for f in colour_keys)))
         for combo, colour in colour_of.items():
-            text = ", ".join(f"{short[f]}={fmt_value(v)}" for f, v in zip(colour_keys, combo))
+            text = ", ".join(setting_text(f, v, short[f]) for f, v in zip(colour_keys, combo))
             styles.legend.append(Line2D([], [], color=colour, lw=2.5, label=text))
     if style_by:
         styles.legend.append(_heading(f"line: {short[style_by]}"))
@@ -177,7 +181,7 @@ def cell_styles(keys: pd.DataFrame, levels: dict[str, list], color_by: str | Non
             styles.legend.append(
                 Line2D([], [], color="0.3", lw=1.6, linestyle=LINESTYLES[i % len(LINESTYLES)],
                        marker=MARKERS[i % len(MARKERS)], markersize=4, markerfacecolor="white",
-                       label=f"{short[style_by]}={fmt_value(v)}")
+                       label=setting_text(style_by, v, short[style_by]))
             )
     return styles
 
@@ -370,7 +374,8 @@ def plot_heatmap(
         half = (r[f"{column}_ci_hi"] - r[f"{column}_ci_lo"]) / 2
         n = int(r["n_used"])
         if n == 0:
-            left = ", ".join(f"{int(r[c])} {c[2:]}" for c in r.index if c in ("n_diverged", "n_failed") and r[c])
+            left = ", ".join(f"{int(r[c])} {c[2:]}" for c in r.index
+                             if c in ("n_diverged", "n_failed", "n_unfinished") and r[c])
             notes[i, j] = "no runs" if r["n_runs"] == 0 else "no usable\nruns" + (f"\n({left})" if left else "")
         else:
             pct = 100 if _is_accuracy(column) else 1
@@ -674,16 +679,17 @@ def make_figures(a, styles: Styles, out_dir: Path, formats: list[str], x: str | 
     if a.target is not None and "epochs_to_target_mean" in cells:
         add("time_to_target", fig_to_target(cells, styles, metric, a.target), "Time to target",
             f"Epochs and training seconds until {label(metric)} first reaches the target "
-            f"({'chosen automatically: the weakest cell’s mean best' if a.target_auto else 'from --target'}). "
+            f"({'chosen automatically: the weakest cell’s mean value at the epoch of lowest validation loss' if a.target_auto else 'from --target'}). "
             "Means are over the runs that reached it; the label says how many did. Whiskers: 95% CI.")
     outcome_cols = [c for c in dict.fromkeys([f"best_{metric}", f"final_{metric}", "final_gap_loss"])
                     if f"{c}_mean" in cells]
     if study.factors and outcome_cols:
         xf = ablation_x_factors(study.factors, study.levels, x)
         add("ablation", fig_ablation(cells, outcome_cols, xf, study.levels, styles), "Ablation",
-            "Best and final value of the metric and the final generalization gap for every setting; one line per "
+            "The metric at each run's epoch of lowest validation loss (its best epoch, chosen on validation loss "
+            "only) and at the last epoch, and the final generalization gap, for every setting; one line per "
             "setting of the other factor(s), markers in the cell's colour. Error bars: 95% CI of the mean over "
-            "seeds. Settings without usable runs have no point.")
+            "seeds. Settings without usable runs (none finished, or all diverged or failed) have no point.")
     if len(study.factors) == 2 and outcome_cols:
         row_f = styles.style_by if styles.style_by in study.factors else study.factors[1]
         col_f = next(f for f in study.factors if f != row_f)

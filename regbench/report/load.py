@@ -12,6 +12,7 @@ the reason, and the rest is reported.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import os
@@ -28,7 +29,9 @@ from regbench.records import (
     COMPLETED,
     DIVERGED,
     FAILED,
+    INTERRUPTED,
     METRICS_FILE,
+    RUNNING,
     RUNTIME_KEYS,
     SUMMARY_FILE,
     find_job_dirs,
@@ -47,6 +50,14 @@ EXCLUDED_STATUSES = (DIVERGED, FAILED)  # listed, never averaged in
 INDEX_COLUMNS = ("seed", "epoch", "step")
 # Metrics whose blow-up marks a diverged run even if its status says otherwise.
 LOSS_COLUMNS = ("fit_loss", "val_loss")
+# Statuses of a run that has not finished (killed, or still training): its
+# epochs are listed, never averaged in with finished runs.
+UNFINISHED_STATUSES = (RUNNING, INTERRUPTED)
+UNFINISHED = "unfinished"  # the left_out reason of such a run, and of one with fewer epochs than planned
+PLANNED_EPOCHS = "trainer.epochs"  # config key: the epochs a run is meant to train
+# Joins config keys that are confounded (they change together across the
+# runs) into one combined factor: ``model.dropout & trainer.epochs``.
+COMBINED_SEP = " & "
 
 
 class ReportError(Exception):
@@ -57,15 +68,19 @@ class ReportError(Exception):
 class Study:
     runs: pd.DataFrame  # one row per (job, seed); see RUN_COLUMNS
     epochs: pd.DataFrame  # one row per (run, epoch), complete rows only
-    factors: list[str]  # config keys that vary: they define the cells
+    factors: list[str]  # config keys that vary (confounded ones combined, see ``confounded``): they define the cells
     levels: dict[str, list]  # factor -> its values, sorted (first = reference)
     constants: dict[str, Any]  # config shared by every run
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (job, reason)
     root: Path | None = None  # job names are relative to this folder
+    # Combined factor -> the config keys it stands for, when keys are
+    # confounded (their observed combinations do not form a grid).
+    confounded: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def used(self) -> pd.DataFrame:
-        """Runs that enter means: not diverged/failed and at least one epoch."""
+        """Runs that enter means: finished (all planned epochs, not running or
+        interrupted), not diverged/failed, finite losses."""
         return self.runs[self.runs["used"]]
 
     @property
@@ -92,10 +107,39 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
+def is_combined(factor: str) -> bool:
+    """A factor that stands for several confounded config keys."""
+    return COMBINED_SEP in factor
+
+
 def short_names(factors: list[str]) -> dict[str, str]:
-    """``model.dropout`` -> ``dropout`` where the last part is unambiguous."""
-    last = [f.rsplit(".", 1)[-1] for f in factors]
-    return {f: (s if last.count(s) == 1 else f) for f, s in zip(factors, last)}
+    """``model.dropout`` -> ``dropout`` where the last part is unambiguous;
+    a combined factor ``model.dropout & trainer.epochs`` -> ``dropout & epochs``."""
+    keys = list(dict.fromkeys(k for f in factors for k in f.split(COMBINED_SEP)))
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    one = {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+    return {f: COMBINED_SEP.join(one[k] for k in f.split(COMBINED_SEP)) for f in factors}
+
+
+def setting_text(factor: str, value: Any, short: str) -> str:
+    """``dropout=0.3``; a combined factor's value already reads ``dropout=0.3, epochs=5``."""
+    return str(value) if is_combined(factor) else f"{short}={fmt_value(value)}"
+
+
+def confounding_notes(study: "Study") -> list[str]:
+    """One sentence per combined factor: which keys are confounded and what
+    that means for the reader."""
+    notes = []
+    for name, keys in study.confounded.items():
+        short = short_names(keys)
+        names = [short[k] for k in keys]
+        listed = ", ".join(names[:-1]) + " and " + names[-1]
+        notes.append(
+            f"{listed} are confounded: they change together in these runs ({len(study.levels[name])} observed "
+            f"combinations, not a grid), so each combination is one cell and no separate effect of "
+            f"{' or '.join(names)} can be estimated."
+        )
+    return notes
 
 
 def cell_labels(keys: pd.DataFrame, factors: list[str]) -> pd.Series:
@@ -103,7 +147,10 @@ def cell_labels(keys: pd.DataFrame, factors: list[str]) -> pd.Series:
     if not factors:
         return pd.Series("all runs", index=keys.index, dtype=object)
     short = short_names(factors)
-    parts = [short[f] + "=" + keys[f].map(fmt_value).astype(str) for f in factors]
+    parts = [
+        keys[f].astype(str) if is_combined(f) else short[f] + "=" + keys[f].map(fmt_value).astype(str)
+        for f in factors
+    ]
     label = parts[0]
     for p in parts[1:]:
         label = label + ", " + p
@@ -303,6 +350,7 @@ def load_study(
         else:
             constants[key] = runs[key].tolist()[0]  # a Python value, not a numpy scalar
     levels = {f: sorted(runs[f].drop_duplicates().tolist(), key=_sort_key) for f in factors}
+    runs, factors, levels, confounded = _combine_confounded(runs, factors, levels)
 
     def numeric(f: str) -> bool:
         return all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in levels[f])
@@ -314,24 +362,98 @@ def load_study(
     runs["cell"] = cell_labels(runs, factors)
     keys = [tuple(_sort_key(v) for v in row) for row in runs[factors].itertuples(index=False)]
     order = sorted(range(len(runs)), key=lambda i: (keys[i], runs["seed"].iat[i], runs["job"].iat[i]))
-    first = ["run", "job", "seed", "cell", "status", "used", "left_out", "epochs", "truncated", "note", "error"]
+    first = ["run", "job", "seed", "cell", "status", "used", "left_out", "epochs", "planned_epochs", "truncated", "note",
+             "error"]
     runs = runs.iloc[order].reset_index(drop=True)[first + [c for c in runs.columns if c not in first]]
     # Tidy: every epoch row carries its cell and factor values.
     epochs = epochs.merge(runs[["run", "cell", *factors]], on="run", how="left")
     for i, col in enumerate(["cell", *factors]):
         epochs.insert(1 + i, col, epochs.pop(col))
-    return Study(runs, epochs, factors, levels, constants, unreadable, root)
+    return Study(runs, epochs, factors, levels, constants, unreadable, root, confounded)
+
+
+def confounded_groups(runs: pd.DataFrame, factors: list[str]) -> list[list[str]]:
+    """Groups of factors whose effects cannot be told apart in these runs.
+
+    Two factors are confounded when, over the observed combinations, one
+    determines the other (they change together, as in two runs that differ
+    in two keys); groups are the connected sets of such pairs. If a group
+    still never varies on its own (no two observed cells differ in it alone,
+    as in a fractional design), every factor is one group. A grid with a
+    hole (a factorial sweep with a missing job) has no such pair: its
+    factors stay apart and the hole is reported as missing.
+    """
+    if len(factors) < 2:
+        return []
+    combos = runs[factors].apply(lambda col: col.map(repr)).drop_duplicates()
+    parent = {f: f for f in factors}
+
+    def root(f: str) -> str:
+        while parent[f] != f:
+            f = parent[f]
+        return f
+
+    for a, b in itertools.combinations(factors, 2):
+        pair = combos[[a, b]].drop_duplicates()
+        if pair[a].is_unique or pair[b].is_unique:  # b is a function of a, or a of b
+            parent[root(b)] = root(a)
+    groups: dict[str, list[str]] = {}
+    for f in factors:
+        groups.setdefault(root(f), []).append(f)
+    parts = list(groups.values())
+    for g in parts:
+        rest = [f for f in factors if f not in g]
+        if not rest:
+            break
+        setting = combos[g].agg("|".join, axis=1)
+        if combos.assign(_g=setting).groupby(rest)["_g"].nunique().max() < 2:
+            return [list(factors)]  # g never changes while the other factors stay fixed
+    return [g for g in parts if len(g) > 1]
+
+
+def _combine_confounded(
+    runs: pd.DataFrame, factors: list[str], levels: dict[str, list]
+) -> tuple[pd.DataFrame, list[str], dict[str, list], dict[str, list[str]]]:
+    """Replace each group of confounded factors by one combined factor whose
+    levels are the observed combinations, e.g. ``dropout=0.3, epochs=5``:
+    no invented cells, no grid of combinations that were never meant to run."""
+    groups = confounded_groups(runs, factors)
+    if not groups:
+        return runs, factors, levels, {}
+    runs = runs.copy()
+    short = short_names(factors)
+    confounded: dict[str, list[str]] = {}
+    for g in groups:
+        g = sorted(g, key=factors.index)
+        name = COMBINED_SEP.join(g)
+        text = runs[g[0]].map(lambda v, f=g[0]: setting_text(f, v, short[f])).astype(str)
+        for f in g[1:]:
+            text = text + ", " + runs[f].map(lambda v, f=f: setting_text(f, v, short[f])).astype(str)
+        runs[name] = text
+        observed = runs.drop_duplicates(name)
+        order = sorted(range(len(observed)), key=lambda i: [_sort_key(observed[f].iat[i]) for f in g])
+        levels = {k: v for k, v in levels.items() if k not in g}
+        levels[name] = [observed[name].iat[i] for i in order]
+        factors = [f for f in factors if f not in g] + [name]
+        confounded[name] = g
+    return runs, factors, levels, confounded
 
 
 def _add_usage(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """Columns ``epochs`` (last complete epoch), ``used`` (enters the
-    statistics) and ``left_out`` (why not, in a word or two).
+    """Columns ``epochs`` (last complete epoch), ``planned_epochs``
+    (``trainer.epochs``, where recorded), ``used`` (enters the statistics) and
+    ``left_out`` (why not, in a word or two).
 
     Diverged and failed runs are listed, never averaged in. A run whose loss is
-    NaN/inf although its status says otherwise is treated the same way.
+    NaN/inf although its status says otherwise is treated the same way. So is
+    an unfinished run: still running or interrupted, or with fewer epochs
+    recorded than planned (a killed job, a truncated metrics file): its final
+    and best values are those of another, shorter experiment.
     """
     runs = runs.copy()
     runs["epochs"] = runs["run"].map(epochs.groupby("run")["epoch"].max()).astype("Int64")
+    planned = pd.to_numeric(runs[PLANNED_EPOCHS], errors="coerce") if PLANNED_EPOCHS in runs else np.nan
+    runs["planned_epochs"] = pd.Series(planned, index=runs.index, dtype="float").astype("Int64")
     # NaN is how a diverged loss is written ("nan"), and also what an empty
     # cell reads as: a loss counts as blown up only in a run that records it.
     bad = pd.Series(False, index=epochs.index)
@@ -342,17 +464,24 @@ def _add_usage(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     nonfinite = runs["run"].isin(set(epochs.loc[bad, "run"]))
     excluded = runs["status"].isin(EXCLUDED_STATUSES)
     no_epochs = runs["epochs"].isna()
+    short = (runs["epochs"] < runs["planned_epochs"]).fillna(False).astype(bool)
+    unfinished = runs["status"].isin(UNFINISHED_STATUSES) | short
     runs["left_out"] = ""
+    runs.loc[unfinished, "left_out"] = UNFINISHED
     runs.loc[no_epochs, "left_out"] = "no epoch"
     runs.loc[nonfinite, "left_out"] = "non-finite loss"
     runs.loc[excluded, "left_out"] = runs.loc[excluded, "status"]
     runs["used"] = runs["left_out"] == ""
+    stopped = "stopped at epoch " + runs["epochs"].astype(str) + runs["planned_epochs"].map(
+        lambda p: "" if pd.isna(p) else f" of {p}")
     for mask, text in ((nonfinite & ~excluded, "non-finite loss: left out like a diverged run"),
-                       (no_epochs, "no complete epoch recorded")):
+                       (no_epochs, "no complete epoch recorded"),
+                       (runs["left_out"] == UNFINISHED, "unfinished (" + stopped + "): left out of the statistics")):
         runs.loc[mask, "note"] = (runs.loc[mask, "note"] + "; " + text).str.lstrip("; ")
     return runs
 
 
 def incomplete(runs: pd.DataFrame) -> pd.Series:
-    """Used runs that did not finish (interrupted, still running, unknown)."""
+    """Used runs whose status is not known to be completed (no summary.json,
+    but every planned epoch recorded)."""
     return runs["used"] & (runs["status"] != COMPLETED)

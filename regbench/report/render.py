@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import __version__
 from .figures import Rendered, label
-from .load import fmt_value
+from .load import confounding_notes, fmt_value, is_combined
 from .stats import Analysis, higher_is_better
 
 # ---------------------------------------------------------------- numbers as text
@@ -80,6 +80,13 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+CELLS_NOTE = (
+    "Mean ± 95% CI half-width over each cell's usable runs (runs used / runs). Diverged, failed and unfinished "
+    "runs (still running, interrupted, or fewer epochs than planned) are left out and named in the caveats. "
+    "\"At lowest val loss\": the value at each run's epoch of lowest validation loss, the epoch summary.json "
+    "calls best; never the maximum over epochs."
+)
+
 NOT_ESTIMABLE = "a cell it needs has no usable run with a seed shared by the others"
 
 
@@ -99,15 +106,16 @@ def verdict(row) -> str:
 
 def findings(a: Analysis) -> list[str]:
     """The answers a reader came for, each one sentence with its uncertainty."""
-    out = []
+    out = list(confounding_notes(a.study))
     cells, m = a.cells, a.metric
     ranked = a.ranked()
     best = a.best_col
     if ranked.empty:
-        return ["No cell has a usable run: nothing to compare (see the runs left out below)."]
+        return out + ["No cell has a usable run: nothing to compare (see the runs left out below)."]
     top = ranked.iloc[0]
     text = (
-        f"Best {label(m)}: {ranked.index[0]} with {fmt_ci(top, best)} (best epoch; 95% CI, "
+        f"Best {label(m)} at the epoch of lowest validation loss (each run's best epoch, chosen on validation "
+        f"loss only): {ranked.index[0]} with {fmt_ci(top, best)} (95% CI, "
         f"n={int(top[f'{best}_n'])}), {fmt_ci(top, f'final_{m}')} at the last epoch"
         + (f" (caveat: {top['caveats']})." if top["caveats"] else ".")
     )
@@ -184,10 +192,11 @@ def findings(a: Analysis) -> list[str]:
         problems.append("runs left out of all means: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if runs["truncated"].any():
         problems.append(f"{plural(int(runs['truncated'].sum()), 'run')} with a truncated metrics file "
-                        "(used up to its last complete epoch)")
-    partial = runs["used"] & (runs["status"] != "completed")
-    if partial.any():
-        problems.append(f"{plural(int(partial.sum()), 'unfinished run')} averaged in up to the epoch reached")
+                        "(read up to its last complete epoch; left out if that is short of the planned epochs)")
+    unknown = runs["used"] & (runs["status"] != "completed")
+    if unknown.any():
+        problems.append(f"{plural(int(unknown.sum()), 'run')} of unknown status (no summary.json, every planned "
+                        "epoch recorded) averaged in")
     fewer = cells["caveats"].str.contains("fewer seeds|missing|no usable", regex=True)
     if fewer.any():
         problems.append(f"{plural(int(fewer.sum()), 'cell')} with fewer usable runs than the others, or none")
@@ -204,7 +213,7 @@ def findings(a: Analysis) -> list[str]:
 def cell_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
     m = a.metric
     cols = [
-        (f"best_{m}", f"best {label(m)}"),
+        (f"best_{m}", f"{label(m)} at lowest val loss"),
         (f"final_{m}", f"final {label(m)}"),
         ("final_gap_loss", "final gap (val − fit loss)"),
         ("best_epoch", "epoch of lowest val loss"),
@@ -257,7 +266,10 @@ def _intro(a: Analysis, paths: list[str]) -> str:
     runs, cells = a.runs, a.cells
     per = cells.loc[cells["n_runs"] > 0, "n_used"]
     seeds = f"{per.min()}" if per.min() == per.max() else f"{per.min()}–{per.max()}"
-    factors = " × ".join(f"{f} ({len(a.study.levels[f])} levels)" for f in a.study.factors) or "none (one cell)"
+    factors = " × ".join(
+        f"{f} ({len(a.study.levels[f])} {'observed combinations' if is_combined(f) else 'levels'})"
+        for f in a.study.factors
+    ) or "none (one cell)"
     datasets = ", ".join(sorted(map(str, runs["dataset"].dropna().unique()))) or "unknown"
     return (
         f"{plural(len(runs), 'run')} ({int(runs['used'].sum())} in the statistics) in {plural(len(cells), 'cell')}, "
@@ -313,8 +325,7 @@ def write_html(a: Analysis, figures: list[Rendered], path: Path, paths: list[str
     header, rows = cell_rows(a)
     parts += [
         "<h2>Cells</h2>",
-        "<p>Mean ± 95% CI half-width over the cell's usable runs (diverged and failed runs are left out and "
-        "named in <em>caveats</em>). Rows in colour need a caveat read first.</p>",
+        f"<p>{esc(CELLS_NOTE)} Rows in colour need a caveat read first.</p>",
         _html_table(header, rows, lambda i, r: ("bad" if r[1].startswith("0/") else "warn") if r[-1] else ""),
     ]
     if not a.effects.empty:
@@ -370,7 +381,7 @@ def write_markdown(a: Analysis, figures: list[Rendered], path: Path, paths: list
     md = ["# regbench report", "", _intro(a, paths), "", "## At a glance", ""]
     md += [f"- {f}" for f in findings(a)]
     header, rows = cell_rows(a)
-    md += ["", "## Cells", "", "Mean ± 95% CI half-width over each cell's usable runs.", "", _md_table(header, rows)]
+    md += ["", "## Cells", "", CELLS_NOTE, "", _md_table(header, rows)]
     if not a.effects.empty:
         header, rows = effect_rows(a)
         md += ["", "## Effects", "",

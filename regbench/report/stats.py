@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .load import Study, cell_labels, fmt_value, incomplete, short_names
+from .load import COMBINED_SEP, UNFINISHED, Study, cell_labels, fmt_value, incomplete, is_combined, short_names
 
 LEVEL = 0.95  # confidence level of every interval in the report
 STATS = ("mean", "std", "n", "ci_lo", "ci_hi")
@@ -70,15 +70,30 @@ def aggregate(df: pd.DataFrame, by: list[str], columns: list[str], level: float 
 # ---------------------------------------------------------------- per run
 
 
+def best_rows(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per run (index), the row of its *best* epoch: the epoch of lowest
+    finite validation loss, the earliest on ties. The trainer's summary.json
+    ``best`` is the same epoch; choosing it on validation loss alone keeps the
+    test set out of the choice. Runs without a finite val_loss are absent."""
+    if "val_loss" not in epochs:
+        return pd.DataFrame(columns=epochs.columns).set_index("run")
+    ep = epochs[np.isfinite(epochs["val_loss"].astype(float))]
+    return ep.sort_values(["run", "val_loss", "epoch"], kind="stable").drop_duplicates("run").set_index("run")
+
+
 def run_outcomes(epochs: pd.DataFrame, metric: str = "val_acc", target: float | None = None) -> pd.DataFrame:
     """One row per run: the numbers a cell is judged by.
 
-    best_/final_<metric>, best_/final_ val_acc and val_loss, final fit and gap
-    values, ``best_epoch`` (epoch of the lowest validation loss: where
-    overfitting starts), ``val_loss_rise`` (final minus lowest validation
-    loss: how much it overfits afterwards), and ``epochs_to_target`` /
-    ``seconds_to_target``: the first epoch, and its training time, at which
-    ``metric`` reaches ``target`` (NaN: never).
+    ``best_<col>`` is the value of ``<col>`` at the run's epoch of lowest
+    validation loss (``best_epoch``, see :func:`best_rows`), never the maximum
+    over epochs: a maximum picks each run's luckiest epoch after the fact, on
+    the very data it reports (the test set, with ``--metric test_acc``).
+    ``final_<col>`` is the value at the last epoch. For ``metric``, val_acc
+    and val_loss: both; final fit and gap values; ``val_loss_rise`` (final
+    minus lowest validation loss: how much it overfits afterwards); and
+    ``epochs_to_target`` / ``seconds_to_target``: the first epoch, and its
+    training time, at which ``metric`` reaches ``target`` (NaN: never), a
+    convergence speed that selects nothing.
     """
     ep = epochs.sort_values(["run", "epoch"], kind="stable")
     g = ep.groupby("run", sort=False)
@@ -87,17 +102,16 @@ def run_outcomes(epochs: pd.DataFrame, metric: str = "val_acc", target: float | 
     out["final_epoch"] = last["epoch"]
     if "time_s" in ep:
         out["final_time_s"] = last["time_s"]
+    best = best_rows(ep).reindex(out.index)
     for col in dict.fromkeys([metric, "val_acc", "val_loss"]):
         if col in ep:
-            out[f"best_{col}"] = g[col].max() if higher_is_better(col) else g[col].min()
+            out[f"best_{col}"] = best[col].astype(float)
             out[f"final_{col}"] = last[col]
     for col in ("fit_acc", "fit_loss", "gap_loss", "gap_acc"):
         if col in ep:
             out[f"final_{col}"] = last[col]
     if "val_loss" in ep:
-        # Sort by loss then epoch: the earliest epoch of the minimum wins ties.
-        low = ep.dropna(subset=["val_loss"]).sort_values(["run", "val_loss", "epoch"]).drop_duplicates("run")
-        out["best_epoch"] = low.set_index("run")["epoch"]
+        out["best_epoch"] = best["epoch"].astype(float)
         out["val_loss_rise"] = out["final_val_loss"] - out["best_val_loss"]
     if target is not None:
         hit = ep[ep[metric] >= target] if higher_is_better(metric) else ep[ep[metric] <= target]
@@ -136,6 +150,7 @@ def cell_table(
     table.insert(len(factors), "n_runs", runs.groupby("cell").size())
     table.insert(len(factors) + 1, "n_used", used.groupby("cell").size().reindex(table.index).fillna(0).astype(int))
     table["n_truncated"] = runs.groupby("cell")["truncated"].sum()
+    table["n_unfinished"] = (runs["left_out"] == UNFINISHED).groupby(runs["cell"]).sum()
     stats = aggregate(used, ["cell"], columns, level) if len(used) else pd.DataFrame()
     table = table.join(stats)
     if "epochs_to_target" in used:
@@ -146,6 +161,11 @@ def cell_table(
         missing.index = cell_labels(missing, factors)
         missing["n_runs"] = missing["n_used"] = 0
         table = pd.concat([table, missing])
+    # The config keys behind a combined factor, per cell (empty for a missing one).
+    parts = [k for f in factors if is_combined(f) for k in f.split(COMBINED_SEP) if k in runs]
+    if parts:
+        table = table.join(runs.drop_duplicates("cell").set_index("cell")[parts])
+        table = table[factors + parts + [c for c in table.columns if c not in factors and c not in parts]]
     count_cols = [c for c in table.columns if c.startswith("n_") and not c.endswith("_n")]
     table[count_cols] = table[count_cols].fillna(0).astype(int)
     table["caveats"] = _flags(table, runs)
@@ -172,7 +192,7 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     most = table["n_used"].max()
     left_out = runs[~runs["used"]].groupby("cell")
     left = {cell: g for cell, g in left_out}
-    partial = runs[incomplete(runs)].groupby("cell")["epochs"].apply(list).to_dict()
+    unknown = runs[incomplete(runs)].groupby("cell").size().to_dict()
     # The same seed twice in a cell: copies of one run, or runs that differ in
     # something the config does not record. Either way not independent.
     seeds = runs[runs["used"]].groupby(["cell", "seed"]).size()
@@ -188,15 +208,26 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
             f.append(f"fewer seeds ({row['n_used']} of {most})")
         if cell in left:
             for why, g in left[cell].groupby("left_out"):
-                f.append(f"{len(g)} {why} left out (seed {', '.join(map(str, g['seed']))})")
-        if cell in partial:
-            f.append(f"{len(partial[cell])} unfinished (stopped at epoch {', '.join(map(str, partial[cell]))})")
+                if why == UNFINISHED:
+                    where = ", ".join(_stopped(r) for _, r in g.iterrows())
+                else:
+                    where = f"seed {', '.join(map(str, g['seed']))}"
+                f.append(f"{len(g)} {why} left out ({where})")
+        if cell in unknown:
+            f.append(f"{unknown[cell]} of unknown status (no summary.json) averaged in")
         if cell in repeated:
             f.append(f"seed {', '.join(map(str, repeated[cell]))} in more than one run")
         if row.get("n_truncated", 0):
             f.append(f"{row['n_truncated']} truncated metrics file")
         flags[cell] = "; ".join(f)
     return pd.Series(flags)
+
+
+def _stopped(run: pd.Series) -> str:
+    """``seed 1 stopped at epoch 96 of 300`` (the planned epochs where recorded)."""
+    text = f"seed {run['seed']} stopped at epoch {run['epochs']}"
+    planned = run.get("planned_epochs")
+    return text if planned is None or pd.isna(planned) else f"{text} of {planned}"
 
 
 def epoch_curves(epochs: pd.DataFrame, columns: list[str], level: float = LEVEL) -> pd.DataFrame:
@@ -206,7 +237,10 @@ def epoch_curves(epochs: pd.DataFrame, columns: list[str], level: float = LEVEL)
 
 def auto_target(cells: pd.DataFrame, metric: str) -> float | None:
     """A target that every cell reaches on average: the weakest cell's mean
-    best value, rounded to 0.01 towards easier. None when nothing is known."""
+    value at the epoch of lowest validation loss, rounded to 0.01 towards
+    easier (a run's curve reaches its value at that epoch, so a cell whose
+    mean is above the target has runs that reach it). None when nothing is
+    known."""
     col = f"best_{metric}_mean"
     if col not in cells or cells[col].dropna().empty:
         return None
@@ -265,20 +299,22 @@ def paired_effects(
         per_seed = diff.mean(axis=1, skipna=False).dropna()
         return {"kind": kind, "factor": factor, "contrast": contrast, **_effect(per_seed, level)}
 
+    def change(f: str, a, b) -> str:
+        """``dropout: 0 → 0.5``; a combined factor: ``dropout=0, epochs=2 → dropout=0.3, epochs=5``."""
+        return f"{a} → {b}" if is_combined(f) else f"{short[f]}: {fmt_value(a)} → {fmt_value(b)}"
+
     rows = []
     for f in factors:
         ref = levels[f][0]
         for lv in levels[f][1:]:
             diff = select({f: lv}) - select({f: ref})
-            rows.append(row("main", f, f"{short[f]}: {fmt_value(ref)} → {fmt_value(lv)}", diff))
+            rows.append(row("main", f, change(f, ref, lv), diff))
     for f, h in itertools.combinations(factors, 2):
         rf, rh = levels[f][0], levels[h][0]
         for a in levels[f][1:]:
             for b in levels[h][1:]:
                 diff = (select({f: a, h: b}) - select({f: rf, h: b})) - (select({f: a, h: rh}) - select({f: rf, h: rh}))
-                contrast = (
-                    f"({short[f]}: {fmt_value(rf)} → {fmt_value(a)}) × ({short[h]}: {fmt_value(rh)} → {fmt_value(b)})"
-                )
+                contrast = f"({change(f, rf, a)}) × ({change(h, rh, b)})"
                 rows.append(row("interaction", f"{f} × {h}", contrast, diff))
     return pd.DataFrame(rows)
 
@@ -310,8 +346,11 @@ class Analysis:
         return f"best_{self.metric}"
 
     def ranked(self) -> pd.DataFrame:
-        """Cells with usable runs, best first by the mean best value of the metric."""
+        """Cells with usable runs, best first by the mean of the metric at the
+        epoch of lowest validation loss."""
         col = f"{self.best_col}_mean"
+        if col not in self.cells:
+            return self.cells.iloc[:0]
         have = self.cells[self.cells[col].notna()]
         return have.sort_values(col, ascending=not higher_is_better(self.metric))
 
