@@ -497,11 +497,12 @@ def main(cfg: DictConfig) -> Optional[float]:
 
 
 def _objective(summary: dict) -> float:
-    """For Hydra's sweepers (e.g. Optuna): the best validation accuracy, averaged
+    """For Hydra's sweepers (e.g. Optuna): the validation accuracy at the epoch
+    of lowest validation loss (``best``, the report's definition too), averaged
     over the job's seeds that completed; NaN when none did."""
     values = [
-        v["best"]["val_acc_max"]
+        v["best"]["val_acc"]
         for v in summary.get("per_seed", {}).values()
-        if v.get("status") == records.COMPLETED and "val_acc_max" in v.get("best", {})
+        if v.get("status") == records.COMPLETED and "val_acc" in v.get("best", {})
     ]
     return sum(values) / len(values) if values else float("nan")

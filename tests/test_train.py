@@ -247,9 +247,9 @@ def test_infinite_values_resume_and_skip(make_cfg, tmp_path):
 
 def test_objective_for_sweepers_averages_completed_seeds():
     per_seed = {
-        "0": {"status": "completed", "best": {"val_acc_max": 0.6}},
-        "1": {"status": "completed", "best": {"val_acc_max": 0.8}},
-        "2": {"status": "diverged", "best": {"val_acc_max": 0.1}},
+        "0": {"status": "completed", "best": {"val_acc": 0.6, "val_acc_max": 0.9}},
+        "1": {"status": "completed", "best": {"val_acc": 0.8, "val_acc_max": 0.9}},
+        "2": {"status": "diverged", "best": {"val_acc": 0.1}},
     }
     assert train._objective({"per_seed": per_seed}) == pytest.approx(0.7)
     assert math.isnan(train._objective({"per_seed": {"0": {"status": "diverged", "best": {}}}}))
