@@ -40,18 +40,14 @@ class UsageError(Exception):
 
 
 def check_choices(argv: list[str]) -> None:
-    """Name a missing experiment or an uninstalled plugin in one line, before Hydra's
-    longer message: ``+experiment=NAME``, ``hydra/launcher=NAME``, ``hydra/sweeper=NAME``."""
-    import importlib.resources
+    """Name an uninstalled plugin in one line, before Hydra's longer message:
+    ``hydra/launcher=NAME``, ``hydra/sweeper=NAME``. (A missing experiment or
+    other config option is named by regbench.preflight, which also sees the
+    user's own config dirs.)"""
     import importlib.util
 
     for arg in argv:
         key, _, value = arg.lstrip("+~").partition("=")
-        if key == "experiment" and value:
-            folder = importlib.resources.files("regbench.conf") / "experiment"
-            known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-            if value not in known:
-                raise UsageError(f"experiment={value!r} does not exist; stored experiments: {', '.join(known)}")
         plugin = PLUGINS.get((key, value))
         if plugin and importlib.util.find_spec(plugin[0]) is None:
             raise UsageError(f"{key}={value} needs a Hydra plugin that is not installed: pip install '{plugin[1]}'")

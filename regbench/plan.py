@@ -10,7 +10,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from . import records
-from .sweep import base_config, expand_jobs, job_folder, job_state, manifest_conflict, overlapping_seeds
+from .sweep import (
+    base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds,
+)
 
 
 def table(sweep_dir: Path, names: list[str]) -> str:
@@ -42,6 +44,10 @@ def plan_main(argv: list[str], checked=None) -> int:
     if refusal:
         print(f"regbench plan: error: train would refuse this sweep: {refusal}", file=sys.stderr)
         return 2
+    if not names_job_folders(cfg):
+        print(f"sweep {sweep_dir}: {len(jobs)} jobs (folders named by your hydra.sweep.subdir; "
+              "`regbench status` reads them after the run)\n" + "\n".join("  " + ",".join(job) for job in jobs))
+        return 0
     print(table(sweep_dir, [job_folder(cfg, job) for job in jobs]))
     return 0
 
@@ -59,7 +65,7 @@ def status_main(argv: list[str]) -> int:
     if multirun.exists():  # Hydra's saved sweep config: also lists the jobs not started yet
         try:
             cfg = OmegaConf.load(multirun)
-            planned = [job_folder(cfg, job) for job in expand_jobs(cfg)]
+            planned = [job_folder(cfg, job) for job in expand_jobs(cfg)] if names_job_folders(cfg) else []
             names = planned + sorted(set(found) - set(planned))
         except Exception as exc:  # a sweeper we cannot expand: show what is on disk
             print(f"regbench status: note: cannot expand {multirun} ({type(exc).__name__}); showing jobs on disk")

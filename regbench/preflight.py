@@ -13,6 +13,7 @@ It imports neither torch nor the trainer, so ``plan`` stays fast.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +26,6 @@ from .config import ConfigError, RegbenchConfig, register_configs, validate
 # Flags that make Hydra do something other than run jobs (help, printing the
 # config, completion, another config source): left to Hydra, unchecked.
 MULTIRUN_FLAGS = ("-m", "--multirun")
-FULL_CHECK_MAX_JOBS = 64  # above this, one job per swept value (each value composed once)
 
 
 class PreflightError(Exception):
@@ -99,19 +99,46 @@ def existing_run_conflict(run_dir: Path, cfg: DictConfig) -> Optional[str]:
             "use another hydra.run.dir / hydra.sweep.dir, or remove that folder")
 
 
-def _jobs_to_check(jobs: list[list[str]]) -> list[list[str]]:
-    """Every job of a small sweep; of a large one, the first job and, for each
-    swept key, one job per value (the rest differ only in combinations, which
-    each job still checks when it starts)."""
-    if len(jobs) <= FULL_CHECK_MAX_JOBS:
-        return jobs
-    picked, seen = [jobs[0]], set()
-    for job in jobs:
-        new = [o for o in job if o not in seen]
-        if new:
-            picked.append(job)
-            seen.update(job)
-    return picked
+def _device_unavailable(device: str) -> Optional[str]:
+    """The trainer's refusal of a device this machine lacks (imports torch only for cuda/mps)."""
+    if device in ("auto", "cpu"):
+        return None
+    import torch
+
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            return f"device={device!r} is not allowed: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif device == "mps" and not torch.backends.mps.is_available():
+        return "device='mps' is not allowed: MPS is not available on this machine"
+    return None
+
+
+class _Composer:
+    """Job configs, composed the way Hydra does: once per combination of config
+    group choices (data=, optim=, +experiment=, ...), then the job's value
+    overrides applied with Hydra's own rules (types, ``+``, ``++``, ``~``).
+    ``with_hydra``: keep Hydra's node (a single run needs its run dir)."""
+
+    def __init__(self, compose, loader, fixed: list[str], with_hydra: bool):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.compose, self.loader, self.fixed, self.with_hydra = compose, loader, fixed, with_hydra
+        self.parser = OverridesParser.create(config_loader=loader)
+        self.cache: dict[tuple, DictConfig] = {}
+
+    def __call__(self, job: list[str]) -> DictConfig:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        parsed = self.parser.parse_overrides(job)
+        is_group = lambda o: self.loader.repository.group_exists(o.key_or_group)  # noqa: E731
+        groups = tuple(o.input_line for o in parsed if is_group(o))
+        if groups not in self.cache:
+            cfg = self.compose(config_name="config", overrides=self.fixed + list(groups), return_hydra_config=True)
+            self.cache[groups] = cfg if self.with_hydra else _without_hydra(cfg)
+        cfg = self.cache[groups].copy()
+        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if not is_group(o)], cfg)
+        return cfg
 
 
 def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig, list[list[str]]]]:
@@ -120,36 +147,52 @@ def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig,
     Returns (base config with Hydra's node, the jobs as override lists), or
     None when the command line is left to Hydra (help, --cfg, completion,
     another config source, or a sweeper other than the basic one). Raises
-    PreflightError with one line.
+    PreflightError with one line. What it cannot decide here (an
+    interpolation that needs the running job) it leaves to the trainer,
+    which checks every job again when it starts.
     """
     if any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in argv):
         return None
+    args = [a for a in argv if a not in MULTIRUN_FLAGS]
+    register_configs()
+    try:
+        return _check(args, command, any(a in MULTIRUN_FLAGS for a in argv))
+    finally:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None  # Hydra sets it again for each job
+
+
+def _check(args: list[str], command: str, flag_multirun: bool):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+    from omegaconf.errors import InterpolationResolutionError
 
     from .sweep import expand_jobs
 
-    multirun = any(a in MULTIRUN_FLAGS for a in argv) or command == "plan"
-    args = [a for a in argv if a not in MULTIRUN_FLAGS]
-    register_configs()
     with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         try:
             parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
-            sweeps = [o for o in parsed if o.is_sweep_override()]
-            if sweeps and not multirun:
-                o = sweeps[0]
-                raise PreflightError(
-                    f"{o.input_line} sweeps over values: add -m to run one job per value "
-                    f"(a list is written {o.get_key_element()}=[...])"
-                )
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
-        except PreflightError:
-            raise
         except Exception as exc:
             raise PreflightError(describe(exc, loader)) from None
+        HydraConfig.instance().set_config(copy.deepcopy(base))  # ${hydra:...} interpolations resolve as in the job
+        multirun = command == "plan" or flag_multirun or base.hydra.mode == RunMode.MULTIRUN
+        sweeps = [o for o in parsed if o.is_sweep_override()]
+        if not multirun and sweeps:
+            o = sweeps[0]
+            raise PreflightError(
+                f"{o.input_line} sweeps over values: add -m to run one job per value "
+                f"(a list is written {o.get_key_element()}=[...])"
+            )
+        if not multirun and OmegaConf.select(base, "hydra.sweeper.params"):
+            keys = ", ".join(base.hydra.sweeper.params)
+            raise PreflightError(f"this config defines a sweep (hydra.sweeper.params: {keys}): add -m to run it")
         if not OmegaConf.select(base, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
             return None  # e.g. Optuna: its search space is not a list of jobs
         with open_dict(base):
@@ -158,18 +201,27 @@ def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig,
             jobs = expand_jobs(base) if multirun else [list(base.hydra.overrides.task)]
         except Exception as exc:
             raise PreflightError(describe(exc, loader)) from None
+        if not jobs:
+            raise PreflightError("this sweep has no jobs: a range() or glob() in it is empty")
         hydra_fixed = [o.input_line for o in parsed if o.is_hydra_override() and not o.is_sweep_override()]
-        for job in _jobs_to_check(jobs):
+        composer = _Composer(compose, loader, hydra_fixed, with_hydra=not multirun)
+        distinct: dict[tuple, list[str]] = {}
+        for job in jobs:
+            distinct.setdefault(tuple(o for o in job if not o.startswith("seed=")), job)
+        for job in distinct.values():  # a seed never makes a config invalid: one job per other setting
+            where = f" (job {','.join(job)})" if multirun and len(jobs) > 1 else ""
             try:
-                cfg = compose(config_name="config", overrides=hydra_fixed + job, return_hydra_config=not multirun)
+                cfg = composer(job)
                 validate(cfg)
+                refusal = _device_unavailable(str(cfg.device))
+                if not refusal and not multirun:
+                    refusal = existing_run_conflict(Path(cfg.hydra.run.dir), _without_hydra(cfg))
             except ConfigError as exc:
-                where = f" (job {','.join(job)})" if multirun and len(jobs) > 1 else ""
                 raise PreflightError(f"{exc}{where}") from None
+            except InterpolationResolutionError:
+                continue  # needs the running job (e.g. ${hydra:runtime.output_dir}): the trainer checks it
             except Exception as exc:
-                raise PreflightError(describe(exc, loader)) from None
-            if not multirun:
-                conflict = existing_run_conflict(Path(cfg.hydra.run.dir), _without_hydra(cfg))
-                if conflict:
-                    raise PreflightError(conflict)
+                raise PreflightError(f"{describe(exc, loader)}{where}") from None
+            if refusal:
+                raise PreflightError(f"{refusal}{where}")
     return base, jobs

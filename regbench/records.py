@@ -30,6 +30,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # Written by a sweep job that could not start (bad value, missing data, a folder
 # holding another config) when it must not overwrite the records already there.
 ERROR_FILE = "last_error.json"
+LOCK_FILE = "run.lock"  # host and pid of the process training in this folder; removed when it ends
 
 # Run statuses. ``diverged`` is a legitimate outcome (loss became NaN/inf or
 # exceeded trainer.diverge_loss), not a crash.
@@ -209,3 +210,57 @@ def config_differences(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every result-relevant key that differs (flat configs)."""
     keys = sorted((set(old) | set(new)) - set(RUNTIME_KEYS))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+class FolderInUse(RuntimeError):
+    """Another live process is training in this folder."""
+
+
+def acquire_lock(folder: Path) -> Path:
+    """Claim ``folder`` for this process: a second ``regbench train`` into the
+    same folder while the first still runs would resume from a stale
+    checkpoint and rewrite the files the first one is appending to.
+
+    A lock left by a process that is gone (kill -9, a crash) is taken over.
+    A lock from another host cannot be checked and is taken over too, so a job
+    requeued on another node can resume. Returns the lock's path."""
+    import socket
+
+    path = Path(folder) / LOCK_FILE
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        return path
+    except FileExistsError:
+        pass
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        holder = {}
+    if holder.get("host") == me["host"] and holder.get("pid") not in (None, me["pid"]) and _alive(int(holder["pid"])):
+        raise FolderInUse(
+            f"{folder} is in use by process {holder['pid']} on this machine: wait for it to finish "
+            "or stop it, then run this command again (it resumes)"
+        )
+    write_json_atomic(path, me)
+    return path
+
+
+def release_lock(path: Path) -> None:
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

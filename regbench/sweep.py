@@ -16,6 +16,7 @@ so this works with every launcher. This module imports no torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -86,13 +87,29 @@ def expand_jobs(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+JOB_SUBDIR = "${regbench_jobdir:${hydra.job.override_dirname}}"  # conf/config.yaml's hydra.sweep.subdir
+
+
+def names_job_folders(config: DictConfig) -> bool:
+    """Whether job folders follow regbench's naming (``job_folder``); a user's own
+    ``hydra.sweep.subdir`` (e.g. ``${hydra.job.num}``) does not."""
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    return raw == JOB_SUBDIR
+
+
+@functools.lru_cache(maxsize=1)
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()  # slow to create, reusable
+
+
 def job_folder(config: DictConfig, job_overrides: list[str]) -> str:
     """The folder name Hydra will give a job with these overrides (see conf/config.yaml)."""
     from hydra._internal.config_loader_impl import get_overrides_dirname
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     od = config.hydra.job.config.override_dirname
-    parsed = OverridesParser.create().parse_overrides(list(job_overrides))
+    parsed = _parser().parse_overrides(list(job_overrides))
     return job_dirname(get_overrides_dirname(parsed, list(od.exclude_keys), od.item_sep, od.kv_sep))
 
 
@@ -175,7 +192,8 @@ class SweepCallback(Callback):
                 overlap = overlapping_seeds(config, jobs)
                 if overlap:
                     raise SweepRefused(overlap)
-                self.jobs = [job_folder(config, job) for job in jobs]
+                if names_job_folders(config):  # else the closing count reads the folders on disk
+                    self.jobs = [job_folder(config, job) for job in jobs]
             check_manifest(sweep_dir, base_config(config))
         except SweepRefused as exc:
             import sys

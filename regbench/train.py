@@ -216,6 +216,17 @@ def run(
         torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = records.acquire_lock(out)
+    except records.FolderInUse as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return _run(cfg, out, device, overrides, show_progress)
+    finally:
+        records.release_lock(lock)
+
+
+def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> dict[str, Any]:
     config = records.flatten(OmegaConf.to_container(cfg, resolve=True))
     previous = Resume(out, config)
     if previous.done:

@@ -19,6 +19,13 @@ BAD = [
     (["-m", "model.dropout=0,1.0", "seed=0,1"], "model.dropout=1.0 is not allowed: must be in [0, 1) "
                                                 "(probability of dropping a unit) (job model.dropout=1.0,seed=0)"),
     (["-m", "model.order=[linear,act]", "model.batchnorm=false,true"], "model.batchnorm=True is not allowed: needs a bn part"),
+    (["+experiment=nope"], "experiment=nope: no such option; allowed: bn_dropout_position, dropout_rate,"),
+    (["+experiment=dropout_vs_bn"], "this config defines a sweep (hydra.sweeper.params: model.dropout, model.batchnorm): add -m"),
+    (["-m", "seed=range(0)"], "this sweep has no jobs"),
+    (["hydra.mode=MULTIRUN", "model.dropout=0,1.0"], "model.dropout=1.0 is not allowed"),  # multirun without -m
+    # a combination that only some of 68 jobs have is found too (seeds collapse: they never make a config invalid)
+    (["-m", "model.order=[linear,act,bn,dropout],[linear,act]", "model.dropout=0,0.1", "seed=range(0,17)"],
+     "needs a dropout part in model.order=['linear', 'act'] (or a rate of 0) (job model.order=[linear,act],model.dropout=0.1,seed=0)"),
 ]
 
 
@@ -48,3 +55,12 @@ def test_a_run_folder_with_another_config_is_refused_before_hydra_writes(tmp_pat
     assert check([f"hydra.run.dir={run_dir}"]) is not None  # the same config: fine (the trainer skips it)
     with pytest.raises(PreflightError, match=r"holds a run with another config \(model.dropout: 0.0 -> 0.3\)"):
         check([f"hydra.run.dir={run_dir}", "model.dropout=0.3"])
+
+
+def test_hydra_interpolations_and_user_config_dirs_are_accepted(tmp_path):
+    assert check(["data.root=${hydra:runtime.cwd}/data", "hydra.run.dir=" + str(tmp_path / "r_${hydra:runtime.choices.data}")])
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nhydra:\n  sweeper:\n    params:\n      model.dropout: 0,0.2\n")
+    cfg, jobs = check(["-m", f"hydra.searchpath=[file://{tmp_path}]", "+experiment=mine"])
+    assert sorted(map(sorted, jobs)) == [["+experiment=mine", "model.dropout=0"], ["+experiment=mine", "model.dropout=0.2"]]
+

@@ -120,7 +120,7 @@ def test_stored_experiment_plan_and_unknown_name(cli, tmp_path):
     assert "model.batchnorm=True,model.dropout=0.3\n" in res.stdout
     res = cli("train", "-m", "+experiment=nope")
     assert res.returncode == 2
-    assert res.stderr.startswith("regbench train: error: experiment='nope' does not exist; stored experiments: ")
+    assert res.stderr.startswith("regbench train: error: experiment=nope: no such option; allowed: ")
     assert "dropout_vs_bn" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
@@ -184,3 +184,12 @@ def test_glob_sweep_is_planned_and_its_status_lists_the_jobs_not_started(cli, tm
     status = cli("status", str(sweep))  # expands multirun.yaml's glob: the emptied job is listed as missing
     assert status.returncode == 0 and "note" not in status.stdout
     assert "2 jobs (1 completed, 1 missing)" in status.stdout, status.stdout
+
+
+def test_a_sweep_with_its_own_subdir_is_counted_from_its_folders(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    res = cli("train", "-m", "model.dropout=0,0.5", *TINY, cli.data_arg, "hydra.sweep.subdir=${hydra.job.num}",
+              f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0 and "2 jobs: 2 completed" in res.stdout, res.stdout + res.stderr
+    status = cli("status", str(sweep))
+    assert "2 jobs (2 completed)" in status.stdout and "missing" not in status.stdout

@@ -253,3 +253,22 @@ def test_objective_for_sweepers_averages_completed_seeds():
     }
     assert train._objective({"per_seed": per_seed}) == pytest.approx(0.7)
     assert math.isnan(train._objective({"per_seed": {"0": {"status": "diverged", "best": {}}}}))
+
+
+def test_a_folder_in_use_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(make_cfg, tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+
+    cfg = make_cfg("trainer.epochs=2")
+    lock = tmp_path / records.LOCK_FILE
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))  # alive: pytest's parent
+    with pytest.raises(train.ConfigError, match=f"is in use by process {os.getppid()} on this machine"):
+        train.run(cfg, tmp_path)
+    assert not (tmp_path / records.METRICS_FILE).exists()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid}))  # left by a process that died
+    assert train.run(cfg, tmp_path)["status"] == "completed"
+    assert not lock.exists()  # released at the end
