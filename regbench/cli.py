@@ -55,11 +55,12 @@ def check_choices(argv: list[str]) -> None:
 
 def _preflight(argv: list[str], command: str):
     """Compose and check every job before Hydra writes anything (regbench.preflight)."""
-    from .preflight import PreflightError, check
+    from .preflight import PreflightError, check, reset
 
     try:
         return check(argv, command)
     except PreflightError as exc:
+        reset()
         raise UsageError(str(exc)) from None
 
 
@@ -67,6 +68,9 @@ def train(argv: list[str]) -> int:
     """Run the Hydra app; 1 when a job of a sweep failed, else 0."""
     check_choices(argv)
     _preflight(argv, "train")  # before torch is imported: a refusal comes in well under a second
+    from .preflight import reset
+
+    reset()
 
     import hydra
 
@@ -120,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             if any(a in ("-h", "--help") for a in rest):
                 return plan_main(rest)
             check_choices(rest)
-            return plan_main(rest, _preflight(rest, "plan"))
+            from .preflight import reset
+
+            try:
+                return plan_main(rest, _preflight(rest, "plan"))
+            finally:
+                reset()
     except UsageError as exc:
         print(f"regbench {command}: error: {exc}", file=sys.stderr)
         return 2

@@ -214,6 +214,16 @@ class Learner:
         else:
             self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # load_state_dict takes fused/foreach from the saved groups: keep the kernels
+        # make_optimizer chose here (a checkpoint may come from another version or device)
+        for group in self.optimizer.param_groups:
+            for flag in ("fused", "foreach"):
+                group[flag] = self.optimizer.defaults.get(flag)
+            if group.get("fused"):  # fused kernels keep the step count as a float32 tensor on the device
+                for p in group["params"]:
+                    st = self.optimizer.state.get(p, {})
+                    if torch.is_tensor(st.get("step")):
+                        st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
         self.scheduler.load_state_dict(state["scheduler"])
         for g, s in zip(self.generators, state["rng_batches"]):
             g.set_state(s)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,14 +27,24 @@ from .config import ConfigError, RegbenchConfig, register_configs, validate
 # Flags that make Hydra do something other than run jobs (help, printing the
 # config, completion, another config source): left to Hydra, unchecked.
 MULTIRUN_FLAGS = ("-m", "--multirun")
+SEED = re.compile(r"seed=-?\d+")
+MAX_SETTINGS = 256  # distinct settings of a sweep composed up front (about 60 ms each)
 
 
 class PreflightError(Exception):
     """One line: what is wrong and what is allowed."""
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), str(text))
+def _first_line(text) -> str:
+    """The first non-empty line; when it only announces what follows ("...:"), the reason too."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return str(text)
+    cause = getattr(text, "__cause__", None)
+    if lines[0].endswith(":"):
+        more = lines[1] if len(lines) > 1 else (_first_line(cause) if cause is not None else "")
+        return f"{lines[0]} {more}".strip()
+    return lines[0]
 
 
 def describe(exc: Exception, loader=None) -> str:
@@ -114,33 +125,6 @@ def _device_unavailable(device: str) -> Optional[str]:
     return None
 
 
-class _Composer:
-    """Job configs, composed the way Hydra does: once per combination of config
-    group choices (data=, optim=, +experiment=, ...), then the job's value
-    overrides applied with Hydra's own rules (types, ``+``, ``++``, ``~``).
-    ``with_hydra``: keep Hydra's node (a single run needs its run dir)."""
-
-    def __init__(self, compose, loader, fixed: list[str], with_hydra: bool):
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        self.compose, self.loader, self.fixed, self.with_hydra = compose, loader, fixed, with_hydra
-        self.parser = OverridesParser.create(config_loader=loader)
-        self.cache: dict[tuple, DictConfig] = {}
-
-    def __call__(self, job: list[str]) -> DictConfig:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-        parsed = self.parser.parse_overrides(job)
-        is_group = lambda o: self.loader.repository.group_exists(o.key_or_group)  # noqa: E731
-        groups = tuple(o.input_line for o in parsed if is_group(o))
-        if groups not in self.cache:
-            cfg = self.compose(config_name="config", overrides=self.fixed + list(groups), return_hydra_config=True)
-            self.cache[groups] = cfg if self.with_hydra else _without_hydra(cfg)
-        cfg = self.cache[groups].copy()
-        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if not is_group(o)], cfg)
-        return cfg
-
-
 def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig, list[list[str]]]]:
     """Compose and check what ``regbench <command> argv`` will run.
 
@@ -148,19 +132,32 @@ def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig,
     None when the command line is left to Hydra (help, --cfg, completion,
     another config source, or a sweeper other than the basic one). Raises
     PreflightError with one line. What it cannot decide here (an
-    interpolation that needs the running job) it leaves to the trainer,
-    which checks every job again when it starts.
+    interpolation that needs the running job, settings beyond the first
+    MAX_SETTINGS) it leaves to the trainer, which checks every job again
+    when it starts. The caller calls :func:`reset` when done with the config.
     """
     if any(a.startswith("-") and a not in MULTIRUN_FLAGS for a in argv):
         return None
     args = [a for a in argv if a not in MULTIRUN_FLAGS]
     register_configs()
-    try:
-        return _check(args, command, any(a in MULTIRUN_FLAGS for a in argv))
-    finally:
-        from hydra.core.hydra_config import HydraConfig
+    return _check(args, command, any(a in MULTIRUN_FLAGS for a in argv))
 
-        HydraConfig.instance().cfg = None  # Hydra sets it again for each job
+
+def reset() -> None:
+    """Forget the HydraConfig that :func:`check` set (so ``${hydra:...}`` values
+    resolve while its caller still uses the config); Hydra sets its own per job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+
+
+def _job_folders(base: DictConfig, jobs: list[list[str]]) -> list[Path]:
+    from .sweep import job_folder, names_job_folders
+
+    if not names_job_folders(base):
+        return []
+    sweep_dir = Path(base.hydra.sweep.dir)
+    return [sweep_dir / job_folder(base, job) for job in jobs]
 
 
 def _check(args: list[str], command: str, flag_multirun: bool):
@@ -204,18 +201,25 @@ def _check(args: list[str], command: str, flag_multirun: bool):
         if not jobs:
             raise PreflightError("this sweep has no jobs: a range() or glob() in it is empty")
         hydra_fixed = [o.input_line for o in parsed if o.is_hydra_override() and not o.is_sweep_override()]
-        composer = _Composer(compose, loader, hydra_fixed, with_hydra=not multirun)
-        distinct: dict[tuple, list[str]] = {}
-        for job in jobs:
-            distinct.setdefault(tuple(o for o in job if not o.startswith("seed=")), job)
-        for job in distinct.values():  # a seed never makes a config invalid: one job per other setting
-            where = f" (job {','.join(job)})" if multirun and len(jobs) > 1 else ""
+        if multirun:
+            # One exact composition per distinct setting: a seed never makes a config
+            # invalid, so jobs that differ only in an integer seed are checked once.
+            distinct: dict[tuple, list[str]] = {}
+            for job in jobs:
+                distinct.setdefault(tuple(o for o in job if not SEED.fullmatch(o)), job)
+            settings = list(distinct.values())[:MAX_SETTINGS]  # beyond that, each job checks itself when it starts
+            folders = _job_folders(base, jobs)
+        else:
+            settings, folders = [None], []
+        for job in settings:
+            where = f" (job {','.join(job)})" if job is not None and len(jobs) > 1 else ""
             try:
-                cfg = composer(job)
+                cfg = base if job is None else compose(config_name="config", overrides=hydra_fixed + job)
                 validate(cfg)
                 refusal = _device_unavailable(str(cfg.device))
-                if not refusal and not multirun:
-                    refusal = existing_run_conflict(Path(cfg.hydra.run.dir), _without_hydra(cfg))
+                if not refusal and job is None:
+                    run_dir = Path(cfg.hydra.run.dir)
+                    refusal = records.folder_in_use(run_dir) or existing_run_conflict(run_dir, _without_hydra(cfg))
             except ConfigError as exc:
                 raise PreflightError(f"{exc}{where}") from None
             except InterpolationResolutionError:
@@ -224,4 +228,8 @@ def _check(args: list[str], command: str, flag_multirun: bool):
                 raise PreflightError(f"{describe(exc, loader)}{where}") from None
             if refusal:
                 raise PreflightError(f"{refusal}{where}")
+        for folder in folders:
+            refusal = records.folder_in_use(folder)
+            if refusal:
+                raise PreflightError(refusal)
     return base, jobs

@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 SCHEMA_VERSION = 1
 
@@ -216,51 +216,68 @@ class FolderInUse(RuntimeError):
     """Another live process is training in this folder."""
 
 
-def acquire_lock(folder: Path) -> Path:
-    """Claim ``folder`` for this process: a second ``regbench train`` into the
-    same folder while the first still runs would resume from a stale
-    checkpoint and rewrite the files the first one is appending to.
+def acquire_lock(folder: Path):
+    """Claim ``folder`` for this process until :func:`release_lock`: a second
+    ``regbench train`` into the same folder while the first still runs would
+    resume from a stale checkpoint and rewrite the files the first one is
+    appending to.
 
-    A lock left by a process that is gone (kill -9, a crash) is taken over.
-    A lock from another host cannot be checked and is taken over too, so a job
-    requeued on another node can resume. Returns the lock's path."""
+    An exclusive ``flock`` on ``run.lock``, held for the whole run: the kernel
+    drops it when the process ends however it ends (kill -9 included), so a
+    lock is never stale, and pids are never guessed at. The file holds the
+    holder's host and pid for the message. Returns a handle, or None where
+    ``fcntl`` does not exist (no locking there)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
     import socket
 
     path = Path(folder) / LOCK_FILE
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    fh = open(path, "a+")
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        return path
-    except FileExistsError:
-        pass
-    try:
-        holder = json.loads(path.read_text())
-    except (OSError, ValueError):
-        holder = {}
-    if holder.get("host") == me["host"] and holder.get("pid") not in (None, me["pid"]) and _alive(int(holder["pid"])):
-        raise FolderInUse(
-            f"{folder} is in use by process {holder['pid']} on this machine: wait for it to finish "
-            "or stop it, then run this command again (it resumes)"
-        )
-    write_json_atomic(path, me)
-    return path
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise FolderInUse(_in_use(folder)) from None
+    fh.seek(0)
+    fh.truncate()
+    json.dump({"host": socket.gethostname(), "pid": os.getpid()}, fh)
+    fh.flush()
+    return fh
 
 
-def release_lock(path: Path) -> None:
+def release_lock(handle) -> None:
+    """The file stays: unlinking it could let a process that has just opened it
+    lock an inode nobody else sees."""
+    if handle is None:
+        return
+    import fcntl
+
     try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
-            path.unlink()
-    except (OSError, ValueError):
-        pass
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
 
 
-def _alive(pid: int) -> bool:
+def folder_in_use(folder: Path) -> Optional[str]:
+    """Why ``folder`` cannot be trained in now (another process holds its lock), or None."""
+    path = Path(folder) / LOCK_FILE
+    if not path.exists():
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        release_lock(acquire_lock(folder))
+    except FolderInUse as exc:
+        return str(exc)
+    except OSError:
+        return None
+    return None
+
+
+def _in_use(folder: Path) -> str:
+    try:
+        holder = json.loads((Path(folder) / LOCK_FILE).read_text())
+        who = f"process {holder['pid']} on {holder['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        who = "another process"
+    return f"{folder} is in use by {who}: wait for it to finish or stop it, then run this command again (it resumes)"

@@ -216,10 +216,7 @@ def run(
         torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = records.acquire_lock(out)
-    except records.FolderInUse as exc:
-        raise ConfigError(str(exc)) from None
+    lock = records.acquire_lock(out)  # raises FolderInUse: nothing in the folder is touched
     try:
         return _run(cfg, out, device, overrides, show_progress)
     finally:
@@ -487,6 +484,12 @@ def main(cfg: DictConfig) -> Optional[float]:
             records.write_json_atomic(Path(out_dir) / records.ERROR_FILE, failure)
         else:
             records.write_summary(out_dir, failure)
+        return None
+    except records.FolderInUse as exc:  # its owner is still training there: write nothing into it
+        if not multirun:
+            print(f"regbench train: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        log.error("not started: %s", exc)
         return None
     except (KeyboardInterrupt, Interrupted):
         print(f"regbench train: interrupted; records kept in {out_dir}", file=sys.stderr)

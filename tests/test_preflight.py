@@ -64,3 +64,22 @@ def test_hydra_interpolations_and_user_config_dirs_are_accepted(tmp_path):
     cfg, jobs = check(["-m", f"hydra.searchpath=[file://{tmp_path}]", "+experiment=mine"])
     assert sorted(map(sorted, jobs)) == [["+experiment=mine", "model.dropout=0"], ["+experiment=mine", "model.dropout=0.2"]]
 
+
+
+def test_groups_from_the_searchpath_and_run_dirs_named_from_overrides(tmp_path):
+    (tmp_path / "sched").mkdir()
+    (tmp_path / "sched" / "fast.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 2\n")
+    for extra in ([], ["-m", "model.dropout=0,0.1"]):
+        assert check([*extra, f"hydra.searchpath=[file://{tmp_path}]", "+sched=fast"])
+    run_dir = "hydra.run.dir=" + str(tmp_path / "x${hydra.job.override_dirname}")
+    cfg, _ = check([run_dir, "optim=sgd", "model.dropout=0.3"])
+    assert cfg.hydra.run.dir.endswith("xmodel.dropout=0.3,optim=sgd")  # the folder Hydra will use
+
+
+def test_a_folder_in_use_is_refused_up_front(tmp_path):
+    holder = records.acquire_lock(tmp_path)
+    try:
+        with pytest.raises(PreflightError, match="is in use by process"):
+            check([f"hydra.run.dir={tmp_path}"])
+    finally:
+        records.release_lock(holder)
