@@ -55,22 +55,23 @@ def check_choices(argv: list[str]) -> None:
 
 def _preflight(argv: list[str], command: str):
     """Compose and check every job before Hydra writes anything (regbench.preflight)."""
-    from .preflight import PreflightError, check, reset
+    from .preflight import PreflightError, check
 
     try:
         return check(argv, command)
     except PreflightError as exc:
-        reset()
         raise UsageError(str(exc)) from None
 
 
 def train(argv: list[str]) -> int:
     """Run the Hydra app; 1 when a job of a sweep failed, else 0."""
     check_choices(argv)
-    _preflight(argv, "train")  # before torch is imported: a refusal comes in well under a second
     from .preflight import reset
 
-    reset()
+    try:
+        _preflight(argv, "train")  # before torch is imported: a refusal comes in well under a second
+    finally:
+        reset()
 
     import hydra
 

@@ -43,18 +43,20 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
     return F.nll_loss(torch.log_softmax(logits.T, 0).T, y, reduction=reduction)
 
 
-def make_optimizer(cfg, params) -> torch.optim.Optimizer:
-    # fused: the whole update in one kernel per parameter tensor (CPU and CUDA);
-    # elsewhere foreach: one multi-tensor kernel per update op. torch's default
-    # on CPU is a Python loop over parameters and ops.
+def make_optimizer(cfg, params, fast: bool = True) -> torch.optim.Optimizer:
+    """``fast``: the whole update in one fused kernel per parameter tensor (CPU and
+    CUDA), elsewhere one multi-tensor kernel per update op (foreach). False:
+    torch's defaults, which on CPU loop over parameters and ops in Python."""
     params = list(params)
-    fast = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {"foreach": True}
+    kernels = {}
+    if fast:
+        kernels = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {"foreach": True}
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **fast
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **kernels
         )
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fast)
+    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kernels)
 
 
 def make_scheduler(cfg, optimizer, epochs: int):

@@ -102,26 +102,19 @@ def existing_run_conflict(run_dir: Path, cfg: DictConfig) -> Optional[str]:
         summary = records.read_summary(run_dir)
     except (OSError, ValueError):
         return None
-    config = records.flatten(OmegaConf.to_container(cfg, resolve=True))
-    diff = records.config_differences(summary.get("config", {}), records.json_safe(config))
-    if not diff:
-        return None
-    return (f"{run_dir} holds a run with another config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}): "
-            "use another hydra.run.dir / hydra.sweep.dir, or remove that folder")
+    return records.config_conflict(run_dir, summary.get("config", {}), records.flatten(OmegaConf.to_container(cfg, resolve=True)))
 
 
 def _device_unavailable(device: str) -> Optional[str]:
     """The trainer's refusal of a device this machine lacks (imports torch only for cuda/mps)."""
     if device in ("auto", "cpu"):
         return None
-    import torch
+    from .train import resolve_device
 
-    if device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            return f"device={device!r} is not allowed: this machine has {torch.cuda.device_count()} CUDA device(s)"
-    elif device == "mps" and not torch.backends.mps.is_available():
-        return "device='mps' is not allowed: MPS is not available on this machine"
+    try:
+        resolve_device(device)
+    except ConfigError as exc:
+        return str(exc)
     return None
 
 

@@ -206,10 +206,16 @@ def find_job_dirs(*roots: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def config_differences(old: dict, new: dict) -> list[str]:
-    """``key: old -> new`` for every result-relevant key that differs (flat configs)."""
+def config_conflict(folder: Path, old: dict, new: dict) -> Optional[str]:
+    """Why ``folder``, holding a run of flat config ``old``, cannot take a run of
+    ``new`` (a result-relevant key differs), or None."""
+    new = json_safe(new)  # inf/nan as they read back from JSON
     keys = sorted((set(old) | set(new)) - set(RUNTIME_KEYS))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    if not diff:
+        return None
+    return (f"{folder} holds a run with another config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}): "
+            "use another hydra.run.dir / hydra.sweep.dir, or remove that folder")
 
 
 class FolderInUse(RuntimeError):

@@ -148,12 +148,9 @@ class Resume:
         except (OSError, ValueError) as exc:  # a corrupt summary: treat the job as not done
             self.note = f"summary.json unreadable ({exc}); starting afresh"
             return
-        diff = records.config_differences(self.summary.get("config", {}), records.json_safe(config))
-        if diff:
-            raise ConfigError(
-                f"{out} holds a run with another config ({'; '.join(diff[:3])}"
-                f"{'; ...' if len(diff) > 3 else ''}): use another hydra.run.dir / hydra.sweep.dir, or remove that folder"
-            )
+        conflict = records.config_conflict(out, self.summary.get("config", {}), config)
+        if conflict:
+            raise ConfigError(conflict)
         status = self.summary.get("status")
         if status in (records.INTERRUPTED, records.RUNNING):
             path = out / records.CHECKPOINT_FILE

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from regbench.config import register_configs
 from regbench.data import build_dataset
-from regbench.learner import Learner
+from regbench.learner import Learner, make_optimizer
 from regbench.model import build_mlp, layer_rates
 from regbench.train import epoch_metrics, resolve_device
 
@@ -72,22 +72,12 @@ def epoch_flops(model, n_train, n_eval) -> float:
     return 2 * macs * (3 * n_train + n_eval)
 
 
-def default_optimizer(cfg, params):
-    """The optimizer as a script builds it: torch's defaults (on CPU a Python
-    loop over parameters; regbench's make_optimizer asks for the fused kernels)."""
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
-    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-
 def standard(cfg, data, device, epochs, seed=0, on_epoch=None):
     """pytorch/examples style: DataLoader, shuffle, .item() per batch.
     ``on_epoch(epoch, {split: (loss, acc)})`` receives each epoch's evaluation."""
     torch.manual_seed(seed)
     model = build_mlp(cfg.model, data.n_features, data.n_classes).to(device)
-    opt = default_optimizer(cfg.optim, model.parameters())
+    opt = make_optimizer(cfg.optim, model.parameters(), fast=False)  # as a script builds it: torch's defaults
     cpu = lambda s: TensorDataset(s.x.cpu(), s.y.cpu())
     train_loader = DataLoader(cpu(data.train), batch_size=cfg.trainer.batch_size, shuffle=True)
     eval_loaders = [DataLoader(cpu(s), batch_size=1000) for s in (data.train, data.val, data.test)]
