@@ -15,10 +15,12 @@ its ``train_loss``/``train_acc`` are empty.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -30,7 +32,10 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # Written by a sweep job that could not start (bad value, missing data, a folder
 # holding another config) when it must not overwrite the records already there.
 ERROR_FILE = "last_error.json"
-LOCK_FILE = "run.lock"  # host and pid of the process training in this folder; removed when it ends
+LOCK_FILE = "run.lock"  # flock'ed by the process training in this folder; holds its host and pid
+# Where flock is not supported (some network file systems): a file created with
+# O_EXCL that holds host and pid, removed when the run ends.
+EXCL_LOCK_FILE = "run.lock.excl"
 
 # Run statuses. ``diverged`` is a legitimate outcome (loss became NaN/inf or
 # exceeded trainer.diverge_loss), not a crash.
@@ -169,8 +174,115 @@ def write_summary(job_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Non
 
 
 def read_summary(job_dir: str | os.PathLike) -> dict[str, Any]:
+    """summary.json as a dict; ValueError when it holds something else (``[]``, ``null``)."""
     with open(Path(job_dir) / SUMMARY_FILE) as fh:
-        return json.load(fh)
+        summary = json.load(fh)
+    if not isinstance(summary, dict):
+        raise ValueError(f"summary.json holds a {type(summary).__name__}, not a mapping")
+    return summary
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """A short hash of a flat config's result-relevant keys (RUNTIME_KEYS left
+    out): a checkpoint carries it, so a resume never loads another config's state."""
+    relevant = {k: v for k, v in json_safe(dict(config)).items() if k not in RUNTIME_KEYS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class DamagedRecord(ValueError):
+    """metrics.csv cannot be trusted to resume from; the message says why."""
+
+
+def read_metrics_upto(path: str | os.PathLike, last: Mapping[int, int]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and rows of a metrics.csv that a resume keeps, verified.
+
+    ``last`` maps each seed to the last epoch it must have (the checkpoint's).
+    Only newline-terminated lines are read (a kill can cut the last line inside
+    a number); rows past a seed's last epoch are ignored (written after the
+    checkpoint, before a kill). Every kept row must parse completely, and each
+    seed must have exactly one row for every epoch 0..last[seed]: otherwise
+    DamagedRecord, and nothing is trusted. Rows come back as numbers (None for
+    an empty cell), in file order.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DamagedRecord("metrics.csv is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRecord(f"metrics.csv is unreadable ({exc})") from None
+    lines = text[: text.rfind("\n") + 1].splitlines()
+    if not lines or not lines[0].strip():
+        raise DamagedRecord("metrics.csv has no header")
+    header = next(csv.reader([lines[0]]))
+    missing = [c for c in BASE_COLUMNS[:3] if c not in header]
+    if missing:
+        raise DamagedRecord(f"metrics.csv's header lacks {', '.join(missing)}")
+    ints = {"seed", "epoch", "step"}
+    seen: dict[int, list[int]] = {s: [] for s in last}
+    rows = []
+    for number, fields in enumerate(csv.reader(lines[1:]), start=2):
+        raw = dict(zip(header, fields))
+        try:
+            seed, epoch = int(raw.get("seed", "")), int(raw.get("epoch", ""))
+        except ValueError:
+            raise DamagedRecord(f"metrics.csv line {number} has no valid seed and epoch") from None
+        if seed not in last:
+            raise DamagedRecord(f"metrics.csv line {number} is for seed {seed}, which this job does not train")
+        if epoch > last[seed]:
+            continue  # recorded after the checkpoint: trained again on resume
+        if len(fields) != len(header):
+            raise DamagedRecord(f"metrics.csv line {number} has {len(fields)} cells for {len(header)} columns")
+        try:
+            row = {k: None if v == "" else int(v) if k in ints else float(v) for k, v in raw.items()}
+        except ValueError:
+            raise DamagedRecord(f"metrics.csv line {number} holds a value that is not a number") from None
+        seen[seed].append(epoch)
+        rows.append(row)
+    for seed, epochs in seen.items():
+        if epochs != list(range(last[seed] + 1)):
+            have = epochs
+            lacking = sorted(set(range(last[seed] + 1)) - set(epochs))
+            what = f"lacks epoch{'s' if len(lacking) > 1 else ''} {_span(lacking)}" if lacking else f"has epochs {_span(have)} out of order or twice"
+            raise DamagedRecord(f"metrics.csv {what} of seed {seed} (the checkpoint is at epoch {last[seed]})")
+    return header, rows
+
+
+def _span(values: list[int]) -> str:
+    """[3, 4, 5, 6] -> '3-6'; [2, 5] -> '2, 5' (first few only)."""
+    if values and values == list(range(values[0], values[-1] + 1)) and len(values) > 2:
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
+
+
+def set_aside(folder: str | os.PathLike, names: Iterable[str], label: str, reason: str = "") -> Optional[Path]:
+    """Move the files ``names`` that exist in ``folder`` into a new
+    ``.<label>-<UTC time>/`` beside them (never deleted: a person may want
+    them), with ``reason`` in its reason.txt. Returns that folder, or None when
+    none of the files existed. Hidden, so :func:`find_job_dirs` does not take
+    it for a job."""
+    folder = Path(folder)
+    present = [n for n in names if (folder / n).exists()]
+    if not present:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = folder / f".{label}-{stamp}"
+    target.mkdir()
+    if reason:
+        (target / "reason.txt").write_text(reason + "\n")
+    for name in present:
+        os.replace(folder / name, target / name)
+    return target
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> None:
+    """Temp files a killed writer left (``.summary.json.*.tmp``, ``checkpoint.tmp``):
+    never read, only clutter. Call only while holding the folder's lock."""
+    folder = Path(folder)
+    for pattern in (".*.tmp", "*.tmp"):
+        for path in folder.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -192,13 +304,15 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def find_job_dirs(*roots: str | os.PathLike) -> list[Path]:
     """Every job directory under ``roots``: a folder with ``summary.json``, or
     with ``.hydra/config.yaml`` and ``metrics.csv`` (a run killed before its
-    first summary). Sorted, without duplicates."""
+    first summary), not inside a hidden folder. Sorted, without duplicates."""
     found: set[Path] = set()
     for root in roots:
         root = Path(root)
         candidates = [root] + [p.parent for p in root.rglob(SUMMARY_FILE)]
         candidates += [p.parent for p in root.rglob(METRICS_FILE)]
         for d in candidates:
+            if any(part.startswith(".") for part in d.relative_to(root).parts):
+                continue  # records set aside (.corrupt-*, .failed-*) are not jobs
             if (d / SUMMARY_FILE).is_file() or (
                 (d / ".hydra" / "config.yaml").is_file() and (d / METRICS_FILE).is_file()
             ):
@@ -231,13 +345,13 @@ def acquire_lock(folder: Path):
     An exclusive ``flock`` on ``run.lock``, held for the whole run: the kernel
     drops it when the process ends however it ends (kill -9 included), so a
     lock is never stale, and pids are never guessed at. The file holds the
-    holder's host and pid for the message. Returns a handle, or None where
-    ``fcntl`` does not exist (no locking there)."""
+    holder's host and pid for the message. Where the file system refuses
+    flock, an O_EXCL lock file (:func:`_exclusive_file_lock`) stands in.
+    Returns a handle, or None where ``fcntl`` does not exist (no locking there)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         return None
-    import socket
 
     path = Path(folder) / LOCK_FILE
     fh = open(path, "a+")
@@ -246,17 +360,84 @@ def acquire_lock(folder: Path):
     except BlockingIOError:
         fh.close()
         raise FolderInUse(_in_use(folder)) from None
+    except OSError:  # ENOLCK, EOPNOTSUPP...: this file system has no flock
+        fh.close()
+        return _exclusive_file_lock(Path(folder))
+    if (Path(folder) / EXCL_LOCK_FILE).exists():  # a process on a host without flock may hold it
+        try:
+            _check_exclusive_file_lock(Path(folder))
+        except FolderInUse:
+            fh.close()
+            raise
     fh.seek(0)
     fh.truncate()
-    json.dump({"host": socket.gethostname(), "pid": os.getpid()}, fh)
+    json.dump(_holder(), fh)
     fh.flush()
     return fh
 
 
+def _holder() -> dict[str, Any]:
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _check_exclusive_file_lock(folder: Path) -> None:
+    """Raise FolderInUse when ``run.lock.excl`` names a live holder; remove it when
+    its holder is a process of this host that no longer exists (a kill -9)."""
+    path = folder / EXCL_LOCK_FILE
+    try:
+        holder = json.loads(path.read_text())
+        host, pid = holder["host"], int(holder["pid"])
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError):
+        host, pid = None, None  # half-written by a process killed while creating it
+    if host == _holder()["host"] and pid is not None and not _alive(pid):
+        path.unlink(missing_ok=True)
+        return
+    if host is None:
+        raise FolderInUse(
+            f"{folder} has an unreadable {EXCL_LOCK_FILE}: if no regbench process is training there, "
+            "remove that file and run this command again"
+        )
+    raise FolderInUse(_in_use(folder))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exclusive_file_lock(folder: Path) -> Path:
+    """The lock where flock is missing: create ``run.lock.excl`` with O_EXCL, or
+    raise FolderInUse. A stale file of a dead process on this host is taken over;
+    one from another host cannot be checked and is reported."""
+    path = folder / EXCL_LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            _check_exclusive_file_lock(folder)  # raises, or removes a stale file
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_holder(), fh)
+        return path
+    raise FolderInUse(_in_use(folder))
+
+
 def release_lock(handle) -> None:
-    """The file stays: unlinking it could let a process that has just opened it
-    lock an inode nobody else sees."""
+    """run.lock stays: unlinking it could let a process that has just opened it
+    lock an inode nobody else sees. The O_EXCL stand-in is removed."""
     if handle is None:
+        return
+    if isinstance(handle, Path):
+        handle.unlink(missing_ok=True)
         return
     import fcntl
 
@@ -268,8 +449,8 @@ def release_lock(handle) -> None:
 
 def folder_in_use(folder: Path) -> Optional[str]:
     """Why ``folder`` cannot be trained in now (another process holds its lock), or None."""
-    path = Path(folder) / LOCK_FILE
-    if not path.exists():
+    folder = Path(folder)
+    if not (folder / LOCK_FILE).exists() and not (folder / EXCL_LOCK_FILE).exists():
         return None
     try:
         release_lock(acquire_lock(folder))
@@ -281,9 +462,12 @@ def folder_in_use(folder: Path) -> Optional[str]:
 
 
 def _in_use(folder: Path) -> str:
-    try:
-        holder = json.loads((Path(folder) / LOCK_FILE).read_text())
-        who = f"process {holder['pid']} on {holder['host']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        who = "another process"
+    who = "another process"
+    for name in (EXCL_LOCK_FILE, LOCK_FILE):
+        try:
+            holder = json.loads((Path(folder) / name).read_text())
+            who = f"process {holder['pid']} on {holder['host']}"
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
     return f"{folder} is in use by {who}: wait for it to finish or stop it, then run this command again (it resumes)"

@@ -7,7 +7,7 @@ batches from a seeded permutation and reads back to the host once per epoch.
 
 from __future__ import annotations
 
-import csv
+import errno
 import logging
 import math
 import os
@@ -34,6 +34,23 @@ log = logging.getLogger("regbench.train")
 
 class Interrupted(Exception):
     """SIGTERM (or SIGINT) arrived: stop after recording, keep the checkpoint."""
+
+
+# A file system that stops taking writes: full, over quota, read-only, failing.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES, errno.EPERM})
+
+
+class RecordsUnwritable(Exception):
+    """The job folder stopped taking writes (e.g. a full disk). The run stops as
+    ``interrupted`` where the summary could still be written; its last
+    checkpoint and the rows up to it are kept, so running it again resumes."""
+
+    def __init__(self, out: Path, exc: OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        super().__init__(
+            f"cannot write the records in {out}: {exc.strerror or exc}{where}; what the last completed epoch "
+            "recorded is kept: make room (or fix the folder), then run the same command again to resume"
+        )
 
 
 # ---------------------------------------------------------------- setup
@@ -101,8 +118,11 @@ def epoch_metrics(learner: Learner, data: Dataset, replicas: list[int], eval_bat
 
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
 
 
 # ---------------------------------------------------------------- the run
@@ -128,69 +148,104 @@ def _best(rows: list[dict]) -> dict[str, Any]:
 
 
 class Resume:
-    """What an existing job folder holds, decided before any work starts.
+    """What an existing job folder holds, decided before anything in it changes.
 
-    completed / diverged -> skip; interrupted (or ``running`` left by a kill -9)
-    with a readable checkpoint -> resume after its epoch; failed, no checkpoint,
-    or an unreadable one -> start afresh. A folder holding another config is
-    refused.
+    completed / diverged -> skip. interrupted (or ``running``, left by a kill
+    -9 or a full disk) -> resume after the checkpoint's epoch, but only when
+    the checkpoint was written by this very config (its fingerprint) and
+    metrics.csv holds one complete row per seed for every epoch up to it.
+    Anything else (failed, no checkpoint, a damaged or foreign one, rows
+    missing) -> start afresh; :meth:`begin` then moves the old records into a
+    hidden ``.corrupt-<time>/`` (or ``.failed-``/``.unfinished-``) folder beside
+    them: nothing is deleted or truncated before that decision. A folder
+    holding another config is refused (ConfigError).
     """
 
-    def __init__(self, out: Path, config: dict):
-        self.out = out
+    FILES = (records.METRICS_FILE, records.CHECKPOINT_FILE, records.SUMMARY_FILE)
+
+    def __init__(self, out: Path, config: dict, seeds: list[int]):
+        self.out, self.config, self.seeds = out, config, seeds
         self.summary: Optional[dict] = None
         self.checkpoint: Optional[dict] = None
-        self.note = ""
+        self.columns: list[str] = []
+        self.rows: list[dict] = []
+        self.note = ""  # what was found, said in one line when the job starts
+        self.label = "corrupt"  # starting afresh: the old records go to .<label>-<time>/
         try:
             self.summary = records.read_summary(out)
         except FileNotFoundError:
+            if any((out / name).exists() for name in self.FILES):
+                self.fresh("records without a summary.json")
             return
-        except (OSError, ValueError) as exc:  # a corrupt summary: treat the job as not done
-            self.note = f"summary.json unreadable ({exc}); starting afresh"
+        except (OSError, ValueError) as exc:
+            self.fresh(f"summary.json is unreadable ({exc})")
             return
-        conflict = records.config_conflict(out, self.summary.get("config", {}), config)
+        conflict = records.config_conflict(out, self.summary.get("config") or {}, config)
         if conflict:
             raise ConfigError(conflict)
         status = self.summary.get("status")
         if status in (records.INTERRUPTED, records.RUNNING):
-            path = out / records.CHECKPOINT_FILE
-            if path.exists():
-                try:
-                    self.checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-                    self.note = f"resuming after epoch {self.checkpoint['epoch']}"
-                except Exception as exc:
-                    self.note = f"checkpoint.pt unreadable ({type(exc).__name__}); starting this job afresh"
-            else:
-                self.note = "no checkpoint; starting afresh"
+            self._verify_checkpoint()
         elif status == records.FAILED:
-            self.note = "it failed before; running it again"
+            self.fresh("it failed before; running it again", "failed")
+        elif not self.done:
+            self.fresh(f"summary.json has an unknown status {status!r}")
+
+    def fresh(self, why: str, label: str = "corrupt") -> None:
+        """Decide to start afresh (nothing moves until :meth:`begin`)."""
+        self.checkpoint, self.columns, self.rows = None, [], []
+        self.note, self.label = why, label
+
+    def _verify_checkpoint(self) -> None:
+        path = self.out / records.CHECKPOINT_FILE
+        if not path.exists():
+            self.fresh("interrupted without a checkpoint", "unfinished")
+            return
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            self.fresh(f"checkpoint.pt is unreadable ({type(exc).__name__})")
+            return
+        if not isinstance(ckpt, dict) or "fingerprint" not in ckpt:
+            self.fresh("checkpoint.pt carries no config fingerprint (an older regbench wrote it)")
+            return
+        if ckpt["fingerprint"] != records.fingerprint(self.config) or ckpt.get("seeds") != self.seeds:
+            self.fresh("checkpoint.pt was written by another config")
+            return
+        try:
+            last = dict(zip(self.seeds, ckpt["seed_epochs"]))
+            self.columns, self.rows = records.read_metrics_upto(self.out / records.METRICS_FILE, last)
+        except records.DamagedRecord as exc:
+            self.fresh(str(exc))
+            return
+        self.checkpoint = ckpt
+        self.note = f"resuming after epoch {ckpt['epoch']}"
 
     @property
     def done(self) -> bool:
         return self.summary is not None and self.summary.get("status") in (records.COMPLETED, records.DIVERGED)
 
-    def kept_rows(self) -> list[dict]:
-        """Rows of metrics.csv up to the checkpoint's epoch, as floats; the file is
-        rewritten (atomically) to exactly those rows, so no epoch appears twice."""
-        path = self.out / records.METRICS_FILE
+    def begin(self, columns: list[str]) -> list[dict]:
+        """Act on the decision: set the old records aside and return no rows, or
+        rewrite metrics.csv (atomically) to exactly the verified rows and return them."""
+        if self.checkpoint is not None and self.columns != columns:
+            self.fresh("metrics.csv has other columns than this run writes")
         if self.checkpoint is None:
-            for stale in (path, self.out / records.CHECKPOINT_FILE):
-                if stale.exists():
-                    stale.replace(stale.with_name(stale.name + ".old"))  # kept, out of the way
+            aside = records.set_aside(self.out, self.FILES, self.label, self.note)
+            if aside is not None:
+                log.warning("%s: %s; its records moved to %s, starting afresh", self.out, self.note, aside.name)
             return []
-        last = self.checkpoint["epoch"]
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns = reader.fieldnames or []
-            raw = [r for r in reader if None not in r.values() and r["epoch"] and int(r["epoch"]) <= last]
+        log.info("%s: %s", self.out, self.note)
+        path = self.out / records.METRICS_FILE
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(raw)
-        os.replace(tmp, path)
-        ints = ("seed", "epoch", "step")
-        return [{k: (int(v) if k in ints else float(v)) if v != "" else None for k, v in r.items()} for r in raw]
+        tmp.unlink(missing_ok=True)
+        try:
+            with records.MetricsWriter(tmp, columns) as writer:
+                writer.write(*self.rows)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.rows
 
 
 def run(
@@ -222,28 +277,39 @@ def run(
 
 def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> dict[str, Any]:
     config = records.flatten(OmegaConf.to_container(cfg, resolve=True))
-    previous = Resume(out, config)
+    seeds = [int(cfg.seed) + i for i in range(cfg.trainer.replicas)]
+    previous = Resume(out, config, seeds)
     if previous.done:
         log.info("skipped: %s already %s (%d epochs)", out, previous.summary["status"], previous.summary.get("epochs_completed", 0))
         return {**previous.summary, "skipped": True}
-    if previous.note:
-        log.info("%s: %s", out, previous.note)
+    records.remove_stale_temp_files(out)  # a killed writer's leftovers; we hold the lock
     (out / records.ERROR_FILE).unlink(missing_ok=True)  # an earlier failure to start is history now
     # Data first: mnist1d's generator reseeds the global RNGs.
     data = build_dataset(cfg.data, device)
-    seeds = [int(cfg.seed) + i for i in range(cfg.trainer.replicas)]
-    learner = Learner(cfg.model, cfg.optim, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device)
-    R = len(seeds)
 
-    rows = previous.kept_rows()
+    def build() -> tuple[Learner, Optional[Probe]]:
+        learner = Learner(cfg.model, cfg.optim, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device)
+        return learner, (Probe(learner.module) if cfg.trainer.diagnostics else None)
+
+    learner, probe = build()
+    R = len(seeds)
+    columns = _columns(data, probe)
+    ckpt = previous.checkpoint
+    if ckpt is not None and previous.columns == columns:
+        try:
+            learner.load_state_dict(ckpt["learner"])
+            torch.set_rng_state(ckpt["rng_torch"])
+            if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        except Exception as exc:
+            previous.fresh(f"checkpoint.pt does not fit this model ({type(exc).__name__})")
+            learner, probe = build()  # a load that failed half-way may have changed some tensors
+    rows = previous.begin(columns)  # the decision is made: only now does anything on disk change
+    ckpt = previous.checkpoint
+
     per_seed = {s: {"status": records.RUNNING, "rows": [r for r in rows if r["seed"] == s], "error": None} for s in seeds}
     start, step, train_time, wall_before = 1, 0, 0.0, 0.0
-    ckpt = previous.checkpoint
     if ckpt is not None:
-        learner.load_state_dict(ckpt["learner"])
-        torch.set_rng_state(ckpt["rng_torch"])
-        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
         start, step, train_time = ckpt["epoch"] + 1, ckpt["step"], ckpt["train_time"]
         for s, (status, error) in zip(seeds, ckpt["seed_status"]):
             per_seed[s].update(status=status, error=error)
@@ -258,6 +324,7 @@ def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> 
         "epochs_completed": start - 1,
         "wall_time_s": wall_before,
         "device": str(device),
+        "threads": torch.get_num_threads(),  # CPU threads torch used (config threads=0 means its default)
         "torch_version": torch.__version__,
         "regbench_version": __version__,
         "error": None,
@@ -291,11 +358,12 @@ def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> 
     )
 
     t_start = time.perf_counter()
+    stopped = False  # an exception is on its way out of the loop below
+    fingerprint = records.fingerprint(config)
     epochs = cfg.trainer.epochs
     bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}")
     previous_handler = _install_sigterm()
-    probe = Probe(learner.module) if cfg.trainer.diagnostics else None
-    writer = records.MetricsWriter(out / records.METRICS_FILE, _columns(data, probe))
+    writer = records.MetricsWriter(out / records.METRICS_FILE, columns)
     evaluate = lambda: epoch_metrics(
         learner, data, [i for i in range(R) if alive[i]], cfg.trainer.eval_batch_size, cfg.trainer.test, probe
     )
@@ -358,6 +426,9 @@ def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> 
                     out / records.CHECKPOINT_FILE,
                     {
                         "epoch": epoch,
+                        "fingerprint": fingerprint,  # resume loads only this config's state
+                        "seeds": seeds,
+                        "seed_epochs": [per_seed[s]["rows"][-1]["epoch"] for s in seeds],  # rows metrics.csv must hold
                         "step": step,
                         "train_time": train_time,
                         "learner": learner.state_dict(),
@@ -375,26 +446,46 @@ def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> 
         if summary["status"] == records.DIVERGED:
             summary["error"] = per_seed[seeds[0]]["error"]
     except (KeyboardInterrupt, Interrupted):
+        stopped = True
         summary["status"] = records.INTERRUPTED
         summary["error"] = "interrupted (SIGINT/SIGTERM); the checkpoint of the last completed epoch is kept"
         raise
+    except OSError as exc:
+        stopped = True
+        if exc.errno not in WRITE_ERRNOS:
+            _record_failure(summary, per_seed)
+            raise
+        # Not the experiment's fault: resumable, like an interrupt.
+        summary["status"] = records.INTERRUPTED
+        summary["error"] = f"stopped: cannot write records ({exc.strerror}); the last checkpoint is kept"
+        raise RecordsUnwritable(out, exc) from None
     except Exception:
-        summary["status"] = records.FAILED
-        summary["error"] = traceback.format_exc()
-        for v in per_seed.values():
-            if v["status"] == records.RUNNING:
-                v["status"] = records.FAILED
+        stopped = True
+        _record_failure(summary, per_seed)
         raise
     finally:
         bar.close()
-        writer.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
         update_summary()
         summary["wall_time_s"] = wall_before + time.perf_counter() - t_start
         summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        records.write_summary(out, summary)
+        try:
+            writer.close()
+            records.write_summary(out, summary)
+        except OSError as exc:
+            if not stopped:  # the run itself went well: say the records could not be completed
+                raise RecordsUnwritable(out, exc) from None
+            # else the exception on its way out already says what happened
     return summary
+
+
+def _record_failure(summary: dict, per_seed: dict) -> None:
+    summary["status"] = records.FAILED
+    summary["error"] = traceback.format_exc()
+    for v in per_seed.values():
+        if v["status"] == records.RUNNING:
+            v["status"] = records.FAILED
 
 
 def _install_sigterm():
@@ -455,6 +546,9 @@ def main(cfg: DictConfig) -> Optional[float]:
     launcher = hc.runtime.choices.get("hydra/launcher", "basic")
     parallel = multirun and launcher != "basic"
     progress.epoch_lines_on_console = not parallel
+    # A log handler that cannot write (train.log on a full disk) stays quiet
+    # instead of printing a traceback per line; the error that matters is ours.
+    logging.raiseExceptions = False
     if launcher == "joblib" and cfg.threads == 0:
         torch.set_num_threads(_threads_for_parallel_jobs(hc))
     try:
@@ -491,11 +585,17 @@ def main(cfg: DictConfig) -> Optional[float]:
     except (KeyboardInterrupt, Interrupted):
         print(f"regbench train: interrupted; records kept in {out_dir}", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:
+    except (RecordsUnwritable, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in WRITE_ERRNOS:
+            return _failed(exc, out_dir, multirun)
+        message = str(exc if isinstance(exc, RecordsUnwritable) else RecordsUnwritable(Path(out_dir), exc))
         if not multirun:
-            raise
-        log.error("failed: %s: %s (traceback in %s)", type(exc).__name__, exc, Path(out_dir) / records.SUMMARY_FILE)
+            print(f"regbench train: error: {message}", file=sys.stderr)
+            sys.exit(2)
+        log.error("stopped: %s", message)
         return None
+    except Exception as exc:
+        return _failed(exc, out_dir, multirun)
     if summary.get("skipped"):
         return _objective(summary)
     final = summary["final"]
@@ -505,6 +605,15 @@ def main(cfg: DictConfig) -> Optional[float]:
         final.get("val_acc", float("nan")), summary["best"].get("epoch"), out_dir,
     )
     return _objective(summary)
+
+
+def _failed(exc: Exception, out_dir: str, multirun: bool) -> None:
+    """A job that raised: alone, the traceback is the message; in a sweep, one
+    line, and the sweep goes on (its closing count names the job)."""
+    if not multirun:
+        raise exc
+    log.error("failed: %s: %s (traceback in %s)", type(exc).__name__, exc, Path(out_dir) / records.SUMMARY_FILE)
+    return None
 
 
 def _objective(summary: dict) -> float:

@@ -1,6 +1,10 @@
 import csv
 import json
 import math
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +65,69 @@ def test_find_job_dirs(tmp_path):
     (noise / "metrics.csv").write_text("no config, not a job\n")
     assert records.find_job_dirs(tmp_path) == sorted(p.resolve() for p in (a, b, c))
     assert records.find_job_dirs(a) == [a.resolve()]
+
+
+def write_rows(path, lines, end="\n"):
+    path.write_text("\n".join(["seed,epoch,step,val_loss", *lines]) + end)
+
+
+def test_metrics_upto_keeps_exactly_the_checkpointed_rows(tmp_path):
+    path = tmp_path / "metrics.csv"
+    write_rows(path, ["0,0,0,2.5", "1,0,0,2.4", "0,1,6,1.25", "1,1,6,inf", "0,2,12,1.0", "0,3,18,0.9"], end="")
+    # seed 1 diverged at epoch 1; rows past the checkpoint (epoch 2) do not count; the
+    # last line has no newline (cut by a kill) and is never read
+    header, rows = records.read_metrics_upto(path, {0: 2, 1: 1})
+    assert header == ["seed", "epoch", "step", "val_loss"]
+    assert [(r["seed"], r["epoch"], r["val_loss"]) for r in rows] == [
+        (0, 0, 2.5), (1, 0, 2.4), (0, 1, 1.25), (1, 1, float("inf")), (0, 2, 1.0)]
+    assert isinstance(rows[0]["step"], int)
+
+
+@pytest.mark.parametrize(
+    "lines, end, message",
+    [
+        (["0,0,0,2.5", "0,1,6,1.2"], "", "lacks epoch 1 of seed 0"),  # the checkpoint's row cut inside a number
+        (["0,0,0,2.5", "0,1,6,1.2x"], "\n", "line 3 holds a value that is not a number"),
+        (["0,0,0,2.5", "0,1,6"], "\n", "line 3 has 3 cells for 4 columns"),
+        (["0,0,0,2.5", "2,0,0,2.5", "0,1,6,1.2"], "\n", "seed 2, which this job does not train"),
+        (["0,1,6,1.2"], "\n", "lacks epoch 0 of seed 0"),
+    ],
+)
+def test_metrics_upto_refuses_what_it_cannot_trust(tmp_path, lines, end, message):
+    path = tmp_path / "metrics.csv"
+    write_rows(path, lines, end)
+    with pytest.raises(records.DamagedRecord, match=message):
+        records.read_metrics_upto(path, {0: 1})
+
+
+def test_fingerprint_ignores_runtime_keys_only():
+    base = {"model.dropout": 0.2, "seed": 0, "threads": 0, "device": "auto", "trainer.diverge_loss": float("inf")}
+    assert records.fingerprint(base) == records.fingerprint({**base, "threads": 2, "device": "cpu"})
+    assert records.fingerprint(base) != records.fingerprint({**base, "model.dropout": 0.5})
+    assert records.fingerprint(base) != records.fingerprint({**base, "seed": 1})
+
+
+def test_without_flock_an_exclusive_lock_file_stands_in(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_flock(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    held = records.acquire_lock(tmp_path)
+    assert (tmp_path / records.EXCL_LOCK_FILE).exists()
+    with pytest.raises(records.FolderInUse, match=rf"in use by process {os.getpid()} on "):
+        records.acquire_lock(tmp_path)
+    assert records.folder_in_use(tmp_path) is not None
+    records.release_lock(held)
+    assert not (tmp_path / records.EXCL_LOCK_FILE).exists() and records.folder_in_use(tmp_path) is None
+    # a holder killed with -9 leaves its file: a dead pid of this host is taken over
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / records.EXCL_LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    records.release_lock(records.acquire_lock(tmp_path))
+    # a holder on another host cannot be checked from here: refused, not stolen
+    (tmp_path / records.EXCL_LOCK_FILE).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    with pytest.raises(records.FolderInUse, match="process 1 on elsewhere"):
+        records.acquire_lock(tmp_path)

@@ -211,10 +211,125 @@ def test_corrupt_checkpoint_starts_afresh(make_cfg, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train.run(cfg, tmp_path)
     (tmp_path / records.CHECKPOINT_FILE).write_bytes(b"garbage")
+    before = (tmp_path / records.METRICS_FILE).read_bytes()
     summary = train.run(cfg, tmp_path)
     assert summary["status"] == "completed" and summary["resumed_after_epoch"] is None
     assert [int(r["epoch"]) for r in read_metrics(tmp_path)] == [0, 1, 2, 3]
-    assert (tmp_path / (records.METRICS_FILE + ".old")).exists()  # the old rows are set aside, not lost
+    (aside,) = tmp_path.glob(".corrupt-*")  # the old records are set aside, not lost
+    assert (aside / records.METRICS_FILE).read_bytes() == before
+    assert (aside / records.CHECKPOINT_FILE).read_bytes() == b"garbage"
+    assert "checkpoint.pt is unreadable" in (aside / "reason.txt").read_text()
+    assert records.find_job_dirs(tmp_path) == [tmp_path.resolve()]  # the report does not take it for a job
+
+
+def interrupted_and_straight(make_cfg, tmp_path, monkeypatch, *overrides, epochs=6, at=5):
+    """A run interrupted when it starts epoch ``at`` (checkpoint at at-1), and the
+    same config trained straight through, for comparison."""
+    cfg = make_cfg(*overrides, f"trainer.epochs={epochs}")
+    train.run(cfg, tmp_path / "straight")
+    interrupt_at(monkeypatch, at)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path / "job")
+    return cfg, tmp_path / "job", without_time(read_metrics(tmp_path / "straight"))
+
+
+def cut_inside_row(text: str, epoch: int) -> str:
+    """metrics.csv cut in the middle of the row of ``epoch`` (seed 0)."""
+    start = text.index(f"\n0,{epoch},") + 1
+    return text[: start + 12]
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p: p.write_text(cut_inside_row(p.read_text(), 2)), "lacks epochs 2-4 of seed 0"),
+        (lambda p: p.write_text(cut_inside_row(p.read_text(), 2) + "\n" + p.read_text().split("\n", 5)[5]),
+         "line 4 has"),  # a cut row followed by later ones: [0, 1, 2(cut), 3, 4]
+        (lambda p: p.write_text(""), "metrics.csv has no header"),
+        (lambda p: p.unlink(), "metrics.csv is missing"),
+        (lambda p: p.write_text(p.read_text().replace("\n0,3,", "\n0,abc,", 1)), "line 5 has no valid seed and epoch"),
+        (lambda p: p.write_text(p.read_text().replace("\n0,3,", "\n0,2,", 1)), "lacks epoch 3 of seed 0"),
+        (lambda p: p.write_text("\n".join((lambda ls: ls[:4] + ls[3:])(p.read_text().split("\n")))),
+         "has epochs 0, 1, 2, 2, 3, ... out of order or twice"),
+    ],
+    ids=["cut-mid-file", "cut-row-then-more", "empty", "deleted", "abc-epoch", "epoch-relabelled", "epoch-twice"],
+)
+def test_resume_verifies_the_rows_before_it_trusts_them(make_cfg, tmp_path, monkeypatch, caplog, damage, reason):
+    cfg, job, straight = interrupted_and_straight(make_cfg, tmp_path, monkeypatch)
+    metrics = job / records.METRICS_FILE
+    damage(metrics)
+    damaged = metrics.read_bytes() if metrics.exists() else None
+    summary = train.run(cfg, job)
+    assert summary["status"] == "completed" and summary["resumed_after_epoch"] is None
+    assert without_time(read_metrics(job)) == straight  # afresh, with a header, every epoch once
+    (aside,) = job.glob(".corrupt-*")
+    assert reason in (aside / "reason.txt").read_text()
+    assert reason in caplog.text and "starting afresh" in caplog.text
+    if damaged is not None:
+        assert (aside / records.METRICS_FILE).read_bytes() == damaged  # nothing lost or rewritten
+    assert (aside / records.CHECKPOINT_FILE).exists() and (aside / records.SUMMARY_FILE).exists()
+
+
+def test_rows_cut_past_the_checkpoint_do_not_matter(make_cfg, tmp_path, monkeypatch):
+    """A kill while writing the row after the checkpoint's epoch cuts it inside a
+    number: that row is trained again, never kept as a shorter number."""
+    cfg, job, straight = interrupted_and_straight(make_cfg, tmp_path, monkeypatch)
+    metrics = job / records.METRICS_FILE
+    extra = read_metrics(tmp_path / "straight")[5]
+    metrics.write_text(metrics.read_text() + ",".join(extra.values())[:-3])  # epoch 5, no newline
+    summary = train.run(cfg, job)
+    assert summary["resumed_after_epoch"] == 4
+    assert without_time(read_metrics(job)) == straight
+    assert not list(job.glob(".corrupt-*"))
+
+
+def test_a_checkpoint_of_another_config_is_never_loaded(make_cfg, tmp_path, monkeypatch):
+    """Same shapes, other dropout: loading it would give a wrong record silently."""
+    cfg, job, straight = interrupted_and_straight(make_cfg, tmp_path, monkeypatch, "model.dropout=0.2")
+    other = make_cfg("model.dropout=0.5", "trainer.epochs=6")
+    interrupt_at(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(other, tmp_path / "other")
+    (job / records.CHECKPOINT_FILE).write_bytes((tmp_path / "other" / records.CHECKPOINT_FILE).read_bytes())
+    summary = train.run(cfg, job)
+    assert summary["resumed_after_epoch"] is None
+    assert without_time(read_metrics(job)) == straight
+    (aside,) = job.glob(".corrupt-*")
+    assert "written by another config" in (aside / "reason.txt").read_text()
+
+
+def test_a_checkpoint_that_does_not_fit_leaves_the_rows_untouched(make_cfg, tmp_path, monkeypatch):
+    """The decision comes before any file changes: a state that fails to load
+    (here one tensor of the wrong shape) sets the old records aside whole."""
+    cfg, job, straight = interrupted_and_straight(make_cfg, tmp_path, monkeypatch)
+    path = job / records.CHECKPOINT_FILE
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["learner"]["model"]["hidden0.linear.weight"] = torch.zeros(3, 3)
+    torch.save(ckpt, path)
+    rows = (job / records.METRICS_FILE).read_bytes()
+    summary = train.run(cfg, job)
+    assert summary["resumed_after_epoch"] is None and summary["status"] == "completed"
+    assert without_time(read_metrics(job)) == straight
+    (aside,) = job.glob(".corrupt-*")
+    assert (aside / records.METRICS_FILE).read_bytes() == rows
+    assert "does not fit this model" in (aside / "reason.txt").read_text()
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "{not json"])
+def test_a_summary_that_is_not_a_record_starts_afresh(make_cfg, tmp_path, content):
+    cfg = make_cfg()
+    (tmp_path / records.SUMMARY_FILE).write_text(content)
+    assert train.run(cfg, tmp_path)["status"] == "completed"
+    (aside,) = tmp_path.glob(".corrupt-*")
+    assert (aside / records.SUMMARY_FILE).read_text() == content
+
+
+def test_leftover_temp_files_are_cleared_and_threads_recorded(make_cfg, tmp_path):
+    (tmp_path / ".summary.json.abc123.tmp").write_text("")  # a kill inside write_json_atomic
+    (tmp_path / "checkpoint.tmp").write_bytes(b"half")
+    summary = train.run(make_cfg("threads=1"), tmp_path)
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert summary["threads"] == records.read_summary(tmp_path)["threads"] == 1
 
 
 def test_folder_with_another_config_is_refused(make_cfg, tmp_path):
