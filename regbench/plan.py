@@ -11,20 +11,22 @@ from omegaconf import OmegaConf
 
 from . import records
 from .sweep import (
-    base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds,
+    LEGEND, base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds,
 )
 
 
 def table(sweep_dir: Path, names: list[str]) -> str:
-    """One line per job (state, epochs done/planned, folder) and a closing count."""
+    """One line per job (state, epochs done/planned, folder), a closing count,
+    and what the less obvious states mean."""
     lines, counts = [], {}
     for name in names:
         state, done, planned = job_state(sweep_dir / name)
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"
-        lines.append(f"  {state:<12}{epochs:>9}  {name}")
+        lines.append(f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}")
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return f"sweep {sweep_dir}: {len(names)} jobs ({tally})\n" + "\n".join(lines)
+    notes = [f"{state}: {text}" for state, text in LEGEND.items() if state in counts]
+    return f"sweep {sweep_dir}: {len(names)} jobs ({tally})\n" + "\n".join(lines + notes)
 
 
 def plan_main(argv: list[str], checked=None) -> int:

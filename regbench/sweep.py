@@ -113,16 +113,34 @@ def job_folder(config: DictConfig, job_overrides: list[str]) -> str:
     return job_dirname(get_overrides_dirname(parsed, list(od.exclude_keys), od.item_sep, od.kv_sep))
 
 
+DEAD = "dead"  # summary says running, but no process holds the job's lock
+# States after which a sweep has not done its work: `regbench train` exits non-zero.
+UNDONE = ("failed", DEAD, records.INTERRUPTED, records.RUNNING, "unreadable")
+LEGEND = {
+    DEAD: "stopped without recording why (kill -9, a lost node, a full disk); the same command resumes it",
+    "unreadable": "summary.json is damaged; the same command sets it aside and runs the job afresh",
+}
+
+
 def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
     """(state, epochs done, epochs planned) of a job folder; state is a run
-    status, or ``missing`` when nothing was recorded there."""
+    status, ``dead`` for a ``running`` job whose process is gone (its
+    run.lock is free), or ``missing`` when nothing was recorded there."""
     try:
         s = records.read_summary(job_dir)
     except FileNotFoundError:
         return "missing", 0, None
     except (OSError, ValueError):
         return "unreadable", 0, None
-    return s.get("status", "unknown"), int(s.get("epochs_completed", 0)), s.get("config", {}).get("trainer.epochs")
+    state = str(s.get("status", "unknown"))
+    if state == records.RUNNING and records.folder_in_use(job_dir) is None:
+        state = DEAD
+    config = s.get("config") if isinstance(s.get("config"), dict) else {}
+    try:
+        done = int(s.get("epochs_completed") or 0)
+    except (TypeError, ValueError):
+        done = 0
+    return state, done, config.get("trainer.epochs")
 
 
 def manifest_conflict(sweep_dir: Path, base: dict[str, Any]) -> Optional[str]:
@@ -154,22 +172,25 @@ class SweepRefused(Exception):
 
 
 def overlapping_seeds(config: DictConfig, jobs: list[list[str]]) -> Optional[str]:
-    """A job trains seeds seed .. seed+replicas-1: two jobs of one setting whose
-    ranges overlap would train the same seed twice and count it twice."""
-    groups: dict[tuple, list[tuple[int, int]]] = {}
+    """A job trains seeds seed .. seed+replicas-1. Two jobs of one setting (the
+    same overrides apart from the seed, trainer.replicas, which only says how
+    seeds are run, and runtime keys) that share a seed would train that run
+    twice and count it twice."""
+    ignored = {"seed", "trainer.replicas", *records.RUNTIME_KEYS}
+    groups: dict[tuple, dict[int, str]] = {}
     for job in jobs:
         kv = dict(o.lstrip("+").split("=", 1) for o in job if "=" in o)
-        seed = int(kv.pop("seed", config.seed))
+        seed = int(kv.get("seed", config.seed))
         replicas = int(kv.get("trainer.replicas", config.trainer.replicas))
-        groups.setdefault(tuple(sorted(kv.items())), []).append((seed, replicas))
-    for ranges in groups.values():
-        ranges.sort()
-        for (s1, r1), (s2, _) in zip(ranges, ranges[1:]):
-            if s1 + r1 > s2:
+        owner = groups.setdefault(tuple(sorted((k, v) for k, v in kv.items() if k not in ignored)), {})
+        name = ",".join(o for o in job if o.lstrip("+").split("=", 1)[0] in ("seed", "trainer.replicas")) or "the defaults"
+        for s in range(seed, seed + replicas):
+            if s in owner:
                 return (
-                    f"seed={s1} and seed={s2} with trainer.replicas={r1} would both train seed {s2}; "
-                    f"step swept seeds by the number of replicas (seed={s1},{s1 + r1},...)"
+                    f"seed {s} would be trained twice in one setting (by the jobs {owner[s]} and {name}); "
+                    "sweep seeds that do not overlap: with trainer.replicas=R, step them by R (seed=0,R,2R,...)"
                 )
+            owner[s] = name
     return None
 
 
@@ -230,9 +251,10 @@ def _written_since(path: Path, started: float) -> bool:
 
 def format_counts(counts: dict[str, list[str]], sweep_dir: Path) -> str:
     n = sum(len(v) for v in counts.values())
-    order = ["completed", "skipped", "diverged", "failed", "interrupted", "running", "missing", "unreadable"]
+    order = ["completed", "skipped", "diverged", "failed", DEAD, "interrupted", "running", "missing", "unreadable"]
     parts = [f"{len(counts[k])} {k}" for k in order + sorted(set(counts) - set(order)) if counts.get(k)]
     line = f"sweep {sweep_dir}: {n} jobs: " + ", ".join(parts)
-    if counts.get("failed"):
-        line += "; failed: " + " ".join(counts["failed"])
+    for state in ("failed", DEAD):
+        if counts.get(state):
+            line += f"; {state}: " + " ".join(counts[state])
     return line

@@ -119,7 +119,8 @@ def epoch_metrics(learner: Learner, data: Dataset, replicas: list[int], eval_bat
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as fh:  # Python's file, so a full disk raises OSError(ENOSPC), not a C++ stream error
+            torch.save(state, fh)
         os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
     finally:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
