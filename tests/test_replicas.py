@@ -121,6 +121,30 @@ def test_a_diverging_replica_does_not_touch_the_others(make_cfg, tmp_path, monke
         assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
 
 
+def test_a_job_with_a_diverged_replica_resumes_from_its_checkpoint(make_cfg, tmp_path, monkeypatch):
+    """The diverged seed's rows stop early; the checkpoint says where, so resume trusts them."""
+    cfg = make_cfg("trainer.replicas=2", "trainer.epochs=5")
+    real = Learner.train_epoch
+
+    def poison_replica_1(self, *args, **kw):
+        if self.optimizer.state:
+            with torch.no_grad():
+                self.params["hidden0.linear.weight"][1].fill_(float("nan"))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Learner, "train_epoch", poison_replica_1)
+    train.run(cfg, tmp_path / "straight")
+    interrupt_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path / "resumed")
+    summary = train.run(cfg, tmp_path / "resumed")
+    assert summary["resumed_after_epoch"] == 3 and summary["seed_status"] == {"0": "completed", "1": "diverged"}
+    assert not list((tmp_path / "resumed").glob(".corrupt-*"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+    a, b = rows_by_seed(tmp_path / "straight"), rows_by_seed(tmp_path / "resumed")
+    assert strip(a[0]) == strip(b[0]) and strip(a[1]) == strip(b[1]) and len(b[1]) == 3
+
+
 def test_replicas_resume_like_single_runs(make_cfg, tmp_path, monkeypatch):
     cfg = make_cfg("trainer.replicas=2", "model.dropout=0.3", "model.batchnorm=true", "trainer.epochs=4")
     train.run(cfg, tmp_path / "straight")
