@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .load import COMBINED_SEP, ReportError, Study, confounding_notes, load_study, short_names
-from .stats import Analysis, analyze
+from .stats import Analysis, analyze, left_out_count
 
 FORMATS = ("png", "svg", "pdf")
 MAX_STYLES = 4  # solid, dashed, dotted, dash-dot: more are hard to tell apart
@@ -142,7 +142,7 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
     left = runs.loc[~runs["used"], "left_out"].value_counts()
     if len(left):
         lines.append(f"left out of the statistics ({int(runs['used'].sum())}/{len(runs)} runs used): "
-                     + ", ".join(f"{n} {s}" for s, n in left.items()))
+                     + ", ".join(left_out_count(n, s) for s, n in left.items()))
     flagged = cells[cells["caveats"] != ""]
     for cell, r in flagged.iterrows():
         lines.append(f"  {cell}: {r['caveats']}")

@@ -27,7 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .load import fmt_value, setting_text, short_names
-from .stats import higher_is_better
+from .stats import higher_is_better, left_out_count
 
 LINESTYLES = ["-", "--", ":", "-."]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -374,8 +374,8 @@ def plot_heatmap(
         half = (r[f"{column}_ci_hi"] - r[f"{column}_ci_lo"]) / 2
         n = int(r["n_used"])
         if n == 0:
-            left = ", ".join(f"{int(r[c])} {c[2:]}" for c in r.index
-                             if c in ("n_diverged", "n_failed", "n_unfinished") and r[c])
+            left = ", ".join(left_out_count(int(r[c]), c[2:].replace("_", " ")) for c in r.index
+                             if c in ("n_diverged", "n_failed", "n_unfinished", "n_missing_epochs") and r[c])
             notes[i, j] = "no runs" if r["n_runs"] == 0 else "no usable\nruns" + (f"\n({left})" if left else "")
         else:
             pct = 100 if _is_accuracy(column) else 1

@@ -18,7 +18,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 import numpy as np
@@ -54,6 +54,14 @@ LOSS_COLUMNS = ("fit_loss", "val_loss")
 # epochs are listed, never averaged in with finished runs.
 UNFINISHED_STATUSES = (RUNNING, INTERRUPTED)
 UNFINISHED = "unfinished"  # the left_out reason of such a run, and of one with fewer epochs than planned
+# The left_out reason of a run whose metrics.csv lacks an epoch before its last
+# recorded one (rows lost, a file cut and appended to): its final and best
+# values cannot be trusted, whatever epoch it reached.
+GAP = "missing epochs"
+# The left_out reason of a run with the same cell and seed as a run already in
+# the statistics (a copied folder, a seed trained alone and as a replica):
+# counted once, never as another replicate.
+DUPLICATE = "duplicate"
 PLANNED_EPOCHS = "trainer.epochs"  # config key: the epochs a run is meant to train
 # Joins config keys that are confounded (they change together across the
 # runs) into one combined factor: ``model.dropout & trainer.epochs``.
@@ -79,8 +87,9 @@ class Study:
 
     @property
     def used(self) -> pd.DataFrame:
-        """Runs that enter means: finished (all planned epochs, not running or
-        interrupted), not diverged/failed, finite losses."""
+        """Runs that enter means: finished (a row for every epoch 0..planned,
+        not running or interrupted), not diverged/failed, finite losses, and
+        one run per (cell, seed)."""
         return self.runs[self.runs["used"]]
 
     @property
@@ -178,12 +187,33 @@ def _sort_key(value: Any) -> tuple:
 # ---------------------------------------------------------------- reading one job
 
 
+MAX_LISTED = 3  # malformed metrics.csv lines named in a note; the rest are counted
+
+
+def _is_na(cell: Any) -> bool:
+    return cell is None or (isinstance(cell, float) and math.isnan(cell))
+
+
+def _bad_cell(cell: Any) -> bool:
+    """A metrics.csv cell that is neither empty (read as NaN) nor a number."""
+    if _is_na(cell):
+        return False
+    try:
+        float(cell)
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
 def _read_metrics(path: Path) -> tuple[pd.DataFrame | None, list[str], bool]:
     """Complete rows of one metrics.csv, notes about what was dropped, truncated?
 
     A killed writer can leave a last line without its newline (possibly cut
     inside a number), so only newline-terminated lines are trusted. A line
-    with the wrong number of fields is dropped and counted.
+    with the wrong number of fields, a cell that is not a number, a seed that
+    is not a whole number or an epoch that is not one >= 0 is dropped and
+    named (by its line number) in a note; the rest of the record is read.
+    Dropped rows leave their epochs missing, which :func:`_add_usage` reports.
     """
     if not path.is_file():
         return None, [], False
@@ -194,24 +224,56 @@ def _read_metrics(path: Path) -> tuple[pd.DataFrame | None, list[str], bool]:
     lines = text.splitlines()
     if not lines:
         return None, ["metrics.csv is empty"], truncated
-    header, body = lines[0], lines[1:]
+    header = lines[0]
     n_sep = header.count(",")
-    nonblank = [line for line in body if line.strip()]
-    good = [line for line in nonblank if line.count(",") == n_sep]
-    notes = [f"{len(nonblank) - len(good)} malformed rows dropped"] if len(good) < len(nonblank) else []
     columns = header.split(",")
     for required in ("seed", "epoch"):
         if required not in columns:
             raise ValueError(f"metrics.csv has no {required!r} column")
+    dropped: list[tuple[int, str]] = []  # (line number in the file, why)
+    good: list[str] = []
+    numbers: list[int] = []  # line number of each good line
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        if line.count(",") != n_sep:
+            dropped.append((number, "wrong number of fields"))
+        else:
+            good.append(line)
+            numbers.append(number)
+    body = io.StringIO("\n".join([header, *good]))
     try:
-        # float for every column: fast C parsing, and garbage fails loudly.
-        df = pd.read_csv(io.StringIO("\n".join([header, *good])), dtype=float)
-    except ValueError as exc:
-        raise ValueError(f"metrics.csv: {str(exc).splitlines()[0]}") from None
-    df = df.dropna(subset=["seed", "epoch"])
+        # float for every column: fast C parsing; a cell that is no number fails it.
+        df = pd.read_csv(body, dtype=float)
+    except ValueError:
+        # Find the rows with cells that are no number, drop them, keep the rest.
+        body.seek(0)
+        raw = pd.read_csv(body, dtype=str)
+        bad = raw.map(_bad_cell)
+        for i in np.flatnonzero(bad.any(axis=1).to_numpy()):
+            col = bad.columns[bad.iloc[i].to_numpy()][0]
+            dropped.append((numbers[i], f"{raw[col].iat[i]!r} in {col}"))
+        keep = ~bad.any(axis=1).to_numpy()
+        df = raw[keep].astype(float)
+        numbers = [n for n, k in zip(numbers, keep) if k]
+    df = df.reset_index(drop=True)
+    index = df[["seed", "epoch"]]
+    whole = (np.isfinite(index) & (index == index.round())).all(axis=1) & (index["epoch"] >= 0)
+    whole = whole.to_numpy()
+    for i in np.flatnonzero(~whole):
+        seed, epoch = ("empty" if math.isnan(v) else fmt_value(v) for v in index.iloc[i])
+        dropped.append((numbers[i], f"seed {seed}, epoch {epoch}"))
+    df = df[whole]
     df[["seed", "epoch"]] = df[["seed", "epoch"]].astype(int)
     # A resumed run may re-record an epoch: the later row wins.
     df = df.drop_duplicates(["seed", "epoch"], keep="last").sort_values(["seed", "epoch"])
+    notes = []
+    if dropped:
+        dropped.sort()
+        listed = "; ".join(f"line {n}: {why}" for n, why in dropped[:MAX_LISTED])
+        more = f"; {len(dropped) - MAX_LISTED} more" if len(dropped) > MAX_LISTED else ""
+        notes.append(f"metrics.csv: {len(dropped)} malformed row{'s' if len(dropped) > 1 else ''} dropped "
+                     f"({listed}{more})")
     return df, notes, truncated
 
 
@@ -360,10 +422,11 @@ def load_study(
 
     runs = _add_usage(runs, epochs)
     runs["cell"] = cell_labels(runs, factors)
+    runs = _mark_duplicates(runs)
     keys = [tuple(_sort_key(v) for v in row) for row in runs[factors].itertuples(index=False)]
     order = sorted(range(len(runs)), key=lambda i: (keys[i], runs["seed"].iat[i], runs["job"].iat[i]))
     first = ["run", "job", "seed", "cell", "status", "used", "left_out", "epochs", "planned_epochs", "truncated", "note",
-             "error"]
+             "error", "missing_epochs", "duplicate_of"]
     runs = runs.iloc[order].reset_index(drop=True)[first + [c for c in runs.columns if c not in first]]
     # Tidy: every epoch row carries its cell and factor values.
     epochs = epochs.merge(runs[["run", "cell", *factors]], on="run", how="left")
@@ -439,19 +502,55 @@ def _combine_confounded(
     return runs, factors, levels, confounded
 
 
-def _add_usage(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """Columns ``epochs`` (last complete epoch), ``planned_epochs``
-    (``trainer.epochs``, where recorded), ``used`` (enters the statistics) and
-    ``left_out`` (why not, in a word or two).
+def missing_text(missing: str) -> str:
+    """A ``missing_epochs`` value in words: ``epochs 3-6 missing``, ``epoch 0 missing``."""
+    return f"{'epoch' if missing.isdigit() else 'epochs'} {missing} missing"
 
-    Diverged and failed runs are listed, never averaged in. A run whose loss is
-    NaN/inf although its status says otherwise is treated the same way. So is
-    an unfinished run: still running or interrupted, or with fewer epochs
-    recorded than planned (a killed job, a truncated metrics file): its final
-    and best values are those of another, shorter experiment.
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 3, 4, 5, 6, 9]`` -> ``0, 3-6, 9``."""
+    parts, i = [], 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def _add_usage(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``epochs`` (the last epoch k of the unbroken rows 0..k),
+    ``planned_epochs`` (``trainer.epochs``, where recorded), ``used`` (enters
+    the statistics), ``left_out`` (why not, in a word or two) and
+    ``missing_epochs`` (epochs without a row before the last recorded one,
+    ``3-6``; empty if none).
+
+    Rows are counted, not the highest epoch trusted: a run is finished only
+    with one row for every epoch 0..planned. Diverged and failed runs are
+    listed, never averaged in. A run whose loss is NaN/inf although its status
+    says otherwise is treated the same way. So is an unfinished run: still
+    running or interrupted, or with fewer epochs recorded than planned (a
+    killed job, a truncated metrics file): its final and best values are those
+    of another, shorter experiment. So is a run with missing epochs (rows lost
+    in the middle): whatever epoch it reached, its curve has holes.
     """
     runs = runs.copy()
-    runs["epochs"] = runs["run"].map(epochs.groupby("run")["epoch"].max()).astype("Int64")
+    # One row per (run, epoch) already (_read_metrics keeps the last of repeats).
+    ep = epochs[["run", "epoch"]].drop_duplicates().sort_values(["run", "epoch"])
+    # Sorted distinct epochs >= 0: the i-th is i exactly along the unbroken prefix 0..k.
+    prefix = ep["epoch"].to_numpy() == ep.groupby("run").cumcount().to_numpy()
+    k = pd.Series(prefix, index=ep.index).groupby(ep["run"]).sum() - 1
+    last = ep.groupby("run")["epoch"].max()
+    runs["epochs"] = runs["run"].map(k.where(k >= 0)).astype("Int64")  # NA: no row for epoch 0
+    has_rows = runs["run"].isin(last.index)
+    gap_runs = last.index[last > k]
+    holes = {}
+    for run in gap_runs:  # few: a Python loop is fine
+        seen = set(ep.loc[ep["run"] == run, "epoch"].tolist())
+        holes[run] = _ranges([e for e in range(last[run]) if e not in seen])
+    runs["missing_epochs"] = [holes.get(r, "") for r in runs["run"]]
+    gap = runs["missing_epochs"] != ""
     planned = pd.to_numeric(runs[PLANNED_EPOCHS], errors="coerce") if PLANNED_EPOCHS in runs else np.nan
     runs["planned_epochs"] = pd.Series(planned, index=runs.index, dtype="float").astype("Int64")
     # NaN is how a diverged loss is written ("nan"), and also what an empty
@@ -459,29 +558,62 @@ def _add_usage(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     bad = pd.Series(False, index=epochs.index)
     for c in (c for c in LOSS_COLUMNS if c in epochs):
         values = epochs[c].astype(float)
-        recorded = values.notna().groupby(epochs["run"]).transform("any")
-        bad |= recorded & ~np.isfinite(values)
+        recorded_loss = values.notna().groupby(epochs["run"]).transform("any")
+        bad |= recorded_loss & ~np.isfinite(values)
     nonfinite = runs["run"].isin(set(epochs.loc[bad, "run"]))
     excluded = runs["status"].isin(EXCLUDED_STATUSES)
-    no_epochs = runs["epochs"].isna()
+    no_epochs = ~has_rows
     short = (runs["epochs"] < runs["planned_epochs"]).fillna(False).astype(bool)
     unfinished = runs["status"].isin(UNFINISHED_STATUSES) | short
+    # Later assignments win: the most telling reason is the one given.
     runs["left_out"] = ""
     runs.loc[unfinished, "left_out"] = UNFINISHED
+    runs.loc[gap, "left_out"] = GAP
     runs.loc[no_epochs, "left_out"] = "no epoch"
     runs.loc[nonfinite, "left_out"] = "non-finite loss"
     runs.loc[excluded, "left_out"] = runs.loc[excluded, "status"]
     runs["used"] = runs["left_out"] == ""
-    stopped = "stopped at epoch " + runs["epochs"].astype(str) + runs["planned_epochs"].map(
-        lambda p: "" if pd.isna(p) else f" of {p}")
+    of_planned = runs["planned_epochs"].map(lambda p: "" if pd.isna(p) else f" of {p}")
+    stopped = "stopped at epoch " + runs["epochs"].astype(str) + of_planned
+    holed = (runs["missing_epochs"].map(missing_text) + " (last recorded epoch "
+             + runs["run"].map(last).astype("Int64").astype(str) + of_planned + ")")
     for mask, text in ((nonfinite & ~excluded, "non-finite loss: left out like a diverged run"),
                        (no_epochs, "no complete epoch recorded"),
+                       (gap, holed + ": left out of the statistics"),
                        (runs["left_out"] == UNFINISHED, "unfinished (" + stopped + "): left out of the statistics")):
+        text = text[mask] if isinstance(text, pd.Series) else text
         runs.loc[mask, "note"] = (runs.loc[mask, "note"] + "; " + text).str.lstrip("; ")
+    return runs
+
+
+def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
+    """Count each (cell, seed) once: of the used runs that share a cell and a
+    seed (copies of a folder, a seed trained alone and again as a replica:
+    ``trainer.replicas`` and runtime keys define no cell), one stays in the
+    statistics and the others are left out as ``duplicate``, with a note and a
+    ``duplicate_of`` column naming the run kept."""
+    runs = runs.copy()
+    runs["duplicate_of"] = ""
+    used = runs[runs["used"]]
+    # The run kept is the one whose job folder comes first in path order,
+    # compared folder by folder (sweep/0 before sweep_copy/0, w before x/2):
+    # deterministic, and independent of the order the folders were given in.
+    # Two runs of one (cell, seed) are always in different jobs: no ties.
+    order = sorted(used.index, key=lambda i: PurePosixPath(used.at[i, "job"]).parts)
+    used = used.loc[order]
+    kept = used.groupby(["cell", "seed"], sort=False)["run"].transform("first")
+    dup = kept[kept != used["run"]]
+    if dup.empty:
+        return runs
+    runs.loc[dup.index, "duplicate_of"] = dup
+    runs.loc[dup.index, "left_out"] = DUPLICATE
+    runs.loc[dup.index, "used"] = False
+    text = "duplicate of " + dup + " (same cell and seed): left out, counted once"
+    runs.loc[dup.index, "note"] = (runs.loc[dup.index, "note"] + "; " + text).str.lstrip("; ")
     return runs
 
 
 def incomplete(runs: pd.DataFrame) -> pd.Series:
     """Used runs whose status is not known to be completed (no summary.json,
-    but every planned epoch recorded)."""
+    but a row for every epoch 0..planned)."""
     return runs["used"] & (runs["status"] != COMPLETED)

@@ -19,8 +19,8 @@ import pandas as pd
 
 from .. import __version__
 from .figures import Rendered, label
-from .load import confounding_notes, fmt_value, is_combined
-from .stats import Analysis, higher_is_better
+from .load import confounding_notes, fmt_value, incomplete, is_combined
+from .stats import Analysis, higher_is_better, left_out_count
 
 # ---------------------------------------------------------------- numbers as text
 
@@ -82,7 +82,9 @@ def plural(n: int, word: str) -> str:
 
 CELLS_NOTE = (
     "Mean ± 95% CI half-width over each cell's usable runs (runs used / runs). Diverged, failed and unfinished "
-    "runs (still running, interrupted, or fewer epochs than planned) are left out and named in the caveats. "
+    "runs (still running, interrupted, or fewer epochs than planned), runs with a gap in their epochs (no row for an "
+    "epoch before their last) and duplicates (a second run of the same cell and seed, counted once) are left "
+    "out and named in the caveats. "
     "\"At lowest val loss\": the value at each run's epoch of lowest validation loss, the epoch summary.json "
     "calls best; never the maximum over epochs."
 )
@@ -189,11 +191,11 @@ def findings(a: Analysis) -> list[str]:
     problems = []
     if len(left):
         counts = left["left_out"].value_counts()
-        problems.append("runs left out of all means: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        problems.append("runs left out of all means: " + ", ".join(left_out_count(n, s) for s, n in counts.items()))
     if runs["truncated"].any():
         problems.append(f"{plural(int(runs['truncated'].sum()), 'run')} with a truncated metrics file "
                         "(read up to its last complete epoch; left out if that is short of the planned epochs)")
-    unknown = runs["used"] & (runs["status"] != "completed")
+    unknown = incomplete(runs)
     if unknown.any():
         problems.append(f"{plural(int(unknown.sum()), 'run')} of unknown status (no summary.json, every planned "
                         "epoch recorded) averaged in")

@@ -16,7 +16,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .load import COMBINED_SEP, UNFINISHED, Study, cell_labels, fmt_value, incomplete, is_combined, short_names
+from .load import (
+    COMBINED_SEP,
+    DUPLICATE,
+    GAP,
+    UNFINISHED,
+    Study,
+    cell_labels,
+    fmt_value,
+    incomplete,
+    is_combined,
+    missing_text,
+    short_names,
+)
 
 LEVEL = 0.95  # confidence level of every interval in the report
 STATS = ("mean", "std", "n", "ci_lo", "ci_hi")
@@ -151,6 +163,8 @@ def cell_table(
     table.insert(len(factors) + 1, "n_used", used.groupby("cell").size().reindex(table.index).fillna(0).astype(int))
     table["n_truncated"] = runs.groupby("cell")["truncated"].sum()
     table["n_unfinished"] = (runs["left_out"] == UNFINISHED).groupby(runs["cell"]).sum()
+    table["n_missing_epochs"] = (runs["left_out"] == GAP).groupby(runs["cell"]).sum()
+    table["n_duplicate"] = (runs["left_out"] == DUPLICATE).groupby(runs["cell"]).sum()
     stats = aggregate(used, ["cell"], columns, level) if len(used) else pd.DataFrame()
     table = table.join(stats)
     if "epochs_to_target" in used:
@@ -195,6 +209,8 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     unknown = runs[incomplete(runs)].groupby("cell").size().to_dict()
     # The same seed twice in a cell: copies of one run, or runs that differ in
     # something the config does not record. Either way not independent.
+    # load_study leaves such runs out as duplicates; this catches a runs table
+    # built some other way.
     seeds = runs[runs["used"]].groupby(["cell", "seed"]).size()
     repeated = seeds[seeds > 1].reset_index().groupby("cell")["seed"].apply(list).to_dict()
     flags = {}
@@ -210,9 +226,15 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
             for why, g in left[cell].groupby("left_out"):
                 if why == UNFINISHED:
                     where = ", ".join(_stopped(r) for _, r in g.iterrows())
+                elif why == GAP:
+                    where = ", ".join(f"seed {r['seed']}: {missing_text(r.get('missing_epochs') or '?')}"
+                                      for _, r in g.iterrows())
+                elif why == DUPLICATE:
+                    where = ", ".join(f"seed {r['seed']}: {r['run']} duplicates {r.get('duplicate_of') or '?'}"
+                                      for _, r in g.iterrows())
                 else:
                     where = f"seed {', '.join(map(str, g['seed']))}"
-                f.append(f"{len(g)} {why} left out ({where})")
+                f.append(f"{left_out_count(len(g), why)} left out ({where})")
         if cell in unknown:
             f.append(f"{unknown[cell]} of unknown status (no summary.json) averaged in")
         if cell in repeated:
@@ -221,6 +243,15 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
             f.append(f"{row['n_truncated']} truncated metrics file")
         flags[cell] = "; ".join(f)
     return pd.Series(flags)
+
+
+def left_out_count(n: int, why: str) -> str:
+    """``2 diverged``, ``3 unfinished``, ``1 with missing epochs``, ``2 duplicates``."""
+    if why == GAP:
+        return f"{n} with {why}"
+    if why == DUPLICATE:
+        return f"{n} {why}" + ("s" if n != 1 else "")
+    return f"{n} {why}"
 
 
 def _stopped(run: pd.Series) -> str:
