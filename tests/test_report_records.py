@@ -181,7 +181,8 @@ def test_two_copies_of_a_sweep_count_each_seed_once(tmp_path, capsys):
     assert cells["best_val_acc_std"].tolist() == pytest.approx([0.01 / np.sqrt(2)] * 2)
     assert cells.loc["dropout=0", "caveats"] == (
         "2 duplicates left out (seed 0: sweep_copy/0:0 duplicates sweep/0:0, "
-        "seed 1: sweep_copy/1:1 duplicates sweep/1:1)")
+        "seed 1: sweep_copy/1:1 duplicates sweep/1:1); "
+        "still improving: lowest val loss at the last epoch in 2 of 2 runs (train longer)")  # see row()
 
     runs = pd.read_csv(out / "runs.csv").set_index("run")
     copies = runs[runs["job"].str.startswith("sweep_copy/")]

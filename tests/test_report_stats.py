@@ -47,6 +47,7 @@ def test_higher_is_better():
     assert stats.higher_is_better("val_acc") and stats.higher_is_better("test_acc")
     assert not stats.higher_is_better("val_loss")
     assert not stats.higher_is_better("gap_acc")  # a smaller gap is better
+    assert not stats.higher_is_better("final_gap_acc")  # also as an outcome column
 
 
 def _epochs() -> pd.DataFrame:
@@ -99,7 +100,8 @@ def _factorial(drop: tuple | None = None) -> pd.DataFrame:
 
 def test_paired_effects_of_a_2x2_factorial_by_hand():
     levels = {"A": [False, True], "B": [False, True]}
-    eff = stats.paired_effects(_factorial(), ["A", "B"], levels, "y").set_index("contrast")
+    eff = stats.paired_effects(_factorial(), ["A", "B"], levels, "y")
+    eff = eff[eff["kind"] != "simple"].set_index("contrast")  # simple effects share the contrast text (see "at")
     a = eff.loc["A: false → true"]
     # per seed: mean over B of the A difference: seed 0 (0.10 + 0.15)/2, seed 1 (0.12 + 0.14)/2
     assert a["estimate"] == pytest.approx((0.125 + 0.13) / 2)
@@ -115,19 +117,34 @@ def test_paired_effects_of_a_2x2_factorial_by_hand():
 
 def test_paired_effects_use_only_seeds_present_in_every_cell():
     levels = {"A": [False, True], "B": [False, True]}
-    eff = stats.paired_effects(_factorial(drop=(1, True, True)), ["A", "B"], levels, "y").set_index("contrast")
+    eff = stats.paired_effects(_factorial(drop=(1, True, True)), ["A", "B"], levels, "y")
+    eff = eff[eff["kind"] != "simple"].set_index("contrast")
     assert eff.loc["A: false → true", "n"] == 1
     assert eff.loc["A: false → true", "estimate"] == pytest.approx(0.125)
     assert math.isnan(eff.loc["A: false → true", "ci_lo"])  # one seed: no interval
     assert eff.loc["(A: false → true) × (B: false → true)", "estimate"] == pytest.approx(0.05)
 
 
-def test_paired_effects_not_estimable_without_a_cell():
+def test_paired_effects_without_a_cell_use_the_complete_sub_grid():
     levels = {"A": [False, True], "B": [False, True]}
     runs = _factorial()
     runs = runs[~((runs["A"]) & (runs["B"]))]  # cell (true, true) never ran
-    eff = stats.paired_effects(runs, ["A", "B"], levels, "y").set_index("contrast")
-    assert eff.loc["A: false → true", "n"] == 0 and math.isnan(eff.loc["A: false → true", "estimate"])
+    eff = stats.paired_effects(runs, ["A", "B"], levels, "y")
+    eff = eff[eff["kind"] != "simple"].set_index("contrast")
+    # A at B=false only: seed 0: 0.60 - 0.50, seed 1: 0.52 - 0.40
+    assert eff.loc["A: false → true", "n"] == 2 and eff.loc["A: false → true", "estimate"] == pytest.approx(0.11)
+    assert "at B=false only" in eff.loc["A: false → true", "scope"]
+    inter = eff.loc["(A: false → true) × (B: false → true)"]
+    assert inter["n"] == 0 and math.isnan(inter["estimate"])  # needs all four cells
+
+
+def test_paired_effects_not_estimable_without_a_shared_seed():
+    levels = {"A": [False, True], "B": [False, True]}
+    runs = _factorial()
+    runs = runs[~((runs["seed"] == 0) & runs["A"]) & ~((runs["seed"] == 1) & ~runs["A"])]  # A=true: seed 1 only
+    eff = stats.paired_effects(runs, ["A", "B"], levels, "y")
+    a = eff[eff["kind"] == "main"].set_index("contrast").loc["A: false → true"]
+    assert a["n"] == 0 and math.isnan(a["estimate"])
 
 
 def test_cell_table_counts_flags_and_missing_cells():

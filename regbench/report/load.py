@@ -42,8 +42,11 @@ from regbench.records import (
 # Config keys that say how or where a run was executed, never what was
 # studied: they do not define a cell even when they differ between runs.
 # trainer.replicas changes how seeds are run (vectorized), not what a run is: its
-# records are per seed, like those of separate runs.
-NON_CELL_KEYS = frozenset({"seed", "trainer.replicas", *RUNTIME_KEYS})
+# records are per seed, like those of separate runs. Whether diagnostics or the
+# test split were recorded, and progress bars, threads and the device, change
+# what is written or how fast, never what is learned.
+NON_CELL_KEYS = frozenset({"seed", "trainer.replicas", "trainer.diagnostics", "trainer.test", "trainer.progress",
+                           "threads", "device", *RUNTIME_KEYS})
 UNKNOWN = "unknown"  # a job killed before it wrote its first summary.json
 EXCLUDED_STATUSES = (DIVERGED, FAILED)  # listed, never averaged in
 # metrics.csv columns that index a row rather than measure something.
@@ -62,6 +65,7 @@ GAP = "missing epochs"
 # the statistics (a copied folder, a seed trained alone and as a replica):
 # counted once, never as another replicate.
 DUPLICATE = "duplicate"
+TIME_COLUMN = "time_s"  # metrics.csv: training time so far (s); divided per seed on reading
 PLANNED_EPOCHS = "trainer.epochs"  # config key: the epochs a run is meant to train
 # Joins config keys that are confounded (they change together across the
 # runs) into one combined factor: ``model.dropout & trainer.epochs``.
@@ -114,6 +118,57 @@ def fmt_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "none"
     return str(value)
+
+
+def finite(v: Any) -> bool:
+    """A number that can be printed: not None, NaN or inf."""
+    try:
+        return v is not None and not pd.isna(v) and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def unit(col: str) -> tuple[float, int, str]:
+    """(scale, decimals, unit) of a column: accuracies in percent, seconds in s."""
+    base = col.removeprefix("best_").removeprefix("final_")
+    if base.endswith("acc"):
+        return 100.0, 1, "%"
+    if "epoch" in col:
+        return 1.0, 1, ""
+    if col.startswith("seconds") or col.endswith("time_s"):
+        return 1.0, 2, " s"
+    return 1.0, 3, ""
+
+
+def fmt_num(v: Any, col: str) -> str:
+    """A value with its unit: ``89.1%``, ``12.3`` (epochs), ``0.43 s``, ``0.397``."""
+    if not finite(v):
+        return "–"
+    scale, dec, u = unit(col)
+    return f"{v * scale:.{dec}f}{u}"
+
+
+def fmt_diff(v: Any, col: str) -> str:
+    """A signed difference; of accuracies in percentage points."""
+    if not finite(v):
+        return "–"
+    scale, dec, u = unit(col)
+    return f"{v * scale:+.{dec}f}{' pp' if u == '%' else u}"
+
+
+def fmt_bounds(lo: Any, hi: Any, col: str) -> str:
+    """An interval of a difference without its unit (the estimate before it has it): ``[+3.6, +6.3]``."""
+    if not (finite(lo) and finite(hi)):
+        return ""
+    scale, dec, _ = unit(col)
+    return f"[{lo * scale:+.{dec}f}, {hi * scale:+.{dec}f}]"
+
+
+def fmt_p(p: Any) -> str:
+    """``p = 0.031``, ``p < 0.001``; ``–`` without a test."""
+    if not finite(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def is_combined(factor: str) -> bool:
@@ -304,6 +359,10 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
         seeds += [s for s in metrics["seed"].unique().tolist() if s not in seeds]
     if not seeds:
         raise ValueError("no seed in summary.json, config or metrics.csv")
+    # Seeds trained together as one vectorized model share one clock: metrics.csv
+    # gives each of them the job's training time (see :func:`load_study`).
+    together = len(summary.get("seeds") or []) or config.get("trainer.replicas") or len(seeds)
+    together = max(1, int(together)) if isinstance(together, (int, float, np.integer)) else len(seeds)
     status = summary.get("status", UNKNOWN)
     seed_status = summary.get("seed_status") or {}
     data = summary.get("data") or {}
@@ -321,6 +380,7 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
             "n_params": summary.get("n_params"),
             "wall_time_s": summary.get("wall_time_s"),
             "device_used": summary.get("device"),
+            "seeds_together": together,
             "path": str(job),
             **{k: v for k, v in config.items() if k != "seed"},
         }
@@ -394,6 +454,11 @@ def load_study(
 
     runs = pd.DataFrame(rows)
     epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "seed", "epoch"])
+    if TIME_COLUMN in epochs:
+        # Time per seed: a job that trained R seeds together wrote its one clock
+        # into each seed's rows; R seeds share it, so each is charged 1/R.
+        together = epochs["run"].map(runs.set_index("run")["seeds_together"]).fillna(1).astype(float)
+        epochs[TIME_COLUMN] = epochs[TIME_COLUMN].astype(float) / together
 
     datasets = runs["dataset"].fillna("unknown").value_counts()
     if len(datasets) > 1 and not allow_mixed:
@@ -426,7 +491,7 @@ def load_study(
     keys = [tuple(_sort_key(v) for v in row) for row in runs[factors].itertuples(index=False)]
     order = sorted(range(len(runs)), key=lambda i: (keys[i], runs["seed"].iat[i], runs["job"].iat[i]))
     first = ["run", "job", "seed", "cell", "status", "used", "left_out", "epochs", "planned_epochs", "truncated", "note",
-             "error", "missing_epochs", "duplicate_of"]
+             "error", "missing_epochs", "duplicate_of", "seeds_together"]
     runs = runs.iloc[order].reset_index(drop=True)[first + [c for c in runs.columns if c not in first]]
     # Tidy: every epoch row carries its cell and factor values.
     epochs = epochs.merge(runs[["run", "cell", *factors]], on="run", how="left")

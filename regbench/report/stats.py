@@ -2,7 +2,13 @@
 
 Every headline number is a distribution over seeds: mean, std, n and a 95%
 Student-t confidence interval of the mean. Non-finite values (a diverged
-run's NaN/inf) never enter a mean.
+run's NaN/inf) never enter a mean. Times are positive: their intervals are
+percentile bootstraps (fixed seed), which stay inside the observed range.
+
+Effects are paired by seed and read as a family: every contrast of one
+outcome (main effects, interactions, simple effects) gets a two-sided paired
+t-test, Holm's step-down adjustment over the family, and a simultaneous
+(Bonferroni-width) interval. "Resolved" is said of the adjusted reading only.
 """
 
 from __future__ import annotations
@@ -23,20 +29,44 @@ from .load import (
     UNFINISHED,
     Study,
     cell_labels,
+    finite,
+    fmt_bounds,
+    fmt_diff,
     fmt_value,
     incomplete,
     is_combined,
     missing_text,
+    setting_text,
     short_names,
 )
 
 LEVEL = 0.95  # confidence level of every interval in the report
+ALPHA = 1 - LEVEL  # family-wise error rate of the effects
 STATS = ("mean", "std", "n", "ci_lo", "ci_hi")
+N_BOOT = 2000  # bootstrap resamples for intervals of positive quantities (times)
+BOOT_SEED = 0  # fixed: the same records give the same report
+TARGET_COLUMNS = ("epochs_to_target", "seconds_to_target")  # NaN = never reached: censored, not missing
+# Accuracies that measure something unwanted: the share of corrupted training
+# labels the model reproduces (memorization).
+LOWER_IS_BETTER_ACC = ("noisy_fit_acc",)
+EFFECT_COLUMNS = ["outcome", "kind", "factor", "contrast", "at", "estimate", "ci_lo", "ci_hi", "n", "std", "p",
+                  "p_adj", "ci_lo_adj", "ci_hi_adj", "resolved", "family", "family_size", "scope"]
+SEED_COLUMNS = ["outcome", "kind", "factor", "contrast", "at", "seed", "value"]
 
 
 def higher_is_better(metric: str) -> bool:
-    """Accuracies go up; losses, gaps and everything else go down."""
-    return metric.endswith("acc") and not metric.startswith("gap")
+    """Accuracies go up; losses, gaps, times and everything else go down.
+
+    Takes a metrics.csv column (``val_acc``) or an outcome (``best_val_acc``,
+    ``final_gap_acc``): a gap is better small even when it is one of accuracies.
+    """
+    base = metric.removeprefix("best_").removeprefix("final_")
+    return base.endswith("acc") and not base.startswith("gap") and base not in LOWER_IS_BETTER_ACC
+
+
+def positive_column(col: str) -> bool:
+    """Times and epoch counts: never below 0, so their intervals must not be."""
+    return col.endswith("time_s") or col in TARGET_COLUMNS
 
 
 def _t_half_width(std, n, level: float = LEVEL):
@@ -61,22 +91,55 @@ def summarize(values: Iterable[float], level: float = LEVEL) -> dict[str, float]
     return {"mean": mean, "std": std, "n": n, "ci_lo": mean - half, "ci_hi": mean + half}
 
 
-def aggregate(df: pd.DataFrame, by: list[str], columns: list[str], level: float = LEVEL) -> pd.DataFrame:
+def bootstrap_interval(values: Iterable[float], level: float = LEVEL, n_boot: int = N_BOOT,
+                       seed: int = BOOT_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of the finite values; (NaN, NaN)
+    where n < 2. It lies within [min, max], so it is positive for positive data."""
+    x = np.asarray(list(values), dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    lo, hi = np.quantile(x[idx].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def aggregate(df: pd.DataFrame, by: list[str], columns: list[str], level: float = LEVEL,
+              positive: Iterable[str] = ()) -> pd.DataFrame:
     """Per group of ``by``: ``<col>_mean, _std, _n, _ci_lo, _ci_hi`` for each column.
 
     One vectorized groupby for all groups (no per-group Python), so it scales
-    to thousands of run x epoch groups.
+    to thousands of run x epoch groups. Columns in ``positive`` get a
+    percentile bootstrap interval instead of the t interval (per group in
+    Python: meant for the few groups of a cell table).
     """
     values = df[columns].astype(float)
     values = values.where(np.isfinite(values))
-    g = values.groupby([df[b] for b in by], sort=False)
+    keys = [df[b] for b in by]
+    g = values.groupby(keys, sort=False)
     mean, std, n = g.mean(), g.std(ddof=1), g.count()
     half = pd.DataFrame(_t_half_width(std, n, level), index=mean.index, columns=columns)
     out = {}
     for c in columns:
         out[f"{c}_mean"], out[f"{c}_std"], out[f"{c}_n"] = mean[c], std[c], n[c]
         out[f"{c}_ci_lo"], out[f"{c}_ci_hi"] = mean[c] - half[c], mean[c] + half[c]
+    for c in (c for c in positive if c in columns):
+        bounds = values[c].groupby(keys, sort=False).apply(lambda x: bootstrap_interval(x, level))
+        bounds = bounds.reindex(mean.index)
+        out[f"{c}_ci_lo"] = bounds.map(lambda b: b[0])
+        out[f"{c}_ci_hi"] = bounds.map(lambda b: b[1])
     return pd.DataFrame(out, index=mean.index)
+
+
+def censored_median(values: Iterable[float]) -> float:
+    """Median of times to an event where NaN means "never": those count as
+    later than any observed one. NaN when half or more never got there (the
+    median is then not defined by the data)."""
+    x = np.asarray(list(values), dtype=float)
+    if not len(x):
+        return math.nan
+    med = float(np.median(np.where(np.isnan(x), np.inf, x)))
+    return med if math.isfinite(med) else math.nan
 
 
 # ---------------------------------------------------------------- per run
@@ -115,8 +178,10 @@ def run_outcomes(epochs: pd.DataFrame, metric: str = "val_acc", target: float | 
     if "time_s" in ep:
         out["final_time_s"] = last["time_s"]
     best = best_rows(ep).reindex(out.index)
-    for col in dict.fromkeys([metric, "val_acc", "val_loss"]):
-        if col in ep:
+    # test_acc beside val_acc: the cell chosen as best on validation data has a
+    # validation value biased upward; its test value at the same epoch is not.
+    for col in dict.fromkeys([metric, "val_acc", "val_loss", "test_acc"]):
+        if col in ep and (col != "test_acc" or ep[col].notna().any()):
             out[f"best_{col}"] = best[col].astype(float)
             out[f"final_{col}"] = last[col]
     for col in ("fit_acc", "fit_loss", "gap_loss", "gap_acc"):
@@ -141,6 +206,26 @@ def outcome_columns(outcomes: pd.DataFrame) -> list[str]:
     return [c for c in outcomes.columns if c not in ("final_epoch",)]
 
 
+def lacking_values(runs: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Per used run, the outcome columns it has no finite value for although
+    other used runs do (``best_val_acc, final_gap_loss``; empty if none): a
+    NaN at its best epoch, or an older record without a column. Such a run
+    silently lowers that column's n; this names it. Times to target are
+    censored (NaN: never reached), not lacking, and are not checked."""
+    used = runs[runs["used"]] if "used" in runs else runs
+    cols = [c for c in columns if c.startswith(("best_", "final_")) and c in runs]
+    values = used[cols].astype(float)
+    ok = np.isfinite(values)
+    cols = [c for c in cols if ok[c].any()]
+    lack = pd.Series("", index=runs.index, dtype=object)
+    if not cols:
+        return lack
+    names = np.array(cols, dtype=object)
+    missing = ~ok[cols].to_numpy()
+    lack.loc[used.index] = [", ".join(names[m]) for m in missing]
+    return lack
+
+
 def cell_table(
     runs: pd.DataFrame,
     factors: list[str],
@@ -153,7 +238,18 @@ def cell_table(
 
     When the factors form a grid, combinations without any run are added as
     rows flagged ``missing``. Flags say, in words, what a reader must know
-    before trusting the row: fewer seeds than other cells, runs left out.
+    before trusting the row: fewer seeds than other cells, runs left out, a
+    used run without a value (``<col>_n`` below ``n_used``), training that
+    stopped while still improving, times from jobs that trained different
+    numbers of seeds together.
+
+    Times to target are censored (a run that never reached the target has no
+    time, not an unknown one): ``n_reached`` of ``n_used`` and the median
+    (``<col>_median``, NaN when half or more never reached it) are the
+    numbers to read; ``<col>_mean`` and its interval are over the runs that
+    reached it only. Time columns (``final_time_s``) are one value per job
+    (seeds trained together share one clock): their ``_n`` counts jobs, and
+    intervals of times and of times to target are percentile bootstraps.
     """
     keys = runs.drop_duplicates("cell").set_index("cell")[factors]
     counts = pd.crosstab(runs["cell"], runs["status"])
@@ -165,10 +261,32 @@ def cell_table(
     table["n_unfinished"] = (runs["left_out"] == UNFINISHED).groupby(runs["cell"]).sum()
     table["n_missing_epochs"] = (runs["left_out"] == GAP).groupby(runs["cell"]).sum()
     table["n_duplicate"] = (runs["left_out"] == DUPLICATE).groupby(runs["cell"]).sum()
-    stats = aggregate(used, ["cell"], columns, level) if len(used) else pd.DataFrame()
-    table = table.join(stats)
+    times = [c for c in columns if c.endswith("time_s")]
+    per_run = [c for c in columns if c not in times]
+    if len(used):
+        positive = [c for c in per_run if positive_column(c)]
+        table = table.join(aggregate(used, ["cell"], per_run, level, positive=positive))
+        if times:
+            # One clock per job: seeds trained together are one measurement of time.
+            job = used["job"] if "job" in used else pd.Series(used.index, index=used.index)  # no job: each run its own
+            per_job = used[times].astype(float).groupby([used["cell"], job]).mean().reset_index(level=1, drop=True)
+            table = table.join(aggregate(per_job.reset_index(), ["cell"], times, level, positive=times))
+            table["n_jobs"] = job.groupby(used["cell"]).nunique().reindex(table.index).fillna(0).astype(int)
+    for c in (c for c in TARGET_COLUMNS if c in used):
+        table[f"{c}_median"] = used.groupby("cell")[c].apply(censored_median).reindex(table.index)
     if "epochs_to_target" in used:
         table["n_reached"] = used.groupby("cell")["epochs_to_target"].count().reindex(table.index).fillna(0).astype(int)
+    if {"best_epoch", "final_epoch"} <= set(used.columns):
+        has_best = used["best_epoch"].notna()
+        at_last = has_best & (used["best_epoch"] == used["final_epoch"])
+        table["n_best_at_last"] = at_last.groupby(used["cell"]).sum().reindex(table.index).fillna(0).astype(int)
+        n_best = has_best.groupby(used["cell"]).sum().reindex(table.index).fillna(0)
+        # Most runs still had their lowest validation loss at the last epoch:
+        # the cell was stopped while improving, its numbers are not converged.
+        table["still_improving"] = (2 * table["n_best_at_last"] > n_best) & (n_best > 0)
+    if "seeds_together" in used:
+        table["seeds_together"] = used.groupby("cell")["seeds_together"].apply(
+            lambda v: ", ".join(str(int(x)) for x in sorted(set(v.dropna())))).reindex(table.index).fillna("")
 
     missing = _missing_cells(keys, factors, levels)
     if len(missing):
@@ -182,7 +300,12 @@ def cell_table(
         table = table[factors + parts + [c for c in table.columns if c not in factors and c not in parts]]
     count_cols = [c for c in table.columns if c.startswith("n_") and not c.endswith("_n")]
     table[count_cols] = table[count_cols].fillna(0).astype(int)
-    table["caveats"] = _flags(table, runs)
+    if "still_improving" in table:
+        table["still_improving"] = table["still_improving"].fillna(False).astype(bool)
+    if "seeds_together" in table:
+        table["seeds_together"] = table["seeds_together"].fillna("")
+    lacking = runs["lacking"] if "lacking" in runs else lacking_values(runs, columns)
+    table["caveats"] = _flags(table, runs.assign(lacking=lacking))
     table.index.name = "cell"
     return table
 
@@ -213,6 +336,8 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     # built some other way.
     seeds = runs[runs["used"]].groupby(["cell", "seed"]).size()
     repeated = seeds[seeds > 1].reset_index().groupby("cell")["seed"].apply(list).to_dict()
+    lacks = runs[runs["used"] & (runs["lacking"] != "")] if "lacking" in runs else runs.iloc[:0]
+    lacking = {cell: g for cell, g in lacks.groupby("cell")}
     flags = {}
     for cell, row in table.iterrows():  # one line per cell, not per run
         f = []
@@ -241,6 +366,26 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
             f.append(f"seed {', '.join(map(str, repeated[cell]))} in more than one run")
         if row.get("n_truncated", 0):
             f.append(f"{row['n_truncated']} truncated metrics file")
+        if cell in lacking:
+            # Grouped by the runs that lack them: an older record lacks several columns at once.
+            who: dict[str, list[str]] = {}
+            for _, r in lacking[cell].iterrows():
+                for c in r["lacking"].split(", "):
+                    who.setdefault(c, []).append(f"seed {r['seed']}: {r['run']}")
+            groups: dict[tuple, list[str]] = {}
+            for c, w in who.items():
+                groups.setdefault(tuple(w), []).append(c)
+            for w, cs in groups.items():
+                n = row.get(f"{cs[0]}_n", math.nan)
+                of = f": n = {int(n)} of {row['n_used']}" if finite(n) else ""
+                f.append(f"{', '.join(cs)} missing in {len(w)} used run{'s' if len(w) > 1 else ''} "
+                         f"({', '.join(w)}){of}")
+        if row.get("still_improving", False):
+            f.append(f"still improving: lowest val loss at the last epoch in {row['n_best_at_last']} of "
+                     f"{row['n_used']} runs (train longer)")
+        if "," in str(row.get("seeds_together", "")):
+            f.append(f"times mix jobs that trained {row['seeds_together'].replace(', ', ' and ')} seeds together "
+                     "(per-seed times of a vectorized job are not those of a solo run)")
         flags[cell] = "; ".join(f)
     return pd.Series(flags)
 
@@ -283,6 +428,45 @@ def auto_target(cells: pd.DataFrame, metric: str) -> float | None:
 # ---------------------------------------------------------------- effects
 
 
+def t_test_p(mean, std, n) -> float:
+    """Two-sided p of a one-sample t-test of mean 0 (as ``scipy.stats.ttest_1samp``);
+    NaN where n < 2. Identical per-seed values (std 0) give p = 0 unless all are 0."""
+    if not (finite(mean) and n is not None and n >= 2):
+        return math.nan
+    if not std > 0:
+        return 1.0 if mean == 0 else 0.0
+    t = mean / (std / math.sqrt(n))
+    return float(2 * sps.t.sf(abs(t), n - 1))
+
+
+def holm(p: Iterable[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values of one family; NaN entries (no test)
+    are not in the family and stay NaN.
+
+    With the m finite p sorted ascending, p_(i) becomes
+    max over j <= i of min(1, (m - j + 1) p_(j)).
+    """
+    p = np.asarray(list(p), dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if not m:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(stepped)
+    return out
+
+
+def simultaneous_half_width(std, n, family_size: int, level: float = LEVEL):
+    """Bonferroni-width t half-width: the interval of each of ``family_size``
+    contrasts at level 1 - (1 - level) / family_size, so all hold together
+    with probability >= ``level``."""
+    if family_size < 1:
+        return np.full(np.shape(n), np.nan)
+    return _t_half_width(std, n, 1 - (1 - level) / family_size)
+
+
 def paired_effects(
     runs: pd.DataFrame,
     factors: list[str],
@@ -290,30 +474,53 @@ def paired_effects(
     value: str,
     level: float = LEVEL,
 ) -> pd.DataFrame:
-    """Main and two-way interaction effects on ``value``, paired by seed.
+    """Main, two-way interaction and simple effects on ``value``, paired by
+    seed (unadjusted; :func:`adjust` reads them as a family). See
+    :func:`contrasts`."""
+    return contrasts(runs, factors, levels, value, level)[0]
+
+
+def contrasts(
+    runs: pd.DataFrame,
+    factors: list[str],
+    levels: dict[str, list],
+    value: str,
+    level: float = LEVEL,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Main, two-way interaction and simple effects on ``value``, paired by seed.
 
     For each factor, each level is compared with the first (reference)
     level: the main effect is the difference averaged over all settings of
     the other factors. The interaction of A (a0 -> a) and B (b0 -> b) is a
     difference of differences, ``(y[a,b] - y[a0,b]) - (y[a,b0] - y[a0,b0])``:
-    how much B changes the effect of A. For a 2-level factorial this is the
-    classic design. Each contrast is computed per seed, so seed-to-seed
-    variation shared by all cells cancels; a seed enters only if it has a
-    used run in every cell the contrast needs, and the interval is Student-t
-    over those seeds. ``runs`` must hold only used runs.
+    how much B changes the effect of A. A simple effect is the effect of A at
+    one level of B (``at``), averaged over any further factors. Each contrast
+    is computed per seed, so seed-to-seed variation shared by all cells
+    cancels; a seed enters only if it has a value in every cell the contrast
+    needs, and the interval is Student-t over those seeds. ``runs`` must hold
+    only used runs.
 
-    Returns one row per contrast: kind, factor, contrast, estimate, ci_lo,
-    ci_hi, n (seeds), with ``estimate`` NaN when no seed covers the contrast.
+    A cell without any value (never ran, nothing usable) does not void a
+    contrast: it is averaged over the settings of the other factors at which
+    every cell it needs exists (the complete sub-grid), and ``scope`` says
+    which ("at batchnorm=false only"); empty when over all settings.
+
+    Returns (effects, per_seed). effects: one row per contrast: kind, factor,
+    contrast, at, estimate, ci_lo, ci_hi, n (seeds), std, scope, with
+    ``estimate`` NaN when no seed covers the contrast. per_seed: kind,
+    factor, contrast, at, seed, value (the contrast of each seed).
     """
+    cols = ["kind", "factor", "contrast", "at", "estimate", "ci_lo", "ci_hi", "n", "std", "scope"]
     if not factors or runs.empty:
-        return pd.DataFrame(columns=["kind", "factor", "contrast", "estimate", "ci_lo", "ci_hi", "n", "std"])
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=[c for c in SEED_COLUMNS if c != "outcome"])
     vals = runs[value].astype(float).where(np.isfinite(runs[value].astype(float)))
-    wide = runs.assign(_v=vals).pivot_table(index="seed", columns="cell", values="_v", aggfunc="mean")
+    wide = runs.assign(_v=vals).pivot_table(index="seed", columns="cell", values="_v", aggfunc="mean", dropna=False)
     keys = runs.drop_duplicates("cell").set_index("cell")[factors]
     short = short_names(factors)
 
     def select(fixed: dict) -> pd.DataFrame:
-        """Seeds x settings of the other factors, at the ``fixed`` levels."""
+        """Seeds x every setting of the other factors (grid order), at the
+        ``fixed`` levels; an all-NaN column where that cell has no value."""
         mask = np.ones(len(keys), dtype=bool)
         for f, v in fixed.items():
             mask &= (keys[f] == v).to_numpy()
@@ -321,38 +528,233 @@ def paired_effects(
         sub = keys[mask]
         block = wide.reindex(columns=sub.index)
         block.columns = ["|".join(map(repr, r)) for r in sub[rest].itertuples(index=False)]
-        # Every setting of the other factors must be present, or the average
-        # would silently be over a different set of cells.
         grid = ["|".join(map(repr, g)) for g in itertools.product(*(levels[f] for f in rest))]
         return block.reindex(columns=grid)
 
-    def row(kind: str, factor: str, contrast: str, diff: pd.DataFrame) -> dict:
-        per_seed = diff.mean(axis=1, skipna=False).dropna()
-        return {"kind": kind, "factor": factor, "contrast": contrast, **_effect(per_seed, level)}
+    def settings(rest: list[str]) -> list[str]:
+        return [", ".join(setting_text(f, v, short[f]) for f, v in zip(rest, g))
+                for g in itertools.product(*(levels[f] for f in rest))]
+
+    rows, seed_rows = [], []
+
+    def add(kind: str, factor: str, contrast: str, at: str, terms: list[tuple[int, dict]]) -> None:
+        """One contrast: the signed sum of ``terms`` (sign, fixed levels), per seed."""
+        blocks = [select(fixed) for _, fixed in terms]
+        present = np.logical_and.reduce([b.notna().any(axis=0).to_numpy() for b in blocks])
+        diff = sum(sign * b.to_numpy() for (sign, _), b in zip(terms, blocks))
+        rest = [f for f in factors if f not in terms[0][1]]
+        names = settings(rest)
+        scope = ""
+        if present.any() and not present.all():
+            kept = [n for n, p in zip(names, present) if p]
+            scope = (f"at {' and '.join(kept)} only" if len(kept) <= 2
+                     else f"over {len(kept)} of {len(names)} settings of the other factors")
+            scope += " (complete sub-grid: a cell it needs has no usable run)"
+        per_seed = pd.Series(diff[:, present].mean(axis=1) if present.any() else np.nan, index=wide.index).dropna()
+        rows.append({"kind": kind, "factor": factor, "contrast": contrast, "at": at, **_effect(per_seed, level),
+                     "scope": scope})
+        seed_rows.extend({"kind": kind, "factor": factor, "contrast": contrast, "at": at, "seed": sd, "value": v}
+                         for sd, v in per_seed.items())
 
     def change(f: str, a, b) -> str:
         """``dropout: 0 → 0.5``; a combined factor: ``dropout=0, epochs=2 → dropout=0.3, epochs=5``."""
         return f"{a} → {b}" if is_combined(f) else f"{short[f]}: {fmt_value(a)} → {fmt_value(b)}"
 
-    rows = []
     for f in factors:
         ref = levels[f][0]
         for lv in levels[f][1:]:
-            diff = select({f: lv}) - select({f: ref})
-            rows.append(row("main", f, change(f, ref, lv), diff))
+            add("main", f, change(f, ref, lv), "", [(1, {f: lv}), (-1, {f: ref})])
     for f, h in itertools.combinations(factors, 2):
         rf, rh = levels[f][0], levels[h][0]
         for a in levels[f][1:]:
             for b in levels[h][1:]:
-                diff = (select({f: a, h: b}) - select({f: rf, h: b})) - (select({f: a, h: rh}) - select({f: rf, h: rh}))
-                contrast = f"({change(f, rf, a)}) × ({change(h, rh, b)})"
-                rows.append(row("interaction", f"{f} × {h}", contrast, diff))
-    return pd.DataFrame(rows)
+                add("interaction", f"{f} × {h}", f"({change(f, rf, a)}) × ({change(h, rh, b)})", "",
+                    [(1, {f: a, h: b}), (-1, {f: rf, h: b}), (-1, {f: a, h: rh}), (1, {f: rf, h: rh})])
+    for f, h in itertools.permutations(factors, 2):
+        ref = levels[f][0]
+        for hv in levels[h]:
+            for lv in levels[f][1:]:
+                add("simple", f, change(f, ref, lv), setting_text(h, hv, short[h]),
+                    [(1, {f: lv, h: hv}), (-1, {f: ref, h: hv})])
+    seeds = pd.DataFrame(seed_rows, columns=[c for c in SEED_COLUMNS if c != "outcome"])
+    return pd.DataFrame(rows, columns=cols), seeds
 
 
 def _effect(per_seed: pd.Series, level: float) -> dict:
     s = summarize(per_seed, level)
     return {"estimate": s["mean"], "ci_lo": s["ci_lo"], "ci_hi": s["ci_hi"], "n": s["n"], "std": s["std"]}
+
+
+def adjust(effects: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
+    """Read ``effects`` family by family (a family: every contrast of one
+    ``outcome``, main + interaction + simple): ``p`` (two-sided paired t),
+    ``p_adj`` (Holm over the family), ``ci_lo_adj``/``ci_hi_adj``
+    (simultaneous Bonferroni-width t intervals over the same family),
+    ``resolved`` (``p_adj`` < 1 - level), ``family`` (the outcome) and
+    ``family_size`` (contrasts with a test: n >= 2). The raw ``ci_lo``,
+    ``ci_hi`` are kept.
+
+    Holm's step-down test can resolve a contrast whose Bonferroni interval
+    still touches 0 (it is uniformly more powerful); never the reverse.
+    """
+    out = effects.copy()
+    if "outcome" not in out:
+        out["outcome"] = ""
+    out["p"] = [t_test_p(m, s, n) for m, s, n in zip(out["estimate"], out["std"], out["n"])]
+    out["p_adj"] = np.nan
+    out["ci_lo_adj"] = np.nan
+    out["ci_hi_adj"] = np.nan
+    out["family"] = out["outcome"]
+    out["family_size"] = 0
+    for _, idx in out.groupby("outcome", sort=False).groups.items():
+        fam = out.loc[idx]
+        m = int(np.isfinite(fam["p"]).sum())
+        out.loc[idx, "family_size"] = m
+        out.loc[idx, "p_adj"] = holm(fam["p"])
+        half = simultaneous_half_width(fam["std"].astype(float), fam["n"].astype(float), m, level)
+        out.loc[idx, "ci_lo_adj"] = fam["estimate"] - half
+        out.loc[idx, "ci_hi_adj"] = fam["estimate"] + half
+    out["resolved"] = (out["p_adj"] < 1 - level).fillna(False).astype(bool)
+    out["family_size"] = out["family_size"].astype(int)
+    if "scope" not in out:
+        out["scope"] = ""
+    return out[EFFECT_COLUMNS]
+
+
+# ---------------------------------------------------------------- best vs runner-up
+
+
+def prob_improvement(x: Iterable[float], y: Iterable[float], higher: bool = True) -> float:
+    """P(X > Y) + 0.5 P(X = Y) over all pairs of the finite values (rliable's
+    probability of improvement of X over Y); "better" is lower when not
+    ``higher``. NaN when either is empty."""
+    x = np.asarray(list(x), dtype=float)
+    y = np.asarray(list(y), dtype=float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if not len(x) or not len(y):
+        return math.nan
+    d = x[:, None] - y[None, :]
+    if not higher:
+        d = -d
+    return float(((d > 0) + 0.5 * (d == 0)).mean())
+
+
+def compare(x: pd.Series, y: pd.Series, higher: bool = True, level: float = LEVEL) -> dict:
+    """X against Y, both indexed by seed: estimate (mean X - Y), ci_lo, ci_hi,
+    n, paired, p, prob_improvement, resolved (the interval excludes 0 on the
+    side where X is better).
+
+    Paired over the seeds both have (at least 2); otherwise Welch's unequal
+    variance t interval over all runs (each side at least 2); otherwise no
+    interval. ``n``: shared seeds when paired, else runs of both sides.
+    """
+    x = x.astype(float)[np.isfinite(x.astype(float))]
+    y = y.astype(float)[np.isfinite(y.astype(float))]
+    shared = x.index.intersection(y.index)
+    out = {"n_x": len(x), "n_y": len(y), "prob_improvement": prob_improvement(x, y, higher)}
+    if len(shared) >= 2:
+        d = summarize(x[shared] - y[shared], level)
+        out.update(estimate=d["mean"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], n=len(shared), paired=True,
+                   p=t_test_p(d["mean"], d["std"], d["n"]))
+    elif len(x) >= 2 and len(y) >= 2:
+        vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+        est = float(x.mean() - y.mean())
+        se = math.sqrt(vx + vy)
+        if se > 0:
+            dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+            half = float(sps.t.ppf(0.5 + level / 2, dof)) * se
+            p = float(2 * sps.t.sf(abs(est) / se, dof))
+        else:
+            half, p = 0.0, (1.0 if est == 0 else 0.0)
+        out.update(estimate=est, ci_lo=est - half, ci_hi=est + half, n=len(x) + len(y), paired=False, p=p)
+    else:
+        est = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
+        out.update(estimate=est, ci_lo=math.nan, ci_hi=math.nan, n=len(shared) if len(shared) else min(len(x), len(y)),
+                   paired=len(shared) > 0, p=math.nan)
+    lo, hi = out["ci_lo"], out["ci_hi"]
+    out["resolved"] = bool(finite(lo) and (lo > 0 if higher else hi < 0))
+    return out
+
+
+def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, level: float = LEVEL) -> dict:
+    """The top two cells of ``ranked`` compared on their own runs' ``column``
+    (see :func:`compare`); {} with fewer than two ranked cells.
+
+    The best cell is picked after seeing all k cells, so the comparison is
+    read as one of the k - 1 comparisons of the best with the others: its
+    interval is simultaneous over them (Bonferroni width, as for effects)
+    and ``resolved`` comes from it; with two cells there is nothing to adjust.
+
+    Keys: best, runner_up, estimate (best - runner-up), ci_lo, ci_hi (the
+    adjusted interval, the one the text shows), ci_lo_raw, ci_hi_raw (plain
+    95%), p, p_adj (Bonferroni), family_size (k - 1), n (shared seeds when
+    paired, else runs of both), n_best, n_runner_up, paired,
+    prob_improvement, resolved, text.
+    """
+    if len(ranked) < 2:
+        return {}
+    best, second = ranked.index[0], ranked.index[1]
+    used = runs[runs["used"]]
+    x = used[used["cell"] == best].set_index("seed")[column]
+    y = used[used["cell"] == second].set_index("seed")[column]
+    higher = higher_is_better(column)
+    m = len(ranked) - 1
+    raw = compare(x, y, higher, level)
+    adj = compare(x, y, higher, 1 - (1 - level) / m)
+    d = {"best": best, "runner_up": second, "estimate": raw["estimate"], "ci_lo": adj["ci_lo"], "ci_hi": adj["ci_hi"],
+         "ci_lo_raw": raw["ci_lo"], "ci_hi_raw": raw["ci_hi"], "p": raw["p"],
+         "p_adj": min(1.0, raw["p"] * m) if finite(raw["p"]) else math.nan, "family_size": m, "n": raw["n"],
+         "n_best": raw["n_x"], "n_runner_up": raw["n_y"], "paired": raw["paired"],
+         "prob_improvement": raw["prob_improvement"], "resolved": adj["resolved"]}
+    wins = f"is better in {raw['prob_improvement']:.0%} of run pairs (the probability of improvement)"
+    lead = f"Best vs runner-up: {best} leads {second} by {fmt_diff(raw['estimate'], column)}"
+    if not finite(adj["ci_lo"]):
+        how = "1 seed: no interval" if min(raw["n_x"], raw["n_y"]) < 2 else "no 2 shared seeds: no interval"
+        d["text"] = f"{lead} ({how}) and {wins}: the ranking of these two is not resolved."
+        return d
+    how = (f"paired over {raw['n']} shared seeds" if raw["paired"]
+           else f"Welch, not paired: no 2 shared seeds, {raw['n_x']} and {raw['n_y']} runs")
+    simultaneous = (f"{level:.0%} simultaneous over the {m} comparisons of the best cell with the others, as it was "
+                    "picked after seeing them" if m > 1 else f"{level:.0%} CI")
+    reading = "the ranking is resolved" if adj["resolved"] else "the ranking of these two is not resolved"
+    d["text"] = (f"{lead} {fmt_bounds(adj['ci_lo'], adj['ci_hi'], column)} ({simultaneous}; {how}) and {wins}: "
+                 f"{reading}.")
+    return d
+
+
+def headline(effects: pd.DataFrame, outcome: str, factors: list[str]) -> str:
+    """One line answering "what did each factor do" on ``outcome``, adjusted
+    reading only: ``batchnorm: +5.0 pp [+3.6, +6.3], holds after Holm
+    correction; dropout: no resolved effect`` (simultaneous intervals).
+    Resolved interactions are added."""
+    if effects.empty or not factors:
+        return ""
+    eff = effects[effects["outcome"] == outcome]
+    short = short_names(factors)
+
+    def one(r: pd.Series, name: str | None = None) -> str:
+        text = f"{fmt_diff(r['estimate'], outcome)} {fmt_bounds(r['ci_lo_adj'], r['ci_hi_adj'], outcome)}".strip()
+        return f"{name} {text}" if name else text
+
+    parts = []
+    for f in factors:
+        rows = eff[(eff["kind"] == "main") & (eff["factor"] == f)]
+        res = rows[rows["resolved"]]
+        if rows["estimate"].isna().all():
+            parts.append(f"{short[f]}: not estimable")
+        elif res.empty:
+            parts.append(f"{short[f]}: no resolved effect")
+        elif len(rows) == 1:
+            parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Holm correction")
+        else:
+            listed = ", ".join(one(r, r["contrast"].removeprefix(f"{short[f]}: ") + " by") for _, r in res.iterrows())
+            verb = "holds" if len(res) == 1 else "hold"
+            parts.append(f"{short[f]}: {listed}, {verb} after Holm correction (other levels: no resolved effect)"
+                         if len(res) < len(rows) else f"{short[f]}: {listed}, {verb} after Holm correction")
+    inter = eff[(eff["kind"] == "interaction") & eff["resolved"]]
+    for _, r in inter.iterrows():
+        parts.append(f"interaction {r['contrast']}: {one(r)}, holds after Holm correction")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- everything at once
@@ -366,11 +768,18 @@ class Analysis:
     metric: str
     target: float | None
     target_auto: bool  # chosen by auto_target, not by the user
-    runs: pd.DataFrame  # study.runs joined with run_outcomes
+    runs: pd.DataFrame  # study.runs joined with run_outcomes, plus ``lacking`` (see lacking_values)
     cells: pd.DataFrame  # cell_table
     curves: pd.DataFrame  # epoch_curves of every metric column, used runs only
-    effects: pd.DataFrame  # paired_effects per outcome, with an ``outcome`` column
+    # contrasts + adjust per outcome: EFFECT_COLUMNS (outcome, kind, factor, contrast, at, estimate, ci_lo,
+    # ci_hi, n, std, p, p_adj, ci_lo_adj, ci_hi_adj, resolved, family, family_size, scope)
+    effects: pd.DataFrame
     effect_outcomes: list[str] = field(default_factory=list)
+    # The per-seed values behind every contrast: SEED_COLUMNS (outcome, kind, factor, contrast, at, seed, value).
+    contrast_seeds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SEED_COLUMNS))
+    best_vs_runner_up: dict = field(default_factory=dict)  # see best_vs_runner_up(); {} with < 2 ranked cells
+    headline: str = ""  # see headline()
+    level: float = LEVEL
 
     @property
     def best_col(self) -> str:
@@ -378,33 +787,54 @@ class Analysis:
 
     def ranked(self) -> pd.DataFrame:
         """Cells with usable runs, best first by the mean of the metric at the
-        epoch of lowest validation loss."""
+        epoch of lowest validation loss (higher first for accuracies, lower
+        for losses, gaps and anything else)."""
         col = f"{self.best_col}_mean"
         if col not in self.cells:
             return self.cells.iloc[:0]
         have = self.cells[self.cells[col].notna()]
-        return have.sort_values(col, ascending=not higher_is_better(self.metric))
+        return have.sort_values(col, ascending=not higher_is_better(self.metric), kind="stable")
 
 
-def analyze(study: Study, metric: str = "val_acc", target: float | None = None) -> Analysis:
+def effect_tables(used: pd.DataFrame, factors: list[str], levels: dict[str, list], outcomes: list[str],
+                  level: float = LEVEL) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`contrasts` of each outcome, adjusted per outcome (:func:`adjust`):
+    (effects, per-seed contrasts), both with an ``outcome`` column."""
+    effs, seeds = [], []
+    for c in outcomes:
+        e, s = contrasts(used, factors, levels, c, level)
+        effs.append(e.assign(outcome=c))
+        seeds.append(s.assign(outcome=c))
+    if not effs or all(e.empty for e in effs):
+        return pd.DataFrame(columns=EFFECT_COLUMNS), pd.DataFrame(columns=SEED_COLUMNS)
+    effects = adjust(pd.concat([e for e in effs if not e.empty], ignore_index=True), level)
+    seeds = pd.concat([s for s in seeds if not s.empty], ignore_index=True) if any(len(s) for s in seeds) else \
+        pd.DataFrame(columns=SEED_COLUMNS)
+    return effects, seeds[SEED_COLUMNS]
+
+
+def analyze(study: Study, metric: str = "val_acc", target: float | None = None, level: float = LEVEL) -> Analysis:
     """Outcomes per run, statistics per cell and per epoch, and effects."""
-    outcomes = run_outcomes(study.epochs, metric, target=None)
-    runs = study.runs.join(outcomes, on="run")
-    cells = cell_table(runs, study.factors, study.levels, outcome_columns(outcomes))
+
+    def tables(target):
+        outcomes = run_outcomes(study.epochs, metric, target)
+        runs = study.runs.join(outcomes, on="run")
+        runs["lacking"] = lacking_values(runs, outcome_columns(outcomes))
+        return runs, cell_table(runs, study.factors, study.levels, outcome_columns(outcomes), level)
+
+    runs, cells = tables(None)
     target_auto = target is None
     if target_auto:
         target = auto_target(cells, metric)
     if target is not None:  # second pass now that the target is known
-        outcomes = run_outcomes(study.epochs, metric, target)
-        runs = study.runs.join(outcomes, on="run")
-        cells = cell_table(runs, study.factors, study.levels, outcome_columns(outcomes))
+        runs, cells = tables(target)
     used_epochs = study.epochs[study.epochs["run"].isin(study.used["run"])]
     columns = [c for c in study.metric_columns if used_epochs[c].notna().any()]
-    curves = epoch_curves(used_epochs, columns)
+    curves = epoch_curves(used_epochs, columns, level)
     effect_outcomes = [c for c in dict.fromkeys([f"best_{metric}", f"final_{metric}", "final_gap_loss"]) if c in runs]
     used = runs[runs["used"]]
-    effects = pd.concat(
-        [paired_effects(used, study.factors, study.levels, c).assign(outcome=c) for c in effect_outcomes],
-        ignore_index=True,
-    ) if effect_outcomes else pd.DataFrame()
-    return Analysis(study, metric, target, target_auto, runs, cells, curves, effects, effect_outcomes)
+    effects, seeds = effect_tables(used, study.factors, study.levels, effect_outcomes, level)
+    a = Analysis(study, metric, target, target_auto, runs, cells, curves, effects, effect_outcomes, seeds, level=level)
+    a.best_vs_runner_up = best_vs_runner_up(runs, a.ranked(), a.best_col, level)
+    a.headline = headline(effects, a.best_col, study.factors)
+    return a

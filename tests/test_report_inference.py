@@ -1,0 +1,453 @@
+"""What a report may conclude: corrected inference and data-quality guards.
+
+The defects pinned here (issue "Reports a researcher can trust"):
+
+1. Many unadjusted 95% intervals were each read as a finding. Effects now
+   form a family per outcome (main + interaction + simple effects), get a
+   paired t p-value, Holm's adjustment and simultaneous (Bonferroni-width)
+   intervals; "resolved" is said of the adjusted reading only.
+2. The best cell was judged against the runner-up by overlapping unpaired
+   intervals; it is now their own paired difference (Welch without shared
+   seeds), with the probability of improvement, and "1 seed: no interval".
+3. Simple effects, and main effects from the complete sub-grid when a cell
+   is missing.
+4. A run without a value at its best epoch, a cell stopped while still
+   improving, and runs that never reach a target (censored) are named.
+5. Seeds trained together share one clock: time is per seed, and intervals
+   of times stay positive.
+7. Lower is better for losses and gaps; keys that do not define an
+   experiment never become factors.
+
+Tables are small enough to check by hand; numbers are checked against scipy.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from regbench.report import load, render, stats
+from regbench.report.synth import BASE_CONFIG, write_job
+
+# ---------------------------------------------------------------- the arithmetic, against scipy and by hand
+
+
+def test_t_test_p_is_scipys_one_sample_t_test():
+    x = np.array([0.01, 0.03, -0.005, 0.02])
+    s = stats.summarize(x)
+    assert stats.t_test_p(s["mean"], s["std"], s["n"]) == pytest.approx(sps.ttest_1samp(x, 0).pvalue, rel=1e-12)
+    assert math.isnan(stats.t_test_p(0.02, math.nan, 1))  # one seed: no test
+    assert stats.t_test_p(0.02, 0.0, 3) == 0.0 and stats.t_test_p(0.0, 0.0, 3) == 1.0  # identical seeds
+
+
+def test_holm_by_hand():
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to 0.06 (monotone)
+    adj = stats.holm([0.01, np.nan, 0.04, 0.03, 0.005])
+    assert adj[[0, 2, 3, 4]] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert math.isnan(adj[1])  # no test, not in the family
+    assert stats.holm([0.5, 0.6]).tolist() == [1.0, 1.0]  # capped at 1
+    assert stats.holm([]).tolist() == []
+
+
+def test_simultaneous_interval_is_scipys_interval_at_the_bonferroni_level():
+    x = np.array([0.010, 0.025, 0.000, 0.018, 0.012])
+    s = stats.summarize(x)
+    half = stats.simultaneous_half_width(s["std"], s["n"], 7)
+    ci = sps.ttest_1samp(x, 0).confidence_interval(confidence_level=1 - 0.05 / 7)
+    assert s["mean"] - half == pytest.approx(ci.low) and s["mean"] + half == pytest.approx(ci.high)
+    # By hand: t(1 - 0.05 / 14, 4) * std / sqrt(5)
+    assert half == pytest.approx(sps.t.ppf(1 - 0.05 / 14, 4) * s["std"] / math.sqrt(5))
+
+
+def test_probability_of_improvement_counts_ties_half():
+    # best 0.60 vs runner 0.59, 0.60, 0.605: 1 + 0.5 + 0; 0.62 and 0.61 beat all three: 3 + 3  -> 7.5 / 9
+    x, y = [0.60, 0.62, 0.61], [0.59, 0.60, 0.605]
+    assert stats.prob_improvement(x, y) == pytest.approx(7.5 / 9)
+    assert stats.prob_improvement(x, y, higher=False) == pytest.approx(1.5 / 9)  # for a loss, lower wins
+
+
+def test_compare_paired_over_shared_seeds_is_scipys_paired_t():
+    x = pd.Series([0.60, 0.62, 0.61, 0.70], index=[0, 1, 2, 3])  # seed 3 has no partner: not in the pairs
+    y = pd.Series([0.59, 0.60, 0.605], index=[0, 1, 2])
+    c = stats.compare(x, y)
+    ci = sps.ttest_rel(x[[0, 1, 2]], y).confidence_interval()
+    assert c["paired"] and c["n"] == 3
+    assert c["estimate"] == pytest.approx(np.mean([0.01, 0.02, 0.005]))
+    assert (c["ci_lo"], c["ci_hi"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert c["resolved"] == (ci.low > 0)
+
+
+def test_compare_without_shared_seeds_is_welch():
+    x = pd.Series([0.60, 0.62, 0.65], index=[0, 1, 2])
+    y = pd.Series([0.55, 0.58, 0.56, 0.57], index=[10, 11, 12, 13])
+    c = stats.compare(x, y)
+    ref = sps.ttest_ind(x, y, equal_var=False)
+    ci = ref.confidence_interval()
+    assert not c["paired"] and c["n"] == 7
+    assert (c["ci_lo"], c["ci_hi"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert c["p"] == pytest.approx(ref.pvalue) and c["resolved"]
+
+
+def test_compare_a_loss_is_resolved_below_zero():
+    x = pd.Series([0.40, 0.41, 0.39], index=[0, 1, 2])  # lower loss: better
+    y = pd.Series([0.50, 0.52, 0.49], index=[0, 1, 2])
+    c = stats.compare(x, y, higher=False)
+    assert c["ci_hi"] < 0 and c["resolved"] and c["prob_improvement"] == 1.0
+    assert not stats.compare(x, y, higher=True)["resolved"]
+
+
+def test_bootstrap_interval_of_a_time_stays_positive():
+    x = [0.1, 0.1, 5.0]
+    t = stats.summarize(x)
+    assert t["ci_lo"] < 0  # the t interval of a skewed positive quantity goes below 0
+    lo, hi = stats.bootstrap_interval(x)
+    assert 0.1 <= lo < hi <= 5.0
+    assert stats.bootstrap_interval(x) == (lo, hi)  # fixed seed: the same report twice
+    assert all(math.isnan(v) for v in stats.bootstrap_interval([0.3]))
+
+
+def test_censored_median_counts_never_as_slowest():
+    assert stats.censored_median([2, 4, np.nan]) == 4  # 2/3 reached: [2, 4, never]
+    assert math.isnan(stats.censored_median([2, np.nan, np.nan]))  # 1/3 reached: no median
+    assert math.isnan(stats.censored_median([2, 4, np.nan, np.nan]))  # half: still not defined
+    assert stats.censored_median([3, 1, 2]) == 2
+
+
+def test_direction_per_metric():
+    assert stats.higher_is_better("val_acc") and stats.higher_is_better("best_test_acc")
+    for lower in ("val_loss", "best_val_loss", "gap_acc", "final_gap_acc", "final_gap_loss", "time_s",
+                  "noisy_fit_acc"):
+        assert not stats.higher_is_better(lower), lower
+
+
+# ---------------------------------------------------------------- 1. family-wise control
+
+
+# A 2 x 2 factorial (A, B), 5 seeds. The truth: B adds 5 pp, A adds nothing;
+# A's per-seed differences happen to look like +1.3 pp with unadjusted
+# p = 0.014 to 0.036 (the raw 95% interval of each excludes 0).
+BASE = [0.50, 0.52, 0.48, 0.51, 0.49]
+A_LUCK = [0.010, 0.025, 0.000, 0.018, 0.012]
+B_REAL = [0.050, 0.046, 0.055, 0.049, 0.052]
+NOISE = [0.004, -0.004, 0.002, -0.002, 0.0]  # on the (true, true) cell only: the interaction is null
+
+
+def factorial_runs() -> pd.DataFrame:
+    rows = []
+    for s in range(5):
+        y = {(False, False): BASE[s], (True, False): BASE[s] + A_LUCK[s], (False, True): BASE[s] + B_REAL[s],
+             (True, True): BASE[s] + B_REAL[s] + A_LUCK[s] + NOISE[s]}
+        for (a, b), v in y.items():
+            rows.append({"seed": s, "A": a, "B": b, "cell": f"A={str(a).lower()}, B={str(b).lower()}", "y": v,
+                         "used": True})
+    return pd.DataFrame(rows)
+
+
+LEVELS = {"A": [False, True], "B": [False, True]}
+
+
+def adjusted() -> pd.DataFrame:
+    effects, _ = stats.effect_tables(factorial_runs(), ["A", "B"], LEVELS, ["y"])
+    return effects
+
+
+def test_effects_have_the_documented_columns():
+    effects, seeds = stats.effect_tables(factorial_runs(), ["A", "B"], LEVELS, ["y"])
+    assert list(effects.columns[:16]) == ["outcome", "kind", "factor", "contrast", "at", "estimate", "ci_lo",
+                                          "ci_hi", "n", "std", "p", "p_adj", "ci_lo_adj", "ci_hi_adj", "resolved",
+                                          "family"]
+    assert list(seeds.columns) == ["outcome", "kind", "factor", "contrast", "at", "seed", "value"]
+    # 2 main + 1 interaction + 4 simple effects: one family of 7
+    assert effects["kind"].value_counts().to_dict() == {"simple": 4, "main": 2, "interaction": 1}
+    assert (effects["family"] == "y").all() and (effects["family_size"] == 7).all()
+    assert len(seeds) == 7 * 5
+
+
+def test_a_false_positive_among_seven_contrasts_is_not_resolved():
+    eff = adjusted()
+    a = eff[eff["factor"] == "A"]
+    assert len(a) == 3  # main, at B=false, at B=true
+    assert (a["p"] < 0.05).all() and (a["ci_lo"] > 0).all()  # each, alone, "excludes 0"
+    assert (a["p"] > 0.01).all() and (a["p_adj"] > 0.05).all() and not a["resolved"].any()
+    assert (a["ci_lo_adj"] < 0).all()  # the simultaneous intervals include 0
+    # By hand: the three B contrasts have the smallest p; A's are ranks 4 to 6 (multipliers 4, 3, 2), each
+    # raised to the running maximum.
+    p = eff.set_index(["kind", "factor", "at"])["p"]
+    raw = [p["simple", "A", "B=true"], p["main", "A", ""], p["simple", "A", "B=false"]]
+    assert raw == sorted(raw)
+    expected = np.maximum.accumulate([4 * raw[0], 3 * raw[1], 2 * raw[2]])
+    got = eff.set_index(["kind", "factor", "at"])["p_adj"]
+    assert [got["simple", "A", "B=true"], got["main", "A", ""], got["simple", "A", "B=false"]] == \
+        pytest.approx(expected.tolist())
+    assert got["simple", "A", "B=false"] == pytest.approx(2 * sps.ttest_1samp(A_LUCK, 0).pvalue)
+
+
+def test_a_real_effect_is_resolved():
+    eff = adjusted()
+    b = eff[eff["factor"] == "B"]
+    assert len(b) == 3 and b["resolved"].all() and (b["ci_lo_adj"] > 0).all()
+    main = b[b["kind"] == "main"].iloc[0]
+    assert main["estimate"] == pytest.approx(np.mean(B_REAL) + np.mean(NOISE) / 2)
+    assert main["p_adj"] == pytest.approx(6 * sps.ttest_1samp(np.add(B_REAL, np.divide(NOISE, 2)), 0).pvalue)
+    inter = eff[eff["kind"] == "interaction"].iloc[0]
+    assert not inter["resolved"] and inter["p_adj"] == pytest.approx(1.0)
+
+
+def test_sentences_and_headline_use_the_adjusted_reading(tmp_path):
+    a = analysis_of_factorial(tmp_path)
+    assert a.headline.startswith("A: no resolved effect; B: +5.0 pp [")
+    assert a.headline.endswith("], holds after Holm correction")
+    text = "\n".join(render.findings(a))
+    assert "Holm's correction over each outcome's family of contrasts (7 with an interval" in text
+    line = next(t for t in text.splitlines() if t.startswith("Effect of A: false → true"))
+    assert "not resolved after Holm correction" in line and "unadjusted p = 0.02" in line
+    assert "excludes 0" not in text
+    header, rows = render.effect_rows(a)
+    assert "95% simultaneous CI" in header and "p (Holm)" in header
+
+
+def analysis_of_factorial(tmp_path: Path) -> stats.Analysis:
+    """The factorial above as records: val_acc is y at every epoch (best epoch = the lowest val loss, 1)."""
+    i = 0
+    for _, r in factorial_runs().iterrows():
+        config = {**BASE_CONFIG, "model.dropout": 0.0, "seed": int(r["seed"]), "trainer.epochs": 2,
+                  "A": bool(r["A"]), "B": bool(r["B"])}
+        rows = [{"seed": int(r["seed"]), "epoch": e, "step": e, "time_s": 0.1 * e, "lr": 0.001,
+                 "fit_loss": 1.0, "fit_acc": r["y"], "val_loss": vl, "val_acc": r["y"], "gap_loss": vl - 1.0,
+                 "gap_acc": 0.0} for e, vl in ((0, 2.0), (1, 1.5), (2, 1.6))]
+        write_job(tmp_path / str(i), config, rows)
+        i += 1
+    return stats.analyze(load.load_study([tmp_path]))
+
+
+# ---------------------------------------------------------------- 2. best vs runner-up
+
+
+def test_best_vs_runner_up_is_their_paired_difference(tmp_path):
+    a = analysis_of_factorial(tmp_path)
+    d = a.best_vs_runner_up
+    assert (d["best"], d["runner_up"]) == ("A=true, B=true", "A=false, B=true")
+    # paired over the 5 seeds: (y11 - y01) = A_LUCK + NOISE
+    diff = np.add(A_LUCK, NOISE)
+    test = sps.ttest_1samp(diff, 0)
+    assert d["paired"] and d["n"] == 5 and d["estimate"] == pytest.approx(diff.mean())
+    assert (d["ci_lo_raw"], d["ci_hi_raw"]) == (pytest.approx(test.confidence_interval().low),
+                                                pytest.approx(test.confidence_interval().high))
+    # The best was picked among 4 cells: simultaneous over its 3 comparisons with the others.
+    adj = test.confidence_interval(confidence_level=1 - 0.05 / 3)
+    assert d["family_size"] == 3 and d["ci_lo"] == pytest.approx(adj.low) and d["ci_hi"] == pytest.approx(adj.high)
+    assert d["p_adj"] == pytest.approx(3 * test.pvalue) and d["resolved"] == (adj.low > 0)
+    # over all 5 x 5 run pairs, not only the paired ones
+    x = np.add(BASE, B_REAL) + diff
+    y = np.add(BASE, B_REAL)
+    assert d["prob_improvement"] == pytest.approx(np.mean([xi > yj for xi in x for yj in y]))
+    assert "paired over 5 shared seeds" in d["text"] and "probability of improvement" in d["text"]
+    assert "simultaneous over the 3 comparisons" in d["text"]
+    assert d["text"] in " ".join(render.findings(a))
+
+
+def test_one_seed_says_no_interval_never_ci(tmp_path):
+    for i, (p, acc) in enumerate([(0.0, 0.6), (0.5, 0.55)]):
+        config = {**BASE_CONFIG, "model.dropout": p, "trainer.epochs": 2}
+        rows = [{"seed": 0, "epoch": e, "time_s": 0.1 * e, "val_loss": vl, "val_acc": acc}
+                for e, vl in ((0, 2.0), (1, 1.5), (2, 1.6))]
+        write_job(tmp_path / str(i), config, rows)
+    a = stats.analyze(load.load_study([tmp_path]))
+    text = " ".join(render.findings(a))
+    assert "1 seed: no interval" in text and "CI, n=1" not in text
+    assert a.best_vs_runner_up["text"].count("1 seed: no interval") == 1
+    assert not a.best_vs_runner_up["resolved"]
+
+
+# ---------------------------------------------------------------- 3. simple effects, missing cells
+
+
+def small_factorial(drop_cell: tuple | None = None) -> pd.DataFrame:
+    """2 x 2, seeds 0 and 1 (as in test_report_stats), optionally without one cell."""
+    y = {
+        (0, False, False): 0.50, (0, True, False): 0.60, (0, False, True): 0.55, (0, True, True): 0.70,
+        (1, False, False): 0.40, (1, True, False): 0.52, (1, False, True): 0.46, (1, True, True): 0.60,
+    }
+    return pd.DataFrame([
+        {"seed": s, "A": a, "B": b, "cell": f"A={str(a).lower()}, B={str(b).lower()}", "y": v, "used": True}
+        for (s, a, b), v in y.items() if (a, b) != drop_cell
+    ])
+
+
+def test_simple_effects_by_hand():
+    eff, seeds = stats.contrasts(small_factorial(), ["A", "B"], LEVELS, "y")
+    simple = eff[eff["kind"] == "simple"].set_index(["factor", "at"])
+    # A at B=true: seed 0: 0.70 - 0.55 = 0.15, seed 1: 0.60 - 0.46 = 0.14
+    assert simple.loc[("A", "B=true"), "estimate"] == pytest.approx(0.145)
+    assert simple.loc[("A", "B=false"), "estimate"] == pytest.approx(0.11)  # 0.10, 0.12
+    assert simple.loc[("B", "A=true"), "estimate"] == pytest.approx(0.09)  # 0.10, 0.08
+    assert simple.loc[("A", "B=true"), "contrast"] == "A: false → true"
+    per = seeds[(seeds["kind"] == "simple") & (seeds["at"] == "B=true")].set_index("seed")["value"]
+    assert per.to_dict() == {0: pytest.approx(0.15), 1: pytest.approx(0.14)}
+
+
+def test_a_missing_cell_gives_main_effects_from_the_complete_sub_grid():
+    eff, _ = stats.contrasts(small_factorial(drop_cell=(True, True)), ["A", "B"], LEVELS, "y")
+    main = eff[eff["kind"] == "main"].set_index("factor")
+    assert main.loc["A", "estimate"] == pytest.approx(0.11) and main.loc["A", "n"] == 2  # at B=false only
+    assert main.loc["A", "scope"].startswith("at B=false only")
+    assert main.loc["B", "estimate"] == pytest.approx(0.055)  # at A=false only: 0.05, 0.06
+    assert math.isnan(eff.loc[eff["kind"] == "interaction", "estimate"].iloc[0])  # needs all four cells
+    simple = eff[eff["kind"] == "simple"].set_index(["factor", "at"])
+    assert math.isnan(simple.loc[("A", "B=true"), "estimate"]) and simple.loc[("A", "B=true"), "n"] == 0
+    full, _ = stats.contrasts(small_factorial(), ["A", "B"], LEVELS, "y")
+    assert (full["scope"] == "").all()
+
+
+# ---------------------------------------------------------------- 4. data-quality guards, on records
+
+HEADER = "seed,epoch,time_s,val_loss,val_acc\n"
+
+
+def job(root: Path, name: str, metrics: str, seed=0, dropout=0.0, epochs=3, seeds=None, config=None) -> Path:
+    """A job whose metrics.csv is exactly ``metrics`` (a few hand-written rows)."""
+    cfg = {**BASE_CONFIG, "seed": seed, "model.dropout": dropout, "trainer.epochs": epochs, **(config or {})}
+    path = write_job(root / name, cfg, [{"seed": s, "epoch": 0, "time_s": 0.0} for s in (seeds or [seed])],
+                     seeds=seeds)
+    (path / "metrics.csv").write_text(metrics)
+    return path
+
+
+def u_shaped(seed: int, acc_at_best: str = "0.6") -> str:
+    """val_loss 1.0, 0.8, 0.7, 0.9: lowest at epoch 2 of 3 (not the last)."""
+    return (f"{seed},0,0.0,1.0,0.3\n{seed},1,1.0,0.8,0.5\n{seed},2,2.0,0.7,{acc_at_best}\n"
+            f"{seed},3,3.0,0.9,0.58\n")
+
+
+def falling(seed: int) -> str:
+    """val_loss falls to the last epoch: still improving."""
+    return f"{seed},0,0.0,1.0,0.3\n{seed},1,1.0,0.8,0.5\n{seed},2,2.0,0.7,0.6\n{seed},3,3.0,0.6,0.62\n"
+
+
+def test_a_copied_folder_does_not_change_n_or_the_intervals(tmp_path):
+    for s in range(3):
+        job(tmp_path / "sweep", f"a{s}", HEADER + u_shaped(s, f"0.6{s}"), seed=s)
+        job(tmp_path / "sweep", f"b{s}", HEADER + u_shaped(s, f"0.5{s + 2}"), seed=s, dropout=0.5)
+    once = stats.analyze(load.load_study([tmp_path / "sweep"]))
+    shutil.copytree(tmp_path / "sweep", tmp_path / "copy")
+    twice = stats.analyze(load.load_study([tmp_path / "sweep", tmp_path / "copy"]))
+    assert twice.cells["best_val_acc_n"].tolist() == once.cells["best_val_acc_n"].tolist() == [3, 3]
+    cols = ["estimate", "ci_lo_adj", "ci_hi_adj", "n", "p_adj"]
+    pd.testing.assert_frame_equal(twice.effects[cols], once.effects[cols])
+    assert twice.best_vs_runner_up["n"] == once.best_vs_runner_up["n"] == 3
+
+
+def test_a_used_run_without_a_value_at_its_best_epoch_is_flagged_and_named(tmp_path):
+    job(tmp_path, "ok0", HEADER + u_shaped(0), seed=0)
+    job(tmp_path, "ok1", HEADER + u_shaped(1), seed=1)
+    job(tmp_path, "hole", HEADER + u_shaped(2, acc_at_best=""), seed=2)  # val_acc empty at its best epoch
+    a = stats.analyze(load.load_study([tmp_path]))
+    runs = a.runs.set_index("run")
+    assert runs.loc["hole:2", "used"] and runs.loc["hole:2", "lacking"] == "best_val_acc"
+    assert (runs.loc[["ok0:0", "ok1:1"], "lacking"] == "").all()
+    cell = a.cells.loc["all runs"]
+    assert (cell["n_used"], cell["best_val_acc_n"], cell["final_val_acc_n"]) == (3, 2, 3)
+    assert "best_val_acc missing in 1 used run (seed 2: hole:2): n = 2 of 3" in cell["caveats"]
+    text = " ".join(render.findings(a))
+    assert "hole:2 (best_val_acc)" in text
+    header, rows = render.cell_rows(a)
+    assert rows[0][2].endswith("(n=2)")  # the value shows its smaller n
+    flagged = {r[0]: r for r in render.flagged_rows(a)[1]}
+    assert "no value for best_val_acc" in flagged["hole:2"][6]
+
+
+def test_an_older_run_without_gap_columns_is_flagged(tmp_path):
+    gap_header = "seed,epoch,time_s,val_loss,val_acc,gap_loss\n"
+    job(tmp_path, "new", gap_header + "".join(line + ",0.1\n" for line in u_shaped(0).splitlines()), seed=0)
+    job(tmp_path, "old", HEADER + u_shaped(1), seed=1)
+    cell = stats.analyze(load.load_study([tmp_path])).cells.loc["all runs"]
+    assert cell["final_gap_loss_n"] == 1 and "final_gap_loss missing in 1 used run (seed 1: old:1)" in cell["caveats"]
+
+
+def test_a_cell_whose_best_epoch_is_the_last_is_flagged_still_improving(tmp_path):
+    for s in range(3):
+        job(tmp_path, f"short{s}", HEADER + (falling(s) if s < 2 else u_shaped(s)), seed=s)  # 2 of 3 at the last
+        job(tmp_path, f"long{s}", HEADER + (falling(s) if s < 1 else u_shaped(s)), seed=s, dropout=0.5)  # 1 of 3
+    a = stats.analyze(load.load_study([tmp_path]))
+    short, long = a.cells.loc["dropout=0"], a.cells.loc["dropout=0.5"]
+    assert short["still_improving"] and short["n_best_at_last"] == 2
+    assert "still improving: lowest val loss at the last epoch in 2 of 3 runs (train longer)" in short["caveats"]
+    assert not long["still_improving"] and "still improving" not in long["caveats"]
+    text = " ".join(render.findings(a))
+    assert "Still improving at the last epoch" in text and "train longer" in text
+    # A cell still improving is never called the weakest overfitting.
+    assert "weakest in dropout=0 " not in text
+
+
+def test_time_to_target_is_censored_k_of_n_and_a_median(tmp_path):
+    # target 0.6: seed 0 reaches it at epoch 2, seed 1 at epoch 3, seed 2 never (0.58 max)
+    rows = {0: HEADER + u_shaped(0), 1: HEADER + falling(1).replace("1,2,2.0,0.7,0.6", "1,2,2.0,0.7,0.55"),
+            2: HEADER + u_shaped(2, "0.58").replace("2,3,3.0,0.9,0.58", "2,3,3.0,0.9,0.5")}
+    for s, text in rows.items():
+        job(tmp_path, f"j{s}", text, seed=s)
+    a = stats.analyze(load.load_study([tmp_path]), target=0.6)
+    cell = a.cells.loc["all runs"]
+    assert cell["n_reached"] == 2 and cell["epochs_to_target_median"] == 3  # [2, 3, never]
+    assert cell["seconds_to_target_median"] == 3.0
+    header, rows = render.cell_rows(a)
+    assert rows[0][header.index("epochs to target (median, k/n reached)")] == "3.0, 2/3 reached"
+    assert "(median 3.0 epochs, 2/3 reached)" in " ".join(render.findings(a))
+
+
+def test_time_with_replicas_is_per_seed_with_a_positive_interval(tmp_path):
+    # Two jobs, each training seeds 0 and 1 together: metrics.csv has the job's clock for both seeds.
+    for name, clock, dropout in (("a", 4.0, 0.0), ("b", 8.0, 0.0), ("c", 2.0, 0.5)):
+        seed0 = 0 if name != "b" else 2
+        text = HEADER + "".join(
+            f"{s},{e},{clock * e / 3},{[1.0, 0.8, 0.7, 0.9][e]},0.5\n" for s in (seed0, seed0 + 1) for e in range(4))
+        job(tmp_path, name, text, seed=seed0, seeds=[seed0, seed0 + 1], dropout=dropout,
+            config={"trainer.replicas": 2})
+    study = load.load_study([tmp_path])
+    assert (study.runs["seeds_together"] == 2).all()
+    last = study.epochs[study.epochs["epoch"] == 3].set_index("run")["time_s"]
+    assert last["a:0"] == last["a:1"] == 2.0 and last["b:2"] == 4.0  # the job's clock / 2
+    a = stats.analyze(study)
+    cell = a.cells.loc["dropout=0"]
+    assert cell["n_jobs"] == 2 and cell["final_time_s_n"] == 2  # two clocks, not four seeds
+    assert cell["final_time_s_mean"] == 3.0 and 2.0 <= cell["final_time_s_ci_lo"] < cell["final_time_s_ci_hi"] <= 4.0
+    assert math.isnan(a.cells.loc["dropout=0.5", "final_time_s_ci_lo"])  # one job: one clock, no interval
+    assert "Times are per seed" in " ".join(render.findings(a))
+
+
+# ---------------------------------------------------------------- 7. direction, factors; 8. test beside val
+
+
+def test_runtime_keys_never_become_factors(tmp_path):
+    for i, extra in enumerate([{"trainer.diagnostics": True, "trainer.test": True, "threads": 1},
+                               {"trainer.diagnostics": False, "trainer.test": False, "threads": 4}]):
+        job(tmp_path, str(i), HEADER + u_shaped(i), seed=i, config={**extra, "trainer.progress": bool(i)})
+    study = load.load_study([tmp_path])
+    assert study.factors == [] and study.runs["used"].all()
+
+
+def test_a_loss_metric_ranks_lowest_first(tmp_path):
+    for s in range(2):
+        job(tmp_path, f"a{s}", HEADER + u_shaped(s), seed=s)  # best val_loss 0.7
+        job(tmp_path, f"b{s}", HEADER + u_shaped(s).replace(",0.7,", ",0.75,"), seed=s, dropout=0.5)
+    a = stats.analyze(load.load_study([tmp_path]), metric="val_loss")
+    assert a.ranked().index[0] == "dropout=0" and a.best_vs_runner_up["best"] == "dropout=0"
+    assert a.best_vs_runner_up["estimate"] == pytest.approx(-0.05)
+
+
+def test_test_accuracy_is_shown_beside_validation_with_the_selection_sentence(tmp_path):
+    header = "seed,epoch,time_s,val_loss,val_acc,test_acc\n"
+    for s in range(2):
+        lines = [f"{line},{t}" for line, t in zip(u_shaped(s).splitlines(), ("0.3", "0.45", "0.55", "0.57"))]
+        job(tmp_path, f"j{s}", header + "\n".join(lines) + "\n", seed=s)
+    a = stats.analyze(load.load_study([tmp_path]))
+    assert a.cells.loc["all runs", "best_test_acc_mean"] == pytest.approx(0.55)  # at the epoch of lowest val loss
+    header, rows = render.cell_rows(a)
+    assert header[2:4] == ["validation accuracy at lowest val loss", "test accuracy at the same epoch"]
+    text = " ".join(render.findings(a))
+    assert "biased upward" in text and "55.0" in text
