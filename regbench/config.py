@@ -31,6 +31,45 @@ STANDARDIZE = ("none", "global", "feature")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 
+# Upper bounds: beyond them a value is a typo, not an experiment (memory is
+# estimated separately, by regbench.preflight, against what the machine has).
+MAX_SEED = 2**63 - 1  # seeds are torch generator seeds, stored as signed 64-bit integers
+MAX_EPOCHS = 1_000_000
+MAX_WIDTH = 1_000_000  # units per hidden layer
+MAX_LAYERS = 1_000  # hidden layers
+MAX_REPLICAS = 10_000
+MAX_BATCH = 100_000_000  # examples per step or evaluation pass
+MAX_SAMPLES = 100_000_000  # synthetic examples (blobs, teacher)
+MAX_FEATURES = 1_000_000  # synthetic input dimension
+MAX_CLASSES = 100_000
+MAX_THREADS = 1_024
+
+# What each dataset is, known without loading it: (input features, classes,
+# examples in the official training split, in the official test split; None =
+# no official test split, data.test_fraction of the whole is held out).
+# blobs and teacher take theirs from data.n_features / n_classes / n_samples.
+MNIST1D_SEED = 42  # mnist1d's own default generator seed: the canonical dataset
+DATASET_SHAPES = {
+    "mnist1d": (40, 10, 4000, 1000),
+    "digits": (64, 10, 1797, None),
+    "mnist": (784, 10, 60000, 10000),
+    "fashion_mnist": (784, 10, 60000, 10000),
+    "kmnist": (784, 10, 60000, 10000),
+    "cifar10": (3072, 10, 50000, 10000),
+}
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+# Where each set lives under data.root and the files that must be there for it
+# to be read without writing anything; sets made in code (digits, blobs,
+# teacher) touch no files.
+DATASET_FILES = {
+    "mnist1d": ("mnist1d", (f"mnist1d_seed{MNIST1D_SEED}.npz",)),
+    "mnist": ("MNIST/raw", MNIST_FILES),
+    "fashion_mnist": ("FashionMNIST/raw", MNIST_FILES),
+    "kmnist": ("KMNIST/raw", MNIST_FILES),
+    "cifar10": ("cifar-10-batches-py", CIFAR_FILES),
+}
+
 
 class ConfigError(ValueError):
     """A config value out of its allowed range: one line, names field, value and what is allowed."""
@@ -147,6 +186,106 @@ def unknown_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
     return out
 
 
+def _check_int(key: str, value: int, low: int, high: int, why: str = "") -> None:
+    if not low <= value <= high:
+        _fail(key, value, f"must be in [{low}, {high}]{why}")
+
+
+def dataset_shape(d: Any) -> tuple[int, int, int, Optional[int]]:
+    """(input features, classes, examples of the training split, of the official
+    test split or None) of ``data``, known without loading it (DATASET_SHAPES)."""
+    if d.name in DATASET_SHAPES:
+        return DATASET_SHAPES[d.name]
+    return int(d.n_features), int(d.n_classes), int(d.n_samples), None
+
+
+def split_sizes(d: Any, n: int, has_test: bool) -> tuple[int, int, int]:
+    """(train, val, test) examples that ``data`` leaves of ``n`` examples: the
+    official training split when the set has a test split (``has_test``), else
+    the whole set, of which ``test_fraction`` is held out first. Raises
+    ConfigError naming the fraction that leaves a split empty. build_dataset
+    splits with these sizes; :func:`validate` checks them from DATASET_SHAPES."""
+    whole, n_test = n, 0
+    if not has_test and d.test_fraction > 0:
+        n_test = round(d.test_fraction * n)
+        if n_test == 0:
+            raise ConfigError(
+                f"data.test_fraction={d.test_fraction} is not allowed here: it leaves 0 test examples of the "
+                f"{n} {d.name} examples (use 0 for no test split)"
+            )
+        n -= n_test
+    n_val = round(d.val_fraction * n)
+    n_train = n - n_val
+    if n_val == 0 or n_train <= 0:
+        # the test split took most of the set, and val_fraction alone would split it: too little is left
+        if n_test > n and 0 < round(d.val_fraction * whole) < whole:
+            raise ConfigError(
+                f"data.test_fraction={d.test_fraction} is not allowed here: it holds out {n_test} of the {whole} "
+                f"{d.name} examples for testing and leaves {n}, too few to split by data.val_fraction="
+                f"{d.val_fraction} ({n_val} validation, {n_train} training); use a smaller data.test_fraction"
+            )
+        raise ConfigError(
+            f"data.val_fraction={d.val_fraction} is not allowed here: it leaves {n_val} validation and "
+            f"{n_train} training examples of the {n} {d.name} examples to split"
+        )
+    if d.train_size is not None:
+        if d.train_size > n_train:
+            raise ConfigError(
+                f"data.train_size={d.train_size} is not allowed: must be <= {n_train}, "
+                f"the training examples of {d.name} after the validation split"
+            )
+        n_train = d.train_size
+    return n_train, n_val, n_test
+
+
+def memory_estimate(cfg: Any) -> dict[str, int]:
+    """Rough peak bytes one job of ``cfg`` holds (float32 everywhere), by part:
+
+    - ``params``: parameters x replicas x (weights + gradients + optimizer
+      state: 1 buffer for sgd with momentum, 2 for adam/adamw), plus the
+      template module of a vectorized model;
+    - ``activations``: a training step's activations for ``trainer.batch_size``
+      examples per replica (each part of each hidden block, kept for the
+      backward pass), the replicas' batch orders, and one evaluation pass of
+      ``trainer.eval_batch_size`` examples;
+    - ``data``: the whole dataset, about three float copies while it is split
+      and standardized.
+
+    Pure arithmetic (no torch): regbench.preflight compares the total with the
+    memory the device has free.
+    """
+    m, d, t = cfg.model, cfg.data, cfg.trainer
+    n_features, n_classes, n, n_test = dataset_shape(d)
+    n_total = n + (n_test or 0)
+    n_train, n_val, n_held = split_sizes(d, n, n_test is not None)
+    n_test = n_test if n_test is not None else n_held
+    widths = [int(w) for w in m.widths]
+    bns = list(m.bn_layers) if m.bn_layers is not None else [m.batchnorm] * len(widths)
+    bns = [bool(b) and "bn" in m.order for b in bns]
+    dims = [n_features] + widths + [n_classes]
+    n_params = sum(a * b + b for a, b in zip(dims, dims[1:])) + sum(2 * w for w, bn in zip(widths, bns) if bn)
+    R = int(t.replicas)
+    state = 2 if cfg.optim.name in ("adam", "adamw") else (1 if cfg.optim.momentum > 0 else 0)
+    copies = R * (2 + state) + (1 if R > 1 else 0)
+    params = 4 * n_params * copies
+    b = min(int(t.batch_size), n_train)
+    per_example = n_features + sum((len(m.order) + 1) * w for w in widths) + 2 * max(widths) + 4 * n_classes
+    train = 4 * R * b * per_example + 2 * 8 * R * n_train  # activations + batch orders (int64)
+    e = min(int(t.eval_batch_size), max(n_train, n_val, n_test))
+    evaluate = 4 * e * (n_features + 2 * max(widths) + 2 * n_classes)
+    data = 3 * 4 * n_total * n_features
+    return {
+        "params": params,
+        "activations": train + evaluate,
+        "data": data,
+        "total": params + train + evaluate + data,
+        "n_params": n_params,
+        "copies": copies,
+        "train_batch": 4 * R * b * per_example,
+        "eval_batch": evaluate,
+    }
+
+
 def validate(cfg: Any) -> None:
     """Range checks for a composed config; raises ConfigError at the first bad field."""
     unknown = unknown_keys(cfg)
@@ -157,9 +296,13 @@ def validate(cfg: Any) -> None:
     widths = list(m.widths)
     if not widths:
         _fail("model.widths", widths, "at least one hidden layer width")
+    if len(widths) > MAX_LAYERS:
+        _fail("model.widths", f"[{len(widths)} widths]", f"at most {MAX_LAYERS} hidden layers")
     for w in widths:
         if w < 1:
             _fail("model.widths", widths, "every width must be >= 1")
+        if w > MAX_WIDTH:
+            _fail("model.widths", widths, f"every width must be <= {MAX_WIDTH}")
     order = list(m.order)
     for part in order:
         _one_of("model.order", part, PARTS)
@@ -198,11 +341,11 @@ def validate(cfg: Any) -> None:
     _check_rate("data.label_noise", d.label_noise, closed=True)
     if d.train_size is not None and d.train_size < 1:
         _fail("data.train_size", d.train_size, "must be >= 1, or null for the whole training split")
-    for key in ("n_samples", "n_features", "n_classes"):
-        if getattr(d, key) < (2 if key == "n_classes" else 1):
-            _fail(f"data.{key}", getattr(d, key), ">= 2" if key == "n_classes" else ">= 1")
+    for key, low, high in (("n_samples", 1, MAX_SAMPLES), ("n_features", 1, MAX_FEATURES), ("n_classes", 2, MAX_CLASSES)):
+        _check_int(f"data.{key}", getattr(d, key), low, high)
     if d.noise < 0:
         _fail("data.noise", d.noise, "must be >= 0")
+    _check_int("data.seed", d.seed, 0, MAX_SEED, " (a torch generator seed, stored as a signed 64-bit integer)")
 
     _one_of("optim.name", o.name, OPTIMIZERS)
     if not o.lr > 0:
@@ -221,9 +364,12 @@ def validate(cfg: Any) -> None:
     if not 0.0 < o.gamma <= 1.0:
         _fail("optim.gamma", o.gamma, "must be in (0, 1]")
 
-    for key in ("epochs", "batch_size", "eval_batch_size", "replicas"):
-        if getattr(t, key) < 1:
-            _fail(f"trainer.{key}", getattr(t, key), "must be >= 1")
+    for key, high in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH), ("replicas", MAX_REPLICAS)):
+        value = getattr(t, key)
+        if value < 1:
+            _fail(f"trainer.{key}", value, "must be >= 1")
+        if value > high:
+            _fail(f"trainer.{key}", value, f"must be in [1, {high}]")
     if "bn" in order and any(m.bn_layers if m.bn_layers is not None else [m.batchnorm]):
         if t.batch_size < 2:  # BatchNorm cannot normalize a batch of one
             _fail("trainer.batch_size", t.batch_size, "must be >= 2 with BatchNorm")
@@ -238,3 +384,16 @@ def validate(cfg: Any) -> None:
         _fail("device", cfg.device, "one of auto, cpu, cuda, cuda:N, mps")
     if cfg.threads < 0:
         _fail("threads", cfg.threads, "must be >= 0 (0 = torch's default)")
+    if cfg.threads > MAX_THREADS:
+        _fail("threads", cfg.threads, f"must be in [0, {MAX_THREADS}] (0 = torch's default)")
+    # Seeds seed .. seed+replicas-1 are torch generator seeds and go into the
+    # records as signed 64-bit integers; torch wraps a negative seed to seed + 2**64.
+    high = MAX_SEED - (t.replicas - 1)
+    if not 0 <= cfg.seed <= high:
+        why = f" with trainer.replicas={t.replicas}" if t.replicas > 1 else ""
+        _fail("seed", cfg.seed, f"must be in [0, {high}]{why} (seeds seed .. seed+replicas-1 are torch generator "
+              "seeds, stored as signed 64-bit integers; torch would wrap a negative seed to seed + 2**64)")
+
+    # Split sizes the dataset's known size allows (the loader checks the real data again).
+    n_features, n_classes, n, n_test = dataset_shape(d)
+    split_sizes(d, n, n_test is not None)

@@ -22,9 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .config import ConfigError
-
-MNIST1D_SEED = 42  # mnist1d's own default generator seed: the canonical dataset
+from .config import CIFAR_FILES, DATASET_FILES, MNIST1D_SEED, split_sizes  # noqa: F401 (MNIST1D_SEED: re-exported)
 
 
 class DataError(RuntimeError):
@@ -73,23 +71,66 @@ def _root(cfg) -> Path:
 # for sets without an official test split.
 
 
-def _mnist1d(cfg):
-    path = _root(cfg) / "mnist1d" / f"mnist1d_seed{MNIST1D_SEED}.npz"
-    if not path.exists():
-        from mnist1d.data import get_dataset_args, make_dataset
+def _missing_dirs(folder: Path) -> list[Path]:
+    """The folders on the way to ``folder`` that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
-        args = get_dataset_args()
-        args.seed = MNIST1D_SEED
-        # make_dataset reseeds numpy's and random's global state: the run seeds
-        # its generators after the data is built.
-        d = make_dataset(args)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-        os.replace(tmp, path)  # atomic: parallel jobs never read half a file
-    with np.load(path) as f:
-        return f["x"], f["y"], f["x_test"], f["y_test"]
+
+def _remove_empty(created: list[Path]) -> None:
+    """Undo the folders a failed attempt created (deepest first), where they are still empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue  # the attempt did not get this far
+        except OSError:
+            return  # not empty (or not ours to remove): it and its parents stay
+
+
+def _mnist1d(cfg):
+    sub, (name,) = DATASET_FILES["mnist1d"]
+    path = _root(cfg) / sub / name
+    if not path.exists():
+        created = _missing_dirs(path.parent)
+        tmp = None
+        try:
+            # Room for the cache first: generating takes seconds, and a data.root that
+            # cannot take it should say so before, not after.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                from mnist1d.data import get_dataset_args, make_dataset
+
+                args = get_dataset_args()
+                args.seed = MNIST1D_SEED
+                # make_dataset reseeds numpy's and random's global state: the run seeds
+                # its generators after the data is built.
+                d = make_dataset(args)
+                np.savez(fh, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is for every user of data.root
+            os.replace(tmp, path)  # atomic: parallel jobs never read half a file
+            tmp = None
+        except BaseException as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            _remove_empty(created)
+            if isinstance(exc, OSError):
+                raise DataError(
+                    f"data=mnist1d: cannot write its cache {path} ({exc.strerror or exc}); MNIST-1D is generated "
+                    f"into data.root on first use: set data.root to a writable folder, or to one that holds {sub}/{name}"
+                ) from None
+            raise
+    try:
+        with np.load(path) as f:
+            return f["x"], f["y"], f["x_test"], f["y_test"]
+    except Exception as exc:
+        raise DataError(
+            f"data=mnist1d: cannot read its cache {path} ({type(exc).__name__}: {exc}); remove it to generate it again"
+        ) from None
 
 
 def _digits(cfg):
@@ -131,10 +172,12 @@ def _torchvision_images(cfg):
     root = _root(cfg)
     raw = root / cls.__name__ / "raw"
     files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    created = _missing_dirs(raw)
     try:
         tr = cls(str(root), train=True, download=cfg.download)
         te = cls(str(root), train=False, download=cfg.download)
     except Exception as exc:  # RuntimeError when missing, URLError etc. offline
+        _remove_empty(created)  # e.g. an empty MNIST/raw left by a download that could not start
         raise DataError(
             f"data={cfg.name}: dataset not found in {raw} and "
             + ("download failed" if cfg.download else "data.download=false")
@@ -144,9 +187,6 @@ def _torchvision_images(cfg):
         ) from None
     flat = lambda t: t.reshape(len(t), -1).numpy()  # (N, 28*28) uint8
     return flat(tr.data), tr.targets.numpy(), flat(te.data), te.targets.numpy()
-
-
-CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
 def _cifar10(cfg):
@@ -160,12 +200,14 @@ def _cifar10(cfg):
     if not all((folder / f).exists() for f in CIFAR_FILES):
         err = "data.download=false"
         if cfg.download:
+            created = _missing_dirs(folder)
             try:
                 import torchvision.datasets as tvd
 
                 tvd.CIFAR10(str(root), train=True, download=True)
                 err = ""
             except Exception as exc:
+                _remove_empty(created)
                 err = f"download failed ({type(exc).__name__})"
         if err:
             raise DataError(
@@ -245,34 +287,17 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     n_classes = cfg.n_classes if cfg.name in SYNTHETIC else 10
     g = torch.Generator().manual_seed(cfg.seed)
 
-    if x_test is None and cfg.test_fraction > 0:  # hold out a test set from the whole
+    # sizes first (ConfigError naming the fraction that leaves a split empty), then the same draws as always
+    n_train, n_val, n_test = split_sizes(cfg, len(y), has_test=x_test is not None)
+    if x_test is None and n_test > 0:  # hold out a test set from the whole
         perm = torch.randperm(len(y), generator=g)
-        n_test = round(cfg.test_fraction * len(y))
-        if n_test == 0:
-            raise ConfigError(
-                f"data.test_fraction={cfg.test_fraction} is not allowed here: it leaves 0 test examples of the "
-                f"{len(y)} {cfg.name} examples (use 0 for no test split)"
-            )
         x_test, y_test = x[perm[:n_test]], y[perm[:n_test]]
         x, y = x[perm[n_test:]], y[perm[n_test:]]
     elif x_test is not None:
         x_test, y_test = _as_tensors(x_test, y_test)
 
     perm = torch.randperm(len(y), generator=g)
-    n_val = round(cfg.val_fraction * len(y))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if n_val == 0 or len(train_idx) == 0:
-        raise ConfigError(
-            f"data.val_fraction={cfg.val_fraction} is not allowed here: it leaves {n_val} validation and "
-            f"{len(train_idx)} training examples of the {len(y)} {cfg.name} examples to split"
-        )
-    if cfg.train_size is not None:
-        if cfg.train_size > len(train_idx):
-            raise ConfigError(
-                f"data.train_size={cfg.train_size} is not allowed: must be <= {len(train_idx)}, "
-                f"the training examples of {cfg.name} after the validation split"
-            )
-        train_idx = train_idx[: cfg.train_size]
+    val_idx, train_idx = perm[:n_val], perm[n_val:][:n_train]
     train_x, train_y = x[train_idx], y[train_idx]
 
     clean_y = corrupted = None

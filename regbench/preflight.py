@@ -5,24 +5,37 @@ sweep launches its jobs one by one, so a bad value found by the task comes
 too late: after Hydra has overwritten an earlier run's record, or after other
 jobs of the sweep have trained. :func:`check` composes the config of every job
 the command will run (the same composition Hydra does), applies the schema's
-range checks, and refuses a run folder that holds another config: one line
-naming what is wrong and what is allowed, before anything is written.
+range checks, and refuses, in one line naming what is wrong and what is
+allowed, before anything is written:
 
-It imports neither torch nor the trainer, so ``plan`` stays fast.
+- a run or sweep folder that cannot be made or written (empty, a file, on a
+  read-only file system, not writable), or that holds another config;
+- a ``data.root`` that a dataset must be generated or downloaded into and
+  that cannot be written (one that already holds the files is only read);
+- a job that cannot fit in the memory the device has free (an estimate,
+  ``config.memory_estimate``);
+- a sweep whose jobs would share a folder (they differ only in a key left out
+  of job folder names, e.g. ``threads``).
+
+It imports neither torch nor the trainer (except for a ``device`` of cuda or
+mps, which it must look for), so ``plan`` stays fast.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import records
-from .config import ConfigError, RegbenchConfig, register_configs, validate
+from .config import DATASET_FILES, ConfigError, RegbenchConfig, memory_estimate, register_configs, validate
 
 # Flags that make Hydra do something other than run jobs (help, printing the
 # config, completion, another config source): left to Hydra, unchecked.
@@ -47,12 +60,38 @@ def _first_line(text) -> str:
     return lines[0]
 
 
-def describe(exc: Exception, loader=None) -> str:
-    """Hydra's composition errors, as one line."""
-    from hydra.errors import MissingConfigException, OverrideParseException
+def _quote_hint(args: list[str]) -> str:
+    """A value with spaces that the shell split into several words: the words
+    after the first have no ``=``. Say how to quote the whole override."""
+    words = list(args or [])
+    for i, word in enumerate(words):
+        if "=" in word or word.startswith("~"):
+            continue
+        end = i
+        while end + 1 < len(words) and "=" not in words[end + 1]:
+            end += 1
+        if i > 0 and "=" in words[i - 1]:
+            return f"; {word!r} is not key=value: a value with spaces must be quoted as one word, e.g. '{' '.join(words[i - 1 : end + 1])}'"
+        return f"; {word!r} is not key=value (every override is key=value; quote a value with spaces)"
+    return ""
+
+
+def describe(exc: Exception, loader=None, args: Optional[list[str]] = None) -> str:
+    """Hydra's composition errors, as one line (``args``: the overrides, for hints)."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     if isinstance(exc, OverrideParseException):
-        return f"cannot parse the overrides: {_first_line(exc)} (see https://hydra.cc/docs/advanced/override_grammar/basic/)"
+        lines = [line.strip() for line in str(exc).splitlines()]
+        lines = [line for line in lines if line and line.strip("^ ") and not line.startswith("See https://")]
+        text = ": ".join(lines[:2]) if lines and lines[0].startswith("Error parsing override") else (lines or [str(exc)])[0]
+        return f"cannot parse the overrides: {text}{_quote_hint(args)} (see https://hydra.cc/docs/advanced/override_grammar/basic/)"
+    if isinstance(exc, ConfigCompositionException) and "No match in the defaults list" in str(exc):
+        # `experiment=x`: a group that the primary config does not list can only be added, with +
+        text = str(exc)
+        group = text.split("Could not override '", 1)[-1].split("'", 1)[0]
+        add = re.search(r"use (\+\S+)", text)
+        plus = add.group(1) if add else f"+{group}=..."
+        return f"{plus[1:]}: {group} is not in the config's defaults list, so it cannot be overridden; add it with {plus}"
     if isinstance(exc, MissingConfigException):
         # "In 'config': Could not find 'data/foo'" + the available options
         text = str(exc)
@@ -118,6 +157,228 @@ def _device_unavailable(device: str) -> Optional[str]:
     return None
 
 
+# ------------------------------------------------------------- folders
+
+
+def _why_not_writable(folder: Path) -> str:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"{folder} is on a read-only file system"
+    except (OSError, AttributeError):
+        pass
+    return f"{folder} is not writable by this user"
+
+
+def cannot_make(path: Path) -> Optional[str]:
+    """Why a folder could not be created at ``path`` (or, where it exists, written
+    into), or None. Reads only: access(2) on the nearest folder that exists (it
+    also sees a read-only mount, even for root); where the folder is new, a probe
+    folder made and removed there at once (some file systems, such as /proc, refuse
+    new entries whatever the mode says)."""
+    path = Path(os.path.abspath(path))
+    existing = path
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        return f"{existing} exists and is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return _why_not_writable(existing)
+    if existing != path:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".regbench-probe-", dir=existing))
+        except OSError as exc:
+            return f"cannot create a folder in {existing} ({exc.strerror or exc})"
+    return None
+
+
+# What Hydra and the trainer write into an existing run folder (besides new files).
+RUN_FILES = (".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log", records.METRICS_FILE)
+
+
+def folder_refusal(key: str, value: Any, job: bool = False) -> Optional[str]:
+    """Why the folder ``key=value`` (hydra.run.dir, hydra.sweep.dir; with ``job``,
+    an existing job folder of that sweep dir) cannot take records, or None."""
+    text = str(value)
+    if not text.strip():
+        return (f"{key}={text!r} is not allowed: an empty folder would put the records into the current folder; "
+                f"give a folder, e.g. {key}=outputs/NAME")
+    why = cannot_make(Path(text))
+    if why is None and os.path.isdir(text):
+        for name in RUN_FILES:
+            p = Path(text) / name
+            if os.path.lexists(p) and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+                why = _why_not_writable(p)
+                break
+    if why is None:
+        return None
+    if job:
+        return f"the job folder {text} cannot take the records: {why}; make it writable, or choose another {key}"
+    return f"{key}={text} cannot take the records: {why}; choose a writable folder for {key}"
+
+
+def data_root_refusal(d) -> Optional[str]:
+    """Why ``data.root`` cannot hold ``data`` (a DataConfig), or None. Only a set
+    that will be written into it is checked: mnist1d (generated and cached there)
+    or a torchvision set with data.download=true, and only when its files are not
+    there yet; a read-only root that holds them (a shared cache) is fine, and a
+    missing set with data.download=false is named by the loader."""
+    if d.name not in DATASET_FILES:
+        return None  # made in code: touches no files
+    sub, files = DATASET_FILES[d.name]
+    root = Path(os.path.expanduser(str(d.root)))
+    folder = root / sub
+    if all(os.path.isfile(folder / f) for f in files):
+        return None
+    legacy = folder.parent / "processed"  # torchvision's pre-0.9 MNIST cache, still read
+    if sub.endswith("/raw") and all(os.path.isfile(legacy / f) for f in ("training.pt", "test.pt")):
+        return None
+    if d.name != "mnist1d" and not d.download:
+        return None
+    # torchvision downloads CIFAR-10's archive into data.root itself, the MNIST files into <Class>/raw
+    why = cannot_make(root if d.name == "cifar10" else folder)
+    if why is None:
+        return None
+    how = "generated" if d.name == "mnist1d" else "downloaded"
+    return (f"data.root={d.root} cannot take data={d.name}: {why}; it is {how} into data.root on first use "
+            f"and {folder} does not hold it yet: set data.root to a writable folder, or to one that holds "
+            f"{sub}/{', '.join(files)}")
+
+
+# ------------------------------------------------------------- memory
+
+
+def _gb(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _cgroup_room() -> Optional[int]:
+    """Bytes left under this process's cgroup memory limit (a container's), or None."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, where = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            base, names = Path("/sys/fs/cgroup") / where.lstrip("/"), ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):  # v1
+            base = Path("/sys/fs/cgroup/memory") / where.lstrip("/")
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        try:
+            limit, usage = ((base / n).read_text().strip() for n in names[:2])
+            if limit == "max" or int(limit) >= 2**60:
+                continue
+            stat = dict(line.split() for line in (base / "memory.stat").read_text().splitlines() if " " in line)
+            working = int(usage) - int(stat.get(names[2], 0))  # page cache that can be dropped is free
+            return max(int(limit) - working, 0)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def cpu_memory_available() -> Optional[int]:
+    """MemAvailable (/proc/meminfo), or less under a cgroup limit; None when unknown."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    room = _cgroup_room()
+    if room is not None:
+        avail = room if avail is None else min(avail, room)
+    return avail
+
+
+GPU_NODES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def memory_available(device: str, gpu: bool = True) -> Optional[tuple[int, str]]:
+    """(bytes free, where) on the device a job with ``device`` trains on, or None
+    when it cannot be told without importing torch (device=auto on a machine
+    with a GPU driver), or at all (mps). ``gpu``: ask CUDA (which makes a CUDA
+    context in this process, as the trainer will)."""
+    if device == "cpu" or (device == "auto" and not any(os.path.exists(p) for p in GPU_NODES)):
+        avail = cpu_memory_available()
+        return (avail, "cpu") if avail is not None else None
+    if gpu and device.startswith("cuda") and "torch" in sys.modules:  # imported by the device check
+        torch = sys.modules["torch"]
+        try:
+            index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
+            free, _ = torch.cuda.mem_get_info(index)
+        except Exception:
+            return None
+        return free, f"cuda:{index}"
+    return None
+
+
+def memory_refusal(cfg, gpu: bool = True) -> Optional[str]:
+    """Why one job of ``cfg`` cannot fit in the memory its device has free, or None."""
+    here = memory_available(str(cfg.device), gpu)
+    if here is None:
+        return None
+    avail, where = here
+    est = memory_estimate(cfg)
+    if est["total"] <= avail:
+        return None
+    m, t = cfg.model, cfg.trainer
+    lead = {
+        "params": f"model.widths={list(m.widths)} with trainer.replicas={t.replicas}",
+        "activations": (f"trainer.batch_size={t.batch_size} with model.widths={list(m.widths)} and trainer.replicas={t.replicas}"
+                        if est["train_batch"] >= est["eval_batch"] else
+                        f"trainer.eval_batch_size={t.eval_batch_size} with model.widths={list(m.widths)}"),
+        "data": f"data={cfg.data.name}",
+    }[max(("params", "activations", "data"), key=lambda k: est[k])]
+    name = cfg.optim.name
+    state = f", 2 {name} buffers" if name in ("adam", "adamw") else (", momentum" if cfg.optim.momentum > 0 else "")
+    per = 4 if name in ("adam", "adamw") else (3 if state else 2)
+    replicas = f" x {t.replicas} replicas" if t.replicas > 1 else ""
+    return (f"{lead} needs about {_gb(est['total'])} of memory (parameters {_gb(est['params'])}: {est['n_params']:,}"
+            f"{replicas} x {per} for weights, gradients{state}; activations {_gb(est['activations'])}; "
+            f"data {_gb(est['data'])}); {_gb(avail)} is available on {where}")
+
+
+# ------------------------------------------------------------- sweeps
+
+
+def _as_dict(job: list[str]) -> dict[str, str]:
+    return dict(o.lstrip("+~").split("=", 1) if "=" in o else (o.lstrip("+~"), "") for o in job)
+
+
+def shared_folders(jobs: list[list[str]], folders: list[Path], typed: Optional[dict[str, str]] = None) -> Optional[str]:
+    """Jobs of a sweep that differ only in keys left out of job folder names
+    (records.RUNTIME_KEYS, via override_dirname.exclude_keys) would share one
+    folder: the second finds the first's records. Why, or None. ``typed``:
+    key -> the sweep override as the user wrote it, for the message."""
+    seen: dict[Path, list[str]] = {}
+    for job, folder in zip(jobs, folders):
+        first = seen.setdefault(folder, job)
+        if first is job:
+            continue
+        a, b = _as_dict(first), _as_dict(job)
+        keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+        if not keys:
+            continue  # the same job listed twice: it runs once, then is skipped
+        key = keys[0]
+        values = list(dict.fromkeys(_as_dict(j).get(key, "(unset)") for j in jobs))
+        swept = (typed or {}).get(key) or f"{key}={','.join(values)}"
+        why = ("says how a job runs, not what it computes, so it is left out of job folder names"
+               if key in records.RUNTIME_KEYS else
+               "is left out of job folder names (hydra.job.config.override_dirname.exclude_keys)")
+        plus = re.match(r"\+*", swept).group(0)  # +experiment=... is written with its +
+        slug = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+        return (f"{swept}: {key} {why}, and jobs that differ only in it would share one folder "
+                f"({folder.name}); run one value per sweep, each in its own folder "
+                f"(e.g. {plus}{key}={values[0]} hydra.sweep.dir=outputs/sweep_{slug(key)}_{slug(values[0])})")
+    return None
+
+
 def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig, list[list[str]]]]:
     """Compose and check what ``regbench <command> argv`` will run.
 
@@ -170,7 +431,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
         except Exception as exc:
-            raise PreflightError(describe(exc, loader)) from None
+            raise PreflightError(describe(exc, loader, args)) from None
         HydraConfig.instance().set_config(copy.deepcopy(base))  # ${hydra:...} interpolations resolve as in the job
         multirun = command == "plan" or flag_multirun or base.hydra.mode == RunMode.MULTIRUN
         sweeps = [o for o in parsed if o.is_sweep_override()]
@@ -190,7 +451,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
         try:
             jobs = expand_jobs(base) if multirun else [list(base.hydra.overrides.task)]
         except Exception as exc:
-            raise PreflightError(describe(exc, loader)) from None
+            raise PreflightError(describe(exc, loader, args)) from None
         if not jobs:
             raise PreflightError("this sweep has no jobs: a range() or glob() in it is empty")
         hydra_fixed = [o.input_line for o in parsed if o.is_hydra_override() and not o.is_sweep_override()]
@@ -202,6 +463,21 @@ def _check(args: list[str], command: str, flag_multirun: bool):
                 distinct.setdefault(tuple(o for o in job if not SEED.fullmatch(o)), job)
             settings = list(distinct.values())[:MAX_SETTINGS]  # beyond that, each job checks itself when it starts
             folders = _job_folders(base, jobs)
+            typed = {f"{k}": f"{k}={v}" for k, v in (OmegaConf.select(base, "hydra.sweeper.params") or {}).items()}
+            typed.update({o.get_key_element().lstrip("+~"): o.input_line for o in sweeps})
+            refusal = shared_folders(jobs, folders, typed)
+            if refusal:
+                raise PreflightError(refusal)
+            if command == "train":  # plan only reads (it may look at an archived, read-only sweep)
+                try:
+                    refusal = folder_refusal("hydra.sweep.dir", base.hydra.sweep.dir)
+                except InterpolationResolutionError:
+                    refusal = None  # needs the running app: Hydra makes it
+                refusal = refusal or next(
+                    (r for f in folders if os.path.isdir(f) for r in [folder_refusal("hydra.sweep.dir", f, job=True)] if r), None
+                )
+                if refusal:
+                    raise PreflightError(refusal)
         else:
             settings, folders = [None], []
         for job in settings:
@@ -209,16 +485,22 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             try:
                 cfg = base if job is None else compose(config_name="config", overrides=hydra_fixed + job)
                 validate(cfg)
-                refusal = _device_unavailable(str(cfg.device))
+                refusal = _device_unavailable(str(cfg.device)) or memory_refusal(cfg, gpu=command == "train")
+                if not refusal and command == "train":
+                    refusal = _resolved_or_none(data_root_refusal, cfg.data)
                 if not refusal and job is None:
                     run_dir = Path(cfg.hydra.run.dir)
-                    refusal = records.folder_in_use(run_dir) or existing_run_conflict(run_dir, _without_hydra(cfg))
+                    refusal = (
+                        (folder_refusal("hydra.run.dir", cfg.hydra.run.dir) if command == "train" else None)
+                        or records.folder_in_use(run_dir)
+                        or existing_run_conflict(run_dir, _without_hydra(cfg))
+                    )
             except ConfigError as exc:
                 raise PreflightError(f"{exc}{where}") from None
             except InterpolationResolutionError:
                 continue  # needs the running job (e.g. ${hydra:runtime.output_dir}): the trainer checks it
             except Exception as exc:
-                raise PreflightError(f"{describe(exc, loader)}{where}") from None
+                raise PreflightError(f"{describe(exc, loader, args)}{where}") from None
             if refusal:
                 raise PreflightError(f"{refusal}{where}")
         for folder in folders:
@@ -226,3 +508,13 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             if refusal:
                 raise PreflightError(refusal)
     return base, jobs
+
+
+def _resolved_or_none(check_one, node):
+    """``check_one(node)``, or None when a value in it needs the running job."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        return check_one(node)
+    except InterpolationResolutionError:
+        return None

@@ -40,6 +40,21 @@ BAD = [
     ("+model.dropuot=0.1", "unknown config key model.dropuot", "allowed in model: widths, activation"),
     ("data.val_fraction=0.001", "data.val_fraction=0.001", "leaves 0 validation"),
     ("data.test_fraction=0.001", "data.test_fraction=0.001", "leaves 0 test examples"),
+    # a test split that leaves too little to split again is the test fraction's doing, not val_fraction's
+    ("data=digits data.test_fraction=0.999", "data.test_fraction=0.999", "holds out 1795 of the 1797 digits examples"),
+    # bounds: beyond them a value is a typo (memory is estimated by preflight)
+    ("seed=-1", "seed=-1", "must be in [0, 9223372036854775807]"),  # torch would wrap it to 2**64 - 1
+    ("seed=99999999999999999999", "seed=99999999999999999999", "must be in [0, 9223372036854775807]"),
+    ("seed=9223372036854775807 trainer.replicas=2", "seed=9223372036854775807", "[0, 9223372036854775806] with trainer.replicas=2"),
+    ("data.seed=-1", "data.seed=-1", "must be in [0, 9223372036854775807]"),
+    ("trainer.epochs=100000000000000000000000", "trainer.epochs=100000000000000000000000", "must be in [1, 1000000]"),
+    ("trainer.replicas=200000", "trainer.replicas=200000", "must be in [1, 10000]"),
+    ("trainer.batch_size=1000000000", "trainer.batch_size=1000000000", "must be in [1, 100000000]"),
+    ("trainer.eval_batch_size=1000000000", "trainer.eval_batch_size=1000000000", "must be in [1, 100000000]"),
+    ("model.widths=[16,1000001]", "model.widths=[16, 1000001]", "every width must be <= 1000000"),
+    ("data.n_samples=1000000000", "data.n_samples=1000000000", "must be in [1, 100000000]"),
+    ("data.n_classes=1", "data.n_classes=1", "must be in [2, 100000]"),
+    ("threads=100000", "threads=100000", "must be in [0, 1024]"),
 ]
 
 
@@ -72,3 +87,39 @@ def test_schema_catches_typos_and_types_at_compose_time(make_cfg, override, frag
     with pytest.raises(ConfigCompositionException) as err:
         make_cfg(override)
     assert fragment in str(err.value) or fragment in str(err.value.__cause__)
+
+
+def test_the_largest_allowed_seed_is_one_torch_takes(make_cfg):
+    from regbench.config import MAX_SEED, validate
+
+    validate(make_cfg(f"seed={MAX_SEED}"))
+    validate(make_cfg(f"seed={MAX_SEED - 4}", "trainer.replicas=5"))
+    validate(make_cfg("data.seed=0", "seed=0"))
+    import torch
+
+    assert torch.Generator().manual_seed(MAX_SEED).initial_seed() == MAX_SEED
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model.batchnorm=true", "model.widths=[32,8,4]"],
+        ["model.bn_layers=[true,false]", "model.order=[linear,act,bn,dropout]", "model.dropout=0.2"],
+        ["data=digits"],
+        ["data=mnist1d", "model.widths=[100,100]"],
+    ],
+)
+def test_memory_estimate_counts_the_parameters_of_the_real_model(make_cfg, overrides):
+    from regbench.config import dataset_shape, memory_estimate
+    from regbench.model import build_mlp, count_parameters
+
+    cfg = make_cfg(*overrides)
+    n_features, n_classes, _, _ = dataset_shape(cfg.data)
+    est = memory_estimate(cfg)
+    assert est["n_params"] == count_parameters(build_mlp(cfg.model, n_features, n_classes))
+    assert est["params"] == 4 * est["n_params"] * 4  # adam: weights, gradients, 2 buffers
+    assert est["total"] == est["params"] + est["activations"] + est["data"]
+    more = memory_estimate(make_cfg(*overrides, "trainer.replicas=10"))
+    assert more["params"] == 4 * est["n_params"] * (10 * 4 + 1)  # + the template module of the vectorized model
+    assert more["activations"] > est["activations"]

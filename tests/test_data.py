@@ -156,3 +156,103 @@ def test_corrupt_cifar_file_is_one_clear_error(make_cfg, tmp_path):
         (folder / name).write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="cannot read .*data_batch_1"):
         build_dataset(make_cfg("data=cifar10", f"data.root={tmp_path}", "data.download=false").data)
+
+
+# ------------------------------------------------- what preflight knows of each set
+
+
+def test_known_shapes_and_files_match_the_data(make_cfg):
+    import torchvision.datasets as tvd
+
+    from regbench.config import DATASET_FILES, dataset_shape
+
+    for name in ("digits", "mnist1d"):
+        cfg = make_cfg(f"data={name}")
+        d = build_dataset(cfg.data)
+        n_features, n_classes, n_train, n_test = dataset_shape(cfg.data)
+        assert (n_features, n_classes) == (d.n_features, d.n_classes)
+        held = len(d.test) if n_test is None else 0
+        assert n_train == len(d.train) + len(d.val) + held and (n_test is None or n_test == len(d.test))
+    for name, cls in (("mnist", tvd.MNIST), ("fashion_mnist", tvd.FashionMNIST), ("kmnist", tvd.KMNIST)):
+        folder, files = DATASET_FILES[name]
+        assert folder == f"{cls.__name__}/raw"
+        assert list(files) == [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    folder, files = DATASET_FILES["cifar10"]
+    assert folder == tvd.CIFAR10.base_folder and list(files) == [f for f, _ in tvd.CIFAR10.train_list + tvd.CIFAR10.test_list]
+
+
+def test_a_test_split_that_leaves_too_little_names_test_fraction(make_cfg):
+    from regbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^data.test_fraction=0.999 is not allowed here: it holds out 1795 of the 1797"):
+        build_dataset(make_cfg("data=digits", "data.test_fraction=0.999").data)
+    with pytest.raises(ConfigError, match=r"^data.val_fraction=0.0003 is not allowed here"):
+        build_dataset(make_cfg("data=digits", "data.val_fraction=0.0003").data)
+
+
+# ------------------------------------------------------------- mnist1d's cache
+
+
+@pytest.fixture
+def fake_mnist1d(monkeypatch):
+    """mnist1d's generator replaced by a tiny one; counts its calls."""
+    import mnist1d.data
+
+    calls = []
+
+    def make_dataset(args):
+        calls.append(args.seed)
+        rng = np.random.default_rng(0)
+        return {"x": rng.normal(size=(50, 40)), "y": np.arange(50) % 10, "x_test": rng.normal(size=(10, 40)), "y_test": np.arange(10)}
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", make_dataset)
+    return calls
+
+
+def test_mnist1d_cache_is_readable_by_everyone(make_cfg, tmp_path, fake_mnist1d):
+    d = build_dataset(make_cfg("data=mnist1d", f"data.root={tmp_path / 'cache'}").data)
+    assert len(d.test) == 10 and fake_mnist1d == [42]
+    (path,) = (tmp_path / "cache" / "mnist1d").iterdir()  # no temporary file left beside it
+    assert path.name == "mnist1d_seed42.npz" and path.stat().st_mode & 0o777 == 0o644
+
+
+def test_mnist1d_root_that_cannot_be_written_is_one_line_before_generating(make_cfg, tmp_path, fake_mnist1d):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError) as err:
+        build_dataset(make_cfg("data=mnist1d", f"data.root={blocker / 'cache'}").data)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"data=mnist1d: cannot write its cache {blocker / 'cache'}")
+    assert "set data.root to a writable folder" in msg
+    assert fake_mnist1d == []  # refused before the generator ran
+
+
+def test_mnist1d_cache_that_cannot_be_read_is_one_line(make_cfg, tmp_path):
+    path = tmp_path / "mnist1d" / "mnist1d_seed42.npz"
+    path.parent.mkdir()
+    path.write_bytes(b"truncated")
+    with pytest.raises(DataError, match="cannot read its cache .*remove it to generate it again"):
+        build_dataset(make_cfg("data=mnist1d", f"data.root={tmp_path}").data)
+
+
+# ------------------------------------------- a failed download leaves no empty folders
+
+
+@pytest.mark.parametrize("name,cls", [("mnist", "MNIST"), ("cifar10", "CIFAR10")])
+def test_failed_download_removes_only_the_empty_folders_it_made(make_cfg, tmp_path, monkeypatch, name, cls):
+    import os
+
+    import torchvision.datasets as tvd
+
+    def offline(self):  # as torchvision does: make the folder, then fail to fetch
+        os.makedirs(self.raw_folder if name == "mnist" else self.root, exist_ok=True)
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(getattr(tvd, cls), "download", offline)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for root in (kept, tmp_path / "new" / "deeper"):
+        with pytest.raises(DataError, match="download failed"):
+            build_dataset(make_cfg(f"data={name}", f"data.root={root}", "data.download=true").data)
+    assert kept.is_dir() and not any(kept.iterdir())  # there before: kept; what it made inside: gone
+    assert not (tmp_path / "new").exists()

@@ -26,6 +26,27 @@ BAD = [
     # a combination that only some of 68 jobs have is found too (seeds collapse: they never make a config invalid)
     (["-m", "model.order=[linear,act,bn,dropout],[linear,act]", "model.dropout=0,0.1", "seed=range(0,17)"],
      "needs a dropout part in model.order=['linear', 'act'] (or a rate of 0) (job model.order=[linear,act],model.dropout=0.1,seed=0)"),
+    # a group that is not in the defaults list is added with +
+    (["experiment=dropout_vs_bn"], "experiment=dropout_vs_bn: experiment is not in the config's defaults list, so it "
+                                   "cannot be overridden; add it with +experiment=dropout_vs_bn"),
+    # a value with spaces that the shell split into words
+    (["hydra.run.dir=my", "runs/x"], "'runs/x' is not key=value: a value with spaces must be quoted as one word, "
+                                     "e.g. 'hydra.run.dir=my runs/x'"),
+    (["model.order=[linear,", "act]"], "e.g. 'model.order=[linear, act]'"),
+    (["hydra.run.dir="], "hydra.run.dir='' is not allowed: an empty folder would put the records into the current folder"),
+    (["-m", "model.dropout=0,0.1", "hydra.sweep.dir="], "hydra.sweep.dir='' is not allowed"),
+    (["seed=-1"], "seed=-1 is not allowed: must be in [0, 9223372036854775807]"),
+    (["data=digits", "data.test_fraction=0.999"], "data.test_fraction=0.999 is not allowed here"),
+    # jobs that differ only in a key left out of folder names would share one folder
+    (["-m", "threads=1,2"], "threads=1,2: threads says how a job runs, not what it computes, so it is left out of job "
+                            "folder names, and jobs that differ only in it would share one folder (default); run one "
+                            "value per sweep, each in its own folder (e.g. threads=1 hydra.sweep.dir=outputs/sweep_threads_1)"),
+    (["-m", "device=cpu,auto", "model.dropout=0,0.1"], "device=cpu,auto: device says how a job runs"),
+    (["-m", "data.root=/a,/b"], "data.root=/a,/b: data.root says how a job runs"),
+    # experiments alone: each job's folder is named from no override at all (a real run counted "2 completed" in one folder)
+    (["-m", "+experiment=dropout_rate,label_noise_dropout"], "+experiment=dropout_rate,label_noise_dropout: experiment is "
+     "left out of job folder names (hydra.job.config.override_dirname.exclude_keys), and jobs that differ only in it would "
+     "share one folder (default); run one value per sweep, each in its own folder (e.g. +experiment=dropout_rate hydra.sweep.dir="),
 ]
 
 
@@ -83,3 +104,95 @@ def test_a_folder_in_use_is_refused_up_front(tmp_path):
             check([f"hydra.run.dir={tmp_path}"])
     finally:
         records.release_lock(holder)
+
+
+def test_one_value_of_a_runtime_key_and_custom_job_folders_may_be_swept():
+    cfg, jobs = check(["-m", "threads=2", "model.dropout=0,0.1"])
+    assert len(jobs) == 2
+    # job folders named by number never collide: sweeping threads (a benchmark) is fine there
+    cfg, jobs = check(["-m", "threads=1,2", "hydra.sweep.subdir=${hydra.job.num}"])
+    assert len(jobs) == 2
+
+
+def test_a_job_that_cannot_fit_in_memory_is_refused(monkeypatch):
+    from regbench import preflight
+
+    monkeypatch.setattr(preflight, "cpu_memory_available", lambda: 10**9)
+    assert check(["device=cpu", "data=blobs"])  # about 15 MB
+    with pytest.raises(PreflightError) as err:
+        check(["device=cpu", "data=blobs", "model.widths=[4096,4096]", "trainer.replicas=20"])
+    msg = str(err.value)
+    assert msg.startswith("model.widths=[4096, 4096] with trainer.replicas=20 needs about ")
+    assert "1.0 GB is available on cpu" in msg and "\n" not in msg
+    with pytest.raises(PreflightError, match=r"^trainer.eval_batch_size=10000000 with model.widths=\[2048\] needs about"):
+        check(["device=cpu", "data=blobs", "data.n_samples=10000000", "data.n_features=4", "model.widths=[2048]",
+               "trainer.eval_batch_size=10000000"])
+    with pytest.raises(PreflightError, match=r"^data=blobs needs about"):
+        check(["device=cpu", "data=blobs", "data.n_samples=100000000", "data.n_features=200", "model.widths=[8]"])
+    with pytest.raises(PreflightError, match=r"model.widths=\[8192,8192\],trainer.replicas=20\)$"):  # in a sweep: which job
+        check(["-m", "device=cpu", "data=blobs", "model.widths=[8],[8192,8192]", "trainer.replicas=20"])
+
+
+def test_cpu_checks_do_not_import_torch():
+    """A refusal comes before torch is imported (well under a second)."""
+    import subprocess
+    import sys
+
+    from regbench.preflight import GPU_NODES
+
+    devices = ["cpu"] + ([] if any(__import__("os").path.exists(p) for p in GPU_NODES) else ["auto"])
+    code = (
+        "import sys; from regbench.preflight import check, memory_available\n"
+        f"for d in {devices!r}:\n"
+        "    assert check([f'device={d}', 'data.root=/nonexistent/cache'])\n"
+        "    assert memory_available(d)[1] == 'cpu'\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_memory_available_reads_meminfo():
+    from regbench.preflight import cpu_memory_available
+
+    if not __import__("os").path.exists("/proc/meminfo"):
+        pytest.skip("no /proc/meminfo")
+    avail = cpu_memory_available()
+    assert avail is not None and 0 < avail
+
+
+def test_data_root_is_checked_only_where_a_set_is_written_into_it(tmp_path):
+    from regbench.preflight import data_root_refusal
+    from omegaconf import OmegaConf
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bad = str(blocker / "cache")  # under a file: nothing can be made there
+    data = lambda name, **kw: OmegaConf.create({"name": name, "root": bad, "download": True, **kw})
+    msg = data_root_refusal(data("mnist1d"))
+    assert msg.startswith(f"data.root={bad} cannot take data=mnist1d: {blocker} exists and is not a folder")
+    assert "mnist1d/mnist1d_seed42.npz" in msg
+    assert "downloaded into data.root" in data_root_refusal(data("mnist"))
+    assert data_root_refusal(data("cifar10"))
+    assert data_root_refusal(data("mnist", download=False)) is None  # nothing is written: the loader names the files
+    for name in ("digits", "blobs", "teacher"):
+        assert data_root_refusal(data(name)) is None  # made in code
+    with pytest.raises(PreflightError, match="cannot take data=mnist1d"):
+        check([f"data.root={bad}"])
+    assert check([f"data.root={bad}", "data=digits"])
+
+
+def test_cuda_memory_is_asked_of_torch_only_when_the_device_check_imported_it(monkeypatch):
+    import sys
+    import types
+
+    from regbench.preflight import memory_available
+
+    asked = []
+    cuda = types.SimpleNamespace(current_device=lambda: 0, mem_get_info=lambda i: asked.append(i) or (7 * 10**9, 8 * 10**9))
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    assert memory_available("cuda:1") == (7 * 10**9, "cuda:1") and memory_available("cuda") == (7 * 10**9, "cuda:0")
+    assert memory_available("cuda:1", gpu=False) is None and memory_available("mps") is None  # plan; unknown
+    assert asked == [1, 0]
+    monkeypatch.delitem(sys.modules, "torch")
+    assert memory_available("cuda") is None
