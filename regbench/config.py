@@ -126,7 +126,7 @@ class TrainerConfig:
     epochs: int = 50  # passes over the training set, >= 1
     batch_size: int = 128  # examples per optimizer step, >= 1
     replicas: int = 1  # seeds trained at once as one vectorized model (seed, seed+1, ...), >= 1
-    eval_batch_size: int = 8192  # examples per forward pass when evaluating, >= 1 (only memory, not results)
+    eval_batch_size: int = 8192  # examples per forward pass when evaluating, >= 1 (memory; losses may differ by float rounding, ~1e-6, as sums split differently)
     grad_clip: float = 0.0  # clip the global gradient L2 norm to this, 0 = off
     diverge_loss: float = 1e4  # a training/fit loss above this (or NaN/inf) ends the run as `diverged`
     test: bool = True  # also evaluate the test split every epoch (when the dataset has one)
