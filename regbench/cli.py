@@ -4,14 +4,18 @@
 from argv (and from COMP_LINE for tab completion) and calls the ``@hydra.main``
 task, so overrides, ``-m``, ``--cfg``, ``--help``, launchers and sweepers
 behave as Hydra documents. The other commands are plain argparse programs.
+Ctrl-C, SIGTERM and a closed pipe end every command in at most one line
+(regbench.signals).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from typing import Optional
 
-from . import __version__
+from . import __version__, signals
 
 COMMANDS = {
     "train": "train one run or a sweep (a Hydra app; see `regbench train --help`)",
@@ -64,12 +68,13 @@ def _preflight(argv: list[str], command: str):
 
 
 def train(argv: list[str]) -> int:
-    """Run the Hydra app; 1 when a job of a sweep failed, else 0."""
+    """Run the Hydra app; 1 when a job of a sweep failed, died or was interrupted, else 0."""
     check_choices(argv)
     from .preflight import reset
 
     try:
-        _preflight(argv, "train")  # before torch is imported: a refusal comes in well under a second
+        checked = _preflight(argv, "train")  # before torch is imported: a refusal comes in well under a second
+        sweep_dir = _fixed_sweep_dir(argv, checked)
     finally:
         reset()
 
@@ -82,8 +87,42 @@ def train(argv: list[str]) -> int:
     register_configs()
     sys.argv = [sys.argv[0]] + list(argv)  # Hydra parses sys.argv itself
     app = hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")(task)
-    app()
-    return 1 if sweep.last_counts and sweep.last_counts.get("failed") else 0
+    # A console that went away (`| head`, a tee killed by Ctrl-C) must not
+    # print a logging traceback per line; each job's train.log has them all.
+    logging.raiseExceptions = False
+    try:
+        with signals.stop_handlers():
+            app()
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM between jobs, or in a joblib sweep, whose workers
+        # have recorded their jobs by now (signals.stop_handlers). A job
+        # interrupted in this process said its own line and exits via SystemExit.
+        signals.say("regbench train: interrupted" + (f"; records kept in {sweep_dir}" if sweep_dir else ""))
+        return signals.EXIT_INTERRUPTED
+    # Non-zero when the sweep left work undone: a failed, dead or interrupted job.
+    return 1 if sweep.last_counts and any(sweep.last_counts.get(s) for s in sweep.UNDONE) else 0
+
+
+def _fixed_sweep_dir(argv: list[str], checked) -> Optional[str]:
+    """The sweep folder for the line that Ctrl-C ends a sweep with, when the
+    command line or its experiment fixes it. Hydra composes its own config
+    after preflight, so a ``${now:...}`` in the folder would name another moment."""
+    from omegaconf import OmegaConf
+
+    from .preflight import MULTIRUN_FLAGS
+
+    if checked is None:
+        return None
+    base = checked[0]
+    if not (any(a in MULTIRUN_FLAGS for a in argv) or str(OmegaConf.select(base, "hydra.mode")) == "MULTIRUN"):
+        return None
+    raw = OmegaConf.to_container(base.hydra.sweep, resolve=False).get("dir")
+    if not isinstance(raw, str) or "${now:" in raw:
+        return None
+    try:
+        return str(base.hydra.sweep.dir)
+    except Exception:  # an interpolation only the running app resolves: the line names no folder
+        return None
 
 
 def _completion(argv: list[str]) -> None:
@@ -105,7 +144,27 @@ def _completion(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 130 after Ctrl-C or SIGTERM, 141 when the reader of stdout
+    went away (``regbench plan ... | head -1``); no traceback for either."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else ""
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a closed pipe met here is an exit status, not a message at exit
+        return code
+    except KeyboardInterrupt:
+        signals.say(f"regbench {command}: interrupted" if command in COMMANDS else "regbench: interrupted")
+        return signals.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        signals.mute(sys.stdout)
+        return signals.EXIT_BROKEN_PIPE
+    finally:
+        # Also on SystemExit (an interrupted job): the interpreter's last flush
+        # would report a closed pipe as "Exception ignored ... BrokenPipeError".
+        signals.flush_or_mute()
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0 if argv else 2

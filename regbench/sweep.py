@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -28,6 +29,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from . import records
+from .signals import say
 
 log = logging.getLogger("regbench.sweep")
 
@@ -237,7 +239,7 @@ class SweepCallback(Callback):
                 state = "skipped"
             counts.setdefault(state, []).append(name)
         last_counts = counts
-        print(format_counts(counts, sweep_dir))
+        say(format_counts(counts, sweep_dir), sys.stdout)  # `| head` may have closed stdout
 
 
 def _written_since(path: Path, started: float) -> bool:

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, progress, records
+from . import __version__, progress, records, signals
 from .config import ConfigError, validate
 from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
@@ -122,6 +122,13 @@ def save_checkpoint(path: Path, state: dict) -> None:
         with open(tmp, "wb") as fh:  # Python's file, so a full disk raises OSError(ENOSPC), not a C++ stream error
             torch.save(state, fh)
         os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+    except RuntimeError as exc:
+        # An interrupt or a write error inside torch.save surfaces as the zip
+        # writer's own error ("unexpected pos") when it closes the file: raise
+        # what really happened.
+        if isinstance(exc.__context__, (KeyboardInterrupt, Interrupted, OSError)):
+            raise exc.__context__ from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
 
@@ -545,6 +552,8 @@ def main(cfg: DictConfig) -> Optional[float]:
     out_dir = hc.runtime.output_dir
     multirun = hc.mode == RunMode.MULTIRUN
     launcher = hc.runtime.choices.get("hydra/launcher", "basic")
+    if multirun and launcher == "joblib":
+        signals.watch_parent()  # a worker that is told to stop, or loses its parent, stops rather than trains on
     parallel = multirun and launcher != "basic"
     progress.epoch_lines_on_console = not parallel
     # A log handler that cannot write (train.log on a full disk) stays quiet
@@ -584,8 +593,7 @@ def main(cfg: DictConfig) -> Optional[float]:
         log.error("not started: %s", exc)
         return None
     except (KeyboardInterrupt, Interrupted):
-        print(f"regbench train: interrupted; records kept in {out_dir}", file=sys.stderr)
-        sys.exit(130)
+        signals.interrupted(out_dir)  # exits 130; safe on a closed pipe; a worker exits silently
     except (RecordsUnwritable, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno not in WRITE_ERRNOS:
             return _failed(exc, out_dir, multirun)

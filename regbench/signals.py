@@ -1,0 +1,224 @@
+"""Ctrl-C, SIGTERM, a dead parent and a closed pipe end a run or a sweep in one line.
+
+Three places take part:
+
+- the ``regbench`` process (:func:`stop_handlers`, around the Hydra app in
+  ``cli.train``): on Ctrl-C or SIGTERM it passes SIGINT on to a launcher's
+  worker processes and waits until they have recorded their current job as
+  ``interrupted`` and exited, then stops. Without the wait, joblib answers the
+  KeyboardInterrupt by SIGKILLing its workers, maybe before they have written
+  their summary; without passing it on, a SIGTERM would reach no worker;
+- a joblib worker (:func:`watch_parent`, called by ``train.main`` as each job
+  starts): it stops at the first SIGINT or SIGTERM and never starts another
+  job after it, and a thread interrupts the job as Ctrl-C would once the
+  parent is gone (SIGKILL, a crash). An orphan would otherwise train every job
+  already sent to it while holding their ``run.lock``;
+- the end of an interrupted job (:func:`interrupted`): a worker process exits
+  right there (its parent says the one line), else one line and exit 130.
+
+:func:`say` writes that line even when stderr is a pipe whose reader died with
+the same Ctrl-C (``regbench train ... 2>&1 | tee log``): an exception there
+would count as a failed job, and the sweep would go on. This module imports no
+torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away, nothing went wrong here
+
+# How long the regbench process waits for its workers to record their jobs
+# (a summary.json each) before the launcher kills them; a second Ctrl-C stops waiting.
+WORKER_GRACE_S = 10.0
+# How often a worker looks for its parent, and how long an orphan may take to
+# record its job before it exits regardless.
+POLL_S = 0.1
+ORPHAN_GRACE_S = 10.0
+
+
+# ---------------------------------------------------------------- closed pipes
+
+
+def mute(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: its reader is gone, and
+    whatever is still buffered (flushed again at exit) must not raise
+    "Exception ignored ... BrokenPipeError" (the Python docs' recipe for SIGPIPE)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced (pytest's capture) or closed: nothing to point
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def flush_or_mute(*streams) -> None:
+    """Flush stdout and stderr now, so that a closed pipe is met here rather
+    than by the interpreter's last flush."""
+    for stream in streams or (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            mute(stream)
+        except OSError:
+            pass
+
+
+def say(line: str, stream=None) -> None:
+    """One line on stderr (or ``stream``); nothing, and no exception, when it is a closed pipe."""
+    stream = stream or sys.stderr
+    try:
+        print(line, file=stream, flush=True)
+    except (BrokenPipeError, ValueError):
+        mute(stream)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- the regbench process
+
+
+_stopping = False
+
+
+def _stop(signum, frame) -> None:
+    """Ctrl-C or SIGTERM in the regbench process: KeyboardInterrupt, once the
+    launcher's workers (if any) have recorded their jobs and exited."""
+    global _stopping
+    if _stopping:  # a second Ctrl-C: stop waiting
+        raise KeyboardInterrupt
+    _stopping = True
+    # A terminal's Ctrl-C reaches the workers too (one process group), a SIGTERM
+    # or a `kill -INT` only this process. A worker takes the first SIGINT and
+    # ignores the rest (_interrupt), so passing it on is safe either way.
+    for worker in multiprocessing.active_children():
+        try:
+            os.kill(worker.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + WORKER_GRACE_S
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def stop_handlers() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the regbench process through :func:`_stop` while
+    inside; the previous handlers come back after (tests call ``cli.main`` in
+    pytest's own process)."""
+    global _stopping
+    _stopping = False
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _stop)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# ---------------------------------------------------------------- a launcher's worker process
+
+
+_worker = False  # watch_parent found this process to be a launcher's worker
+_told_to_stop = False  # a worker got SIGINT/SIGTERM, or lost its parent
+
+
+def in_worker() -> bool:
+    return _worker
+
+
+def watch_parent() -> None:
+    """At the start of each job in a launcher's worker process (joblib's loky
+    workers are multiprocessing children; with ``n_jobs=1`` joblib runs the jobs
+    in the main process, where this does nothing).
+
+    Once per process: SIGINT and SIGTERM stop the worker (the first one only,
+    so that a second cannot cut the recording of the first short), and a daemon
+    thread interrupts the job when the parent is gone. A worker told to stop
+    between two jobs gets the next one from its launcher all the same: it exits
+    here, before touching that job's folder."""
+    global _worker
+    if multiprocessing.parent_process() is None:
+        return
+    if _told_to_stop:
+        _exit(EXIT_INTERRUPTED)
+    if _worker:
+        return
+    _worker = True
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _interrupt)
+    except ValueError:  # not the main thread: the default SIGINT handler stays
+        pass
+    # Bars are off in workers, and tqdm's default lock is a named semaphore
+    # that a worker ended by os._exit or SIGKILL leaks: the resource tracker
+    # would report "leaked semaphore objects" after the sweep has ended.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+    threading.Thread(target=_watch, args=(multiprocessing.parent_process().pid,), daemon=True).start()
+
+
+def _interrupt(signum, frame) -> None:
+    global _told_to_stop
+    if _told_to_stop:
+        return
+    _told_to_stop = True
+    raise KeyboardInterrupt  # in a job: train records it interrupted, then `interrupted` ends the process
+
+
+def _watch(parent_pid: int) -> None:
+    # A process whose parent died is adopted (by init or a subreaper): its
+    # parent pid changes, whichever way the parent ended, SIGKILL included.
+    while os.getppid() == parent_pid:
+        time.sleep(POLL_S)
+    # As Ctrl-C would. A real signal, so that it also wakes a main thread
+    # that is waiting for its next job.
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(ORPHAN_GRACE_S)
+    # Still here: stopped outside a job, where nothing needs recording, and
+    # no parent is left to take results.
+    _exit(EXIT_INTERRUPTED)
+
+
+def _exit(code: int) -> None:
+    logging.shutdown()  # the job's train.log
+    flush_or_mute()
+    os._exit(code)
+
+
+# ---------------------------------------------------------------- the end of an interrupted job
+
+
+def interrupted(where: str) -> None:
+    """A job recorded itself ``interrupted``: end the process with 130.
+
+    A worker exits right here, without returning to its launcher, which would
+    hand it the next job; the regbench process says the one line for the whole
+    sweep. Otherwise one line names the records, and SystemExit carries 130
+    through Hydra."""
+    if in_worker():
+        _exit(EXIT_INTERRUPTED)
+    kept = os.path.exists(os.path.join(where, "summary.json"))  # interrupted before its first record: say nothing of records
+    say("regbench train: interrupted" + (f"; records kept in {where}" if kept else ""))
+    sys.exit(EXIT_INTERRUPTED)
