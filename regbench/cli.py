@@ -82,7 +82,6 @@ def train(argv: list[str]) -> int:
 
     from . import sweep
     from .config import register_configs
-    from .train import main as task
 
     register_configs()
     sys.argv = [sys.argv[0]] + list(argv)  # Hydra parses sys.argv itself
@@ -101,6 +100,15 @@ def train(argv: list[str]) -> int:
         return signals.EXIT_INTERRUPTED
     # Non-zero when the sweep left work undone: a failed, dead or interrupted job.
     return 1 if sweep.last_counts and any(sweep.last_counts.get(s) for s in sweep.UNDONE) else 0
+
+
+def task(cfg) -> Optional[float]:
+    """The Hydra task of ``regbench train``: :func:`regbench.train.main`,
+    imported only when a job runs, so that ``--help``, ``--cfg`` and tab
+    completion never import torch. Module-level, so launchers can pickle it."""
+    from .train import main
+
+    return main(cfg)
 
 
 def _fixed_sweep_dir(argv: list[str], checked) -> Optional[str]:

@@ -151,3 +151,33 @@ def test_refused_commands_leave_earlier_records_alone(cli, tmp_path):
     res = cli("train", "-m", "model.dropout=0,1.0", "seed=0,1", *TINY, cli.data_arg, f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert res.returncode == 2 and "(job model.dropout=1.0," in res.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+def test_commands_that_do_not_train_never_import_torch(tmp_path):
+    """--help, train --help, --cfg, tab completion, plan and status answer in
+    well under a second because they never import torch (about 1-3 s alone)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    records.write_summary(run_dir, {"status": "completed", "config": {"trainer.epochs": 2}, "epochs_completed": 2})
+    code = f"""
+import contextlib, io, os, sys
+from regbench.cli import main
+calls = [["--help"], ["train", "--help"], ["train", "--cfg", "job", "model.dropout=0.3"],
+         ["plan", "model.dropout=0,0.5", "hydra.sweep.dir={tmp_path / 'sweep'}"], ["status", {str(run_dir)!r}]]
+for argv in calls:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # Hydra ends --help with sys.exit(0)
+            code = exc.code
+    assert code == 0 and out.getvalue(), (argv, code)
+os.environ["COMP_LINE"] = "regbench train model.dro"
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    main(["-sc", "query=bash"])
+assert "model.dropout=" in out.getvalue(), out.getvalue()
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+assert "torch" not in sys.modules
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "[]"
