@@ -176,8 +176,10 @@ def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0 if argv else 2
-    if argv[0] == "--version":
-        print(f"regbench {__version__}")
+    if argv[0] == "--version" or argv[:2] == ["train", "--version"]:  # not Hydra's own version
+        from importlib.metadata import version
+
+        print(f"regbench {__version__} (hydra-core {version('hydra-core')})")
         return 0
     if argv[0] in COMPLETION_FLAGS:
         _completion(argv)

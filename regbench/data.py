@@ -182,8 +182,9 @@ def _torchvision_images(cfg):
             f"data={cfg.name}: dataset not found in {raw} and "
             + ("download failed" if cfg.download else "data.download=false")
             + f" ({type(exc).__name__}); put {', '.join(files)} there"
-            " (IDX format, .gz also accepted), or set data.root to the folder that holds "
-            f"{cls.__name__}/raw"
+            + (" (IDX format; the original .gz files are also accepted, checked and unpacked)" if cfg.download
+               else " (IDX format, unpacked: with data.download=false the .gz files are not read)")
+            + f", or set data.root to the folder that holds {cls.__name__}/raw"
         ) from None
     flat = lambda t: t.reshape(len(t), -1).numpy()  # (N, 28*28) uint8
     return flat(tr.data), tr.targets.numpy(), flat(te.data), te.targets.numpy()

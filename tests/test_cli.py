@@ -76,8 +76,9 @@ def test_cfg_job_help_and_version(cli):
     assert "digits" in res.stdout and "adamw" in res.stdout
     res = cli("--help")
     assert res.returncode == 0 and "train" in res.stdout and "report" in res.stdout
-    res = cli("--version")
-    assert res.returncode == 0 and res.stdout.startswith("regbench ")
+    for argv in (["--version"], ["train", "--version"]):  # regbench's version, not Hydra's
+        res = cli(*argv)
+        assert res.returncode == 0 and res.stdout.startswith("regbench 0.") and "hydra-core 1." in res.stdout
     res = cli("fly")
     assert res.returncode == 2 and "unknown command 'fly'" in res.stderr
 
