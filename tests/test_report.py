@@ -149,7 +149,7 @@ def test_report_writes_every_output(full_report, capsys):
     out = root / "report"  # default: <first PATH>/report
     for name in ("report.html", "report.md", "runs.csv", "epochs.csv", "cells.csv"):
         assert (out / name).stat().st_size > 0, name
-    expected = ["overfitting_loss", "overfitting_acc", "gap", "convergence", "time_to_target", "ablation",
+    expected = ["effects", "overfitting_loss", "overfitting_acc", "gap", "convergence", "time_to_target", "ablation",
                 "heatmap", "variance_shift", "preactivations", "dead_relu", "norms"]
     for name in expected:
         for fmt in ("png", "svg", "pdf"):
@@ -164,7 +164,7 @@ def test_report_writes_every_output(full_report, capsys):
 def test_report_html_is_self_contained_and_honest(full_report):
     root, _ = full_report
     page = parse_html(root / "report" / "report.html")
-    assert len(page.srcs) == 11
+    assert len(page.srcs) == 12  # 11 figures and the forest plot of the effects
     for src in page.srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -299,8 +299,9 @@ def test_plot_functions_create_an_axes_when_none_is_given(tmp_path):
         figures.plot_curve(a.curves, "val_loss", styles),
         figures.plot_curve(a.curves, "val_acc", styles, x="time_s"),
         figures.plot_fit_vs_val(a.curves.loc[cell], "loss", "C0", best_epoch=2.0),
-        figures.plot_bars(a.cells, "epochs_to_target", styles),
-        figures.plot_ablation(a.cells, "best_val_acc", "model.dropout", study.levels, styles),
+        figures.plot_ecdf(a.runs[a.runs["used"]], "epochs_to_target", styles),
+        figures.plot_ablation(a.cells, "best_val_acc", "model.dropout", study.levels),
+        figures.plot_forest(a.effects, a.contrast_seeds, "best_val_acc"),
         figures.plot_heatmap(a.cells, "best_val_acc", "model.batchnorm", "model.dropout", study.levels),
         figures.plot_percentiles(a.curves, "hidden1", styles),
     ]
@@ -371,7 +372,7 @@ def test_variance_shift_panels_skip_epoch_zero_and_bn_free_cells(tmp_path):
     study = load.load_study([tmp_path / "s"])
     a = stats.analyze(study)
     styles = figures.cell_styles(a.cells[study.factors], study.levels, "model.dropout", "model.batchnorm")
-    fig = figures.fig_panels(a.curves, [("bn_var_shift/hidden1", "hidden1")], styles, "t", "y",
+    fig = figures.fig_panels(a.curves, [("bn_var_shift/hidden1", "hidden1")], styles, "y",
                              hline=(1, "1: no shift"), first_epoch=1)
     ax = fig.axes[0]
     curves_drawn = [line for line in ax.lines if len(line.get_xdata()) > 2]  # not the reference line

@@ -193,7 +193,9 @@ def test_two_copies_of_a_sweep_count_each_seed_once(tmp_path, capsys):
 
     assert "8 runs in 2 cells (dropout); usable runs per cell: 2" in console
     assert "left out of the statistics (4/8 runs used): 4 duplicates" in console
-    assert "(95% CI, n=2)" in console
+    assert "best val_acc (at each run's epoch of lowest val_loss): dropout=0  54.5 ± 6.4% (95% CI, n=2)" in console
+    # Effects in their adjusted reading, with their kind: both cells are the same run twice, so no effect.
+    assert "  main         dropout: 0 → 0.5    +0.0 pp [+0.0, +0.0]       n=2  not resolved, p_adj = 1.000" in console
     md = (out / "report.md").read_text()
     assert "| dropout=0 | 2/4 |" in md and "runs left out of all means: 4 duplicates" in md
     assert "| sweep_copy/0:0 | dropout=0 | 0 | completed | no | 4 | duplicate of sweep/0:0" in md
@@ -209,7 +211,9 @@ def test_three_copies_of_one_run_are_one_run(tmp_path, capsys):
         shutil.copytree(first, tmp_path / name / "run")
     assert report(tmp_path / "a", tmp_path / "b", tmp_path / "c", "-o", tmp_path / "out") == 0
     console = capsys.readouterr().out
-    assert "(95% CI, n=1)" in console and "± 0.0" not in console
+    # One run left: a mean without an interval, never "95% CI" (or "± 0.0") for n = 1.
+    assert "best val_acc (at each run's epoch of lowest val_loss): all runs  54.0% (1 seed: no interval)" in console
+    assert "CI" not in console and "± 0.0" not in console
     cell = pd.read_csv(tmp_path / "out" / "cells.csv", index_col="cell").loc["all runs"]
     assert (cell["n_runs"], cell["n_used"], cell["n_duplicate"], cell["best_val_acc_n"]) == (3, 1, 2, 1)
     assert np.isnan(cell["best_val_acc_std"])

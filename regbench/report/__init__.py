@@ -4,8 +4,9 @@ The pipeline, one module per step, each usable on its own:
 
     load.load_study(paths)      records on disk -> Study (runs, epochs, factors)
     stats.*                     pure functions over those DataFrames
+    optimize.*                  a non-grid sweep (Optuna, random): trials, best so far, top-k
     figures.*                   pure ``(data, ax=None) -> ax`` plots plus figure builders
-    render.write_html / write_markdown
+    render.write_html / write_markdown   through templates/report.html, report.md (Jinja2)
     cli.main(argv)              the command line
 
 It reads records through :mod:`regbench.records` only and never imports torch

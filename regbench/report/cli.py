@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from .load import COMBINED_SEP, ReportError, Study, confounding_notes, load_study, short_names
+from . import optimize
+from .load import COMBINED_SEP, ReportError, Study, confounding_notes, fmt_bounds, fmt_diff, fmt_p, load_study, \
+    short_names
 from .stats import Analysis, analyze, left_out_count
 
 FORMATS = ("png", "svg", "pdf")
@@ -34,14 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, metavar="VALUE",
                    help="target value of --metric for 'epochs/seconds to target' (accuracy as a fraction, e.g. "
                         "0.6; default: the weakest cell's mean best)")
-    p.add_argument("--formats", default="png,svg",
-                   help=f"figure files to write, comma-separated from {','.join(FORMATS)} (default: png,svg; "
-                        "PNG is always written, the HTML embeds it)")
+    p.add_argument("--formats", default="png",
+                   help=f"figure files to write, comma-separated from {','.join(FORMATS)} (default: png; "
+                        "PNG is always written, the HTML embeds it; SVG and PDF take longer)")
     p.add_argument("--x", metavar="FACTOR", help="factor on the ablation plot's x axis, by key or its last part "
                    "(model.dropout or dropout; default: every numeric factor)")
-    p.add_argument("--color", metavar="FACTOR", help="factor that sets line colour (default: the x factor)")
+    p.add_argument("--color", metavar="FACTOR", help="factor that sets the colour of each cell's curves (default: "
+                   "--x if given, else the numeric factor with the most levels; the ablation plot always colours "
+                   "by the factors not on its x axis)")
     p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
     p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="processes that draw figures (default: one per CPU, up to 4, when the report is large)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     return p
 
@@ -97,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
         raise ReportError(f"--target {args.target:g}: accuracies are fractions in [0, 1]"
                           + (f"; did you mean {args.target / 100:g}?" if 1 < args.target <= 100 else ""))
     x, color, style = roles(study, args.x, args.color, args.style)
-    a = analyze(study, args.metric, args.target)
+    # A search (Optuna, random, interval()) samples settings: no effects between its trials.
+    search = optimize.is_search(study)
+    a = analyze(study, args.metric, args.target, effects=not search)
+    if search:
+        a.params = optimize.search_params(study)
+        a.trials = optimize.trials(a.runs, a.params, args.metric)
 
     # Imported here: matplotlib only once the input is known to be good.
     from .figures import cell_styles, make_figures
@@ -109,14 +120,17 @@ def run(args: argparse.Namespace) -> int:
         fig_dir = out / "figures"
         keys = a.cells[study.factors] if study.factors else a.cells[[]]
         styles = cell_styles(keys, study.levels, color, style)
-        figures = make_figures(a, styles, fig_dir, formats, x=x)
+        figures = make_figures(a, styles, fig_dir, formats, x=x, jobs=args.jobs)
         a.runs.to_csv(out / "runs.csv", index=False)
         study.epochs.to_csv(out / "epochs.csv", index=False)
         a.cells.to_csv(out / "cells.csv")
         if not a.effects.empty:
             a.effects.to_csv(out / "effects.csv", index=False)
+        if a.trials is not None:
+            a.trials.to_csv(out / "trials.csv", index=False)
         outputs = ["report.md", "runs.csv", "epochs.csv", "cells.csv"]
         outputs += ["effects.csv"] if not a.effects.empty else []
+        outputs += ["trials.csv"] if a.trials is not None else []
         outputs += [p.relative_to(out).as_posix() for f in figures for p in f.files]
         write_html(a, figures, out / "report.html", list(args.paths), outputs)
         write_markdown(a, figures, out / "report.md", list(args.paths), ["report.html", *outputs[1:]])
@@ -128,21 +142,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds: float) -> str:
-    """The console version of 'at a glance': cells, runs per cell, best cell, effects."""
-    from .render import NOT_ESTIMABLE, fmt_ci, fmt_diff, plural, verdict
+    """The console version of 'at a glance': cells, runs per cell, best cell, effects
+    in their adjusted reading (or, for a search, the best trials)."""
+    from .render import ci_note, fmt_ci, plural
 
     study, cells, runs = a.study, a.cells, a.runs
     per = cells.loc[cells["n_runs"] > 0, "n_used"]
     factors = " x ".join(short_names(study.factors).values()) or "one cell"
+    if a.trials is not None:
+        return "\n".join(search_summary(a) + [_wrote(out, n_figures, formats, seconds)])
     lines = [
         f"{plural(len(runs), 'run')} in {plural(len(cells), 'cell')} ({factors}); usable runs per cell: "
         + (f"{per.min()}" if per.min() == per.max() else f"{per.min()}-{per.max()}")
     ]
     lines += confounding_notes(study)
-    left = runs.loc[~runs["used"], "left_out"].value_counts()
-    if len(left):
-        lines.append(f"left out of the statistics ({int(runs['used'].sum())}/{len(runs)} runs used): "
-                     + ", ".join(left_out_count(n, s) for s, n in left.items()))
+    lines += _left_out(a)
     flagged = cells[cells["caveats"] != ""]
     for cell, r in flagged.iterrows():
         lines.append(f"  {cell}: {r['caveats']}")
@@ -150,26 +164,96 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
         lines.append(f"unreadable records: {len(study.unreadable)} (listed in the report)")
     ranked = a.ranked()
     if not ranked.empty:
+        top = ranked.iloc[0]
         lines.append(f"best {a.metric} (at each run's epoch of lowest val_loss): {ranked.index[0]}  "
-                     f"{fmt_ci(ranked.iloc[0], a.best_col)} (95% CI, n={int(ranked.iloc[0][a.best_col + '_n'])})")
+                     f"{fmt_ci(top, a.best_col)} ({ci_note(top, a.best_col)})")
+        d = a.best_vs_runner_up
+        if d:
+            interval = fmt_bounds(d["ci_lo"], d["ci_hi"], a.best_col) or "no interval"
+            lines.append(f"  vs runner-up {d['runner_up']}: {fmt_diff(d['estimate'], a.best_col)} {interval} "
+                         f"({'paired' if d['paired'] else 'unpaired'}, n={int(d['n'])}), better in "
+                         f"{d['prob_improvement']:.0%} of run pairs: "
+                         + ("resolved" if d["resolved"] else "not resolved"))
     else:
         lines.append("no cell has a usable run: nothing to rank")
+    lines += effect_lines(a)
+    lines.append(_wrote(out, n_figures, formats, seconds))
+    return "\n".join(lines)
+
+
+def _wrote(out: Path, n_figures: int, formats: list[str], seconds: float) -> str:
+    return (f"wrote {out / 'report.html'} (+ report.md, CSV tables, {n_figures} figures as "
+            f"{', '.join(formats)}) in {seconds:.1f} s")
+
+
+def _left_out(a: Analysis) -> list[str]:
+    runs = a.runs
+    left = runs.loc[~runs["used"], "left_out"].value_counts()
+    if not len(left):
+        return []
+    return [f"left out of the statistics ({int(runs['used'].sum())}/{len(runs)} runs used): "
+            + ", ".join(left_out_count(n, s) for s, n in left.items())]
+
+
+def _reading(r) -> str:
+    """An effect's adjusted reading in a few words."""
+    from .render import NOT_ESTIMABLE
+
+    if r["estimate"] != r["estimate"]:  # NaN
+        return f"not estimable: {NOT_ESTIMABLE}"
+    if not r["n"] >= 2:
+        return "1 seed: no interval"
+    p = fmt_p(r["p_adj"])
+    text = f"{'resolved' if r['resolved'] else 'not resolved'}, p_adj {p if p.startswith('<') else '= ' + p}"
+    if r["resolved"] and not (r["ci_lo_adj"] > 0 or r["ci_hi_adj"] < 0):
+        text += " (Holm's step-down test; the Bonferroni-width interval still touches 0)"
+    return text + (" (" + r["scope"] + ")" if r["scope"] else "")
+
+
+MAX_SIMPLE = 8  # simple effects printed; the rest are in the report
+
+
+def effect_lines(a: Analysis) -> list[str]:
+    """Main effects and interactions on the best-epoch outcome, and the
+    resolved simple effects (with the level they are at), each with its
+    simultaneous interval and Holm-adjusted reading. Of more than
+    ``MAX_SIMPLE`` interactions only the resolved ones are listed, and counted."""
+    from .render import CORRECTION, NOT_ESTIMABLE, plural
+
     eff = a.effects[a.effects["outcome"] == a.best_col] if not a.effects.empty else a.effects
-    lost = int(eff["estimate"].isna().sum()) if len(eff) else 0
-    eff = eff[eff["estimate"].notna()] if len(eff) else eff
+    if eff.empty:
+        return []
+    lines = []
+    lost = int(eff["estimate"].isna().sum())
     if lost:
         lines.append(f"{lost} effects not estimable: {NOT_ESTIMABLE}")
-    if len(eff):
-        lines.append(f"effects on {a.metric} at the epoch of lowest val_loss (paired over seeds, 95% CI):")
-        width = max(len(c) for c in eff["contrast"])
-        for _, r in eff.iterrows():
-            ci = (f"[{fmt_diff(r['ci_lo'], a.best_col)}, {fmt_diff(r['ci_hi'], a.best_col)}]"
-                  if r["n"] > 1 else "")
-            lines.append(f"  {r['contrast']:<{width}}  {fmt_diff(r['estimate'], a.best_col):>9} {ci:<22} "
-                         f"n={int(r['n'])}  {verdict(r)}")
-    lines.append(f"wrote {out / 'report.html'} (+ report.md, CSV tables, {n_figures} figures as "
-                 f"{', '.join(formats)}) in {seconds:.1f} s")
-    return "\n".join(lines)
+    lines.append(f"effects on {a.metric} at the epoch of lowest val_loss (paired over seeds; simultaneous "
+                 f"{a.level:.0%} intervals, {CORRECTION} over {plural(int(eff['family_size'].max()), 'contrast')}):")
+    have = eff[eff["estimate"].notna()]
+    main, inter, simple = (have[have["kind"] == k] for k in ("main", "interaction", "simple"))
+    blocks = [("", main), ("interactions", inter if len(inter) <= MAX_SIMPLE else inter[inter["resolved"]]),
+              ("simple effects (each factor at each level of another)", simple[simple["resolved"]])]
+    totals = {"interactions": inter, "simple effects (each factor at each level of another)": simple}
+    blocks = [(name, part if not name else part.head(MAX_SIMPLE), len(part)) for name, part in blocks]
+    width = max((len(r["contrast"] + (f" at {r['at']}" if r["at"] else "")) for _, part, _ in blocks
+                 for _, r in part.iterrows()), default=0)
+    for name, part, k in blocks:
+        if name and k < len(totals[name]):  # only the resolved ones are listed: say of how many
+            lines.append(f"  {name}: {k} of {len(totals[name])} resolved"
+                         + (f", the first {len(part)}:" if len(part) < k else ":" if k else ""))
+        for _, r in part.iterrows():
+            contrast = r["contrast"] + (f" at {r['at']}" if r["at"] else "")
+            interval = fmt_bounds(r["ci_lo_adj"], r["ci_hi_adj"], a.best_col) if r["n"] >= 2 else ""
+            lines.append(f"  {r['kind']:<11}  {contrast:<{width}}  {fmt_diff(r['estimate'], a.best_col):>9} "
+                         f"{interval:<18} n={int(r['n'])}  {_reading(r)}")
+    return lines
+
+
+def search_summary(a: Analysis) -> list[str]:
+    """A search's console summary: what was searched, the best trials; no effects."""
+    from .render import search_lines
+
+    return search_lines(a) + _left_out(a)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -366,6 +367,13 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
     status = summary.get("status", UNKNOWN)
     seed_status = summary.get("seed_status") or {}
     data = summary.get("data") or {}
+    overrides = summary.get("overrides")
+    if not isinstance(overrides, list) and (job / ".hydra" / "overrides.yaml").is_file():
+        try:
+            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        except yaml.YAMLError:  # the experiment's name only labels the report: never fatal
+            overrides = None
+    started = summary.get("started_at")
     error = summary.get("error")
     rows = [
         {
@@ -381,6 +389,8 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
             "wall_time_s": summary.get("wall_time_s"),
             "device_used": summary.get("device"),
             "seeds_together": together,
+            "experiment": experiment_name(overrides),
+            "started_at": started if isinstance(started, str) else None,
             "path": str(job),
             **{k: v for k, v in config.items() if k != "seed"},
         }
@@ -389,6 +399,40 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
     if metrics is not None:
         metrics.insert(0, "run", name + ":" + metrics["seed"].astype(str))
     return rows, metrics
+
+
+def experiment_name(overrides: Any) -> str | None:
+    """``dropout_vs_bn`` from a job's Hydra overrides (``+experiment=dropout_vs_bn``,
+    ``experiment=...``); None when the job used no stored experiment."""
+    for o in overrides if isinstance(overrides, list) else []:
+        key, sep, value = str(o).partition("=")
+        if sep and key.lstrip("+~") == "experiment" and value:
+            return value
+    return None
+
+
+def experiment_header(name: str) -> str:
+    """The comment header of the stored experiment ``conf/experiment/<name>.yaml``
+    (its first comment lines, without ``@package``, up to the ``Run:`` line),
+    joined into one paragraph; "" when there is no such file or header."""
+    from importlib import resources
+
+    if not re.fullmatch(r"[\w-]+(/[\w-]+)*", name):  # a config group path, never ../
+        return ""
+    try:
+        text = (resources.files("regbench.conf") / "experiment" / f"{name}.yaml").read_text(encoding="utf-8")
+    except (OSError, ModuleNotFoundError, ValueError):
+        return ""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        line = line.lstrip("#").strip()
+        if line.startswith("Run:"):
+            break
+        if not line.startswith("@package"):
+            lines.append(line)
+    return " ".join(" ".join(lines).split())
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,16 +1,20 @@
-"""report.html (self-contained: figures embedded as base64 PNG, no scripts, no
-network) and report.md (figures linked as files), from one Analysis.
+"""report.html (self-contained: figures embedded as base64 PNG, a few lines
+of inline script, no network) and report.md (figures linked as files), from
+one Analysis, through the Jinja2 templates in ``templates/``.
 
-Both say the same things in the same order: findings at a glance, the cell
-table with intervals and caveats, effects, figures, and every run that was
-left out or is suspect.
+The upper part turns numbers into sentences and table rows; the lower part
+prepares the page as data (:func:`page`), which both templates show in the
+same order: the question and its one-line answer, contents, findings at a
+glance, effects (forest plot, Holm-adjusted table), cells with their caveats
+listed under them, every run (one row per seed), figures, the runs left out
+or flagged, shared settings and the files written. Markup lives in the
+templates only.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import math
 from pathlib import Path
 
@@ -18,8 +22,10 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .figures import Rendered, label
-from .load import confounding_notes, finite, fmt_diff, fmt_num, fmt_p, fmt_value, incomplete, is_combined
+from . import optimize
+from .figures import PX_PER_IN, Rendered, label
+from .load import confounding_notes, experiment_header, finite, fmt_bounds, fmt_diff, fmt_num, fmt_p, fmt_value, \
+    incomplete, is_combined, short_names
 from .load import unit as _unit
 from .stats import LEVEL, Analysis, higher_is_better, left_out_count, positive_column
 
@@ -358,140 +364,446 @@ def setting_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
 
 def _intro(a: Analysis, paths: list[str]) -> str:
     runs, cells = a.runs, a.cells
+    datasets = ", ".join(sorted(map(str, runs["dataset"].dropna().unique()))) or "unknown"
+    used = f"{plural(len(runs), 'run')} ({int(runs['used'].sum())} in the statistics)"
+    if a.trials is not None:
+        return (f"{used}: a search over {_join(list(short_names(a.params).values()))}. Dataset: {datasets}. "
+                f"Metric: {a.metric}. Sources: {', '.join(paths)}.")
     per = cells.loc[cells["n_runs"] > 0, "n_used"]
     seeds = f"{per.min()}" if per.min() == per.max() else f"{per.min()}–{per.max()}"
     factors = " × ".join(
         f"{f} ({len(a.study.levels[f])} {'observed combinations' if is_combined(f) else 'levels'})"
         for f in a.study.factors
     ) or "none (one cell)"
-    datasets = ", ".join(sorted(map(str, runs["dataset"].dropna().unique()))) or "unknown"
     return (
-        f"{plural(len(runs), 'run')} ({int(runs['used'].sum())} in the statistics) in {plural(len(cells), 'cell')}, "
-        f"{seeds} usable runs per cell. Factors: {factors}. Dataset: {datasets}. Metric: {a.metric}. Intervals: 95% Student-t "
-        f"over seeds. Sources: {', '.join(paths)}."
+        f"{used} in {plural(len(cells), 'cell')}, {seeds} usable runs per cell. Factors: {factors}. "
+        f"Dataset: {datasets}. Metric: {a.metric}. Intervals: 95% Student-t over seeds. Sources: {', '.join(paths)}."
     )
 
 
-# ---------------------------------------------------------------- HTML
+def _join(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def _plain(text: str) -> str:
+    """A label without its parenthesis, for a sentence: ``validation loss``."""
+    return text.split(" (")[0]
+
+
+def question(a: Analysis) -> tuple[str, str]:
+    """(the question the runs answer, what the experiment says about itself).
+
+    From the stored experiment's comment header (``conf/experiment/<name>.yaml``,
+    ``# Question: ...?``) when every run came from the same ``+experiment=NAME``;
+    otherwise a question built from the factors and the metric."""
+    names = set(a.runs["experiment"].dropna()) if "experiment" in a.runs else set()
+    if len(names) == 1 and a.runs["experiment"].notna().all():
+        header = experiment_header(names.pop())
+        text = header.removeprefix("Question:").strip()
+        asked, mark, rest = text.partition("?")
+        if mark:
+            return asked[:1].upper() + asked[1:] + "?", rest.strip()
+        context = text
+    else:
+        context = ""
+    what = _plain(label(a.metric))
+    short = list(short_names(a.params if a.trials is not None else a.study.factors).values())
+    if a.trials is not None:
+        return f"Which setting of {_join(short)} gives the best {what}?", context
+    if not short:
+        return f"What {what} does this configuration reach?", context
+    if any(map(is_combined, a.study.factors)):
+        return f"How do the settings of {_join(short)} compare on {what}?", context
+    verb = "does" if len(short) == 1 else "do"
+    return f"How {verb} {_join(short)} change {what}?", context
+
+
+def answer(a: Analysis) -> str:
+    """The one-line answer: :attr:`Analysis.headline` (each factor's effect,
+    adjusted reading); without effects, the best cell or trial."""
+    if a.trials is not None:
+        best = optimize.top(a.trials, a.metric, 1)
+        if best.empty:
+            return "No trial has a usable value."
+        b = best.iloc[0]
+        return (f"Best of {plural(len(a.trials), 'trial')}: #{b['trial']} ({_settings(b, a.params)}), "
+                f"{fmt_num(b['value'], a.best_col)} {label(a.best_col)} (one run: no interval).")
+    if a.headline:
+        return a.headline if len(a.headline) <= MAX_ANSWER else short_headline(a)
+    ranked = a.ranked()
+    if ranked.empty:
+        return "No cell has a usable run: nothing to compare."
+    top, best = ranked.iloc[0], a.best_col
+    text = f"{label(best).capitalize()}: {fmt_ci(top, best)} ({ci_note(top, best)})"
+    if len(ranked) == 1:
+        return text + "."
+    d = a.best_vs_runner_up
+    text = f"Best: {ranked.index[0]}, {fmt_ci(top, best)} {label(best)} ({ci_note(top, best)})"
+    if d:
+        text += (f"; ahead of {d['runner_up']} by {fmt_diff(d['estimate'], best)}"
+                 + (f" {fmt_bounds(d['ci_lo'], d['ci_hi'], best)}" if _finite(d["ci_lo"]) else "")
+                 + (", resolved" if d["resolved"] else ", not resolved"))
+    return text + "."
+
+
+MAX_ANSWER = 240  # characters: a longer headline (many levels) is summarized per factor
+
+
+def short_headline(a: Analysis) -> str:
+    """:attr:`Analysis.headline` for factors with many levels: per factor, how
+    many levels are resolved and the smallest and largest resolved effect
+    (simultaneous intervals), and how many interactions are."""
+    eff, col = a.effects[a.effects["outcome"] == a.best_col], a.best_col
+    short = short_names(a.study.factors)
+
+    def one(r) -> str:
+        return f"{fmt_diff(r['estimate'], col)} {fmt_bounds(r['ci_lo_adj'], r['ci_hi_adj'], col)}".strip()
+
+    parts = []
+    for f in a.study.factors:
+        rows = eff[(eff["kind"] == "main") & (eff["factor"] == f)]
+        res = rows[rows["resolved"]].sort_values("estimate", key=abs)
+        if rows["estimate"].isna().all():
+            parts.append(f"{short[f]}: not estimable")
+        elif res.empty:
+            parts.append(f"{short[f]}: no resolved effect")
+        elif len(rows) == 1:
+            parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Holm correction")
+        else:
+            lo, hi = res.iloc[0], res.iloc[-1]
+            level = lambda r: r["contrast"].removeprefix(f"{short[f]}: ")  # noqa: E731
+            parts.append(f"{short[f]}: {len(res)} of {len(rows)} levels resolved after Holm correction, from "
+                         f"{one(lo)} ({level(lo)}) to {one(hi)} ({level(hi)})" if len(res) > 1 else
+                         f"{short[f]}: {level(lo)} by {one(lo)}, holds after Holm correction (other levels: "
+                         "no resolved effect)")
+    inter = eff[eff["kind"] == "interaction"]
+    if len(inter):
+        k = int(inter["resolved"].sum())
+        parts.append(f"interactions: {k} of {len(inter)} resolved" if k else "no resolved interaction")
+    return "; ".join(parts)
+
+
+MAX_EFFECT_FINDINGS = 6  # more effect sentences than this become one line (they are all under Effects)
+
+
+def glance(a: Analysis) -> list[str]:
+    """:func:`findings`, with the sentences on single effects folded into one
+    when there are many: the forest plot and the table show each of them."""
+    out = findings(a)
+    each = [i for i, f in enumerate(out) if f.startswith(("Effect of ", "Interaction "))]
+    if len(each) <= MAX_EFFECT_FINDINGS:
+        return out
+    eff = a.effects[(a.effects["outcome"] == a.best_col) & (a.effects["kind"] != "simple")]
+    eff = eff[eff["estimate"].notna()]
+    text = (f"{len(eff)} main effects and interactions on {label(a.best_col)}, {int(eff['resolved'].sum())} of them "
+            f"resolved after {CORRECTION} correction: each is in the forest plot and the table under Effects.")
+    return out[:each[0]] + [text] + [f for i, f in enumerate(out) if i > each[0] and i not in each]
+
+
+def _settings(row: pd.Series, params: list[str]) -> str:
+    short = short_names(params)
+    return ", ".join(f"{short[p]}={_param(row[p])}" for p in params)
+
+
+def _param(v) -> str:
+    """A sampled value to 3 significant digits (0.00345), a typed one as typed."""
+    if isinstance(v, (float, np.floating)) and math.isfinite(v):
+        return f"{float(v):.3g}"
+    return fmt_value(v)
+
+
+def search_lines(a: Analysis) -> list[str]:
+    """What a search found, in sentences: the search, its best trial (and why
+    its value is optimistic), the best few, when the best was found."""
+    t, m, best_col = a.trials, a.metric, a.best_col
+    short = list(short_names(a.params).values())
+    have = t[t["value"].notna()]
+    per = a.runs.groupby("cell").size()
+    out = [f"Search over {_join(short)}: {plural(len(t), 'trial')}, {len(have)} with a usable value; "
+           f"{(per == 1).mean():.0%} of the settings ran once, with sampled values, so this is an optimization, "
+           "not a factorial experiment: no effects and no best-vs-runner-up verdict (a single run has no interval)."]
+    top = optimize.top(t, m)
+    if top.empty:
+        return out + ["No trial has a usable value."]
+    b = top.iloc[0]
+    test = (f", test accuracy at the same epoch {fmt_num(b['best_test_acc'], 'best_test_acc')}"
+            if "best_test_acc" in b and _finite(b["best_test_acc"]) else "")
+    out.append(f"Best trial: #{b['trial']} ({_settings(b, a.params)}) with {fmt_num(b['value'], best_col)} "
+               f"{label(best_col)}{test}. It is the best of {len(have)} on validation data, so its value is biased "
+               "upward: retrain that setting with several seeds to measure it.")
+    if len(top) > 1:
+        out.append(f"Top {len(top)}: " + "; ".join(f"#{r['trial']} {fmt_num(r['value'], best_col)}"
+                                                    for _, r in top.iterrows()) + ".")
+    improved = have.loc[have["value"] == have["best_so_far"], "trial"]
+    last = int(improved.iloc[-1]) if len(improved) else int(b["trial"])
+    out.append(f"The best value so far last improved at trial {last} of {len(t)} (in start order)"
+               + (": the search may not have converged." if last > 0.8 * len(t) else "."))
+    return out
+
+
+# ---------------------------------------------------------------- page data
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1250px;margin:2em auto;
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
-h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-.meta{color:#555;font-size:.92em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto}
-th,td{border:1px solid #ddd;padding:.3em .55em;text-align:left;vertical-align:top}
+h1{font-size:1.6em;margin:.1em 0 .3em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+h3{font-size:1.05em;margin:1.2em 0 .4em}
+.kicker{color:#666;text-transform:uppercase;letter-spacing:.06em;font-size:.78em;margin:0}
+.context{color:#444;max-width:62em;margin:.2em 0 .6em}
+.answer{font-size:1.12em;background:#eef5fb;border-left:4px solid #0072B2;padding:.5em .8em;margin:.8em 0}
+.meta{color:#555;font-size:.9em}
+nav.toc{font-size:.92em;background:#f7f7f7;padding:.4em .9em;border-radius:4px}
+nav.toc ol{margin:.3em 0;padding-left:1.4em;columns:2}
+table{border-collapse:collapse;font-size:.82em;margin:.5em 0;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
 th{background:#f4f4f4} td.num{text-align:right;white-space:nowrap}
-tr.warn td{background:#fff6e0} tr.bad td{background:#fde8e8} tr.sig td{font-weight:600}
-figure{margin:1.2em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+table.sortable th{cursor:pointer;user-select:none} table.sortable td:last-child{word-break:break-all;min-width:10em}
+table.sortable th::after{content:" \2195";color:#aaa}
+table.sortable th[aria-sort=ascending]::after{content:" \2191";color:#222}
+table.sortable th[aria-sort=descending]::after{content:" \2193";color:#222}
+.scroll{max-height:32em;overflow:auto;display:block}
+tr.warn td{background:#fff6e0} tr.bad td{background:#fde8e8} tr.sig td{font-weight:600;background:#eef5fb}
+sup a{text-decoration:none}
+ol.caveats{font-size:.88em;color:#333} ol.caveats li{margin:.2em 0}
+figure{margin:1.4em 0} figure img{max-width:100%;height:auto}
 figcaption{font-size:.88em;color:#444;max-width:62em}
+p.nofig{font-size:.92em;color:#444;border-left:3px solid #ddd;padding-left:.7em}
 ul.findings li{margin:.35em 0} code{background:#f4f4f4;padding:0 .2em}
+ul.files{font-size:.9em}
 """
 
 
-def _html_table(header: list[str], rows: list[list[str]], row_class=None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
+def _is_number(text: str) -> bool:
+    """Right-aligned: numbers, intervals, ``< 0.001``."""
+    return text[:1] in "+-–−<0123456789" and text != "–" or text[:2] in ("[+", "[-")
+
+
+LONG_TABLE = 25  # rows: a longer table scrolls in its own box in the HTML
+
+
+def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None,
+           sort: list[list] | None = None, notes: list[int | None] | None = None, sortable: bool = False) -> dict:
+    """A table as the templates take it: ``header``, ``rows`` of ``cls`` and
+    ``cells`` (``text``, ``num``: right-aligned, ``v``: the value to sort by,
+    ``note``: a caveat number on the first cell)."""
+    out = []
     for i, row in enumerate(rows):
-        cls = row_class(i, row) if row_class else ""
-        cells = "".join(
-            f"<td class=\"num\">{html.escape(str(v))}</td>" if 0 < j < len(row) - 1 and str(v)[:1] in "+-–0123456789"
-            else f"<td>{html.escape(str(v))}</td>"
-            for j, v in enumerate(row)
-        )
-        body.append(f"<tr class=\"{cls}\">{cells}</tr>" if cls else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        cells = []
+        for j, text in enumerate(row):
+            text = str(text)
+            v = sort[i][j] if sort is not None else None
+            cells.append({"text": text, "num": j > 0 and _is_number(text),
+                          "v": "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v,
+                          "note": notes[i] if notes is not None and j == 0 else None})
+        out.append({"cls": classes[i] if classes else "", "cells": cells})
+    return {"header": header, "rows": out, "sortable": sortable, "sort": sort is not None,
+            "long": len(rows) > LONG_TABLE}
+
+
+def _sortable_value(v):
+    """A number to sort by (a bool as 0/1); None for anything else."""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    return None
+
+
+RUN_COLUMNS = [  # (column, header) of the per-seed table; best_* at each run's epoch of lowest val loss
+    ("best_epoch", "epoch of lowest val loss"),
+    ("epochs_to_target", "epochs to target"),
+    ("final_time_s", "training time per seed"),
+]
+
+
+def run_table(a: Analysis) -> dict:
+    """Every run, one row per seed, sortable: identity, status, and its own
+    values (the per-seed evidence behind each cell's mean)."""
+    m = a.metric
+    runs = a.runs
+    cols = [(f"best_{m}", f"{label(m)} at lowest val loss"), ("best_test_acc", "test accuracy at that epoch"),
+            (f"final_{m}", f"final {label(m)}"), ("final_gap_loss", "final gap (val − fit loss)"), *RUN_COLUMNS]
+    seen: set[str] = set()
+    cols = [(c, t) for c, t in cols if c in runs and runs[c].notna().any() and not (c in seen or seen.add(c))]
+    params = a.params if a.trials is not None else []
+    trial = {r: n for r, n in zip(a.trials["run"], a.trials["trial"])} if a.trials is not None else {}
+    header = (["trial"] if trial else []) + ["cell" if not trial else "setting", "seed", "status", "in means"] \
+        + [t for _, t in cols] + ["run"]
+    rows, sort, classes = [], [], []
+    for _, r in runs.iterrows():
+        row = ([str(trial.get(r["run"], ""))] if trial else []) + [
+            _settings(r, params) if params else r["cell"], str(r["seed"]), r["status"],
+            "yes" if r["used"] else f"no: {r['left_out']}"]
+        keys = ([trial.get(r["run"])] if trial else []) + [row[-4], r["seed"], r["status"], int(r["used"])]
+        for c, _ in cols:
+            v = r[c]
+            if c.endswith("to_target") and r["used"] and not _finite(v):
+                row.append("never")
+            elif c in ("best_epoch", "epochs_to_target") and _finite(v):
+                row.append(f"{v:.0f}")  # one run's epoch: a whole number
+            else:
+                row.append(fmt_num(v, c))
+            keys.append(_sortable_value(v) if _finite(v) else None)
+        row.append(r["run"])
+        keys.append(r["run"])
+        rows.append(row)
+        sort.append(keys)
+        classes.append("" if r["used"] else "bad")
+    if trial:  # in the order the trials started
+        order = sorted(range(len(rows)), key=lambda i: sort[i][0] or 0)
+        rows, sort, classes = [rows[i] for i in order], [sort[i] for i in order], [classes[i] for i in order]
+    return _table(header, rows, classes, sort, sortable=True)
+
+
+def top_table(a: Analysis) -> dict:
+    """A search's best trials, best first."""
+    top = optimize.top(a.trials, a.metric)
+    short = short_names(a.params)
+    m, best = a.metric, a.best_col
+    extra = [(c, t) for c, t in ((f"final_{m}", f"final {label(m)}"), ("best_test_acc", "test accuracy at that epoch"),
+                                 ("best_epoch", "epoch of lowest val loss")) if c in top and c != best]
+    header = ["rank", "trial", *[short[p] for p in a.params], f"{label(best)}", *[t for _, t in extra], "run"]
+    rows = [[str(i), str(r["trial"]), *[_param(r[p]) for p in a.params], fmt_num(r["value"], best),
+             *[fmt_num(r[c], c) for c, _ in extra], r["run"]] for i, (_, r) in enumerate(top.iterrows(), start=1)]
+    return _table(header, rows)
+
+
+def effects_section(a: Analysis, figures: list[Rendered], embed: bool = True, base: Path | None = None) -> dict | None:
+    if a.effects.empty:
+        return None
+    header, rows = effect_rows(a)
+    resolved = a.effects["resolved"].tolist()
+    outcomes = list(dict.fromkeys(a.effects["outcome"]))
+    tables = []
+    for o in outcomes:
+        idx = [i for i, out in enumerate(a.effects["outcome"]) if out == o]
+        fam = a.effects[a.effects["outcome"] == o]
+        n_res = int(fam["resolved"].sum())
+        tables.append({
+            "title": f"{label(o)}: {n_res} of {int(fam['family_size'].max())} contrasts resolved",
+            "open": o == a.best_col,
+            "table": _table(header[1:], [rows[i][1:] for i in idx], ["sig" if resolved[i] else "" for i in idx]),
+        })
+    main = a.effects[a.effects["outcome"] == a.best_col]
+    size = int(main["family_size"].max()) if len(main) else 0
+    kinds = {"main": "main effects", "interaction": "interactions", "simple": "simple effects"}
+    members = _join([kinds[k] for k in kinds if (main["kind"] == k).any()])
+    text = (
+        "Each factor's levels against its first level (main effect: averaged over the other factors); "
+        "interactions as differences of differences, (y[a,b] − y[a0,b]) − (y[a,b0] − y[a0,b0]): how much one factor "
+        "changes the other's effect; simple effects: one factor's effect at one level of another. Each is computed "
+        "per seed on the seeds shared by all cells involved. "
+        f"Correction: {CORRECTION}'s step-down method over each outcome's family of contrasts ({size} on "
+        f"{label(a.best_col)}: its {members}), with simultaneous {LEVEL:.0%} intervals (Bonferroni width); a "
+        f"contrast is resolved when its {CORRECTION}-adjusted p < {1 - LEVEL:.2f}. Resolved rows are in bold. "
+        "effects.csv keeps the unadjusted p and intervals too."
+    )
+    forest = next((f for f in figures if f.section == "effects"), None)
+    return {"text": text, "tables": tables, "forest": _figure_data(forest, embed, base) if forest else None}
+
+
+def _figure_data(f: Rendered, embed: bool = True, base: Path | None = None) -> dict:
+    png = next((p for p in f.files if p.suffix == ".png"), None)
+    return {
+        "id": f.name, "title": f.title, "caption": f.caption, "summary": not f.png,
+        "src": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii") if embed and f.png else "",
+        "path": png.relative_to(base).as_posix() if png is not None and base is not None else "",
+        "width": f.width_px, "height": round(f.height_in * PX_PER_IN),
+    }
+
+
+def cells_section(a: Analysis) -> dict:
+    header, rows = cell_rows(a)  # the last column is the caveats: a list under the table instead
+    caveats, notes, classes = [], [], []
+    for row in rows:
+        if row[-1]:
+            caveats.append({"n": len(caveats) + 1, "cell": row[0], "text": row[-1]})
+            notes.append(len(caveats))
+            classes.append("bad" if row[1].startswith("0/") else "warn")
+        else:
+            notes.append(None)
+            classes.append("")
+    return {"note": CELLS_NOTE, "table": _table(header[:-1], [r[:-1] for r in rows], classes, notes=notes),
+            "caveats": caveats}
+
+
+def files_list(outputs: list[str]) -> dict:
+    """Outputs grouped: tables (each a link), figures (one folder, counted by format)."""
+    figs = [o for o in outputs if o.startswith("figures/")]
+    names = list(dict.fromkeys(Path(o).stem for o in figs))
+    formats = list(dict.fromkeys(Path(o).suffix.lstrip(".") for o in figs))
+    return {"documents": [o for o in outputs if o.endswith((".md", ".html"))],
+            "tables": [o for o in outputs if o.endswith(".csv")],
+            "figures": {"count": len(names), "formats": formats, "names": names} if figs else None}
+
+
+def page(a: Analysis, figures: list[Rendered], paths: list[str], outputs: list[str], embed: bool,
+         base: Path | None = None) -> dict:
+    """Everything report.html and report.md show, as data, in page order."""
+    asked, context = question(a)
+    search = a.trials is not None
+    flagged_header, flagged = flagged_rows(a)
+    settings_header, settings = setting_rows(a)
+    effects = effects_section(a, figures, embed, base)
+    p = {
+        "question": asked, "context": context, "answer": answer(a),
+        "answer_on": "" if search or not a.headline else f"{label(a.best_col)}, after {CORRECTION} correction",
+        "intro": _intro(a, paths),
+        "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "version": __version__,
+        "findings": search_lines(a) if search else glance(a),
+        "effects": effects,
+        "cells": None if search else cells_section(a),
+        "top": {"table": top_table(a), "by": label(a.best_col)} if search else None,
+        "runs": run_table(a),
+        "figures": [_figure_data(f, embed, base) for f in figures if f.section == "figures"],
+        "flagged": _table(flagged_header, flagged, ["bad" if r[4] == "no" else "warn" for r in flagged])
+        if flagged else None,
+        "unreadable": _table(["job", "reason"], [list(u) for u in a.study.unreadable], ["bad"] * len(a.study.unreadable))
+        if a.study.unreadable else None,
+        "settings": _table(settings_header, settings),
+        "files": files_list(outputs),
+        "css": CSS,
+    }
+    p["toc"] = [(i, t) for i, t, on in (
+        ("glance", "At a glance", True),
+        ("effects", "Effects", effects is not None),
+        ("cells", "Cells", p["cells"] is not None),
+        ("top", "Top trials", search),
+        ("runs", "Runs, one row per seed", True),
+        ("figures", "Figures", bool(p["figures"])),
+        ("flagged", "Runs left out or flagged", True),
+        ("unreadable", "Unreadable records", p["unreadable"] is not None),
+        ("settings", "Settings shared by all runs", True),
+        ("files", "Files", True),
+    ) if on]
+    return p
+
+
+# ---------------------------------------------------------------- HTML and Markdown
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("regbench.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    env.filters["mdcell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    return env
 
 
 def write_html(a: Analysis, figures: list[Rendered], path: Path, paths: list[str], outputs: list[str]) -> None:
-    esc = html.escape
-    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">",
-        f"<title>regbench report: {esc(', '.join(paths))}</title><style>{CSS}</style></head><body>",
-        "<h1>regbench report</h1>",
-        f"<p class=\"meta\">{esc(_intro(a, paths))} Generated {now} by regbench {__version__}.</p>",
-        "<h2>At a glance</h2><ul class=\"findings\">",
-        *(f"<li>{esc(f)}</li>" for f in findings(a)),
-        "</ul>",
-    ]
-    header, rows = cell_rows(a)
-    parts += [
-        "<h2>Cells</h2>",
-        f"<p>{esc(CELLS_NOTE)} Rows in colour need a caveat read first.</p>",
-        _html_table(header, rows, lambda i, r: ("bad" if r[1].startswith("0/") else "warn") if r[-1] else ""),
-    ]
-    if not a.effects.empty:
-        header, rows = effect_rows(a)
-        parts += [
-            "<h2>Effects</h2>",
-            "<p>Each factor's levels against its first level (main effect: averaged over the other factors), "
-            "and interactions as differences of differences, <code>(y[a,b] − y[a0,b]) − (y[a,b0] − y[a0,b0])</code>: "
-            "how much one factor changes the other's effect. Computed per seed on seeds shared by all cells "
-            "involved, then a Student-t 95% CI over seeds.</p>",
-            _html_table(header, rows, lambda i, r: "sig" if r[-1] == "CI excludes 0" else ""),
-        ]
-    parts.append("<h2>Figures</h2>")
-    for f in figures:
-        data = base64.b64encode(f.png).decode("ascii")
-        parts.append(
-            f"<figure id=\"{esc(f.name)}\"><h3>{esc(f.title)}</h3>"
-            f"<img src=\"data:image/png;base64,{data}\" alt=\"{esc(f.title)}\">"
-            f"<figcaption>{esc(f.caption)}</figcaption></figure>"
-        )
-    header, rows = flagged_rows(a)
-    parts.append("<h2>Runs left out or flagged</h2>")
-    if rows:
-        parts.append(_html_table(header, rows, lambda i, r: "bad" if r[4] == "no" else "warn"))
-    else:
-        parts.append("<p>None: every run completed and is in the statistics.</p>")
-    if a.study.unreadable:
-        parts += ["<h2>Unreadable records</h2>",
-                  _html_table(["job", "reason"], [list(u) for u in a.study.unreadable], lambda i, r: "bad")]
-    header, rows = setting_rows(a)
-    parts += [
-        "<h2>Settings shared by all runs</h2>",
-        f"<details><summary>{len(rows)} keys</summary>{_html_table(header, rows)}</details>",
-        "<h2>Files</h2><ul>", *(f"<li><a href=\"{esc(o)}\">{esc(o)}</a></li>" for o in outputs), "</ul>",
-        "</body></html>",
-    ]
-    path.write_text("\n".join(parts), encoding="utf-8")
-
-
-# ---------------------------------------------------------------- Markdown
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    def cell(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
-    return "\n".join(lines)
+    """report.html: one self-contained file (figures embedded, a few lines of
+    script to sort the per-seed table, nothing fetched), from templates/report.html."""
+    html = _environment().get_template("report.html").render(page(a, figures, paths, outputs, embed=True))
+    path.write_text(html, encoding="utf-8")
 
 
 def write_markdown(a: Analysis, figures: list[Rendered], path: Path, paths: list[str], outputs: list[str]) -> None:
-    md = ["# regbench report", "", _intro(a, paths), "", "## At a glance", ""]
-    md += [f"- {f}" for f in findings(a)]
-    header, rows = cell_rows(a)
-    md += ["", "## Cells", "", CELLS_NOTE, "", _md_table(header, rows)]
-    if not a.effects.empty:
-        header, rows = effect_rows(a)
-        md += ["", "## Effects", "",
-               "Levels against the first level, paired by seed; interactions are differences of differences.", "",
-               _md_table(header, rows)]
-    md += ["", "## Figures", ""]
-    for f in figures:
-        png = next((p for p in f.files if p.suffix == ".png"), f.files[0] if f.files else None)
-        rel = png.relative_to(path.parent).as_posix() if png else ""
-        md += [f"### {f.title}", "", f"![{f.title}]({rel})", "", f.caption, ""]
-    header, rows = flagged_rows(a)
-    md += ["## Runs left out or flagged", ""]
-    md += [_md_table(header, rows) if rows else "None: every run completed and is in the statistics."]
-    if a.study.unreadable:
-        md += ["", "## Unreadable records", "", _md_table(["job", "reason"], [list(u) for u in a.study.unreadable])]
-    header, rows = setting_rows(a)
-    md += ["", "## Settings shared by all runs", "", _md_table(header, rows), "", "## Files", ""]
-    md += [f"- [{o}]({o})" for o in outputs]
-    path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    """report.md: the same sections in the same order, figures linked as files, from templates/report.md."""
+    md = _environment().get_template("report.md").render(page(a, figures, paths, outputs, embed=False,
+                                                              base=path.parent))
+    path.write_text(md, encoding="utf-8")

@@ -246,8 +246,8 @@ def cell_table(
     Times to target are censored (a run that never reached the target has no
     time, not an unknown one): ``n_reached`` of ``n_used`` and the median
     (``<col>_median``, NaN when half or more never reached it) are the
-    numbers to read; ``<col>_mean`` and its interval are over the runs that
-    reached it only. Time columns (``final_time_s``) are one value per job
+    numbers to read (``<col>_n`` = runs that reached it; no mean: it would be
+    over the runs that reached it only). Time columns (``final_time_s``) are one value per job
     (seeds trained together share one clock): their ``_n`` counts jobs, and
     intervals of times and of times to target are percentile bootstraps.
     """
@@ -262,7 +262,10 @@ def cell_table(
     table["n_missing_epochs"] = (runs["left_out"] == GAP).groupby(runs["cell"]).sum()
     table["n_duplicate"] = (runs["left_out"] == DUPLICATE).groupby(runs["cell"]).sum()
     times = [c for c in columns if c.endswith("time_s")]
-    per_run = [c for c in columns if c not in times]
+    # Times to target are censored (NaN: never reached): a median and k/n reached
+    # describe them (below); a mean over the runs that got there would not.
+    targets = [c for c in columns if c in TARGET_COLUMNS]
+    per_run = [c for c in columns if c not in times and c not in targets]
     if len(used):
         positive = [c for c in per_run if positive_column(c)]
         table = table.join(aggregate(used, ["cell"], per_run, level, positive=positive))
@@ -273,6 +276,7 @@ def cell_table(
             table = table.join(aggregate(per_job.reset_index(), ["cell"], times, level, positive=times))
             table["n_jobs"] = job.groupby(used["cell"]).nunique().reindex(table.index).fillna(0).astype(int)
     for c in (c for c in TARGET_COLUMNS if c in used):
+        table[f"{c}_n"] = used.groupby("cell")[c].count().reindex(table.index).fillna(0).astype(int)
         table[f"{c}_median"] = used.groupby("cell")[c].apply(censored_median).reindex(table.index)
     if "epochs_to_target" in used:
         table["n_reached"] = used.groupby("cell")["epochs_to_target"].count().reindex(table.index).fillna(0).astype(int)
@@ -780,6 +784,10 @@ class Analysis:
     best_vs_runner_up: dict = field(default_factory=dict)  # see best_vs_runner_up(); {} with < 2 ranked cells
     headline: str = ""  # see headline()
     level: float = LEVEL
+    # A non-grid sweep (regbench.report.optimize): the searched config keys and one row per trial in start
+    # order; such a report has no effects and no best-vs-runner-up verdict.
+    params: list[str] = field(default_factory=list)
+    trials: pd.DataFrame | None = None
 
     @property
     def best_col(self) -> str:
@@ -813,8 +821,10 @@ def effect_tables(used: pd.DataFrame, factors: list[str], levels: dict[str, list
     return effects, seeds[SEED_COLUMNS]
 
 
-def analyze(study: Study, metric: str = "val_acc", target: float | None = None, level: float = LEVEL) -> Analysis:
-    """Outcomes per run, statistics per cell and per epoch, and effects."""
+def analyze(study: Study, metric: str = "val_acc", target: float | None = None, level: float = LEVEL,
+            effects: bool = True) -> Analysis:
+    """Outcomes per run, statistics per cell and per epoch, and effects
+    (none with ``effects=False``: a search's trials are no levels of a factor)."""
 
     def tables(target):
         outcomes = run_outcomes(study.epochs, metric, target)
@@ -833,6 +843,9 @@ def analyze(study: Study, metric: str = "val_acc", target: float | None = None, 
     curves = epoch_curves(used_epochs, columns, level)
     effect_outcomes = [c for c in dict.fromkeys([f"best_{metric}", f"final_{metric}", "final_gap_loss"]) if c in runs]
     used = runs[runs["used"]]
+    if not effects:
+        return Analysis(study, metric, target, target_auto, runs, cells, curves,
+                        pd.DataFrame(columns=EFFECT_COLUMNS), level=level)
     effects, seeds = effect_tables(used, study.factors, study.levels, effect_outcomes, level)
     a = Analysis(study, metric, target, target_auto, runs, cells, curves, effects, effect_outcomes, seeds, level=level)
     a.best_vs_runner_up = best_vs_runner_up(runs, a.ranked(), a.best_col, level)

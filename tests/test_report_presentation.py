@@ -1,0 +1,406 @@
+"""What a reader of a report sees ("Reports a researcher can trust", presentation).
+
+1. report.html comes from a Jinja2 template, escaped, and reads in order: the
+   question and a one-line answer, contents, effects (forest plot, resolved
+   rows emphasised, the correction named), cells with their caveats listed
+   under the table, a sortable per-seed table, figures, and a short file list.
+2. Figures: colour never repeats the x axis, an Okabe-Ito palette, no titles
+   inside figures, integer epochs, per-panel scales, sentences for
+   diagnostics that show nothing, highlighted extremes for many cells, an
+   ECDF of time to target with censored runs, and the same figures from
+   worker processes as from one.
+3. A non-grid sweep (Optuna, random search) gets an optimization view and no effects.
+
+Records are synthetic (regbench.report.synth) or written by hand, a few
+epochs each, so every test runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regbench.records import SUMMARY_FILE
+from regbench.report import cli, figures, load, optimize, render, stats
+from regbench.report.cli import main
+from regbench.report.synth import BASE_CONFIG, curves, write_job, write_sweep
+
+EPOCHS = 4
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sweep(root: Path, **kw) -> Path:
+    kw = {"dropouts": (0.0, 0.5), "batchnorms": (False, True), "seeds": (0, 1, 2), "epochs": EPOCHS,
+          "diagnostics": False, **kw}
+    return write_sweep(root, **kw)
+
+
+def report(*args) -> int:
+    return main([str(a) for a in args] + ["-q"])
+
+
+def edit_summary(job: Path, **fields) -> None:
+    summary = json.loads((job / SUMMARY_FILE).read_text())
+    summary.update(fields)
+    (job / SUMMARY_FILE).write_text(json.dumps(summary))
+
+
+class Page(HTMLParser):
+    """Section ids in page order, table rows with their class, and the text."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.sections: list[str] = []
+        self.rows: list[tuple[str, list[str]]] = []  # (class, cells)
+        self.tables: list[list[str]] = []  # header cells of each table
+        self.text: list[str] = []
+        self._row: list[str] | None = None
+        self._cell = False
+        self._head: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("section", "nav") and "id" in a:
+            self.sections.append(a["id"])
+        elif tag == "nav":
+            self.sections.append("toc")
+        elif tag == "table":
+            self._head = []
+            self.tables.append(self._head)
+        elif tag == "tr":
+            self._row = []
+            self.rows.append((a.get("class", ""), self._row))
+        elif tag in ("td", "th"):
+            self._cell = tag
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._cell = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._cell == "th" and self._head is not None:
+            self._head.append(data)
+        elif self._cell == "td" and self._row is not None:
+            self._row.append(data)
+
+
+@pytest.fixture(scope="module")
+def grid_report(tmp_path_factory):
+    """A 2 x 2 sweep, 3 seeds, where batchnorm helps a lot and dropout 0.5 hurts, one seed of one cell
+    diverged (a caveat), written by the command line."""
+    root = tmp_path_factory.mktemp("grid")
+    sweep(root / "s", diverged=[(0.5, True, 2)])
+    out = root / "out"
+    assert report(root / "s", "-o", out) == 0
+    return out
+
+
+# ---------------------------------------------------------------- 1. the page
+
+
+def test_the_page_reads_in_order_question_answer_contents_evidence(grid_report):
+    html = (grid_report / "report.html").read_text(encoding="utf-8")
+    page = Page(html)
+    assert page.sections == ["toc", "glance", "effects", "cells", "runs", "figures", "flagged", "settings", "files"]
+    h1 = re.search(r"<h1>(.*?)</h1>", html).group(1)
+    assert h1 == "How do dropout and batchnorm change validation accuracy?"
+    answer = re.search(r'<p class="answer">(.*?)</p>', html, re.S).group(1)
+    study = load.load_study([grid_report.parent / "s"])
+    a = stats.analyze(study)
+    assert a.headline and a.headline in answer.replace("&#39;", "'")
+    assert html.index('class="answer"') < html.index('<nav class="toc"') < html.index('id="effects"')
+    # The forest plot opens the effects, before the cells table.
+    assert html.index('<figure id="effects">') < html.index('id="cells"')
+    assert "<script>" in html and "http" not in html.split("<script>")[1]  # works offline, one file
+
+
+def test_caveats_are_a_list_under_the_cells_table_not_a_column(grid_report):
+    html = (grid_report / "report.html").read_text(encoding="utf-8")
+    page = Page(html)
+    cells_header = next(h for h in page.tables if h[:2] == ["cell", "runs used"])
+    assert "caveats" not in cells_header
+    cells = html[html.index('id="cells"'):html.index('id="runs"')]
+    assert cells.index("</table>") < cells.index('<ol class="caveats">')
+    n = re.search(r'<li id="caveat-(\d+)"><strong>dropout=0.5, batchnorm=true</strong>: fewer seeds \(2 of 3\)',
+                  cells).group(1)
+    row = re.search(r"<tr[^>]*><td>dropout=0.5, batchnorm=true<sup>(.*?)</sup>", cells).group(1)
+    assert f'href="#caveat-{n}"' in row  # the row points to its caveat
+
+
+def test_effect_rows_are_emphasised_when_resolved_and_the_correction_is_named(grid_report):
+    html = (grid_report / "report.html").read_text(encoding="utf-8")
+    effects = pd.read_csv(grid_report / "effects.csv")
+    main_outcome = effects[effects["outcome"] == "best_val_acc"]
+    assert main_outcome["resolved"].any() and not main_outcome["resolved"].all()  # both kinds are shown
+    section = html[html.index('id="effects"'):html.index('id="cells"')]
+    page = Page(section)
+    rows = [r for r in page.rows if r[1]][: len(main_outcome)]  # the open table: the main outcome
+    assert [cls == "sig" for cls, _ in rows] == main_outcome["resolved"].tolist()
+    text = " ".join(Page(section).text)
+    assert "Holm's step-down method over each outcome's family of contrasts" in text
+    assert f"({len(main_outcome)} on validation accuracy at lowest val loss" in text
+
+
+def test_per_seed_table_is_sortable_with_a_value_per_cell(grid_report):
+    html = (grid_report / "report.html").read_text(encoding="utf-8")
+    runs = html[html.index('id="runs"'):html.index('id="figures"')]
+    assert '<table class="sortable' in runs and runs.count("<tr") == 1 + 12  # header + every run
+    # Numbers sort by their value, not their text: 85.3% by 0.853...
+    values = re.findall(r'<td class="num" data-v="([^"]*)">([0-9.]+)%</td>', runs)
+    assert values and all(abs(float(v) * 100 - float(t)) < 0.051 for v, t in values)
+    assert 'th.setAttribute("aria-sort"' in html
+
+
+def test_file_list_is_compact(grid_report):
+    html = (grid_report / "report.html").read_text(encoding="utf-8")
+    files = html[html.index('id="files"'):]
+    assert files.count("<a ") <= 7  # report.md, four tables, the figures folder
+    assert '<a href="figures/">figures/</a>, 9 × png: effects, overfitting_loss' in files
+    md = (grid_report / "report.md").read_text()
+    assert md.index("## At a glance") < md.index("## Effects") < md.index("## Cells") < md.index("## Runs, one row") \
+        < md.index("## Figures") < md.index("## Files")
+    assert "<script" not in md
+    assert "![Effects (forest plot)](figures/effects.png)" in md  # the same figures, linked as files
+
+
+def test_markup_in_a_config_value_is_escaped(tmp_path):
+    for i, act in enumerate(("relu", "<b>gelu</b>")):
+        write_job(tmp_path / "s" / str(i), {**BASE_CONFIG, "model.activation": act, "trainer.epochs": EPOCHS},
+                  curves(0.0, False, 0, EPOCHS, diagnostics=False))
+    assert report(tmp_path / "s", "-o", tmp_path / "out") == 0
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<b>gelu</b>" not in html and "&lt;b&gt;gelu&lt;/b&gt;" in html
+
+
+def test_the_question_comes_from_the_stored_experiment(tmp_path):
+    root = sweep(tmp_path / "s", dropouts=(0.0, 0.1), seeds=(0,))
+    for job in root.iterdir():
+        edit_summary(job, overrides=["+experiment=dropout_vs_bn", "seed=0"])
+    a = stats.analyze(load.load_study([root]))
+    asked, context = render.question(a)
+    assert asked == ("What do Dropout and BatchNorm each do to overfitting and convergence, and do they "
+                     "interact?")
+    assert context.startswith("A 4 x 2 factorial with shared seeds")
+    # No experiment (or an unknown one): a question from the factors.
+    for job in root.iterdir():
+        edit_summary(job, overrides=["+experiment=no_such_experiment"])
+    a = stats.analyze(load.load_study([root]))
+    assert render.question(a) == ("How do dropout and batchnorm change validation accuracy?", "")
+    assert load.experiment_header("../config") == ""  # a name, never a path out of conf/experiment
+
+
+def test_a_long_headline_is_summarized_per_factor(tmp_path):
+    root = write_sweep(tmp_path / "s", dropouts=[i / 10 for i in range(7)], batchnorms=(False,), seeds=(0, 1, 2),
+                       epochs=EPOCHS, diagnostics=False)
+    a = stats.analyze(load.load_study([root]))
+    assert len(a.headline) > render.MAX_ANSWER
+    text = render.answer(a)
+    resolved = int(a.effects[(a.effects["outcome"] == a.best_col) & (a.effects["kind"] == "main")]["resolved"].sum())
+    assert text.startswith(f"dropout: {resolved} of 6 levels resolved after Holm correction, from ")
+    assert len(text) < render.MAX_ANSWER
+
+
+def test_console_shows_kind_adjusted_intervals_and_the_level_of_simple_effects(grid_report, capsys):
+    study = load.load_study([grid_report.parent / "s"])
+    a = stats.analyze(study)
+    lines = cli.effect_lines(a)
+    assert lines[0].startswith("effects on val_acc at the epoch of lowest val_loss (paired over seeds; "
+                               "simultaneous 95% intervals, Holm over ")
+    eff = a.effects[a.effects["outcome"] == a.best_col].set_index(["kind", "contrast", "at"])
+    r = eff.loc[("main", "batchnorm: false → true", "")]
+    adjusted = load.fmt_bounds(r["ci_lo_adj"], r["ci_hi_adj"], a.best_col)
+    line = next(x for x in lines if "main" in x and "batchnorm: false → true" in x)
+    assert adjusted in line and load.fmt_bounds(r["ci_lo"], r["ci_hi"], a.best_col) not in line
+    simple = [x for x in lines if x.lstrip().startswith("simple ")]
+    assert simple and all(" at " in x for x in simple)
+
+
+# ---------------------------------------------------------------- 2. figures
+
+
+@pytest.fixture(scope="module")
+def analysis(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fig")
+    sweep(root / "s", diagnostics=True)
+    study = load.load_study([root / "s"])
+    a = stats.analyze(study)
+    styles = figures.cell_styles(a.cells[study.factors], study.levels, "model.dropout", "model.batchnorm")
+    return a, styles
+
+
+def test_ablation_colours_the_factor_that_is_not_on_the_x_axis(analysis):
+    a, _ = analysis
+    ax = figures.plot_ablation(a.cells, "best_val_acc", "model.dropout", a.study.levels)
+    lines = [c for c in ax.containers]  # one errorbar per setting of batchnorm
+    labels = [c.get_label() for c in lines]
+    assert labels == ["batchnorm=false", "batchnorm=true"]
+    colours = {c.lines[0].get_color() for c in lines}
+    assert colours == set(figures.OKABE_ITO[:2])  # two colours for two batchnorm settings, whatever dropout does
+
+
+def test_categorical_colours_are_okabe_ito_with_a_marker_each():
+    keys = pd.DataFrame({"model.order": ["a", "b", "c"]}, index=["o=a", "o=b", "o=c"])
+    styles = figures.cell_styles(keys, {"model.order": ["a", "b", "c"]}, "model.order", None)
+    assert [s["color"] for s in styles.cell.values()] == figures.OKABE_ITO[:3]
+    assert len({s["marker"] for s in styles.cell.values()}) == 3  # colour is doubled by shape
+
+
+def test_figures_have_no_inner_title_integer_epochs_and_fit_the_page(analysis, tmp_path):
+    a, styles = analysis
+    built = figures.make_figures(a, styles, tmp_path, ["png"], jobs=1)
+    with_png = [f for f in built if f.png]
+    assert {f.name for f in built} >= {"effects", "overfitting_loss", "convergence", "time_to_target", "norms"}
+    for f in with_png:
+        assert f.width_in <= figures.PAGE_W + 1e-9, f.name
+        w = int.from_bytes(f.png[16:20], "big")  # the PNG's width in pixels
+        assert w == pytest.approx(f.width_in * figures.DPI, abs=2), f.name
+    import matplotlib
+
+    with matplotlib.rc_context(figures.RC):
+        fig = figures.fig_curves(a.curves, [("val_acc", "epoch")], styles)
+    assert fig._suptitle is None  # titles are the report's, never inside the figure
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
+
+
+def test_norms_have_their_own_scale_per_panel(analysis):
+    a, styles = analysis
+    panels = [("weight_norm/hidden0", "h0"), ("grad_norm", "grad")]
+    fig = figures.fig_panels(a.curves, panels, styles, "norm")
+    (lo0, hi0), (lo1, hi1) = fig.axes[0].get_ylim(), fig.axes[1].get_ylim()
+    assert hi0 > 2 * hi1 and (lo0, hi0) != (lo1, hi1)
+    fig.canvas.draw()
+    assert all(len([t for t in ax.get_yticklabels() if t.get_text()]) >= 3 for ax in fig.axes[:2])
+
+
+def test_dead_relu_below_one_percent_is_a_sentence_not_a_figure(tmp_path):
+    for seed in (0, 1):
+        for p in (0.0, 0.5):
+            rows = curves(p, True, seed, EPOCHS)  # with BatchNorm the made-up dead share stays near 1%
+            for r in rows:
+                for k in [k for k in r if k.startswith("dead_frac")]:
+                    r[k] = 0.004 * r["epoch"] / EPOCHS
+            write_job(tmp_path / "s" / f"{p}-{seed}", {**BASE_CONFIG, "model.dropout": p, "seed": seed,
+                                                       "trainer.epochs": EPOCHS}, rows)
+    assert report(tmp_path / "s", "-o", tmp_path / "out") == 0
+    assert not (tmp_path / "out" / "figures" / "dead_relu.png").exists()
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert '<p class="nofig" id="dead_relu"><strong>Dead ReLU units.</strong> Dead ReLU units' in html
+    assert "stay below 1% of each layer in every cell and epoch (at most 0.4%" in html
+
+
+def test_many_cells_highlight_the_best_and_worst_and_grey_the_rest(tmp_path):
+    root = write_sweep(tmp_path / "s", dropouts=[i / 20 for i in range(6)], seeds=(0, 1), epochs=EPOCHS,
+                       diagnostics=False)
+    study = load.load_study([root])
+    a = stats.analyze(study)
+    styles = figures.cell_styles(a.cells[study.factors], study.levels, "model.dropout", "model.batchnorm")
+    ranked = list(a.ranked().index)
+    focused = figures.focus(styles, ranked)
+    colours = [focused.cell[c]["color"] for c in ranked]
+    k = figures.HIGHLIGHT
+    assert colours[:k] == figures.BEST_COLOURS and colours[-k:] == figures.WORST_COLOURS
+    assert set(colours[k:-k]) == {figures.GREY} and len(ranked) == 12
+    assert figures.focus(styles, ranked[: figures.MANY]) is styles  # few cells: everyone in colour
+
+
+def test_time_to_target_is_an_ecdf_that_stops_at_k_of_n_for_censored_runs():
+    runs = pd.DataFrame({"cell": ["a"] * 4 + ["b"] * 2, "epochs_to_target": [2, 3, np.nan, 5, 1, 1]})
+    styles = figures.Styles(cell={"a": {"color": "C0", "linestyle": "-", "marker": "o"},
+                                  "b": {"color": "C1", "linestyle": "--", "marker": "s"}})
+    ax = figures.plot_ecdf(runs, "epochs_to_target", styles, xmax=10)
+    a, b = (line for line in ax.lines if line.get_label().endswith("reached"))
+    assert a.get_label() == "a: 3/4 reached" and b.get_label() == "b: 2/2 reached"
+    assert list(a.get_xdata()) == [0, 2, 3, 5, 10] and list(a.get_ydata()) == [0, 0.25, 0.5, 0.75, 0.75]
+    assert b.get_ydata()[-1] == 1.0
+
+
+def test_worker_processes_draw_the_same_figures(analysis, tmp_path):
+    a, styles = analysis
+    one = figures.make_figures(a, styles, tmp_path / "one", ["png"], jobs=1)
+    two = figures.make_figures(a, styles, tmp_path / "two", ["png"], jobs=2)
+    assert [f.name for f in one] == [f.name for f in two]
+    assert [f.png for f in one] == [f.png for f in two]
+    assert all((tmp_path / "two" / f"{f.name}.png").is_file() for f in two if f.png)
+
+
+def test_templates_ship_as_package_data():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "templates/*" in config["tool"]["setuptools"]["package-data"]["regbench.report"]
+    assert any(d.startswith("jinja2") for d in config["project"]["dependencies"])
+    for name in ("report.html", "report.md"):
+        assert (ROOT / "regbench" / "report" / "templates" / name).is_file()
+
+
+# ---------------------------------------------------------------- 3. a search is not a grid
+
+
+def search_sweep(root: Path, n: int = 16, seed: int = 0) -> Path:
+    """An Optuna-like sweep: ``n`` trials of a log-uniform learning rate and a
+    uniform dropout rate, one run each with seed 0, in job folders 0..n-1.
+    Jobs ran two at a time, so the start times (summary.json) do not follow
+    the job numbers exactly. Validation accuracy peaks near lr = 3e-3 and
+    falls with dropout."""
+    rng = np.random.default_rng(seed)
+    lrs = 10 ** rng.uniform(-4, -1, n)
+    drops = rng.uniform(0, 0.6, n)
+    for job in range(n):
+        lr, p = float(lrs[job]), float(drops[job])
+        rows = curves(p, False, 0, EPOCHS, diagnostics=False)
+        quality = math.exp(-((math.log10(lr) + 2.5) ** 2))
+        for r in rows:
+            r["val_acc"] = r["val_acc"] * (0.5 + 0.5 * quality)
+        path = write_job(root / str(job), {**BASE_CONFIG, "optim.lr": lr, "model.dropout": p,
+                                           "trainer.epochs": EPOCHS}, rows)
+        start = 2 * (job // 2) + (1 - job % 2)  # jobs 0 and 1 swap, 2 and 3 swap, ...
+        edit_summary(path, started_at=f"2026-12-01T10:{start:02d}:00+00:00")
+    return root
+
+
+def test_an_optuna_like_sweep_gets_the_optimization_view_and_no_effects(tmp_path, capsys):
+    root = search_sweep(tmp_path / "search")
+    study = load.load_study([root])
+    assert optimize.is_search(study)
+    assert set(optimize.search_params(study)) == {"optim.lr", "model.dropout"}
+    out = tmp_path / "out"
+    assert main([str(root), "-o", str(out)]) == 0
+    console = capsys.readouterr().out
+    assert "Search over " in console and "no effects and no best-vs-runner-up verdict" in console
+    assert "effects on" not in console and "vs runner-up" not in console
+
+    assert not (out / "effects.csv").exists()
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials["job"].astype(str).tolist()[:4] == ["1", "0", "3", "2"]  # in the order they started, not by job number
+    assert trials["trial"].tolist() == list(range(1, 17))
+    best = trials["best_so_far"].to_numpy()
+    assert (np.diff(best) >= 0).all() and best[-1] == trials["value"].max()
+    assert trials["is_best"].sum() == 1
+
+    html = (out / "report.html").read_text(encoding="utf-8")
+    page = Page(html)
+    assert "effects" not in page.sections and "cells" not in page.sections
+    assert page.sections[:4] == ["toc", "glance", "top", "runs"]
+    assert {"search_params", "best_so_far"} <= set(re.findall(r'<figure id="([^"]+)"', html))
+    assert '<figure id="effects">' not in html and "Best vs runner-up" not in html
+    top = html[html.index('id="top"'):html.index('id="runs"')]
+    best_row = trials.loc[trials["is_best"]].iloc[0]
+    assert f"<td class=\"num\">{best_row['trial']}</td>" in top.split("</tr>")[1]  # rank 1 is the best trial
+    assert (out / "figures" / "search_params.png").is_file() and (out / "figures" / "best_so_far.png").is_file()
+
+
+def test_a_one_seed_grid_with_round_values_is_not_a_search(tmp_path):
+    root = write_sweep(tmp_path / "s", dropouts=[i / 10 for i in range(8)], seeds=(0,), epochs=EPOCHS,
+                       diagnostics=False)
+    assert not optimize.is_search(load.load_study([root]))
+    assert optimize.continuous([0.0034518, 0.0912, 0.00017342]) and not optimize.continuous([0.001, 0.003, 0.01])
