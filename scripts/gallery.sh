@@ -18,7 +18,7 @@ for name in "${names[@]}"; do
   tail -1 "outputs/sweeps/$name.log"
   "$regbench" report "outputs/sweeps/$name" --formats png -q
   rm -rf "docs/gallery/$name" && mkdir -p "docs/gallery/$name"
-  cp "outputs/sweeps/$name/report/report.md" "outputs/sweeps/$name/report/cells.csv" "docs/gallery/$name/"
+  cp "outputs/sweeps/$name/report/report.md" "outputs/sweeps/$name/report/cells.csv" "outputs/sweeps/$name/report/effects.csv" "docs/gallery/$name/"
   cp -r "outputs/sweeps/$name/report/figures" "docs/gallery/$name/figures"
   echo "$name: $(( $(date +%s) - start )) s"
 done
