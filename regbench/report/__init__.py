@@ -12,3 +12,21 @@ The pipeline, one module per step, each usable on its own:
 It reads records through :mod:`regbench.records` only and never imports torch
 or the training code, so a report runs anywhere the records are copied to.
 """
+
+import sys
+import types
+
+
+class _CallableModule(types.ModuleType):
+    """``regbench.report(paths, out)`` is the Python API's report verb
+    (regbench.api.report), and ``regbench.report`` is also this package: once
+    it is imported, Python binds the name to the package. Calling the package
+    is calling the verb, so both readings work."""
+
+    def __call__(self, paths, out, *options):
+        from ..api import report
+
+        return report(paths, out, *options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,96 @@
+"""regbench from Python (a notebook, a script): the four verbs of the CLI.
+
+    import regbench
+    cfg = regbench.compose(["model.dropout=0.3", "trainer.epochs=10"])
+    summary = regbench.run(cfg, "outputs/nb/dropout0.3")       # or regbench.run([...overrides], out_dir)
+    study = regbench.load("outputs/nb")                        # .runs, .epochs, .cells DataFrames
+    regbench.report(["outputs/nb"], "outputs/nb/report")       # report.html and friends
+
+Each imports what it needs when called: ``import regbench`` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+Overrides = Sequence[str]
+PathLike = Union[str, os.PathLike]
+
+
+def compose(overrides: Overrides = ()) -> "DictConfig":  # noqa: F821
+    """The config ``regbench train OVERRIDES`` would run, composed from the
+    packaged configs and the typed schema, and range-checked: a typo, a wrong
+    type or a value out of range raises ``ValueError`` with one line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from .config import ConfigError, register_configs, validate
+    from .preflight import describe
+
+    if isinstance(overrides, str):
+        raise TypeError("compose() takes a list of overrides, e.g. ['model.dropout=0.3']")
+    register_configs()
+    GlobalHydra.instance().clear()  # a notebook may have initialized Hydra before
+    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+        try:
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        except Exception as exc:
+            raise ValueError(describe(exc, GlobalHydra.instance().config_loader())) from None
+    GlobalHydra.instance().clear()
+    try:
+        validate(cfg)
+    except ConfigError as exc:  # a ValueError already: one line
+        raise ConfigError(str(exc)) from None
+    return cfg
+
+
+def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, progress: bool = True) -> dict[str, Any]:  # noqa: F821
+    """Train one job (``seed``, or ``trainer.replicas`` seeds from it) into
+    ``out_dir`` and return its summary (the dict written to summary.json).
+
+    ``out_dir`` behaves as a job folder of the CLI: a completed job there is
+    skipped (the summary comes back with ``"skipped": True``), an interrupted
+    one resumes, a failed one runs again, and a folder holding another config
+    is refused."""
+    from omegaconf import DictConfig
+
+    from .train import run as train_run
+
+    cfg = cfg_or_overrides if isinstance(cfg_or_overrides, DictConfig) else compose(cfg_or_overrides)
+    return train_run(cfg, out_dir, show_progress=progress)
+
+
+def load(*paths: PathLike, allow_mixed: bool = False) -> "Study":  # noqa: F821
+    """Every run under ``paths`` as a Study: ``.runs`` (one row per run:
+    status, config, whether it enters the statistics and why not), ``.epochs``
+    (one row per run and epoch, every metrics.csv column), and ``.cells`` (per
+    cell: mean, std, n and 95% interval of each outcome over seeds, as in the
+    report's cells.csv). ``.factors`` names the config keys that vary."""
+    from .report.load import load_study
+    from .report.stats import analyze
+
+    if not paths:
+        raise TypeError("load() needs at least one folder of run records")
+    study = load_study(list(paths), allow_mixed=allow_mixed, warn=lambda message: None)
+    study.cells = analyze(study, effects=False).cells
+    return study
+
+
+def report(paths: Union[PathLike, Iterable[PathLike]], out: PathLike, *options: str) -> Path:
+    """Write the comparison report of the runs under ``paths`` into ``out``
+    (``options``: more ``regbench report`` flags, e.g. ``"--metric", "val_loss"``).
+    Returns the path of report.html; a bad input raises ``ValueError``."""
+    from .report.cli import build_parser
+    from .report.cli import run as report_run
+    from .report.load import ReportError
+
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    args = build_parser().parse_args([*map(str, paths), "-o", str(out), "-q", *options])
+    try:
+        report_run(args)
+    except ReportError as exc:
+        raise ValueError(str(exc)) from None
+    return Path(out) / "report.html"

@@ -1,0 +1,43 @@
+"""The Python API, as a notebook uses it: compose, run, load, report."""
+
+import subprocess
+import sys
+
+import pytest
+
+import regbench
+from conftest import TINY
+
+
+def test_compose_run_load_report(tmp_path, data_root):
+    overrides = [*TINY, f"data.root={data_root}", "trainer.epochs=2"]
+    cfg = regbench.compose([*overrides, "model.dropout=0.3"])
+    assert cfg.model.dropout == 0.3 and cfg.trainer.epochs == 2 and "hydra" not in cfg
+    first = regbench.run(cfg, tmp_path / "runs" / "a", progress=False)
+    assert first["status"] == "completed" and first["config"]["model.dropout"] == 0.3
+    assert regbench.run(cfg, tmp_path / "runs" / "a", progress=False)["skipped"]  # a job folder, as in the CLI
+    regbench.run([*overrides, "model.dropout=0", "seed=1"], tmp_path / "runs" / "b", progress=False)
+
+    study = regbench.load(tmp_path / "runs")
+    assert len(study.runs) == 2 and set(study.runs["seed"]) == {0, 1}
+    assert sorted(study.epochs.groupby("run")["epoch"].max()) == [2, 2]
+    assert study.factors == ["model.dropout"] and len(study.cells) == 2
+    assert {"best_val_acc_mean", "best_val_acc_n"} <= set(study.cells.columns)
+
+    html = regbench.report([tmp_path / "runs"], tmp_path / "report")
+    assert html.name == "report.html" and html.is_file() and (tmp_path / "report" / "cells.csv").is_file()
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"model.dropout=1.5 is not allowed: must be in \[0, 1\)"):
+        regbench.compose(["model.dropout=1.5"])
+    with pytest.raises(ValueError, match="model.dropuot is not a config key"):
+        regbench.compose(["model.dropuot=0.1"])
+    with pytest.raises(ValueError, match="no run records under"):
+        regbench.report([tmp_path], tmp_path / "out")
+
+
+def test_import_regbench_is_instant():
+    code = "import sys, regbench; assert callable(regbench.run); print('torch' in sys.modules, 'hydra' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "False False", out.stdout + out.stderr
