@@ -259,4 +259,11 @@ def format_counts(counts: dict[str, list[str]], sweep_dir: Path) -> str:
     for state in ("failed", DEAD):
         if counts.get(state):
             line += f"; {state}: " + " ".join(counts[state])
+    # What to do next, on a line of its own.
+    undone = sum(len(counts.get(s, [])) for s in UNDONE)
+    if undone:
+        line += (f"\nnext: run the same command again to resume or retry the {undone} unfinished job"
+                 f"{'s' if undone > 1 else ''}; `regbench status {sweep_dir}` shows each")
+    else:
+        line += f"\nnext: regbench report {sweep_dir}"
     return line

@@ -87,8 +87,9 @@ def test_diverged_and_failed_jobs_do_not_stop_the_sweep(cli, tmp_path):
     res = cli("train", "-m", "data=blobs,cifar10", "optim=sgd", "optim.lr=0.01,1e8", *TINY[1:],
               f"data.root={tmp_path / 'no-data'}", "data.download=false", f"hydra.sweep.dir={sweep}")
     assert res.returncode == 1, res.stderr
-    last = res.stdout.strip().splitlines()[-1]
+    last, hint = res.stdout.strip().splitlines()[-2:]
     assert "4 jobs: 1 completed, 1 diverged, 2 failed; failed: " in last
+    assert hint.startswith("next: run the same command again to resume or retry the 2 unfinished jobs")
     named = last.split("; failed: ")[1].split()
     assert len(named) == 2 and all("data=cifar10" in n for n in named)
     job = lambda data, lr: next(p for p in sweep.iterdir() if f"data={data}," in p.name and f"optim.lr={lr}," in p.name)
@@ -104,6 +105,7 @@ def test_joblib_sweep_with_two_workers(cli, tmp_path):
               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert res.returncode == 0, res.stderr
     assert "4 jobs: 4 completed" in res.stdout
+    assert res.stdout.strip().splitlines()[-1] == f"next: regbench report {sweep}"
     assert "epoch 1/2" not in res.stdout  # workers print one line per job, not per epoch
     summaries = [records.read_summary(p) for p in sweep.iterdir() if p.is_dir()]
     assert all(s["status"] == "completed" for s in summaries)
