@@ -19,14 +19,16 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from . import userdata
 from .sweep import register_resolver
+from .userdata import USER_DATASETS
 
 register_resolver()  # job folder names; at import, so launcher workers have it too
 
 PARTS = ("linear", "bn", "act", "dropout")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
 INITS = ("default", "kaiming", "xavier", "orthogonal")
-DATASETS = ("mnist1d", "digits", "blobs", "teacher", "mnist", "fashion_mnist", "kmnist", "cifar10")
+DATASETS = ("mnist1d", "digits", "blobs", "teacher", "mnist", "fashion_mnist", "kmnist", "cifar10", "file", "callable")
 STANDARDIZE = ("none", "global", "feature")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -92,7 +94,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # mnist1d, digits, blobs, teacher, mnist, fashion_mnist, kmnist, cifar10
+    name: str = MISSING  # mnist1d, digits, blobs, teacher, mnist, fashion_mnist, kmnist, cifar10; file, callable (your own)
     root: str = "~/.cache/regbench"  # where datasets are cached / downloaded (mnist1d is generated into it)
     download: bool = True  # torchvision sets: download into `root` when missing (needs network)
     val_fraction: float = 0.2  # fraction of the training split held out for validation, (0, 1)
@@ -101,6 +103,10 @@ class DataConfig:
     label_noise: float = 0.0  # fraction of training labels resampled uniformly at random, [0, 1]; clean labels are kept
     standardize: str = "feature"  # none, global (one mean/std), feature (per input feature); stats from the training split only
     seed: int = 0  # seed of the split, subset and label noise; fixed so run seeds vary only init, masks and batch order
+    # your own data (regbench/userdata.py)
+    path: Optional[str] = None  # data=file: a .npz (x, y[, x_test, y_test]), .csv or .parquet (needs pyarrow) file
+    target: Optional[str] = None  # data=file with a table: the column that holds the integer labels 0..C-1
+    loader: Optional[str] = None  # data=callable: module:function returning (x, y), (x, y, x_test, y_test) or a dict
     # synthetic sets (blobs, teacher)
     n_samples: int = 5000  # examples generated, before splits
     n_features: int = 20  # input dimension
@@ -196,6 +202,11 @@ def dataset_shape(d: Any) -> tuple[int, int, int, Optional[int]]:
     test split or None) of ``data``, known without loading it (DATASET_SHAPES)."""
     if d.name in DATASET_SHAPES:
         return DATASET_SHAPES[d.name]
+    if d.name in USER_DATASETS:  # read from the file; None for a callable, known only once called
+        try:
+            return userdata.shape(d)
+        except userdata.UserDataError as exc:
+            raise ConfigError(str(exc)) from None
     return int(d.n_features), int(d.n_classes), int(d.n_samples), None
 
 
@@ -238,7 +249,7 @@ def split_sizes(d: Any, n: int, has_test: bool) -> tuple[int, int, int]:
     return n_train, n_val, n_test
 
 
-def memory_estimate(cfg: Any) -> dict[str, int]:
+def memory_estimate(cfg: Any) -> Optional[dict[str, int]]:
     """Rough peak bytes one job of ``cfg`` holds (float32 everywhere), by part:
 
     - ``params``: parameters x replicas x (weights + gradients + optimizer
@@ -252,9 +263,12 @@ def memory_estimate(cfg: Any) -> dict[str, int]:
       and standardized.
 
     Pure arithmetic (no torch): regbench.preflight compares the total with the
-    memory the device has free.
+    memory the device has free. None when the data's size is not known yet
+    (``data=callable``).
     """
     m, d, t = cfg.model, cfg.data, cfg.trainer
+    if dataset_shape(d) is None:  # data=callable: its size is known once it has been called
+        return None
     n_features, n_classes, n, n_test = dataset_shape(d)
     n_total = n + (n_test or 0)
     n_train, n_val, n_held = split_sizes(d, n, n_test is not None)
@@ -394,6 +408,13 @@ def validate(cfg: Any) -> None:
         _fail("seed", cfg.seed, f"must be in [0, {high}]{why} (seeds seed .. seed+replicas-1 are torch generator "
               "seeds, stored as signed 64-bit integers; torch would wrap a negative seed to seed + 2**64)")
 
+    if d.name == "callable":
+        try:
+            userdata.check_loader(d.loader)
+        except userdata.UserDataError as exc:
+            raise ConfigError(str(exc)) from None
     # Split sizes the dataset's known size allows (the loader checks the real data again).
-    n_features, n_classes, n, n_test = dataset_shape(d)
-    split_sizes(d, n, n_test is not None)
+    shape = dataset_shape(d)
+    if shape is not None:
+        n_features, n_classes, n, n_test = shape
+        split_sizes(d, n, n_test is not None)

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from . import userdata
 from .config import CIFAR_FILES, DATASET_FILES, MNIST1D_SEED, split_sizes  # noqa: F401 (MNIST1D_SEED: re-exported)
 
 
@@ -243,7 +244,17 @@ _LOADERS = {
     "fashion_mnist": _torchvision_images,
     "kmnist": _torchvision_images,
     "cifar10": _cifar10,
+    "file": lambda cfg: _user(cfg),
+    "callable": lambda cfg: _user(cfg),
 }
+
+
+def _user(cfg):
+    """data=file / data=callable (regbench/userdata.py): checked arrays or one DataError line."""
+    try:
+        return userdata.load(cfg)
+    except userdata.UserDataError as exc:
+        raise DataError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- transforms
@@ -284,8 +295,11 @@ def standardize(train_x: torch.Tensor, mode: str):
 def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     """Load, split, subset, corrupt and standardize ``cfg`` (a DataConfig), on ``device``."""
     x, y, x_test, y_test = _LOADERS[cfg.name](cfg)
+    if cfg.name in userdata.USER_DATASETS:
+        n_classes = userdata.n_classes(np.asarray(y), None if y_test is None else np.asarray(y_test))
+    else:
+        n_classes = cfg.n_classes if cfg.name in SYNTHETIC else 10
     x, y = _as_tensors(x, y)
-    n_classes = cfg.n_classes if cfg.name in SYNTHETIC else 10
     g = torch.Generator().manual_seed(cfg.seed)
 
     # sizes first (ConfigError naming the fraction that leaves a split empty), then the same draws as always

@@ -325,7 +325,7 @@ def memory_refusal(cfg, gpu: bool = True) -> Optional[str]:
         return None
     avail, where = here
     est = memory_estimate(cfg)
-    if est["total"] <= avail:
+    if est is None or est["total"] <= avail:
         return None
     m, t = cfg.model, cfg.trainer
     lead = {

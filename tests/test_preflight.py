@@ -11,7 +11,7 @@ BAD = [
     (["model.dropout=abc"], "model.dropout: Value 'abc' of type 'str' could not be converted to Float"),
     (["model.batchnorm=maybe"], "model.batchnorm: Value 'maybe' is not a valid bool"),
     (["model.widths=[2.5]"], "model.widths[0]: Value '2.5'"),
-    (["data=foo"], "data=foo: no such option; allowed: blobs, cifar10, digits,"),
+    (["data=foo"], "data=foo: no such option; allowed: blobs, callable, cifar10, digits, fashion_mnist, file,"),
     (["optim=rmsprop"], "optim=rmsprop: no such option; allowed: adam, adamw, sgd"),
     (["hydra/launcher=nope"], "hydra/launcher=nope: no such option; allowed: basic, joblib"),
     (["model.dropout=[0"], "cannot parse the overrides: no viable alternative at input '[0'"),

@@ -1,0 +1,247 @@
+"""The user's own data: ``data=file`` and ``data=callable``.
+
+- ``data=file data.path=PATH``: a ``.npz`` with arrays ``x`` (N, ...) and
+  ``y`` (N,), optionally ``x_test`` and ``y_test``; a ``.csv`` whose column
+  ``data.target`` holds the labels and every other column is a numeric
+  feature; a ``.parquet`` file, the same way (needs pyarrow).
+- ``data=callable data.loader=pkg.module:function``: the function is called
+  with no arguments and returns ``(x, y)``, ``(x, y, x_test, y_test)`` or a
+  dict with those keys (anything ``numpy.asarray`` takes).
+
+Labels are integer classes 0..C-1; features are finite numbers. What comes
+back goes through the same split, ``train_size``, ``label_noise`` and
+standardization as the built-in sets (regbench.data). Every defect is one
+``UserDataError`` line that says what is wrong and what is allowed.
+
+numpy and pandas only, no torch: regbench.preflight reads a file before Hydra
+writes anything, and its size feeds the split and memory checks.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+USER_DATASETS = ("file", "callable")
+SUFFIXES = (".npz", ".csv", ".parquet")
+LOADER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+NPZ_HELP = "a .npz needs arrays x (N, features...) and y (N,), optionally x_test and y_test"
+
+
+class UserDataError(ValueError):
+    """The user's data cannot be used; one line."""
+
+
+Arrays = tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
+
+
+def load(d: Any) -> Arrays:
+    """(x, y, x_test, y_test) of a ``data=file`` or ``data=callable`` config,
+    checked: x float (N, D), y int64 (N,), the test pair or None."""
+    if d.name == "file":
+        return _read_file(str(d.path) if d.path is not None else "", d.target)
+    return _check(*_call(d.loader), source=f"data.loader={d.loader}")
+
+
+def n_classes(y: np.ndarray, y_test: Optional[np.ndarray]) -> int:
+    """Classes 0..max label (of both splits)."""
+    return int(max(y.max(), y_test.max() if y_test is not None and len(y_test) else 0)) + 1
+
+
+def shape(d: Any) -> Optional[tuple[int, int, int, Optional[int]]]:
+    """(features, classes, training examples, test examples or None) of a file,
+    read once per file version; None for a callable (known only once called)."""
+    if d.name != "file":
+        return None
+    path = _path(str(d.path) if d.path is not None else "")
+    stat = path.stat()
+    return _shape(str(path), stat.st_mtime_ns, stat.st_size, d.target)
+
+
+@functools.lru_cache(maxsize=8)
+def _shape(path: str, mtime_ns: int, size: int, target: Optional[str]) -> tuple[int, int, int, Optional[int]]:
+    x, y, x_test, y_test = _read_file(path, target)
+    return x.shape[1], n_classes(y, y_test), len(y), (len(y_test) if y_test is not None else None)
+
+
+def check_loader(spec: Optional[str]) -> None:
+    """That ``data.loader`` names a function that can be imported (without calling it)."""
+    _function(spec)
+
+
+# ---------------------------------------------------------------- files
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise UserDataError(f"data=file needs data.path=PATH: a {', '.join(SUFFIXES)} file")
+    path = Path(os.path.expanduser(text))
+    if not path.is_file():
+        raise UserDataError(f"data.path={text}: no such file ({'a folder' if path.is_dir() else 'not found'}); "
+                            f"give a {', '.join(SUFFIXES)} file")
+    if path.suffix.lower() not in SUFFIXES:
+        raise UserDataError(f"data.path={text}: {path.suffix or 'no suffix'} is not a format regbench reads; "
+                            f"allowed: {', '.join(SUFFIXES)}")
+    return path
+
+
+def _read_file(text: str, target: Optional[str]) -> Arrays:
+    path = _path(text)
+    source = f"data.path={text}"
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except Exception as exc:
+            raise UserDataError(f"{source}: not a readable .npz ({type(exc).__name__}: {_first(exc)})") from None
+        missing = [k for k in ("x", "y") if k not in arrays]
+        if missing:
+            raise UserDataError(f"{source}: no array {' or '.join(missing)} (it has {', '.join(arrays) or 'none'}); "
+                                f"{NPZ_HELP}")
+        if ("x_test" in arrays) != ("y_test" in arrays):
+            raise UserDataError(f"{source}: x_test and y_test come together (it has only "
+                                f"{'x_test' if 'x_test' in arrays else 'y_test'}); {NPZ_HELP}")
+        return _check(arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"), source)
+    import pandas as pd
+
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        else:
+            frame = pd.read_parquet(path)
+    except ImportError:
+        raise UserDataError(f"{source}: reading .parquet needs pyarrow: pip install pyarrow "
+                            "(or save the table as .csv)") from None
+    except Exception as exc:
+        raise UserDataError(f"{source}: not a readable {suffix} table ({type(exc).__name__}: {_first(exc)})") from None
+    columns = [str(c) for c in frame.columns]
+    if not target:
+        raise UserDataError(f"{source}: a table needs data.target=<label column>; its columns: {_names(columns)}")
+    if target not in columns:
+        raise UserDataError(f"{source}: data.target={target} is not a column; its columns: {_names(columns)}")
+    frame.columns = columns
+    features = frame.drop(columns=[target])
+    text_cols = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+                 or pd.api.types.is_bool_dtype(features[c])]
+    if text_cols:
+        raise UserDataError(f"{source}: feature column{'s' if len(text_cols) > 1 else ''} {_names(text_cols)} "
+                            "not numeric; every column but data.target must hold numbers (encode categories first)")
+    if features.shape[1] == 0:
+        raise UserDataError(f"{source}: no feature column besides data.target={target}")
+    return _check(features.to_numpy(), frame[target].to_numpy(), None, None, source, y_name=f"column {target}")
+
+
+# ---------------------------------------------------------------- callables
+
+
+def _function(spec: Optional[str]):
+    if not spec or not LOADER.fullmatch(str(spec)):
+        raise UserDataError(f"data.loader={spec}: give the function as module:function, "
+                            "e.g. data.loader=mypkg.datasets:load_mine")
+    module_name, func_name = str(spec).split(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would: the current folder first
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UserDataError(f"data.loader={spec}: cannot import {module_name} ({type(exc).__name__}: {_first(exc)}); "
+                            "it must be importable from the current folder or PYTHONPATH") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise UserDataError(f"data.loader={spec}: {module_name} has no function {func_name}")
+    return func
+
+
+def _call(spec: str) -> tuple:
+    func = _function(spec)
+    try:
+        out = func()
+    except Exception as exc:
+        raise UserDataError(f"data.loader={spec} raised {type(exc).__name__}: {_first(exc)}") from None
+    if isinstance(out, dict):
+        if "x" not in out or "y" not in out:
+            raise UserDataError(f"data.loader={spec} returned a dict without x and y (keys: {_names(list(out))})")
+        return out["x"], out["y"], out.get("x_test"), out.get("y_test")
+    if isinstance(out, (tuple, list)) and len(out) in (2, 4):
+        return tuple(out) if len(out) == 4 else (out[0], out[1], None, None)
+    raise UserDataError(f"data.loader={spec} returned {type(out).__name__}; it must return (x, y), "
+                        "(x, y, x_test, y_test) or a dict with those keys")
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
+    x, y = _features(x, source, "x"), _labels(y, source, y_name)
+    if len(x) != len(y):
+        raise UserDataError(f"{source}: x has {len(x)} rows but {y_name} has {len(y)} labels; they must match")
+    if len(y) < 2:
+        raise UserDataError(f"{source}: {len(y)} example{'s' if len(y) != 1 else ''}; at least 2 are needed to split")
+    if (x_test is None) != (y_test is None):
+        raise UserDataError(f"{source}: x_test and y_test come together")
+    if x_test is not None:
+        x_test, y_test = _features(x_test, source, "x_test"), _labels(y_test, source, "y_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise UserDataError(f"{source}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
+        if len(x_test) != len(y_test):
+            raise UserDataError(f"{source}: x_test has {len(x_test)} rows but y_test has {len(y_test)} labels")
+    if n_classes(y, y_test) < 2:
+        raise UserDataError(f"{source}: every label is 0; at least 2 classes (0 and 1) are needed")
+    return x, y, x_test, y_test
+
+
+def _features(x, source: str, name: str) -> np.ndarray:
+    try:
+        x = np.asarray(x)
+    except Exception as exc:
+        raise UserDataError(f"{source}: {name} is not an array ({_first(exc)})") from None
+    if x.dtype == np.uint8:  # images: regbench.data scales them to [0, 1]
+        return x.reshape(len(x), -1)
+    if x.ndim < 2 or not (np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)):
+        raise UserDataError(f"{source}: {name} must be numbers shaped (N, features...), not {x.dtype} {x.shape}")
+    x = x.reshape(len(x), -1).astype(np.float32)
+    bad = int((~np.isfinite(x)).sum())
+    if bad:
+        rows = np.flatnonzero(~np.isfinite(x).all(1))
+        raise UserDataError(f"{source}: {name} holds {bad} NaN/inf value{'s' if bad > 1 else ''} "
+                            f"(row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows[:5]))}"
+                            f"{', ...' if len(rows) > 5 else ''}); "
+                            "drop or impute them first")
+    return x
+
+
+def _labels(y, source: str, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise UserDataError(f"{source}: {name} must be one integer class per example, shaped (N,), not {y.shape}")
+    if np.issubdtype(y.dtype, np.floating):
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            raise UserDataError(f"{source}: {name} holds {int((~whole).sum())} labels that are not whole numbers "
+                                f"(e.g. {float(y[~whole][0])!r}); labels are integer classes 0..C-1")
+        y = y.astype(np.int64)
+    elif not np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
+        sample = y[0].item() if len(y) and hasattr(y[0], "item") else (y[0] if len(y) else "")
+        raise UserDataError(f"{source}: {name} holds {y.dtype} labels (e.g. {sample!r}); labels are integer "
+                            "classes 0..C-1 (map names to numbers first)")
+    y = y.astype(np.int64)
+    if len(y) and y.min() < 0:
+        raise UserDataError(f"{source}: {name} holds negative labels ({int(y.min())}); labels are classes 0..C-1")
+    return y
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _names(names: list[str], most: int = 8) -> str:
+    return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")

@@ -1,0 +1,119 @@
+"""Your own data: data=file (.npz, .csv, .parquet) and data=callable."""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TINY
+from regbench import records
+from regbench.data import DataError, build_dataset
+from regbench.userdata import UserDataError, load, shape
+
+TRAIN = [a for a in TINY if not a.startswith("data")]  # the model and trainer of TINY, with your data
+
+
+def arrays(n=200, d=5, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x, rng.integers(0, classes, size=n)
+
+
+def test_npz_csv_and_a_callable_give_the_same_arrays(tmp_path, make_cfg, monkeypatch):
+    x, y = arrays()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(label=y)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\n"
+        f"def load():\n    d = np.load({str(tmp_path / 'd.npz')!r})\n    return {{'x': d['x'], 'y': d['y']}}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    got = [load(make_cfg("data=file", f"data.path={tmp_path / 'd.npz'}").data),
+           load(make_cfg("data=file", f"data.path={tmp_path / 'd.csv'}", "data.target=label").data),
+           load(make_cfg("data=callable", "data.loader=mine:load").data)]
+    for gx, gy, gxt, gyt in got:
+        assert np.allclose(gx, x) and np.array_equal(gy, y) and gxt is None and gyt is None
+    assert shape(make_cfg("data=file", f"data.path={tmp_path / 'd.npz'}").data) == (5, 3, 200, None)
+
+
+def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cfg):
+    x, y = arrays(n=400, classes=4)
+    xt, yt = arrays(n=50, classes=4, seed=1)
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=xt, y_test=yt)
+    cfg = make_cfg("data=file", f"data.path={tmp_path / 'd.npz'}", "data.train_size=100", "data.label_noise=0.5")
+    d = build_dataset(cfg.data)
+    assert (len(d.train), len(d.val), len(d.test)) == (100, 80, 50)  # val_fraction 0.2 of 400; official test kept
+    assert d.n_features == 5 and d.n_classes == 4 and d.n_corrupted > 20
+    assert abs(float(d.train.x.mean())) < 0.2  # standardized with training statistics
+
+
+@pytest.mark.parametrize(
+    "write, extra, message",
+    [
+        (lambda p: None, [], "no such file (not found); give a .npz, .csv, .parquet file"),
+        (lambda p: np.savez(p, a=np.zeros((4, 2)), b=np.zeros(4)), [], "no array x or y (it has a, b)"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.zeros(4), x_test=np.zeros((2, 2))), [], "x_test and y_test come together"),
+        (lambda p: np.savez(p, x=np.full((4, 2), np.nan), y=np.arange(4) % 2), [], "x holds 8 NaN/inf values (rows 0, 1, 2, 3)"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 0.5, 1])), [], "1 labels that are not whole numbers"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array(["a", "b", "a", "b"])), [], "holds <U1 labels (e.g. 'a')"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, -1, 1])), [], "negative labels (-1)"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.zeros(3, int)), [], "x has 4 rows but y has 3 labels"),
+        (lambda p: p.with_suffix(".csv").write_text("a,b,label\n1,x,0\n2,y,1\n"), ["data.target=label"],
+         "feature column b not numeric"),
+        (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,1\n"), [], "a table needs data.target=<label column>"),
+        (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,1\n"), ["data.target=y"], "data.target=y is not a column"),
+    ],
+)
+def test_bad_files_are_one_clear_line(tmp_path, make_cfg, write, extra, message):
+    path = tmp_path / "d.npz"
+    write(path)
+    if path.with_suffix(".csv").exists():
+        path = path.with_suffix(".csv")
+    with pytest.raises(UserDataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        load(make_cfg("data=file", f"data.path={path}", *extra).data)
+
+
+def test_parquet_needs_pyarrow_or_reads_like_csv(tmp_path, make_cfg):
+    x, y = arrays()
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(label=y)
+    cfg = make_cfg("data=file", f"data.path={tmp_path / 'd.parquet'}", "data.target=label").data
+    try:
+        frame.to_parquet(tmp_path / "d.parquet")
+    except ImportError:
+        (tmp_path / "d.parquet").write_bytes(b"PAR1")
+        with pytest.raises(UserDataError, match="reading .parquet needs pyarrow: pip install pyarrow"):
+            load(cfg)
+        return
+    gx, gy, _, _ = load(cfg)
+    assert np.allclose(gx, x) and np.array_equal(gy, y)
+
+
+def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch):
+    (tmp_path / "bad.py").write_text("def boom():\n    raise OSError('disk gone')\ndef single():\n    return 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for loader, message in [("bad:boom", "raised OSError: disk gone"), ("bad:single", "returned int; it must return"),
+                            ("bad:nothing", "bad has no function nothing"), ("no_such_mod:f", "cannot import no_such_mod"),
+                            ("bad", "give the function as module:function")]:
+        with pytest.raises((UserDataError, DataError), match=message):
+            load(make_cfg("data=callable", f"data.loader={loader}").data)
+
+
+@pytest.mark.slow
+def test_cli_trains_your_file_and_refuses_a_bad_one_before_writing(cli, tmp_path):
+    x, y = arrays(n=300)
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    res = cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=run")
+    assert res.returncode == 0, res.stderr
+    summary = records.read_summary(tmp_path / "run")
+    assert summary["status"] == "completed" and summary["data"]["n_classes"] == 3 and summary["data"]["n_test"] == 60
+    np.savez(tmp_path / "bad.npz", x=x, y=y.astype(float) + 0.5)
+    res = cli("train", "data=file", "data.path=bad.npz", *TRAIN, "hydra.run.dir=bad_run")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == ("regbench train: error: data.path=bad.npz: y holds 300 labels that are not whole "
+                                  f"numbers (e.g. {y[0] + 0.5}); labels are integer classes 0..C-1")
+    assert not (tmp_path / "bad_run").exists()  # refused before Hydra wrote anything
+    (tmp_path / "loaders.py").write_text(f"import numpy as np\ndef get():\n    d = np.load('mine.npz')\n    return d['x'], d['y']\n")
+    res = cli("train", "data=callable", "data.loader=loaders:get", *TRAIN, "hydra.run.dir=run2")
+    assert res.returncode == 0, res.stderr
+    assert records.read_summary(tmp_path / "run2")["data"]["n_train"] == summary["data"]["n_train"]
