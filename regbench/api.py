@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union
+
+if TYPE_CHECKING:  # for the annotations only: importing them costs Hydra and pandas
+    from omegaconf import DictConfig
+
+    from .report.load import Study
 
 Overrides = Sequence[str]
 PathLike = Union[str, os.PathLike]
 
 
-def compose(overrides: Overrides = ()) -> "DictConfig":  # noqa: F821
+def compose(overrides: Overrides = ()) -> "DictConfig":
     """The config ``regbench train OVERRIDES`` would run, composed from the
     packaged configs and the typed schema, and range-checked: a typo, a wrong
     type or a value out of range raises ``ValueError`` with one line."""
@@ -47,7 +52,7 @@ def compose(overrides: Overrides = ()) -> "DictConfig":  # noqa: F821
     return cfg
 
 
-def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, progress: bool = True) -> dict[str, Any]:  # noqa: F821
+def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, progress: bool = True) -> dict[str, Any]:
     """Train one job (``seed``, or ``trainer.replicas`` seeds from it) into
     ``out_dir`` and return its summary (the dict written to summary.json).
 
@@ -55,7 +60,7 @@ def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, pro
     skipped (the summary comes back with ``"skipped": True``), an interrupted
     one resumes, a failed one runs again, and a folder holding another config
     is refused."""
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig  # noqa: F811 (the real class, at run time)
 
     from .train import run as train_run
 
@@ -63,7 +68,7 @@ def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, pro
     return train_run(cfg, out_dir, show_progress=progress)
 
 
-def load(*paths: PathLike, allow_mixed: bool = False) -> "Study":  # noqa: F821
+def load(*paths: PathLike, allow_mixed: bool = False) -> "Study":
     """Every run under ``paths`` as a Study: ``.runs`` (one row per run:
     status, config, whether it enters the statistics and why not), ``.epochs``
     (one row per run and epoch, every metrics.csv column), and ``.cells`` (per

@@ -1,7 +1,5 @@
 """Your own data: data=file (.npz, .csv, .parquet) and data=callable."""
 
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,7 +111,7 @@ def test_cli_trains_your_file_and_refuses_a_bad_one_before_writing(cli, tmp_path
     assert res.stderr.strip() == ("regbench train: error: data.path=bad.npz: y holds 300 labels that are not whole "
                                   f"numbers (e.g. {y[0] + 0.5}); labels are integer classes 0..C-1")
     assert not (tmp_path / "bad_run").exists()  # refused before Hydra wrote anything
-    (tmp_path / "loaders.py").write_text(f"import numpy as np\ndef get():\n    d = np.load('mine.npz')\n    return d['x'], d['y']\n")
+    (tmp_path / "loaders.py").write_text("import numpy as np\ndef get():\n    d = np.load('mine.npz')\n    return d['x'], d['y']\n")
     res = cli("train", "data=callable", "data.loader=loaders:get", *TRAIN, "hydra.run.dir=run2")
     assert res.returncode == 0, res.stderr
     assert records.read_summary(tmp_path / "run2")["data"]["n_train"] == summary["data"]["n_train"]

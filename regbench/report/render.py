@@ -27,7 +27,7 @@ from .figures import PX_PER_IN, Rendered, label
 from .load import confounding_notes, experiment_header, finite, fmt_bounds, fmt_diff, fmt_num, fmt_p, fmt_value, \
     incomplete, is_combined, short_names
 from .load import unit as _unit
-from .stats import LEVEL, Analysis, higher_is_better, left_out_count, positive_column
+from .stats import LEVEL, Analysis, headline, higher_is_better, left_out_count, positive_column
 
 # ---------------------------------------------------------------- numbers as text
 
@@ -451,37 +451,8 @@ MAX_ANSWER = 240  # characters: a longer headline (many levels) is summarized pe
 
 
 def short_headline(a: Analysis) -> str:
-    """:attr:`Analysis.headline` for factors with many levels: per factor, how
-    many levels are resolved and the smallest and largest resolved effect
-    (simultaneous intervals), and how many interactions are."""
-    eff, col = a.effects[a.effects["outcome"] == a.best_col], a.best_col
-    short = short_names(a.study.factors)
-
-    def one(r) -> str:
-        return f"{fmt_diff(r['estimate'], col)} {fmt_bounds(r['ci_lo_adj'], r['ci_hi_adj'], col)}".strip()
-
-    parts = []
-    for f in a.study.factors:
-        rows = eff[(eff["kind"] == "main") & (eff["factor"] == f)]
-        res = rows[rows["resolved"]].sort_values("estimate", key=abs)
-        if rows["estimate"].isna().all():
-            parts.append(f"{short[f]}: not estimable")
-        elif res.empty:
-            parts.append(f"{short[f]}: no resolved effect")
-        elif len(rows) == 1:
-            parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Holm correction")
-        else:
-            lo, hi = res.iloc[0], res.iloc[-1]
-            level = lambda r: r["contrast"].removeprefix(f"{short[f]}: ")  # noqa: E731
-            parts.append(f"{short[f]}: {len(res)} of {len(rows)} levels resolved after Holm correction, from "
-                         f"{one(lo)} ({level(lo)}) to {one(hi)} ({level(hi)})" if len(res) > 1 else
-                         f"{short[f]}: {level(lo)} by {one(lo)}, holds after Holm correction (other levels: "
-                         "no resolved effect)")
-    inter = eff[eff["kind"] == "interaction"]
-    if len(inter):
-        k = int(inter["resolved"].sum())
-        parts.append(f"interactions: {k} of {len(inter)} resolved" if k else "no resolved interaction")
-    return "; ".join(parts)
+    """:attr:`Analysis.headline` for factors with many levels (stats.headline, brief)."""
+    return headline(a.effects, a.best_col, a.study.factors, brief=True)
 
 
 MAX_EFFECT_FINDINGS = 6  # more effect sentences than this become one line (they are all under Effects)

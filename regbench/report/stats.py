@@ -726,11 +726,13 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
     return d
 
 
-def headline(effects: pd.DataFrame, outcome: str, factors: list[str]) -> str:
+def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: bool = False) -> str:
     """One line answering "what did each factor do" on ``outcome``, adjusted
     reading only: ``batchnorm: +5.0 pp [+3.6, +6.3], holds after Holm
     correction; dropout: no resolved effect`` (simultaneous intervals).
-    Resolved interactions are added."""
+    Resolved interactions are added. ``brief`` (for factors with many
+    levels): per factor, how many levels are resolved, with the smallest and
+    largest resolved effect, and how many interactions are."""
     if effects.empty or not factors:
         return ""
     eff = effects[effects["outcome"] == outcome]
@@ -744,17 +746,29 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str]) -> str:
     for f in factors:
         rows = eff[(eff["kind"] == "main") & (eff["factor"] == f)]
         res = rows[rows["resolved"]]
+        level = lambda r: r["contrast"].removeprefix(f"{short[f]}: ")  # noqa: E731
         if rows["estimate"].isna().all():
             parts.append(f"{short[f]}: not estimable")
         elif res.empty:
             parts.append(f"{short[f]}: no resolved effect")
         elif len(rows) == 1:
             parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Holm correction")
+        elif brief and len(res) > 1:
+            res = res.sort_values("estimate", key=abs)
+            lo, hi = res.iloc[0], res.iloc[-1]
+            parts.append(f"{short[f]}: {len(res)} of {len(rows)} levels resolved after Holm correction, from "
+                         f"{one(lo)} ({level(lo)}) to {one(hi)} ({level(hi)})")
         else:
-            listed = ", ".join(one(r, r["contrast"].removeprefix(f"{short[f]}: ") + " by") for _, r in res.iterrows())
+            listed = ", ".join(one(r, level(r) + " by") for _, r in res.iterrows())
             verb = "holds" if len(res) == 1 else "hold"
             parts.append(f"{short[f]}: {listed}, {verb} after Holm correction (other levels: no resolved effect)"
                          if len(res) < len(rows) else f"{short[f]}: {listed}, {verb} after Holm correction")
+    if brief:
+        inter = eff[eff["kind"] == "interaction"]
+        k = int(inter["resolved"].sum())
+        if len(inter):
+            parts.append(f"interactions: {k} of {len(inter)} resolved" if k else "no resolved interaction")
+        return "; ".join(parts)
     inter = eff[(eff["kind"] == "interaction") & eff["resolved"]]
     for _, r in inter.iterrows():
         parts.append(f"interaction {r['contrast']}: {one(r)}, holds after Holm correction")
