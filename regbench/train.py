@@ -419,14 +419,14 @@ class JobRun:
             "resumed_after_epoch": self.start - 1 if ckpt is not None else None,
         }
         self.update_summary()
+        self.t_start = time.perf_counter()
+        self.fingerprint = records.fingerprint(self.config)
+        self.writer = records.MetricsWriter(self.out / records.METRICS_FILE, columns)  # from now on, fail() records
         records.write_summary(self.out, self.summary)
         log.info(
             "%s on %s, seed%s %s: %s, %d parameters; records in %s",
             self.data.name, self.device, "s" if len(seeds) > 1 else "", ",".join(map(str, seeds)), describe, n_params, self.out,
         )
-        self.t_start = time.perf_counter()
-        self.fingerprint = records.fingerprint(self.config)
-        self.writer = records.MetricsWriter(self.out / records.METRICS_FILE, columns)
 
     def update_summary(self) -> None:
         """best/final/status per seed; the top-level best/final are the first seed's."""
@@ -562,8 +562,6 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
     probe = Probe(learner.module) if cfg.trainer.diagnostics else None
     if first.previous.checkpoint is not None:
         learner.load_state_dict([j.previous.checkpoint["learner"] for j in jobs])
-    for j in jobs:
-        j.begin(_columns(j.data, probe), learner.n_params, _describe(learner.module) if len(jobs) == 1 else _describe_job(j))
     R, start, epochs = len(seeds), first.start, cfg.trainer.epochs
     alive = lambda: [a for j in jobs for a in (j.alive if j.active else [False] * len(j.seeds))]
     desc = f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}"
@@ -585,6 +583,17 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
                     j.fail(exc)
 
     try:
+        for j in jobs:  # inside the try: a job whose summary says running is recorded however it stops
+            try:
+                j.begin(_columns(j.data, probe), learner.n_params, _describe(learner.module) if len(jobs) == 1 else _describe_job(j))
+            except (KeyboardInterrupt, Interrupted):
+                raise
+            except Exception as exc:  # this job's folder failed it (e.g. a full disk); the others go on
+                if j.writer is not None:
+                    j.fail(exc)
+                else:
+                    j.outcome = exc
+                    j.release()
         if start == 1:
             live = [i for i, a in enumerate(alive()) if a]
             metrics = evaluate(live)
