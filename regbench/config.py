@@ -154,6 +154,27 @@ class RegbenchConfig:
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="regbench_schema", node=RegbenchConfig)
+    register_fused_launcher()
+
+
+def register_fused_launcher() -> None:
+    """Make sure Hydra knows regbench's fused launcher (conf/config.yaml's
+    default for multirun). Hydra finds plugins by listing the
+    ``hydra_plugins`` namespace package, which cannot list a package that an
+    editable install maps in through an import hook; a wheel install needs
+    none of this. Importing the module registers its config node."""
+    try:
+        from hydra_plugins.regbench_fused_launcher import fused_launcher
+    except ImportError:  # pragma: no cover - not installed with this package
+        return
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+
+    plugins = Plugins.instance()
+    name = f"{fused_launcher.FusedLauncher.__module__}.{fused_launcher.FusedLauncher.__name__}"
+    if name not in plugins.class_name_to_class:
+        plugins.class_name_to_class[name] = fused_launcher.FusedLauncher
+        plugins.plugin_type_to_subclass_list.setdefault(Launcher, []).append(fused_launcher.FusedLauncher)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:

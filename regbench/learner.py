@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from .data import Split
-from .model import build_mlp, count_parameters
+from .model import Dropout, build_mlp, count_parameters, layer_rates
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -98,36 +98,183 @@ def evaluate(module: nn.Module, split: Split, batch_size: int, state: Optional[d
         module.train(was_training)
 
 
-class Learner:
-    """R = len(seeds) models of one config, trained in lockstep."""
+def _stream_seed(seed: int, salt: int) -> int:
+    """A seed for one of a job's random streams, independent of the batch-order stream."""
+    return (int(seed) * 0x9E3779B97F4A7C15 + salt) % (2**63 - 1)
 
-    def __init__(self, model_cfg, optim_cfg, epochs: int, n_features: int, n_classes: int, seeds: list[int], device):
+
+HIDDEN_MASKS, INPUT_MASKS = 0x6D61736B, 0x696E7075  # salts of the two mask streams
+
+
+def dropout_positions(module: nn.Module, n_features: int) -> list[tuple[str, int]]:
+    """(name, units) of each Dropout in ``module``, in forward order."""
+    found, hooks = [], []
+    for name, m in module.named_modules():
+        if isinstance(m, Dropout):
+            hooks.append(m.register_forward_pre_hook(lambda mod, args, name=name: found.append((name, args[0].shape[-1]))))
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(2, n_features, device=next(module.parameters()).device))
+    finally:
+        module.train(was)
+        for h in hooks:
+            h.remove()
+    return found
+
+
+class MaskSampler:
+    """Each replica's dropout masks, drawn outside vmap from its job's own streams.
+
+    Replica r draws, per step, one uniform (B, units) tensor from its hidden-layer
+    generator covering exactly the hidden Dropout positions where *its* rate is
+    > 0, and one (B, n_features) tensor from its input generator when its input
+    dropout is > 0: what the same job draws when it trains alone. So a job's masks
+    depend only on its seed and config, never on the group it trains in. Positions
+    where a replica's rate is 0 keep every unit (mask 1). Mask = (u < 1-p) / (1-p).
+    """
+
+    def __init__(self, positions: list[tuple[str, int]], rates: list[dict[str, float]], seeds: list[int], device):
+        self.device = torch.device(device)
+        self.names = [n for n, _ in positions]
+        self.units = [u for _, u in positions]
+        self.R = len(seeds)
+        self.inputs = [n for n in self.names if n == "input_dropout"]
+        self.hidden = [n for n in self.names if n != "input_dropout"]
+        width = dict(positions)
+        self.h_total = sum(width[n] for n in self.hidden)
+        self.in_units = width.get("input_dropout", 0)
+        gen = lambda seed, salt: torch.Generator(self.device).manual_seed(_stream_seed(seed, salt))
+        self.generators = {"hidden": [gen(s, HIDDEN_MASKS) for s in seeds], "input": [gen(s, INPUT_MASKS) for s in seeds]}
+        # hidden columns each replica draws (its own positions with p > 0), and keep probabilities
+        offsets, o = {}, 0
+        for n in self.hidden:
+            offsets[n] = (o, o + width[n])
+            o += width[n]
+        self.h_cols: list[Optional[torch.Tensor]] = []
+        keep_h = torch.ones(self.R, self.h_total)
+        keep_in = torch.ones(self.R, max(1, self.in_units))
+        self.draw_in = []
+        for r, rate in enumerate(rates):
+            own = [n for n in self.hidden if rate.get(n, 0.0) > 0]
+            for n in own:
+                keep_h[r, offsets[n][0] : offsets[n][1]] = 1.0 - rate[n]
+            if own and len(own) == len(self.hidden):
+                self.h_cols.append(None)  # all columns: drawn straight into its row
+            elif own:
+                self.h_cols.append(torch.cat([torch.arange(*offsets[n]) for n in own]).to(self.device))
+            else:
+                self.h_cols.append(torch.empty(0, dtype=torch.long))
+            self.draw_in.append(rate.get("input_dropout", 0.0) > 0)
+            if self.draw_in[-1]:
+                keep_in[r] = 1.0 - rate["input_dropout"]
+        self.keep_h, self.scale_h = keep_h.to(self.device).unsqueeze(1), (1.0 / keep_h).to(self.device).unsqueeze(1)
+        self.keep_in, self.scale_in = keep_in.to(self.device).unsqueeze(1), (1.0 / keep_in).to(self.device).unsqueeze(1)
+        self.offsets = offsets
+
+    def draw(self, b: int) -> dict[str, torch.Tensor]:
+        """{dropout module name: (R, b, units) mask} for one step of batch size b.
+        Each mask is its own contiguous tensor (one ``where`` per position), as
+        the elementwise kernels under vmap are faster on contiguous inputs."""
+        masks = {}
+        if self.hidden:
+            u = torch.empty(self.R, b, self.h_total, device=self.device)
+            for r, (cols, g) in enumerate(zip(self.h_cols, self.generators["hidden"])):
+                if cols is None:
+                    u[r].uniform_(generator=g)
+                else:
+                    u[r].zero_()  # columns it does not draw keep every unit
+                    if len(cols):
+                        u[r, :, cols] = torch.rand(b, len(cols), generator=g, device=self.device)
+            for n in self.hidden:
+                lo, hi = self.offsets[n]
+                masks[n] = torch.where(u[:, :, lo:hi] < self.keep_h[:, :, lo:hi], self.scale_h[:, :, lo:hi], 0.0)
+        if self.inputs:
+            u = torch.empty(self.R, b, self.in_units, device=self.device)
+            for r, g in enumerate(self.generators["input"]):
+                if self.draw_in[r]:
+                    u[r].uniform_(generator=g)
+                else:
+                    u[r].zero_()
+            masks["input_dropout"] = torch.where(u < self.keep_in, self.scale_in, 0.0)
+        return masks
+
+    def get_state(self) -> list:
+        return [[g.get_state() for g in self.generators[k]] for k in ("hidden", "input")]
+
+    def set_state(self, states: list) -> None:
+        for k, st in zip(("hidden", "input"), states):
+            for g, s in zip(self.generators[k], st):
+                g.set_state(s)
+
+
+def replica_rates(model_cfg) -> dict[str, float]:
+    """{Dropout module name: p} of one job's model (positions with p > 0 only)."""
+    out = {f"hidden{i}.dropout": p for i, p in enumerate(layer_rates(model_cfg)) if p > 0 and "dropout" in model_cfg.order}
+    if model_cfg.input_dropout > 0:
+        out["input_dropout"] = float(model_cfg.input_dropout)
+    return out
+
+
+def union_model(model_cfgs: list):
+    """A model config with a Dropout wherever any of ``model_cfgs`` has one (the
+    rate in it is not used: the masks carry each replica's own)."""
+    from omegaconf import OmegaConf
+
+    first = model_cfgs[0]
+    if len(model_cfgs) == 1:
+        return first
+    tmpl = OmegaConf.create(OmegaConf.to_container(first, resolve=True))
+    rates = [layer_rates(c) for c in model_cfgs]
+    tmpl.dropout_layers = [max(r[i] for r in rates) for i in range(len(first.widths))]
+    tmpl.input_dropout = max(float(c.input_dropout) for c in model_cfgs)
+    return tmpl
+
+
+class Learner:
+    """R = len(seeds) models trained in lockstep. ``model_cfg`` is one config for
+    all replicas, or a list of one per replica (a fused group: the same shapes,
+    the dropout rates may differ). ``labels`` (R, N) optionally gives each replica
+    its own training labels (label noise per job)."""
+
+    def __init__(self, model_cfg, optim_cfg, epochs: int, n_features: int, n_classes: int, seeds: list[int], device,
+                 labels: Optional[torch.Tensor] = None):
         self.seeds = list(seeds)
         self.device = torch.device(device)
+        cfgs = list(model_cfg) if isinstance(model_cfg, (list, tuple)) else [model_cfg] * len(self.seeds)
         models = []
-        for seed in self.seeds:  # the same initialization as a single run with that seed
+        for seed, c in zip(self.seeds, cfgs):  # the same initialization as a single run with that seed
             torch.manual_seed(seed)
-            models.append(build_mlp(model_cfg, n_features, n_classes).to(self.device))
-        self.module = models[0]  # R = 1: the model; R > 1: the template called through functional_call
+            models.append(build_mlp(c, n_features, n_classes).to(self.device))
+        if len(models) == 1:
+            self.module = models[0]  # R = 1: the model
+        else:  # R > 1: the template called through functional_call, with a Dropout wherever a replica has one
+            self.module = build_mlp(union_model(cfgs), n_features, n_classes).to(self.device)
         self.module.train()
         self.has_bn = any(isinstance(m, nn.BatchNorm1d) for m in self.module.modules())
         self.n_params = count_parameters(self.module)
         self.stacked = len(models) > 1
+        self.labels = labels
         if self.stacked:
-            params, self.buffers = stack_module_state(models)  # {name: (R, ...)}
+            params, buffers = stack_module_state(models)  # {name: (R, ...)}
             self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
-            self._forward = vmap(self._call, randomness="different")  # in_dims=0 for every leaf
+            self.buffers = {k: v for k, v in buffers.items() if not k.endswith(".mask")}
+            self._forward = vmap(self._call, randomness="error")  # in_dims=0 for every leaf; masks come from outside
             trainable = list(self.params.values())
         else:
             trainable = list(self.module.parameters())
+        self.param_names = [n for n, _ in self.module.named_parameters()]
         self.optimizer = make_optimizer(optim_cfg, trainable)
         self.scheduler = make_scheduler(optim_cfg, self.optimizer, epochs)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]  # batch order per seed
+        self.masks = MaskSampler(dropout_positions(self.module, n_features), [replica_rates(c) for c in cfgs], self.seeds, self.device)
+        self.dropouts = {n: m for n, m in self.module.named_modules() if isinstance(m, Dropout)}
 
     # ------------------------------------------------------------ training
 
-    def _call(self, params, buffers, xb):
-        return functional_call(self.module, (params, buffers), (xb,), tie_weights=False)  # (B, C); an MLP ties none
+    def _call(self, params, buffers, masks, xb):
+        return functional_call(self.module, (params, buffers, masks), (xb,), tie_weights=False)  # (B, C); an MLP ties none
 
     def _grad_norms(self, grads: list[torch.Tensor]) -> torch.Tensor:
         """Global L2 norm of each replica's gradient: (R,)."""
@@ -144,6 +291,8 @@ class Learner:
         and the examples seen and steps taken.
         """
         n, R = len(train), len(self.seeds)
+        labels = self.labels if self.labels is not None else train.y.expand(R, -1)  # (R, N)
+        rows = torch.arange(R, device=self.device).unsqueeze(1)
         perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)  # (R, N)
         zeros = lambda: torch.zeros(R, device=self.device)
         loss_sum, correct, gn_sum = zeros(), zeros(), zeros()
@@ -153,14 +302,17 @@ class Learner:
             b = idx.shape[1]
             if self.has_bn and b < 2:  # BatchNorm cannot normalize a single example
                 continue
-            xb, yb = train.x[idx], train.y[idx]  # (R, B, D), (R, B)
+            xb, yb = train.x[idx], labels[rows, idx]  # (R, B, D), (R, B)
+            masks = self.masks.draw(b)  # {dropout name: (R, B, units)}, from each replica's own stream
             if self.stacked:
-                logits = self._forward(self.params, self.buffers, xb)  # (R, B, C)
+                logits = self._forward(self.params, self.buffers, {f"{k}.mask": v for k, v in masks.items()}, xb)  # (R, B, C)
                 # the loss outside vmap: one kernel for all replicas, not a batching rule per op
                 losses = cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(R, b).mean(1)
                 total = torch.where(alive, losses, torch.zeros_like(losses)).sum()
                 params = list(self.params.values())
             else:
+                for k, v in masks.items():
+                    self.dropouts[k].mask = v[0]
                 logits = self.module(xb[0]).unsqueeze(0)  # (1, B, C)
                 losses = total = cross_entropy(logits[0], yb[0])
                 params = list(self.module.parameters())
@@ -179,6 +331,8 @@ class Learner:
             correct += (logits.detach().argmax(-1) == yb).sum(-1)
             seen += b
             steps += 1
+        for m in self.dropouts.values():
+            m.mask = None
         return loss_sum, correct, gn_sum, seen, steps
 
     # ------------------------------------------------------------ evaluation
@@ -198,24 +352,71 @@ class Learner:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def state_dict(self) -> dict:
-        model = {"params": self.params, "buffers": self.buffers} if self.stacked else self.module.state_dict()
+    def _stacked(self) -> tuple[dict, dict]:
+        """Parameters and buffers as {name: (R, ...)} (views of the model's own when R = 1)."""
+        if self.stacked:
+            return self.params, self.buffers
+        return ({n: p.unsqueeze(0) for n, p in self.module.named_parameters()},
+                {n: b.unsqueeze(0) for n, b in self.module.named_buffers()})
+
+    def state_dict(self, replicas: Optional[list[int]] = None) -> dict:
+        """The state of the replicas ``replicas`` (default all) in one format
+        whatever the group: every per-replica tensor has a leading replica
+        dimension, the optimizer state is keyed by parameter name. So a job's
+        checkpoint does not depend on the group it trained in."""
+        idx = list(range(len(self.seeds))) if replicas is None else list(replicas)
+        sel = lambda t: t.detach()[idx].clone()
+        params, buffers = self._stacked()
+        opt = self.optimizer.state_dict()
+        shapes = [p.shape for p in (self.params.values() if self.stacked else self.module.parameters())]
+        ostate = {}
+        for i, name in enumerate(self.param_names):
+            st = opt["state"].get(i)
+            if st is None:
+                continue
+            per = {k: v for k, v in st.items() if torch.is_tensor(v) and v.shape == shapes[i]}
+            ostate[name] = {
+                "replica": {k: sel(v if self.stacked else v.unsqueeze(0)) for k, v in per.items()},
+                "shared": {k: v for k, v in st.items() if k not in per},
+            }
+        mask_states = self.masks.get_state()
         return {
-            "model": model,
-            "optimizer": self.optimizer.state_dict(),
+            "format": 2,
+            "model": {"params": {k: sel(v) for k, v in params.items()}, "buffers": {k: sel(v) for k, v in buffers.items()}},
+            "optimizer": {"state": ostate, "param_groups": opt["param_groups"]},
             "scheduler": self.scheduler.state_dict(),
-            "rng_batches": [g.get_state() for g in self.generators],
+            "rng_batches": [self.generators[i].get_state() for i in idx],
+            "rng_masks": [[st[i] for i in idx] for st in mask_states],
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        if self.stacked:
-            with torch.no_grad():
-                for mine, theirs in ((self.params, state["model"]["params"]), (self.buffers, state["model"]["buffers"])):
-                    for k, v in theirs.items():
-                        mine[k].copy_(v)
-        else:
-            self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_state_dict(self, parts) -> None:
+        """Load one state (all replicas) or a list of states whose replicas, in
+        order, make up this learner's (the jobs of a group, each from its own
+        checkpoint; they must have stopped at the same epoch)."""
+        parts = [parts] if isinstance(parts, dict) else list(parts)
+        if any(p.get("format") != 2 for p in parts):
+            raise ValueError("a checkpoint of another format")
+        params, buffers = self._stacked()
+        with torch.no_grad():
+            for mine, key in ((params, "params"), (buffers, "buffers")):
+                for k, v in mine.items():
+                    joined = torch.cat([p["model"][key][k].to(v.device) for p in parts])
+                    if joined.shape != v.shape:
+                        raise ValueError(f"{k}: shape {tuple(joined.shape)} in the checkpoint, {tuple(v.shape)} here")
+                    v.copy_(joined)
+        state = {}
+        for i, name in enumerate(self.param_names):
+            per = [p["optimizer"]["state"].get(name) for p in parts]
+            if all(x is None for x in per):
+                continue
+            if any(x is None for x in per):
+                raise ValueError("optimizer states of different ages")
+            st = dict(per[0]["shared"])
+            for k in per[0]["replica"]:
+                joined = torch.cat([x["replica"][k] for x in per])
+                st[k] = joined if self.stacked else joined[0]
+            state[i] = st
+        self.optimizer.load_state_dict({"state": state, "param_groups": parts[0]["optimizer"]["param_groups"]})
         # load_state_dict takes fused/foreach from the saved groups: keep the kernels
         # make_optimizer chose here (a checkpoint may come from another version or device)
         for group in self.optimizer.param_groups:
@@ -226,6 +427,17 @@ class Learner:
                     st = self.optimizer.state.get(p, {})
                     if torch.is_tensor(st.get("step")):
                         st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
-        self.scheduler.load_state_dict(state["scheduler"])
-        for g, s in zip(self.generators, state["rng_batches"]):
+        self.scheduler.load_state_dict(parts[0]["scheduler"])
+        batches = [s for p in parts for s in p["rng_batches"]]
+        masks = [[s for p in parts for s in p["rng_masks"][k]] for k in range(2)]
+        if len(batches) != len(self.generators):
+            raise ValueError("another number of replicas")
+        for g, s in zip(self.generators, batches):
             g.set_state(s)
+        self.masks.set_state(masks)
+
+
+def module_state(state: dict, replica: int = 0) -> dict:
+    """A ``state_dict`` for the MLP of one replica from a learner state (a checkpoint's ``learner``)."""
+    model = state["model"]
+    return {**{k: v[replica] for k, v in model["params"].items()}, **{k: v[replica] for k, v in model["buffers"].items()}}

@@ -28,6 +28,28 @@ ACTIVATIONS = {
 }
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout(p)`` whose mask can come from outside.
+
+    The learner draws each replica's mask from that job's own seeded stream
+    (``regbench.learner.MaskSampler``) and hands it in as the ``mask`` buffer
+    (already scaled by 1/(1-p), so the rate may differ per replica); under
+    ``functional_call``/``vmap`` the mask is passed like any other buffer.
+    Without a mask it is ``nn.Dropout``; in eval mode it is the identity.
+    """
+
+    def __init__(self, p: float):
+        super().__init__(float(p))
+        self.register_buffer("mask", None, persistent=False)
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        if self.mask is None:
+            return nn.functional.dropout(x, self.p, True)
+        return x * self.mask
+
+
 def layer_rates(cfg) -> list[float]:
     """Dropout p of each hidden layer: ``dropout_layers`` if set, else ``dropout`` everywhere."""
     if cfg.dropout_layers is not None:
@@ -55,7 +77,7 @@ def build_block(cfg, in_features: int, width: int, p: float, bn: bool) -> nn.Seq
         elif part == "act":
             parts["act"] = ACTIVATIONS[cfg.activation]()
         elif part == "dropout" and p > 0:
-            parts["dropout"] = nn.Dropout(p)
+            parts["dropout"] = Dropout(p)
     return nn.Sequential(parts)
 
 
@@ -63,7 +85,7 @@ def build_mlp(cfg, in_features: int, n_classes: int) -> nn.Sequential:
     """``cfg`` is a ModelConfig. Layers are named ``input_dropout``, ``hidden0``.. and ``head``."""
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
     if cfg.input_dropout > 0:
-        layers["input_dropout"] = nn.Dropout(cfg.input_dropout)
+        layers["input_dropout"] = Dropout(cfg.input_dropout)
     features = in_features
     for i, (width, p, bn) in enumerate(zip(cfg.widths, layer_rates(cfg), layer_bn(cfg))):
         layers[f"hidden{i}"] = build_block(cfg, features, width, p, bn)

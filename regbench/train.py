@@ -77,11 +77,13 @@ def resolve_device(name: str) -> torch.device:
 # ---------------------------------------------------------------- one epoch's numbers
 
 
-def epoch_metrics(learner: Learner, data: Dataset, replicas: list[int], eval_batch: int, with_test: bool, probe=None) -> list[dict]:
+def epoch_metrics(learner: Learner, datas, replicas: list[int], eval_batch: int, with_test: bool, probe=None) -> list[dict]:
     """Evaluate fit (train set), val and test for each replica in ``replicas``;
-    one host sync for all of them. Returns one dict of floats per replica."""
+    one host sync for all of them. ``datas``: one Dataset, or one per replica
+    (a fused group: each job's own labels). Returns one dict of floats per replica."""
     names, values = [], []
     for i in replicas:
+        data = datas if isinstance(datas, Dataset) else datas[i]
         fit_loss, fit_acc, fit_pred = learner.evaluate(data.train, eval_batch, i, probe)
         names.append(["fit_loss", "fit_acc"])
         values += [fit_loss, fit_acc]
@@ -270,80 +272,165 @@ def run(
     Raises ConfigError / DataError before anything is recorded when the config
     cannot run here. Returns the summary (``"skipped": True`` when nothing ran).
     """
-    validate(cfg)
-    device = resolve_device(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = records.acquire_lock(out)  # raises FolderInUse: nothing in the folder is touched
+    (outcome,) = run_group([(cfg, out_dir, overrides)], show_progress)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def run_group(jobs: list[tuple], show_progress: bool = True) -> list:
+    """Train several jobs ``(cfg, out_dir, overrides)`` that share tensor shapes
+    and code path as one vectorized model (a fused sweep group), each writing
+    its own records exactly as :func:`run` would.
+
+    Returns one outcome per job: its summary, or the exception that ended it
+    (ConfigError/DataError before anything was recorded, FolderInUse,
+    RecordsUnwritable, Interrupted, or the error it failed with). A job that
+    diverges or cannot write its records stops; the others go on. An
+    interrupt stops them all (recorded as interrupted) and is raised after the
+    outcomes are recorded.
+    """
+    runs = [JobRun(cfg, Path(out), overrides) for cfg, out, overrides in jobs]
     try:
-        return _run(cfg, out, device, overrides, show_progress)
+        for job in runs:
+            job.open()
+        ready = [j for j in runs if j.outcome is None]
+        data_cache: dict[str, Dataset] = {}
+        for job in ready:
+            job.load_data(data_cache)
+        # Jobs train in lockstep only from the same epoch (one optimizer step
+        # count and schedule): the ones resuming from epoch e train together.
+        by_start: dict[int, list[JobRun]] = {}
+        for job in [j for j in ready if j.outcome is None]:
+            job.check_checkpoint()
+            by_start.setdefault(job.start, []).append(job)
+        for start in sorted(by_start):
+            stop = next((j.outcome for j in runs if isinstance(j.outcome, (KeyboardInterrupt, Interrupted))), None)
+            if stop is not None:  # interrupted: the jobs not begun stay as they are
+                for j in by_start[start]:
+                    j.outcome = stop
+                continue
+            _train_together(by_start[start], show_progress)
     finally:
-        records.release_lock(lock)
+        for job in runs:
+            job.release()
+    interrupted = [j.outcome for j in runs if isinstance(j.outcome, (KeyboardInterrupt, Interrupted))]
+    if interrupted and len(runs) > 1:
+        raise interrupted[0]
+    return [j.outcome for j in runs]
 
 
-def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> dict[str, Any]:
-    config = records.flatten(OmegaConf.to_container(cfg, resolve=True))
-    seeds = [int(cfg.seed) + i for i in range(cfg.trainer.replicas)]
-    previous = Resume(out, config, seeds)
-    if previous.done:
-        log.info("skipped: %s already %s (%d epochs)", out, previous.summary["status"], previous.summary.get("epochs_completed", 0))
-        return {**previous.summary, "skipped": True}
-    records.remove_stale_temp_files(out)  # a killed writer's leftovers; we hold the lock
-    (out / records.ERROR_FILE).unlink(missing_ok=True)  # an earlier failure to start is history now
-    # Data first: mnist1d's generator reseeds the global RNGs.
-    data = build_dataset(cfg.data, device)
+class JobRun:
+    """One job folder while it trains, alone or in a group: its decision on
+    the earlier records, its rows, summary, checkpoint and lock."""
 
-    def build() -> tuple[Learner, Optional[Probe]]:
-        learner = Learner(cfg.model, cfg.optim, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device)
-        return learner, (Probe(learner.module) if cfg.trainer.diagnostics else None)
+    def __init__(self, cfg: DictConfig, out: Path, overrides):
+        self.cfg, self.out, self.overrides = cfg, out, list(overrides or [])
+        self.outcome: Any = None  # the summary, or the exception that ended it
+        self.lock = None
+        self.writer: Optional[records.MetricsWriter] = None
+        self.stopped = False  # an exception ended it; its records say so
 
-    learner, probe = build()
-    R = len(seeds)
-    columns = _columns(data, probe)
-    ckpt = previous.checkpoint
-    if ckpt is not None and previous.columns == columns:
+    # ------------------------------------------------ before training
+
+    def open(self) -> None:
         try:
-            learner.load_state_dict(ckpt["learner"])
-            torch.set_rng_state(ckpt["rng_torch"])
-            if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+            validate(self.cfg)
+            self.device = resolve_device(self.cfg.device)
+            if self.cfg.threads > 0:
+                torch.set_num_threads(self.cfg.threads)
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.lock = records.acquire_lock(self.out)  # raises FolderInUse: nothing in the folder is touched
+            self.config = records.flatten(OmegaConf.to_container(self.cfg, resolve=True))
+            self.seeds = [int(self.cfg.seed) + i for i in range(self.cfg.trainer.replicas)]
+            self.previous = Resume(self.out, self.config, self.seeds)
+            if self.previous.done:
+                s = self.previous.summary
+                log.info("skipped: %s already %s (%d epochs)", self.out, s["status"], s.get("epochs_completed", 0))
+                self.outcome = {**s, "skipped": True}
+                self.release()
+                return
+            records.remove_stale_temp_files(self.out)  # a killed writer's leftovers; we hold the lock
+            (self.out / records.ERROR_FILE).unlink(missing_ok=True)  # an earlier failure to start is history now
         except Exception as exc:
-            previous.fresh(f"checkpoint.pt does not fit this model ({type(exc).__name__})")
-            learner, probe = build()  # a load that failed half-way may have changed some tensors
-    rows = previous.begin(columns)  # the decision is made: only now does anything on disk change
-    ckpt = previous.checkpoint
+            self.outcome = exc
+            self.release()
 
-    per_seed = {s: {"status": records.RUNNING, "rows": [r for r in rows if r["seed"] == s], "error": None} for s in seeds}
-    start, step, train_time, wall_before = 1, 0, 0.0, 0.0
-    if ckpt is not None:
-        start, step, train_time = ckpt["epoch"] + 1, ckpt["step"], ckpt["train_time"]
-        for s, (status, error) in zip(seeds, ckpt["seed_status"]):
-            per_seed[s].update(status=status, error=error)
-        wall_before = float(previous.summary.get("wall_time_s", 0.0))
-    alive = [per_seed[s]["status"] == records.RUNNING for s in seeds]
+    def load_data(self, cache: dict) -> None:
+        key = repr(sorted(records.flatten(OmegaConf.to_container(self.cfg.data, resolve=True)).items())) + str(self.device)
+        try:
+            if key not in cache:  # data first: mnist1d's generator reseeds the global RNGs
+                cache[key] = build_dataset(self.cfg.data, self.device)
+            self.data = cache[key]
+        except Exception as exc:
+            self.outcome = exc
+            self.release()
 
-    summary: dict[str, Any] = {
-        "status": records.RUNNING,
-        "config": config,
-        "overrides": list(overrides or []),
-        "seeds": seeds,
-        "epochs_completed": start - 1,
-        "wall_time_s": wall_before,
-        "device": str(device),
-        "threads": torch.get_num_threads(),  # CPU threads torch used (config threads=0 means its default)
-        "torch_version": torch.__version__,
-        "regbench_version": __version__,
-        "error": None,
-        "data": data.info(),
-        "n_params": learner.n_params,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "resumed_after_epoch": start - 1 if ckpt is not None else None,
-    }
+    def check_checkpoint(self) -> None:
+        """Whether the verified checkpoint loads into this job's model; decides the start epoch."""
+        ckpt = self.previous.checkpoint
+        self.start = 1
+        if ckpt is None:
+            return
+        try:
+            learner = Learner(self.cfg.model, self.cfg.optim, self.cfg.trainer.epochs, self.data.n_features,
+                              self.data.n_classes, self.seeds, self.device)
+            learner.load_state_dict(ckpt["learner"])
+        except Exception as exc:
+            self.previous.fresh(f"checkpoint.pt does not fit this model ({type(exc).__name__})")
+            return
+        probe = Probe(learner.module) if self.cfg.trainer.diagnostics else None
+        if self.previous.columns != _columns(self.data, probe):
+            self.previous.fresh("metrics.csv has other columns than this run writes")
+            return
+        self.start = ckpt["epoch"] + 1
 
-    def update_summary() -> None:
+    # ------------------------------------------------ training
+
+    def begin(self, columns: list[str], n_params: int, describe: str) -> None:
+        """Act on the resume decision and write the first summary."""
+        self.columns = columns
+        rows = self.previous.begin(columns)  # the decision is made: only now does anything on disk change
+        ckpt = self.previous.checkpoint
+        seeds = self.seeds
+        self.per_seed = {s: {"status": records.RUNNING, "rows": [r for r in rows if r["seed"] == s], "error": None} for s in seeds}
+        self.step, self.train_time, self.wall_before = 0, 0.0, 0.0
+        if ckpt is not None:
+            self.step, self.train_time = ckpt["step"], ckpt["train_time"]
+            for s, (status, error) in zip(seeds, ckpt["seed_status"]):
+                self.per_seed[s].update(status=status, error=error)
+            self.wall_before = float(self.previous.summary.get("wall_time_s", 0.0))
+        self.alive = [self.per_seed[s]["status"] == records.RUNNING for s in seeds]
+        self.summary: dict[str, Any] = {
+            "status": records.RUNNING,
+            "config": self.config,
+            "overrides": self.overrides,
+            "seeds": seeds,
+            "epochs_completed": self.start - 1,
+            "wall_time_s": self.wall_before,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),  # CPU threads torch used (config threads=0 means its default)
+            "torch_version": torch.__version__,
+            "regbench_version": __version__,
+            "error": None,
+            "data": self.data.info(),
+            "n_params": n_params,
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "resumed_after_epoch": self.start - 1 if ckpt is not None else None,
+        }
+        self.update_summary()
+        self.t_start = time.perf_counter()
+        self.fingerprint = records.fingerprint(self.config)
+        self.writer = records.MetricsWriter(self.out / records.METRICS_FILE, columns)  # from now on, fail() records
+        records.write_summary(self.out, self.summary)
+        log.info(
+            "%s on %s, seed%s %s: %s, %d parameters; records in %s",
+            self.data.name, self.device, "s" if len(seeds) > 1 else "", ",".join(map(str, seeds)), describe, n_params, self.out,
+        )
+
+    def update_summary(self) -> None:
         """best/final/status per seed; the top-level best/final are the first seed's."""
+        summary, seeds = self.summary, self.seeds
         summary["per_seed"] = {
             str(s): {
                 "status": v["status"],
@@ -352,140 +439,229 @@ def _run(cfg: DictConfig, out: Path, device, overrides, show_progress: bool) -> 
                 "final": v["rows"][-1] if v["rows"] else {},
                 "error": v["error"],
             }
-            for s, v in per_seed.items()
+            for s, v in self.per_seed.items()
         }
         summary["seed_status"] = {s: v["status"] for s, v in summary["per_seed"].items()}
         summary["best"] = summary["per_seed"][str(seeds[0])]["best"]
         summary["final"] = summary["per_seed"][str(seeds[0])]["final"]
 
-    update_summary()
-    records.write_summary(out, summary)
-    log.info(
-        "%s on %s, seed%s %s: %s, %d parameters; records in %s",
-        data.name, device, "s" if R > 1 else "", ",".join(map(str, seeds)), _describe(learner.module), learner.n_params, out,
-    )
+    @property
+    def active(self) -> bool:
+        return self.outcome is None and self.writer is not None and any(self.alive)
 
-    t_start = time.perf_counter()
-    stopped = False  # an exception is on its way out of the loop below
-    fingerprint = records.fingerprint(config)
-    epochs = cfg.trainer.epochs
-    bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}")
+    def record_epoch(self, epoch: int, lr: float, sums, seen: int, steps: int, metrics: dict, offset: int, grad_norm: bool) -> None:
+        """This epoch's rows for the job's live seeds (``metrics``: replica index -> eval dict)."""
+        cfg = self.cfg
+        live = [k for k in range(len(self.seeds)) if self.alive[k]]
+        for k in live:
+            s, i = self.seeds[k], offset + k
+            row = {
+                "seed": s, "epoch": epoch, "step": self.step, "time_s": self.train_time, "lr": lr,
+                "train_loss": sums[0][i] / seen, "train_acc": sums[1][i] / seen,
+                **({records.GRAD_NORM: sums[2][i] / steps} if grad_norm else {}),
+                **metrics[i],
+            }
+            self.per_seed[s]["rows"].append(row)
+            if not all(math.isfinite(row[k2]) for k2 in ("train_loss", "fit_loss")) or max(
+                row["train_loss"], row["fit_loss"]
+            ) > cfg.trainer.diverge_loss:
+                self.alive[k] = False  # masked out of the gradients; the other replicas go on
+                self.per_seed[s]["status"] = records.DIVERGED
+                self.per_seed[s]["error"] = (
+                    f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
+                    f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
+                )
+        self.writer.write(*(self.per_seed[self.seeds[k]]["rows"][-1] for k in live))
+        self.summary["epochs_completed"] = epoch
+        self.update_summary()
+
+    def save(self, epoch: int, learner: Learner, offset: int) -> None:
+        if not any(self.alive):
+            return  # nothing left to resume: finish() records it
+        self.summary["wall_time_s"] = self.wall_before + time.perf_counter() - self.t_start
+        if self.cfg.trainer.checkpoint:
+            seeds = self.seeds
+            save_checkpoint(
+                self.out / records.CHECKPOINT_FILE,
+                {
+                    "epoch": epoch,
+                    "fingerprint": self.fingerprint,  # resume loads only this config's state
+                    "seeds": seeds,
+                    "seed_epochs": [self.per_seed[s]["rows"][-1]["epoch"] for s in seeds],  # rows metrics.csv must hold
+                    "step": self.step,
+                    "train_time": self.train_time,
+                    "learner": learner.state_dict(list(range(offset, offset + len(seeds)))),
+                    "seed_status": [(self.per_seed[s]["status"], self.per_seed[s]["error"]) for s in seeds],
+                },
+            )
+        records.write_summary(self.out, self.summary)  # a killed run's summary says how far it got
+
+    # ------------------------------------------------ the end
+
+    def finish(self) -> None:
+        """Trained to the end, or every seed diverged."""
+        for s in self.seeds:
+            if self.per_seed[s]["status"] == records.RUNNING:
+                self.per_seed[s]["status"] = records.COMPLETED
+        # The job diverged only when every seed did; seed_status says which.
+        self.summary["status"] = records.COMPLETED if any(self.alive) else records.DIVERGED
+        if self.summary["status"] == records.DIVERGED:
+            self.summary["error"] = self.per_seed[self.seeds[0]]["error"]
+        self.close(None)
+
+    def fail(self, exc: BaseException) -> None:
+        """Record what stopped this job (with the traceback being handled)."""
+        self.stopped = True
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            self.summary["status"] = records.INTERRUPTED
+            self.summary["error"] = "interrupted (SIGINT/SIGTERM); the checkpoint of the last completed epoch is kept"
+        elif isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            # Not the experiment's fault: resumable, like an interrupt.
+            self.summary["status"] = records.INTERRUPTED
+            self.summary["error"] = f"stopped: cannot write records ({exc.strerror}); the last checkpoint is kept"
+            exc = RecordsUnwritable(self.out, exc)
+        else:
+            _record_failure(self.summary, self.per_seed)
+        self.close(exc)
+
+    def close(self, exc: Optional[BaseException]) -> None:
+        self.update_summary()
+        self.summary["wall_time_s"] = self.wall_before + time.perf_counter() - self.t_start
+        self.summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            self.writer.close()
+            records.write_summary(self.out, self.summary)
+        except OSError as err:
+            if exc is None:  # the run itself went well: say the records could not be completed
+                exc = RecordsUnwritable(self.out, err)
+            # else the exception on its way out already says what happened
+        self.outcome = exc if exc is not None else self.summary
+        self.release()
+
+    def release(self) -> None:
+        if self.lock is not None:
+            records.release_lock(self.lock)
+            self.lock = None
+
+
+def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
+    """Train ``jobs`` (same shapes, same start epoch) as one vectorized model."""
+    cfg, first = jobs[0].cfg, jobs[0]
+    device, data = first.device, first.data
+    seeds = [s for j in jobs for s in j.seeds]
+    offsets, o = [], 0
+    for j in jobs:
+        offsets.append(o)
+        o += len(j.seeds)
+    datas = [j.data for j in jobs for _ in j.seeds]
+    labels = None
+    if any(d.train.y is not data.train.y for d in datas):
+        labels = torch.stack([d.train.y for d in datas])  # (R, N): each job's own (noisy) labels
+    models = [j.cfg.model for j in jobs for _ in j.seeds]
+    learner = Learner(models, cfg.optim, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device, labels)
+    probe = Probe(learner.module) if cfg.trainer.diagnostics else None
+    if first.previous.checkpoint is not None:
+        learner.load_state_dict([j.previous.checkpoint["learner"] for j in jobs])
+    R, start, epochs = len(seeds), first.start, cfg.trainer.epochs
+    alive = lambda: [a for j in jobs for a in (j.alive if j.active else [False] * len(j.seeds))]
+    desc = f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}"
+    if len(jobs) > 1:
+        desc = f"{len(jobs)} jobs"
+    bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=desc)
     previous_handler = _install_sigterm()
-    writer = records.MetricsWriter(out / records.METRICS_FILE, columns)
-    evaluate = lambda: epoch_metrics(
-        learner, data, [i for i in range(R) if alive[i]], cfg.trainer.eval_batch_size, cfg.trainer.test, probe
-    )
+    evaluate = lambda live: dict(zip(live, epoch_metrics(learner, datas, live, cfg.trainer.eval_batch_size, cfg.trainer.test, probe)))
+
+    def each(action) -> None:
+        """Run a per-job record action; a job whose records fail stops, the others go on."""
+        for j, off in zip(jobs, offsets):
+            if j.active:
+                try:
+                    action(j, off)
+                except (KeyboardInterrupt, Interrupted):
+                    raise
+                except Exception as exc:
+                    j.fail(exc)
+
     try:
+        for j in jobs:  # inside the try: a job whose summary says running is recorded however it stops
+            try:
+                j.begin(_columns(j.data, probe), learner.n_params, _describe(learner.module) if len(jobs) == 1 else _describe_job(j))
+            except (KeyboardInterrupt, Interrupted):
+                raise
+            except Exception as exc:  # this job's folder failed it (e.g. a full disk); the others go on
+                if j.writer is not None:
+                    j.fail(exc)
+                else:
+                    j.outcome = exc
+                    j.release()
         if start == 1:
-            for s, m in zip(seeds, evaluate()):
-                per_seed[s]["rows"].append({"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lr, **m})
-            writer.write(*(per_seed[s]["rows"][-1] for s in seeds))
+            live = [i for i, a in enumerate(alive()) if a]
+            metrics = evaluate(live)
+
+            def first_rows(j, off):
+                for k, s in enumerate(j.seeds):
+                    j.per_seed[s]["rows"].append({"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lr, **metrics[off + k]})
+                j.writer.write(*(j.per_seed[s]["rows"][-1] for s in j.seeds))
+
+            each(first_rows)
         for epoch in range(start, epochs + 1):
+            mask_list = alive()
+            if not any(mask_list):
+                break
             lr = learner.lr
-            mask = torch.tensor(alive, device=device)
             t0 = time.perf_counter()
             loss_sum, correct, gn_sum, seen, steps = learner.train_epoch(
-                data.train, cfg.trainer.batch_size, cfg.trainer.grad_clip, mask, grad_norms=probe is not None
+                data.train, cfg.trainer.batch_size, cfg.trainer.grad_clip, torch.tensor(mask_list, device=device),
+                grad_norms=probe is not None,
             )
             sums = torch.stack([loss_sum, correct, gn_sum]).tolist()  # the epoch's one sync for training
-            train_time += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
             learner.scheduler.step()
-            step += steps
-            live = [i for i in range(R) if alive[i]]
-            for i, m in zip(live, evaluate()):
-                s = seeds[i]
-                row = {
-                    "seed": s,
-                    "epoch": epoch,
-                    "step": step,
-                    "time_s": train_time,
-                    "lr": lr,
-                    "train_loss": sums[0][i] / seen,
-                    "train_acc": sums[1][i] / seen,
-                    **({records.GRAD_NORM: sums[2][i] / steps} if probe is not None else {}),
-                    **m,
-                }
-                per_seed[s]["rows"].append(row)
-                if not all(math.isfinite(row[k]) for k in ("train_loss", "fit_loss")) or max(
-                    row["train_loss"], row["fit_loss"]
-                ) > cfg.trainer.diverge_loss:
-                    alive[i] = False  # masked out of the gradients; the other replicas go on
-                    per_seed[s]["status"] = records.DIVERGED
-                    per_seed[s]["error"] = (
-                        f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
-                        f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
-                    )
-            writer.write(*(per_seed[seeds[i]]["rows"][-1] for i in live))
-            head = per_seed[seeds[live[0]]]["rows"][-1]
-            bar.update(loss=head["train_loss"], val_acc=head["val_acc"])
-            log.info(
-                "epoch %d/%d train_loss=%.4f fit_acc=%.4f val_loss=%.4f val_acc=%.4f%s",
-                epoch, epochs, head["train_loss"], head["fit_acc"], head["val_loss"], head["val_acc"],
-                f" (seed {head['seed']}; {sum(alive)}/{R} replicas running)" if R > 1 else "",
-                extra={"epoch_line": True},
-            )
-            summary["epochs_completed"] = epoch
-            update_summary()
-            if not any(alive):
-                break
-            summary["wall_time_s"] = wall_before + time.perf_counter() - t_start
-            if cfg.trainer.checkpoint:
-                save_checkpoint(
-                    out / records.CHECKPOINT_FILE,
-                    {
-                        "epoch": epoch,
-                        "fingerprint": fingerprint,  # resume loads only this config's state
-                        "seeds": seeds,
-                        "seed_epochs": [per_seed[s]["rows"][-1]["epoch"] for s in seeds],  # rows metrics.csv must hold
-                        "step": step,
-                        "train_time": train_time,
-                        "learner": learner.state_dict(),
-                        "seed_status": [(per_seed[s]["status"], per_seed[s]["error"]) for s in seeds],
-                        "rng_torch": torch.get_rng_state(),
-                        "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                    },
+            metrics = evaluate([i for i, a in enumerate(mask_list) if a])
+
+            def record(j, off):
+                j.train_time += dt
+                j.step += steps
+                j.record_epoch(epoch, lr, sums, seen, steps, metrics, off, probe is not None)
+
+            each(record)
+            head_job = next((j for j in jobs if j.outcome is None and j.writer is not None), None)
+            if head_job is not None:
+                head = next(v["rows"][-1] for v in head_job.per_seed.values() if v["rows"])
+                bar.update(loss=head["train_loss"], val_acc=head["val_acc"])
+                n_alive = sum(alive())
+                log.info(
+                    "epoch %d/%d train_loss=%.4f fit_acc=%.4f val_loss=%.4f val_acc=%.4f%s",
+                    epoch, epochs, head["train_loss"], head["fit_acc"], head["val_loss"], head["val_acc"],
+                    f" (seed {head['seed']}{' of ' + str(head_job.out.name) if len(jobs) > 1 else ''}; {n_alive}/{R} replicas running)" if R > 1 else "",
+                    extra={"epoch_line": True},
                 )
-            records.write_summary(out, summary)  # a killed run's summary says how far it got
-        for s in seeds:
-            if per_seed[s]["status"] == records.RUNNING:
-                per_seed[s]["status"] = records.COMPLETED
-        # The job diverged only when every seed did; seed_status says which.
-        summary["status"] = records.COMPLETED if any(alive) else records.DIVERGED
-        if summary["status"] == records.DIVERGED:
-            summary["error"] = per_seed[seeds[0]]["error"]
-    except (KeyboardInterrupt, Interrupted):
-        stopped = True
-        summary["status"] = records.INTERRUPTED
-        summary["error"] = "interrupted (SIGINT/SIGTERM); the checkpoint of the last completed epoch is kept"
-        raise
-    except OSError as exc:
-        stopped = True
-        if exc.errno not in WRITE_ERRNOS:
-            _record_failure(summary, per_seed)
+            for j in jobs:  # a job whose seeds all diverged is finished now
+                if j.outcome is None and j.writer is not None and not any(j.alive):
+                    j.finish()
+            each(lambda j, off: j.save(epoch, learner, off))
+        for j in jobs:
+            if j.outcome is None and j.writer is not None:
+                j.finish()
+    except BaseException as exc:
+        for j in jobs:
+            if j.outcome is None and j.writer is not None:
+                j.fail(exc)
+            elif j.outcome is None:  # never began
+                j.outcome = exc
+        if not isinstance(exc, Exception) and not isinstance(exc, KeyboardInterrupt):
             raise
-        # Not the experiment's fault: resumable, like an interrupt.
-        summary["status"] = records.INTERRUPTED
-        summary["error"] = f"stopped: cannot write records ({exc.strerror}); the last checkpoint is kept"
-        raise RecordsUnwritable(out, exc) from None
-    except Exception:
-        stopped = True
-        _record_failure(summary, per_seed)
-        raise
     finally:
         bar.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
-        update_summary()
-        summary["wall_time_s"] = wall_before + time.perf_counter() - t_start
-        summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        try:
-            writer.close()
-            records.write_summary(out, summary)
-        except OSError as exc:
-            if not stopped:  # the run itself went well: say the records could not be completed
-                raise RecordsUnwritable(out, exc) from None
-            # else the exception on its way out already says what happened
-    return summary
+
+
+def _describe_job(job: JobRun) -> str:
+    """The job's own model, for the log (a group's template may have more Dropouts)."""
+    from .model import build_mlp
+
+    return _describe(build_mlp(job.cfg.model, job.data.n_features, job.data.n_classes))
 
 
 def _record_failure(summary: dict, per_seed: dict) -> None:
@@ -562,7 +738,39 @@ def main(cfg: DictConfig) -> Optional[float]:
     if launcher == "joblib" and cfg.threads == 0:
         torch.set_num_threads(_threads_for_parallel_jobs(hc))
     try:
-        summary = run(cfg, out_dir, overrides=list(hc.overrides.task), show_progress=not parallel)
+        outcome = run(cfg, out_dir, overrides=list(hc.overrides.task), show_progress=not parallel)
+    except Exception as exc:
+        outcome = exc
+    except KeyboardInterrupt as exc:
+        outcome = exc
+    return job_result(outcome, cfg, out_dir, list(hc.overrides.task), multirun)
+
+
+def run_fused_group(jobs: list[tuple], launcher: str = "fused") -> list[Optional[float]]:
+    """The fused launcher's task: ``jobs`` ((cfg, out_dir, overrides), one per
+    Hydra job of the group) trained as one vectorized model; each outcome is
+    handled as :func:`main` handles a job's. Returns each job's objective."""
+    progress.epoch_lines_on_console = False
+    logging.raiseExceptions = False
+    if len(jobs) > 1:
+        seeds = sum(max(1, int(c.trainer.replicas)) for c, _, _ in jobs)
+        log.info("training %d jobs (%d seeds) as one vectorized model", len(jobs), seeds)
+    try:
+        outcomes = run_group(jobs, show_progress=False)
+    except (KeyboardInterrupt, Interrupted):
+        signals.interrupted(str(jobs[0][1]))  # every job of the group recorded itself; exits 130
+        raise
+    return [job_result(o, cfg, out, overrides, True) for o, (cfg, out, overrides) in zip(outcomes, jobs)]
+
+
+def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], multirun: bool) -> Optional[float]:
+    """What a job's outcome (its summary, or the exception that ended it) means
+    for the user: alone, a failure is an error message and an exit code; in a
+    sweep, one line in the log, and the sweep goes on. Returns the objective."""
+    try:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        summary = outcome
     except (ConfigError, DataError) as exc:
         if not multirun:
             print(f"regbench train: error: {exc}", file=sys.stderr)
@@ -572,7 +780,7 @@ def main(cfg: DictConfig) -> Optional[float]:
         failure = {
             "status": records.FAILED,
             "config": records.flatten(OmegaConf.to_container(cfg, resolve=True)),
-            "overrides": list(hc.overrides.task),
+            "overrides": list(overrides),
             "seeds": seeds,
             "seed_status": {str(s): records.FAILED for s in seeds},
             "epochs_completed": 0,

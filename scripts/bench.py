@@ -5,6 +5,7 @@
              shuffle, .item() per batch, evaluation through DataLoaders
   single     regbench's trainer, one seed (Learner with R = 1)
   replicas   regbench's vectorized replicas, R seeds as one model
+  fused      a fused sweep group: R jobs with different dropout rates as one model
 
 Each does the same work per epoch and seed: one training pass and an
 eval-mode pass over train, val and test. Printed: seconds per epoch and seed,
@@ -110,9 +111,11 @@ def standard(cfg, data, device, epochs, seed=0, on_epoch=None):
     return (time.perf_counter() - t) / epochs
 
 
-def regbench_loop(cfg, data, device, epochs, seeds):
-    """Seconds per epoch for len(seeds) seeds trained together (R = 1: the single-run trainer)."""
-    learner = Learner(cfg.model, cfg.optim, epochs, data.n_features, data.n_classes, seeds, device)
+def regbench_loop(cfg, data, device, epochs, seeds, models=None):
+    """Seconds per epoch for len(seeds) seeds trained together (R = 1: the
+    single-run trainer). ``models``: one model config per replica (a fused
+    group whose dropout rates differ), else ``cfg.model`` for all."""
+    learner = Learner(models or cfg.model, cfg.optim, epochs, data.n_features, data.n_classes, seeds, device)
     alive = torch.ones(len(seeds), dtype=torch.bool, device=device)
     sync(device)
     t = time.perf_counter()
@@ -126,24 +129,35 @@ def regbench_loop(cfg, data, device, epochs, seeds):
 
 
 def dropout_masks(cfg, data, device, r: int) -> float:
-    """Seconds per epoch and seed spent drawing the dropout masks alone: the
-    bernoulli_ calls nn.Dropout makes in training (one (R, B, width) tensor per
-    dropout layer per step). torch's CPU kernel uses MKL's parallel generator
-    on Intel CPUs only; elsewhere (AMD) it draws element by element on one
-    thread under the generator's lock. A floor under every loop that uses
-    real nn.Dropout."""
-    rates = [(w, p) for w, p in zip(cfg.model.widths, layer_rates(cfg.model)) if p > 0]
+    """Seconds per epoch and seed spent drawing the dropout masks alone
+    (regbench.learner.MaskSampler: one uniform draw per replica and step from
+    the job's own generator, outside vmap), for R = r replicas."""
+    from regbench.learner import MaskSampler, dropout_positions, replica_rates
+
+    rates = replica_rates(cfg.model)
     if not rates:
         return 0.0
+    module = build_mlp(cfg.model, data.n_features, data.n_classes).to(device)
+    sampler = MaskSampler(dropout_positions(module, data.n_features), [rates] * r, list(range(r)), device)
     bs, n = cfg.trainer.batch_size, len(data.train)
-    buffers = [(torch.empty(r, bs, w, device=device), p) for w, p in rates]
     sync(device)
     t = time.perf_counter()
     for _ in range(-(-n // bs)):
-        for b, p in buffers:
-            b.bernoulli_(1 - p)
+        sampler.draw(bs)
     sync(device)
     return (time.perf_counter() - t) / r
+
+
+def fused_models(cfg, r: int) -> list:
+    """R jobs of a dropout sweep: rates 0, 0.1, 0.2, 0.3, 0.5 in turn (one model config each)."""
+    from omegaconf import OmegaConf
+
+    out = []
+    for i in range(r):
+        m = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
+        m.dropout = (0.0, 0.1, 0.2, 0.3, 0.5)[i % 5]
+        out.append(m)
+    return out
 
 
 def main(argv=None):
@@ -151,6 +165,8 @@ def main(argv=None):
     parser.add_argument("--only", choices=list(SETUPS), action="append", help="setups to run (default: all)")
     parser.add_argument("--replicas", type=int, nargs="+", default=[8],
                         help="R values for the vectorized path on MNIST-1D")
+    parser.add_argument("--fused", type=int, nargs="*", default=[],
+                        help="R values for a fused group on MNIST-1D: R jobs whose dropout rates differ (0..0.5), one seed each")
     parser.add_argument("--big-replicas", type=int, default=2,
                         help="R for the MNIST-sized setup (arithmetic-bound: vectorizing does not pay there)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per measurement (default: 5, 1 for mnist-sized)")
@@ -179,6 +195,8 @@ def main(argv=None):
             "standard": lambda: standard(cfg, data, device, epochs),
             "single": lambda: regbench_loop(cfg, data, device, epochs, [0]),
             **{f"replicas R={r}": (lambda r=r: regbench_loop(cfg, data, device, epochs, list(range(r))) / r) for r in rs},
+            **{f"fused R={r}": (lambda r=r: regbench_loop(cfg, data, device, epochs, list(range(r)), fused_models(cfg, r)) / r)
+               for r in (args.fused if name == "mnist1d" else [])},
             "masks": lambda: dropout_masks(cfg, data, device, max(rs)),
         }
         regbench_loop(cfg, data, device, 1, [0])  # warm-up (allocator, first-call overheads)
@@ -199,7 +217,7 @@ def main(argv=None):
         print(f"  (FLOP limit: {limit:.4f} s/epoch/seed; 'vs' columns are throughput ratios, "
               "'vs FLOP limit' is time over that limit)")
         if times["masks"] > 0:
-            print(f"  (dropout masks alone, torch's bernoulli_: {times['masks']:.4f} s/epoch/seed, "
+            print(f"  (dropout masks alone, drawn per replica outside vmap: {times['masks']:.4f} s/epoch/seed, "
                   f"{times['masks'] / one:.0%} of a single run's epoch)")
     return 0
 

@@ -13,7 +13,7 @@ BAD = [
     (["model.widths=[2.5]"], "model.widths[0]: Value '2.5'"),
     (["data=foo"], "data=foo: no such option; allowed: blobs, callable, cifar10, digits, fashion_mnist, file,"),
     (["optim=rmsprop"], "optim=rmsprop: no such option; allowed: adam, adamw, sgd"),
-    (["hydra/launcher=nope"], "hydra/launcher=nope: no such option; allowed: basic, joblib"),
+    (["hydra/launcher=nope"], "hydra/launcher=nope: no such option; allowed: basic, fused, joblib"),
     (["model.dropout=[0"], "cannot parse the overrides: no viable alternative at input '[0'"),
     (["model.dropout=0,0.5"], "model.dropout=0,0.5 sweeps over values: add -m"),
     (["-m", "model.dropout=0,1.0", "seed=0,1"], "model.dropout=1.0 is not allowed: must be in [0, 1) "

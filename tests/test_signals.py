@@ -182,7 +182,7 @@ def test_ctrl_c_stops_a_sweep_piped_to_tee(cli, tmp_path):
 def test_sigterm_stops_a_basic_sweep_in_one_line(cli, tmp_path):
     sweep = tmp_path / "sweep"
     with open(tmp_path / "log", "w") as log:
-        proc = start(train_args(sweep, cli.data_arg), tmp_path, log)
+        proc = start(train_args(sweep, cli.data_arg, "hydra/launcher=basic"), tmp_path, log)
     try:
         wait_for(training(sweep, 1), STARTUP_S, "the first job to train")
         before = statuses(sweep)

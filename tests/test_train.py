@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from regbench import records, train
-from regbench.learner import Learner, evaluate
+from regbench.learner import Learner, evaluate, module_state
 from regbench.data import build_dataset
 from regbench.model import build_mlp
 
@@ -133,7 +133,7 @@ def test_grad_clip_bounds_the_update(make_cfg, tmp_path):
     assert float(read_metrics(tmp_path)[1]["grad_norm"]) > 1e-3  # recorded before clipping
     torch.manual_seed(0)
     init = build_mlp(cfg.model, 8, 3).state_dict()
-    trained = torch.load(tmp_path / records.CHECKPOINT_FILE, weights_only=False)["learner"]["model"]
+    trained = module_state(torch.load(tmp_path / records.CHECKPOINT_FILE, weights_only=False)["learner"])
     moved = torch.cat([(trained[k] - init[k]).flatten() for k in init]).norm().item()
     assert 0 < moved <= 6 * 0.1 * 1e-6 * 1.01  # 6 steps of lr x clipped norm
 
@@ -304,7 +304,7 @@ def test_a_checkpoint_that_does_not_fit_leaves_the_rows_untouched(make_cfg, tmp_
     cfg, job, straight = interrupted_and_straight(make_cfg, tmp_path, monkeypatch)
     path = job / records.CHECKPOINT_FILE
     ckpt = torch.load(path, weights_only=True)
-    ckpt["learner"]["model"]["hidden0.linear.weight"] = torch.zeros(3, 3)
+    ckpt["learner"]["model"]["params"]["hidden0.linear.weight"] = torch.zeros(1, 3, 3)
     torch.save(ckpt, path)
     rows = (job / records.METRICS_FILE).read_bytes()
     summary = train.run(cfg, job)

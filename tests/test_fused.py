@@ -1,0 +1,169 @@
+"""Fused sweeps: the default launcher trains a sweep's jobs that share shapes as
+one vectorized model, and every job's records are the job's own."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from regbench import records, train
+from test_train import interrupt_at, read_metrics, without_time
+
+NO_BN_TOL = 1e-5
+
+
+def rows(job: Path) -> list[dict]:
+    return without_time(list(csv.DictReader(open(job / records.METRICS_FILE))))
+
+
+def jobs_of(sweep: Path) -> dict[str, Path]:
+    return {p.parent.name: p.parent for p in sweep.glob("*/summary.json")}
+
+
+def assert_close(a: list[dict], b: list[dict], tol: float, where=None, bn: bool = False):
+    """Equal to ``tol`` (absolute); with BatchNorm (float sums reordered under
+    vmap), 1e-3 relative and accuracies within two examples of a tiny split."""
+    assert len(a) == len(b), where
+    for x, y in zip(a, b):
+        for k in x:
+            if bn and "/" in k:  # diagnostics (percentiles, variance shift) of BN models are not compared
+                continue
+            if x[k] != y[k]:
+                close = pytest.approx(float(y[k]), abs=0.05 if k.endswith("acc") else 1e-3, rel=1e-3) if bn else \
+                    pytest.approx(float(y[k]), abs=tol)
+                assert float(x[k]) == close, (where, x["epoch"], k)
+
+
+@pytest.mark.slow
+def test_a_fused_sweep_writes_each_jobs_own_records(cli, tmp_path, make_cfg):
+    """The natural sweep (dropout x BN x seeds) through the real CLI: one group
+    per BN setting, per-job folders with .hydra/, the closing count, status, and
+    each job's numbers those of the job trained alone (to 1e-5 without BN)."""
+    grid = ["model.dropout=0,0.3", "model.batchnorm=false,true", "seed=0,1", *TINY, cli.data_arg]
+    fused = cli("train", "-m", *grid, f"hydra.sweep.dir={tmp_path / 'fused'}")
+    assert fused.returncode == 0, fused.stderr
+    assert "Launching 8 jobs as 2 vectorized groups" in fused.stdout + fused.stderr
+    assert "8 jobs: 8 completed" in fused.stdout
+    a = jobs_of(tmp_path / "fused")
+    assert len(a) == 8
+    for name in a:
+        assert (a[name] / ".hydra" / "overrides.yaml").exists()
+        summary = records.read_summary(a[name])
+        assert summary["status"] == "completed" and len(summary["seeds"]) == 1
+    for bn in ("false", "true"):
+        overrides = [f"model.batchnorm={bn}", "model.dropout=0.3", "seed=1"]
+        train.run(make_cfg(*overrides), tmp_path / f"alone_{bn}", show_progress=False)
+        (name,) = [n for n in a if f"batchnorm={bn.title()}" in n and "dropout=0.3" in n and "seed=1" in n]
+        assert_close(rows(a[name]), rows(tmp_path / f"alone_{bn}"), NO_BN_TOL, name, bn=bn == "true")
+    status = cli("status", str(tmp_path / "fused"))
+    assert status.returncode == 0 and "8 completed" in status.stdout, status.stdout
+
+
+def test_groups_that_change_on_resume_give_the_same_records(make_cfg, tmp_path, monkeypatch):
+    """Two jobs interrupted together; one resumes alone, the other beside a new
+    job that starts from scratch: every record equals the straight run's."""
+    common = ["model.batchnorm=false", "trainer.epochs=5", "optim.schedule=cosine"]
+    settings = [["model.dropout=0.3", "seed=0"], ["model.dropout=0.1", "seed=1"], ["model.dropout=0", "seed=2"]]
+    job = lambda i, where: (make_cfg(*common, *settings[i]), tmp_path / where / str(i), settings[i])
+    straight = train.run_group([job(i, "straight") for i in range(3)])
+    assert [s["status"] for s in straight] == ["completed"] * 3
+    interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_group([job(0, "resumed"), job(1, "resumed")])
+    for i in (0, 1):
+        assert records.read_summary(tmp_path / "resumed" / str(i))["status"] == "interrupted"
+        assert len(read_metrics(tmp_path / "resumed" / str(i))) == 3  # epochs 0..2
+    (alone,) = train.run_group([job(0, "resumed")])
+    assert alone["resumed_after_epoch"] == 2
+    mixed = train.run_group([job(2, "resumed"), job(1, "resumed")])  # a fresh job and a resumed one
+    assert mixed[1]["resumed_after_epoch"] == 2 and mixed[0]["resumed_after_epoch"] is None
+    for i in range(3):
+        assert_close(rows(tmp_path / "resumed" / str(i)), rows(tmp_path / "straight" / str(i)), NO_BN_TOL, i)
+
+
+def test_a_diverging_or_failing_job_does_not_stop_its_group(make_cfg, tmp_path, monkeypatch):
+    common = ["model.batchnorm=false", "trainer.epochs=3"]
+    jobs = [
+        (make_cfg(*common, "seed=0", "trainer.diverge_loss=1e-3"), tmp_path / "diverges", []),
+        (make_cfg(*common, "seed=1"), tmp_path / "fine", []),
+    ]
+    # one job's records stop taking writes after its first epoch; the others go on
+    real = train.JobRun.save
+
+    def full_disk(self, epoch, learner, offset):
+        if self.out.name == "full":
+            raise OSError(28, "No space left on device")
+        return real(self, epoch, learner, offset)
+
+    monkeypatch.setattr(train.JobRun, "save", full_disk)
+    jobs.append((make_cfg(*common, "seed=2"), tmp_path / "full", []))
+    out = train.run_group(jobs)
+    assert out[0]["status"] == "diverged" and out[1]["status"] == "completed"
+    assert isinstance(out[2], train.RecordsUnwritable)
+    assert records.read_summary(tmp_path / "full")["status"] == "interrupted"
+    (alone,) = train.run_group([(make_cfg(*common, "seed=1"), tmp_path / "fine_alone", [])])
+    assert_close(rows(tmp_path / "fine"), rows(tmp_path / "fine_alone"), NO_BN_TOL)
+
+
+def test_groups_split_by_shape_and_cap():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import plan_groups
+
+    def cfg(**kw):
+        base = {"seed": 0, "model": {"dropout": 0.0, "batchnorm": False, "widths": [16]}, "trainer": {"replicas": 1, "epochs": 2},
+                "data": {"label_noise": 0.0}}
+        for k, v in kw.items():
+            node = base
+            *path, last = k.split("__")
+            for p in path:
+                node = node[p]
+            node[last] = v
+        return OmegaConf.create(base)
+
+    cfgs = [cfg(seed=s, model__dropout=d, model__batchnorm=bn) for bn in (False, True) for d in (0.0, 0.5) for s in (0, 1, 2)]
+    cfgs.append(cfg(model__widths=[32]))
+    cfgs.append(cfg(data__label_noise=0.2, trainer__replicas=2))
+    groups = plan_groups(cfgs, max_replicas=64, budget=None)
+    assert groups == [[0, 1, 2, 3, 4, 5, 13], [6, 7, 8, 9, 10, 11], [12]]
+    capped = plan_groups(cfgs, max_replicas=4, budget=None)
+    assert all(sum(int(cfgs[i].trainer.replicas) for i in g) <= 4 for g in capped)
+    assert sorted(i for g in capped for i in g) == list(range(len(cfgs)))
+
+
+@pytest.mark.slow
+def test_kill_9_mid_group_then_rerun_resumes_every_job_exactly(cli, tmp_path, make_cfg):
+    grid = ["model.dropout=0,0.3", "seed=0,1", "model.batchnorm=false", *TINY, cli.data_arg,
+            "data.n_samples=3000", "trainer.epochs=10"]
+    sweep = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "regbench", "train", "-m", *grid, f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = [len(read_metrics(j)) for j in jobs_of(sweep).values() if (j / records.METRICS_FILE).exists()]
+        if len(done) == 4 and min(done) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = {n: len(read_metrics(j)) for n, j in jobs_of(sweep).items()}
+    assert killed_at and max(killed_at.values()) < 11, killed_at  # stopped mid-way
+    again = cli("train", "-m", *grid, f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 0 and "4 jobs: 4 completed" in again.stdout, again.stdout + again.stderr
+    a = jobs_of(sweep)
+    assert len(a) == 4
+    settings = [(d, s) for d in ("0", "0.3") for s in (0, 1)]
+    straight = train.run_group([(make_cfg("model.batchnorm=false", "data.n_samples=3000", "trainer.epochs=10",
+                                          f"model.dropout={d}", f"seed={s}"), tmp_path / f"straight{d}_{s}", [])
+                                for d, s in settings])
+    assert all(o["status"] == "completed" for o in straight)
+    for d, s in settings:
+        (name,) = [n for n in a if f"model.dropout={d}," in n and f"seed={s}," in n]
+        assert records.read_summary(a[name])["resumed_after_epoch"] is not None
+        assert_close(rows(a[name]), rows(tmp_path / f"straight{d}_{s}"), NO_BN_TOL, name)
