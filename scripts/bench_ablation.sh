@@ -32,7 +32,7 @@ ablation() {
   "$regbench" report "$out/$name" --formats png -q
   t1=$(now)
   fast=$(calc "$t1 - $t0")
-  echo "$name: regbench: $n_runs runs + report in ${fast} s ($(tail -1 "$out/$name.log"))"
+  echo "$name: regbench: $n_runs runs + report in ${fast} s ($(grep "^sweep " "$out/$name.log" | tail -1))"
   if [ -z "${SKIP_STANDARD:-}" ]; then
     local n=${STANDARD_RUNS:-10} i=0 done_runs=0 every t2 t3 slow measured
     [ "$n" -gt "$n_runs" ] && n=$n_runs

@@ -15,7 +15,7 @@ for name in "${names[@]}"; do
   rm -rf "outputs/sweeps/$name"   # the gallery is made from scratch
   "$regbench" train -m "+experiment=$name" hydra/launcher=joblib hydra.launcher.n_jobs=2 > "outputs/sweeps/$name.log" 2>&1 \
     || { tail -5 "outputs/sweeps/$name.log"; exit 1; }
-  tail -1 "outputs/sweeps/$name.log"
+  grep "^sweep " "outputs/sweeps/$name.log" | tail -1
   "$regbench" report "outputs/sweeps/$name" --formats png -q
   rm -rf "docs/gallery/$name" && mkdir -p "docs/gallery/$name"
   cp "outputs/sweeps/$name/report/report.md" "outputs/sweeps/$name/report/cells.csv" "outputs/sweeps/$name/report/effects.csv" "docs/gallery/$name/"
