@@ -293,7 +293,11 @@ class Learner:
         n, R = len(train), len(self.seeds)
         labels = self.labels if self.labels is not None else train.y.expand(R, -1)  # (R, N)
         rows = torch.arange(R, device=self.device).unsqueeze(1)
-        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)  # (R, N)
+        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators])  # (R, N), on the host: the seeded order
+        if self.device.type == "cuda":  # pinned, so the copy does not wait for the GPU (no host sync in the epoch)
+            perms = perms.pin_memory().to(self.device, non_blocking=True)
+        else:
+            perms = perms.to(self.device)
         zeros = lambda: torch.zeros(R, device=self.device)
         loss_sum, correct, gn_sum = zeros(), zeros(), zeros()
         seen = steps = 0

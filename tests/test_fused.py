@@ -48,8 +48,14 @@ def test_a_fused_sweep_writes_each_jobs_own_records(cli, tmp_path, make_cfg):
     grid = ["model.dropout=0,0.3", "model.batchnorm=false,true", "seed=0,1", *TINY, cli.data_arg]
     fused = cli("train", "-m", *grid, f"hydra.sweep.dir={tmp_path / 'fused'}")
     assert fused.returncode == 0, fused.stderr
-    assert "Launching 8 jobs as 2 vectorized groups" in fused.stdout + fused.stderr
+    log = fused.stdout + fused.stderr
+    assert "Launching 8 jobs as 2 vectorized groups" in log
     assert "8 jobs: 8 completed" in fused.stdout
+    # one line per finished job, named by its overrides, with an ETA until the last
+    done = [line.split("[HYDRA] ", 1)[1] for line in log.splitlines() if "[HYDRA] [" in line]
+    assert [d.split("]")[0] for d in done] == [f"[{k}/8" for k in range(1, 9)], done
+    assert all(" completed in " in d for d in done) and "ETA" in done[0] and "ETA" not in done[-1], done
+    assert any(d.startswith("[1/8] model.dropout=0") and "seed=" in d for d in done[:4]), done
     a = jobs_of(tmp_path / "fused")
     assert len(a) == 8
     for name in a:
@@ -132,6 +138,13 @@ def test_groups_split_by_shape_and_cap():
     cfgs.append(cfg(data__label_noise=0.2, trainer__replicas=2))
     groups = plan_groups(cfgs, max_replicas=64, budget=None)
     assert groups == [[0, 1, 2, 3, 4, 5, 13], [6, 7, 8, 9, 10, 11], [12]]
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import split_for_processes
+
+    # fewer groups than processes: the largest is halved until each process has one
+    assert split_for_processes([[0, 1, 2, 3, 4], [5, 6]], 2) == [[0, 1, 2, 3, 4], [5, 6]]
+    assert split_for_processes([[0, 1, 2, 3, 4]], 2) == [[0, 1, 2], [3, 4]]
+    assert split_for_processes([[0, 1, 2, 3], [4]], 4) == [[0], [1], [2, 3], [4]]
+    assert split_for_processes([[0], [1]], 4) == [[0], [1]]  # single jobs are not split
     capped = plan_groups(cfgs, max_replicas=4, budget=None)
     assert all(sum(int(cfgs[i].trainer.replicas) for i in g) <= 4 for g in capped)
     assert sorted(i for g in capped for i in g) == list(range(len(cfgs)))
@@ -167,3 +180,43 @@ def test_kill_9_mid_group_then_rerun_resumes_every_job_exactly(cli, tmp_path, ma
         (name,) = [n for n in a if f"model.dropout={d}," in n and f"seed={s}," in n]
         assert records.read_summary(a[name])["resumed_after_epoch"] is not None
         assert_close(rows(a[name]), rows(tmp_path / f"straight{d}_{s}"), NO_BN_TOL, name)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.slow
+def test_groups_train_at_once_in_workers_and_a_dead_worker_costs_only_its_group(cli, tmp_path):
+    """processes=2: two groups train in two worker processes at once. A worker
+    killed mid-group leaves its jobs `dead` (the same command resumes them);
+    the other group completes, and the sweep says so and exits 1. One process
+    (processes=1) trains the same sweep in the regbench process itself."""
+    grid = ["model.dropout=0,0.3", "model.batchnorm=false,true", *TINY, cli.data_arg, "data.n_samples=3000",
+            "trainer.epochs=30", "hydra.launcher.processes=2"]
+    sweep = tmp_path / "two"
+    proc = subprocess.Popen([sys.executable, "-m", "regbench", "train", "-m", *grid, f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    workers: list[int] = []
+    while time.time() < deadline:
+        workers = _children(proc.pid)
+        done = [len(read_metrics(j)) for j in jobs_of(sweep).values() if (j / records.METRICS_FILE).exists()]
+        if len(workers) == 2 and len(done) == 4 and min(done) >= 3:
+            break
+        time.sleep(0.05)
+    assert len(workers) == 2, "two worker processes train at once"
+    os.kill(workers[0], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert "a worker process ended (-9) while training 2 jobs" in out
+    assert "4 jobs: 2 completed, 2 dead" in out, out
+    again = cli("train", "-m", *grid, f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 0 and "4 jobs: 2 completed, 2 skipped" in again.stdout, again.stdout + again.stderr
+    one = cli("train", "-m", *grid[:-1], "trainer.epochs=2", "hydra.launcher.processes=1", f"hydra.sweep.dir={tmp_path / 'one'}")
+    assert one.returncode == 0 and "as 2 vectorized groups\n" in one.stdout + one.stderr
+    assert "4 jobs: 4 completed" in one.stdout

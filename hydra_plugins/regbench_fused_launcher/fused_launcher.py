@@ -22,6 +22,8 @@ gives Hydra's one-job-at-a-time launcher back. This module imports no torch.
 # no `from __future__ import annotations`: Hydra scans plugins with exec_module,
 # outside sys.modules, where dataclasses cannot resolve string annotations
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -44,7 +46,11 @@ PER_JOB = ("trainer.progress", "trainer.checkpoint")
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.regbench_fused_launcher.fused_launcher.FusedLauncher"
     max_replicas: int = 64  # most replicas (seeds of all jobs) in one vectorized model
-    memory_budget_gb: Optional[float] = None  # most memory one group may take (estimate); null = half of what is free
+    memory_budget_gb: Optional[float] = None  # most memory all groups training at once may take (estimate); null = half of what is free
+    # groups training at once, each in its own worker process with cores/processes
+    # threads; null = one per CPU core on CPU (a group is split in two while
+    # there are fewer groups than processes), 1 on a GPU
+    processes: Optional[int] = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="regbench")
@@ -89,6 +95,42 @@ def plan_groups(cfgs: List[DictConfig], max_replicas: int, budget: Optional[floa
     return sorted(groups, key=lambda g: g[0])
 
 
+class _Progress:
+    """One line per finished job: ``[7/40] model.dropout=0.3,seed=2 completed in 4.1 s; ETA 1 min 52 s``."""
+
+    def __init__(self, n: int, names: List[str]):
+        self.n, self.names, self.finished = n, names, 0
+        self.t0 = time.time()
+
+    def done(self, group: List[int], rets: List[JobReturn]) -> None:
+        from regbench import records
+
+        self.finished += len(group)  # a group's jobs end together
+        left = self.n - self.finished
+        elapsed = time.time() - self.t0
+        eta = f"; ETA {format_duration(elapsed / self.finished * left)}" if left else ""
+        for k, (i, ret) in enumerate(zip(group, rets)):
+            state, seconds = "failed", None
+            folder = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir", default=None) if ret.hydra_cfg is not None else None
+            if folder is not None:
+                try:
+                    summary = records.read_summary(Path(folder))
+                except Exception:
+                    summary = None
+                if summary:
+                    state, seconds = str(summary.get("status", "failed")), summary.get("wall_time_s")
+                    if state == records.RUNNING and records.folder_in_use(Path(folder)) is None:
+                        state, seconds = "dead (its process ended without recording why)", None
+                    try:
+                        if state == records.COMPLETED and os.path.getmtime(Path(folder) / records.SUMMARY_FILE) < self.t0:
+                            state, seconds = "skipped (already completed)", None
+                    except OSError:
+                        pass
+            took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+            name = self.names[i].replace(" ", ",") or "(no overrides)"
+            log.info(f"[{self.finished - len(group) + k + 1}/{self.n}] {name} {state}{took}{eta}")
+
+
 class _StartOnly:
     """Callbacks during the set-up pass: on_job_start now, on_job_end after training."""
 
@@ -101,11 +143,63 @@ class _StartOnly:
         return getattr(self.callbacks, name)
 
 
+def split_for_processes(groups: List[List[int]], processes: int) -> List[List[int]]:
+    """Halve the largest group (by jobs) while there are fewer groups than
+    processes: two half-groups training at once on two cores beat one group
+    with two threads (small MLPs use a second thread poorly). A job's numbers
+    do not depend on its group."""
+    groups = [list(g) for g in groups]
+    while len(groups) < processes:
+        largest = max(groups, key=len)
+        if len(largest) < 2:
+            break
+        groups.remove(largest)
+        half = (len(largest) + 1) // 2
+        groups += [largest[:half], largest[half:]]
+    return sorted(groups, key=lambda g: g[0])
+
+
+def group_work(cfgs: List[DictConfig], group: List[int]) -> float:
+    """Rough relative cost of a group, to start the longest first."""
+    work = 0.0
+    for i in group:
+        c = cfgs[i]
+        r = max(1, int(OmegaConf.select(c, "trainer.replicas", default=1) or 1))
+        bn = bool(OmegaConf.select(c, "model.batchnorm", default=False)) or any(OmegaConf.select(c, "model.bn_layers", default=None) or [])
+        work += r * int(OmegaConf.select(c, "trainer.epochs", default=1) or 1) * (1.3 if bn else 1.0)
+    return work
+
+
+def on_cpu(device: str) -> bool:
+    from regbench.preflight import GPU_NODES
+
+    return device == "cpu" or (device == "auto" and not any(os.path.exists(p) for p in GPU_NODES))
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m} min {s} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m} min"
+
+
 class FusedLauncher(Launcher):
-    def __init__(self, max_replicas: int = 64, memory_budget_gb: Optional[float] = None) -> None:
+    def __init__(self, max_replicas: int = 64, memory_budget_gb: Optional[float] = None, processes: Optional[int] = None) -> None:
         super().__init__()
         self.max_replicas = max(1, int(max_replicas))
         self.memory_budget_gb = memory_budget_gb
+        self.processes = processes
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -121,6 +215,11 @@ class FusedLauncher(Launcher):
         here = memory_available(str(cfg.device), gpu=False)
         return here[0] / 2 if here else None
 
+    def _n_processes(self, cfg: DictConfig) -> int:
+        if self.processes is not None:
+            return max(1, int(self.processes))
+        return usable_cores() if on_cpu(str(cfg.device)) else 1
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
@@ -135,17 +234,119 @@ class FusedLauncher(Launcher):
             sweep_cfgs.append(sc)
             tc = OmegaConf.masked_copy(sc, [k for k in sc.keys() if k != "hydra"])
             task_cfgs.append(tc)
-        budget = self._budget(task_cfgs[0]) if task_cfgs else None
-        groups = plan_groups(task_cfgs, self.max_replicas, budget)
-        log.info(f"Launching {len(job_overrides)} jobs as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}")
+        if not task_cfgs:
+            return []
+        processes = self._n_processes(task_cfgs[0])
+        budget = self._budget(task_cfgs[0])
+        if budget is not None:
+            budget /= processes  # the groups that train at once share the memory
+        groups = split_for_processes(plan_groups(task_cfgs, self.max_replicas, budget), processes)
+        processes = min(processes, len(groups))
+        at_once = f", {processes} at a time in worker processes" if processes > 1 else ""
+        log.info(f"Launching {len(job_overrides)} jobs as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}{at_once}")
+        self._progress = _Progress(len(job_overrides), [" ".join(filter_overrides(list(sc.hydra.overrides.task))) for sc in sweep_cfgs])
         runs: List[Optional[JobReturn]] = [None] * len(job_overrides)
-        for group in groups:
-            for i, ret in zip(group, self._launch_group([sweep_cfgs[i] for i in group], initial_job_idx + group[0])):
-                runs[i] = ret
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        if processes > 1:
+            order = sorted(range(len(groups)), key=lambda k: -group_work(task_cfgs, groups[k]))  # longest first
+            for k, rets in self._launch_parallel([groups[k] for k in order], sweep_cfgs, initial_job_idx, processes):
+                for i, ret in zip(groups[order[k]], rets):
+                    runs[i] = ret
+                self._progress.done(groups[order[k]], rets)
+        else:
+            for group in groups:
+                rets = self._launch_group([sweep_cfgs[i] for i in group], initial_job_idx + group[0])
+                for i, ret in zip(group, rets):
+                    runs[i] = ret
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                self._progress.done(group, rets)
         return runs  # type: ignore[return-value]
 
-    def _launch_group(self, sweep_cfgs: List[DictConfig], first_idx: int) -> List[JobReturn]:
+    def _launch_parallel(self, groups: List[List[int]], sweep_cfgs: List[DictConfig], first_idx: int, processes: int):
+        """Train ``groups`` in ``processes`` forked workers, each taking the next
+        group when it is free; yields (group index, its JobReturns) as they end.
+
+        The workers are forked from this process, which has not imported torch
+        (Hydra's and regbench's config code only), so each starts clean and
+        imports torch once, at the same time as the others. Ctrl-C and SIGTERM
+        reach them through regbench.signals (as joblib's workers); a worker
+        that dies takes only its current group's jobs with it (``dead`` in
+        ``regbench status``), the others go on."""
+        import multiprocessing
+        import queue as queue_mod
+
+        ctx = multiprocessing.get_context("fork")
+        tasks, results = ctx.Queue(), ctx.Queue()
+        for k in range(len(groups)):
+            tasks.put(k)
+        threads = max(1, usable_cores() // processes)
+        workers = [ctx.Process(target=self._worker, args=(groups, sweep_cfgs, first_idx, tasks, results, threads), daemon=False)
+                   for _ in range(processes)]
+        for w in workers:
+            w.start()
+        tasks_left = len(groups)
+        current: Dict[int, int] = {}  # worker pid -> the group it trains
+        folders: Dict[int, List[str]] = {}  # group -> its job folders, once set up
+        try:
+            while tasks_left:
+                try:
+                    msg = results.get(timeout=0.5)
+                except queue_mod.Empty:
+                    for w in workers:  # a worker that died (killed, out of memory) while training a group
+                        if not w.is_alive() and w.pid in current:
+                            k = current.pop(w.pid)
+                            tasks_left -= 1
+                            log.error(f"a worker process ended ({w.exitcode}) while training {len(groups[k])} jobs; they are left as they are")
+                            yield k, [self._lost(sweep_cfgs[i], f) for i, f in zip(groups[k], folders.get(k, [None] * len(groups[k])))]
+                    if not any(w.is_alive() for w in workers) and results.empty():
+                        break
+                    continue
+                kind, pid, k, payload = msg
+                if kind == "start":
+                    current[pid] = k
+                    continue
+                if kind == "folders":
+                    folders[k] = payload
+                    continue
+                current.pop(pid, None)
+                tasks_left -= 1
+                yield k, payload
+        finally:
+            for w in workers:
+                w.join(timeout=None if tasks_left == 0 else 0.1)
+
+    def _lost(self, sc: DictConfig, folder: Optional[str]) -> JobReturn:
+        """A job whose worker died: no objective, as for a job that failed (the
+        sweep goes on; its closing count and `regbench status` say `dead`)."""
+        runtime = OmegaConf.create({"hydra": {"runtime": {"output_dir": folder}}})
+        ret = JobReturn(overrides=list(sc.hydra.overrides.task), cfg=sc, hydra_cfg=runtime)
+        ret.status = JobStatus.COMPLETED
+        ret.return_value = None
+        return ret
+
+    def _worker(self, groups, sweep_cfgs, first_idx, tasks, results, threads: int) -> None:
+        import os as _os
+        import queue as queue_mod
+
+        from regbench import signals
+
+        signals.watch_parent()  # Ctrl-C/SIGTERM record the group interrupted; a dead parent stops it
+        import torch
+
+        torch.set_num_threads(threads)  # a job's own `threads` (> 0) still wins (JobRun.open)
+        while True:
+            try:
+                k = tasks.get_nowait()
+            except queue_mod.Empty:
+                break
+            results.put(("start", _os.getpid(), k, None))
+            group = groups[k]
+            prepared = lambda dirs, k=k: results.put(("folders", _os.getpid(), k, dirs))
+            rets = self._launch_group([sweep_cfgs[i] for i in group], first_idx + group[0], prepared)
+            results.put(("done", _os.getpid(), k, rets))
+        results.close()
+        results.join_thread()
+
+    def _launch_group(self, sweep_cfgs: List[DictConfig], first_idx: int, prepared_hook=None) -> List[JobReturn]:
         from regbench import train
 
         assert self.hydra_context is not None
@@ -162,6 +363,8 @@ class FusedLauncher(Launcher):
         for sc in sweep_cfgs:  # folders, .hydra/ files, on_job_start: as Hydra does for each job
             rets.append(run_job(hydra_context=context, task_function=prepare, config=sc,
                                 job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        if prepared_hook is not None:
+            prepared_hook([out for _, out, _ in prepared])
         # the group trains with the first job's logging (its train.log) and Hydra config
         HydraConfig.instance().set_config(rets[0].hydra_cfg)
         configure_log(sweep_cfgs[0].hydra.job_logging, sweep_cfgs[0].hydra.verbose)
