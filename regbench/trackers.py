@@ -241,7 +241,9 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         for s, run_id in self.runs.items():
             per_seed = (summary.get("per_seed") or {}).get(str(s), {})
-            status = per_seed.get("status") or summary.get("status") or records.RUNNING
+            status = per_seed.get("status") or records.RUNNING
+            if status == records.RUNNING:  # an interrupted job leaves its live seeds `running`
+                status = summary.get("status") or records.RUNNING
             step = int(per_seed.get("epochs_completed") or 0)
             metrics = [self._Metric(k, v, now, step) for k, v in summary_metrics(per_seed).items()]
             self.client.log_batch(run_id, metrics=metrics, tags=[self._RunTag("status", str(status))])
