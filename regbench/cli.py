@@ -22,6 +22,7 @@ COMMANDS = {
     "report": "compare any set of runs: tables, figures, report.html",
     "plan": "list the jobs a sweep will run and which already exist (same overrides as train -m)",
     "status": "state of every job in a sweep folder",
+    "export": "put existing records into a tracker: --to tensorboard|mlflow",
 }
 
 # Hydra plugins that are optional extras: group choice -> (plugin module, extra)
@@ -207,6 +208,10 @@ def _dispatch(argv: list[str]) -> int:
         from .plan import status_main
 
         return status_main(rest)
+    if command == "export":
+        from .export import export_main
+
+        return export_main(rest)
     if command == "report":
         from .report.cli import main as report_main
 

@@ -142,6 +142,26 @@ class TrainerConfig:
 
 
 @dataclass
+class TensorboardLoggerConfig:
+    save_dir: Optional[str] = None  # null = <job>/tensorboard/seed=<s>; else <save_dir>/<job folder name>/seed=<s>
+
+
+@dataclass
+class MlflowLoggerConfig:
+    tracking_uri: Optional[str] = None  # null = file store outputs/mlruns under the current folder; any MLflow tracking URI
+    experiment_name: Optional[str] = None  # null = the sweep folder's name (a single run: regbench)
+
+
+@dataclass
+class LoggerConfig:
+    """Trackers that mirror the records live (regbench/trackers.py); null = off.
+    Set by the `logger` group: logger=tensorboard, logger=mlflow, logger=[tensorboard,mlflow]."""
+
+    tensorboard: Optional[TensorboardLoggerConfig] = None
+    mlflow: Optional[MlflowLoggerConfig] = None
+
+
+@dataclass
 class RegbenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -150,6 +170,7 @@ class RegbenchConfig:
     seed: int = 0  # run seed: initialization, dropout masks, batch order
     device: str = "auto"  # auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps
     threads: int = 0  # CPU threads for torch in this process, 0 = torch's default
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers (runtime: not part of what a run computes)
 
 
 def register_configs() -> None:

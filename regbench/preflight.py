@@ -92,10 +92,14 @@ def describe(exc: Exception, loader=None, args: Optional[list[str]] = None) -> s
         add = re.search(r"use (\+\S+)", text)
         plus = add.group(1) if add else f"+{group}=..."
         return f"{plus[1:]}: {group} is not in the config's defaults list, so it cannot be overridden; add it with {plus}"
-    if isinstance(exc, MissingConfigException):
-        # "In 'config': Could not find 'data/foo'" + the available options
+    unselected = _unselected_logger(exc, args)
+    if unselected:
+        return unselected
+    if isinstance(exc, MissingConfigException) or "Could not load '" in str(exc):
+        # "In 'config': Could not find 'data/foo'" + the available options;
+        # "Could not load 'logger/foo'" for an option in a list (logger=[tensorboard,foo])
         text = str(exc)
-        missing = text.split("Could not find '", 1)[-1].split("'", 1)[0]
+        missing = re.split(r"Could not (?:find|load) '", text, maxsplit=1)[-1].split("'", 1)[0]
         group, _, option = missing.rpartition("/")
         options = []
         if group and loader is not None:
@@ -115,6 +119,21 @@ def describe(exc: Exception, loader=None, args: Optional[list[str]] = None) -> s
             return f"{key} is not a config key{allowed}"
         return f"{key}: {msg}"
     return _first_line(exc)
+
+
+def _unselected_logger(exc: Exception, args: Optional[list[str]]) -> Optional[str]:
+    """``logger.mlflow.tracking_uri=...`` without ``logger=mlflow``: OmegaConf
+    cannot set a key inside a logger that is off (null) and says only
+    "Unexpected type for root: NoneType"."""
+    if "Unexpected type for root" not in str(exc):
+        return None
+    for arg in args or []:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] == "logger":
+            return (f"{key}: the {parts[1]} logger is off; select it too: logger={parts[1]} {arg} "
+                    "(several: logger=[tensorboard,mlflow])")
+    return None
 
 
 def _schema_of(path: str) -> Optional[type]:
@@ -369,7 +388,7 @@ def shared_folders(jobs: list[list[str]], folders: list[Path], typed: Optional[d
         values = list(dict.fromkeys(_as_dict(j).get(key, "(unset)") for j in jobs))
         swept = (typed or {}).get(key) or f"{key}={','.join(values)}"
         why = ("says how a job runs, not what it computes, so it is left out of job folder names"
-               if key in records.RUNTIME_KEYS else
+               if records.is_runtime_key(key) else
                "is left out of job folder names (hydra.job.config.override_dirname.exclude_keys)")
         plus = re.match(r"\+*", swept).group(0)  # +experiment=... is written with its +
         slug = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "_", text)

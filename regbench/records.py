@@ -61,6 +61,14 @@ RUNTIME_KEYS = (
     "trainer.checkpoint",
     "trainer.eval_batch_size",
 )
+# Whole subtrees that are runtime too: experiment trackers (the `logger` group)
+# mirror the records and change nothing in them.
+RUNTIME_PREFIXES = ("logger.",)
+
+
+def is_runtime_key(key: str) -> bool:
+    """A flat config key that says how a run executes or is mirrored (RUNTIME_KEYS, RUNTIME_PREFIXES)."""
+    return key in RUNTIME_KEYS or key == "logger" or key.startswith(RUNTIME_PREFIXES)
 
 # Columns every metrics.csv starts with, in this order. A run may append more
 # (diagnostics); readers ignore what they do not know.
@@ -185,7 +193,7 @@ def read_summary(job_dir: str | os.PathLike) -> dict[str, Any]:
 def fingerprint(config: Mapping[str, Any]) -> str:
     """A short hash of a flat config's result-relevant keys (RUNTIME_KEYS left
     out): a checkpoint carries it, so a resume never loads another config's state."""
-    relevant = {k: v for k, v in json_safe(dict(config)).items() if k not in RUNTIME_KEYS}
+    relevant = {k: v for k, v in json_safe(dict(config)).items() if not is_runtime_key(k)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -324,7 +332,7 @@ def config_conflict(folder: Path, old: dict, new: dict) -> Optional[str]:
     """Why ``folder``, holding a run of flat config ``old``, cannot take a run of
     ``new`` (a result-relevant key differs), or None."""
     new = json_safe(new)  # inf/nan as they read back from JSON
-    keys = sorted((set(old) | set(new)) - set(RUNTIME_KEYS))
+    keys = sorted(k for k in set(old) | set(new) if not is_runtime_key(k))
     diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     if not diff:
         return None

@@ -62,7 +62,7 @@ def base_config(config: DictConfig) -> dict[str, Any]:
     tree = OmegaConf.to_container(config, resolve=False)
     tree.pop("hydra", None)
     flat = records.flatten(OmegaConf.to_container(OmegaConf.create(tree), resolve=True))
-    return {k: v for k, v in flat.items() if k not in records.RUNTIME_KEYS}
+    return {k: v for k, v in flat.items() if not records.is_runtime_key(k)}
 
 
 def _config_loader():
@@ -184,7 +184,7 @@ def overlapping_seeds(config: DictConfig, jobs: list[list[str]]) -> Optional[str
         kv = dict(o.lstrip("+").split("=", 1) for o in job if "=" in o)
         seed = int(kv.get("seed", config.seed))
         replicas = int(kv.get("trainer.replicas", config.trainer.replicas))
-        owner = groups.setdefault(tuple(sorted((k, v) for k, v in kv.items() if k not in ignored)), {})
+        owner = groups.setdefault(tuple(sorted((k, v) for k, v in kv.items() if k not in ignored and not records.is_runtime_key(k))), {})
         name = ",".join(o for o in job if o.lstrip("+").split("=", 1)[0] in ("seed", "trainer.replicas")) or "the defaults"
         for s in range(seed, seed + replicas):
             if s in owner:

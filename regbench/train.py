@@ -28,6 +28,7 @@ from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
 from .learner import Learner
 from .progress import EpochBar
+from .trackers import JobTrackers
 
 log = logging.getLogger("regbench.train")
 
@@ -329,6 +330,7 @@ class JobRun:
         self.outcome: Any = None  # the summary, or the exception that ended it
         self.lock = None
         self.writer: Optional[records.MetricsWriter] = None
+        self.trackers: Optional[JobTrackers] = None  # logger=...: mirrors of the rows; never stop the run
         self.stopped = False  # an exception ended it; its records say so
 
     # ------------------------------------------------ before training
@@ -423,6 +425,8 @@ class JobRun:
         self.fingerprint = records.fingerprint(self.config)
         self.writer = records.MetricsWriter(self.out / records.METRICS_FILE, columns)  # from now on, fail() records
         records.write_summary(self.out, self.summary)
+        self.trackers = JobTrackers(self.cfg, self.out, self.config, seeds)
+        self.trackers.begin(rows)  # a resumed job's earlier rows, where a tracker does not have them yet
         log.info(
             "%s on %s, seed%s %s: %s, %d parameters; records in %s",
             self.data.name, self.device, "s" if len(seeds) > 1 else "", ",".join(map(str, seeds)), describe, n_params, self.out,
@@ -471,9 +475,15 @@ class JobRun:
                     f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
                     f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
                 )
-        self.writer.write(*(self.per_seed[self.seeds[k]]["rows"][-1] for k in live))
+        self.write_rows([self.per_seed[self.seeds[k]]["rows"][-1] for k in live])
         self.summary["epochs_completed"] = epoch
         self.update_summary()
+
+    def write_rows(self, rows: list[dict]) -> None:
+        """Append rows to metrics.csv, then hand the same dicts to the trackers."""
+        self.writer.write(*rows)
+        if self.trackers is not None:
+            self.trackers.log(rows)
 
     def save(self, epoch: int, learner: Learner, offset: int) -> None:
         if not any(self.alive):
@@ -535,6 +545,9 @@ class JobRun:
             if exc is None:  # the run itself went well: say the records could not be completed
                 exc = RecordsUnwritable(self.out, err)
             # else the exception on its way out already says what happened
+        if self.trackers is not None:  # after the records; with the final status
+            self.trackers.close(self.summary)
+            self.trackers = None
         self.outcome = exc if exc is not None else self.summary
         self.release()
 
@@ -601,7 +614,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
             def first_rows(j, off):
                 for k, s in enumerate(j.seeds):
                     j.per_seed[s]["rows"].append({"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lr, **metrics[off + k]})
-                j.writer.write(*(j.per_seed[s]["rows"][-1] for s in j.seeds))
+                j.write_rows([j.per_seed[s]["rows"][-1] for s in j.seeds])
 
             each(first_rows)
         for epoch in range(start, epochs + 1):

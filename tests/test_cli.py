@@ -164,7 +164,8 @@ def test_commands_that_do_not_train_never_import_torch(tmp_path):
 import contextlib, io, os, sys
 from regbench.cli import main
 calls = [["--help"], ["train", "--help"], ["train", "--cfg", "job", "model.dropout=0.3"],
-         ["plan", "model.dropout=0,0.5", "hydra.sweep.dir={tmp_path / 'sweep'}"], ["status", {str(run_dir)!r}]]
+         ["plan", "model.dropout=0,0.5", "hydra.sweep.dir={tmp_path / 'sweep'}"], ["status", {str(run_dir)!r}],
+         ["export", "--help"], ["train", "--cfg", "job", "logger=[tensorboard,mlflow]"]]
 for argv in calls:
     with contextlib.redirect_stdout(io.StringIO()) as out:
         try:
@@ -178,6 +179,7 @@ with contextlib.redirect_stdout(io.StringIO()) as out:
 assert "model.dropout=" in out.getvalue(), out.getvalue()
 print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
 assert "torch" not in sys.modules
+assert not any(m.split(".")[0] in ("mlflow", "tensorboard") for m in sys.modules)  # trackers load only when used
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

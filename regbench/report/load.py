@@ -37,6 +37,7 @@ from regbench.records import (
     SUMMARY_FILE,
     find_job_dirs,
     flatten,
+    is_runtime_key,
     read_summary,
 )
 
@@ -512,7 +513,7 @@ def load_study(
     config_keys = [k for k in runs.columns[runs.columns.get_loc("path") + 1 :]]
     factors, constants = [], {}
     for key in config_keys:
-        if key in NON_CELL_KEYS or key.startswith("hydra"):
+        if key in NON_CELL_KEYS or key.startswith("hydra") or is_runtime_key(key):
             continue
         if runs[key].isna().any():  # null, or a key that older runs lack: one comparable value
             runs[key] = runs[key].astype(object).where(runs[key].notna(), "none")

@@ -1,0 +1,201 @@
+"""``regbench export PATH... --to tensorboard|mlflow``: existing records into a tracker.
+
+Reads job folders (single runs, sweeps, copied folders: regbench.records.find_job_dirs)
+and logs each seed as one tracker run, exactly as ``logger=...`` would have
+during training: every metrics.csv column per epoch, the flat config as
+hparams/params, the final status, and best (validation values at the epoch
+of lowest validation loss, ``best_epoch``) and final values as summary
+metrics. Exporting again adds nothing twice: an MLflow run (found by its
+``records`` and ``seed`` tags) gets only the epochs it lacks; a TensorBoard
+seed folder that already holds event files is left as it is.
+
+Imports no torch at import time (``--help``); the TensorBoard writer is torch's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Optional
+
+import yaml
+
+from . import records
+
+TARGETS = ("tensorboard", "mlflow")
+
+DESCRIPTION = """Put existing run records (job folders or sweep folders) into an experiment tracker:
+one tracker run per seed, every metrics.csv column per epoch (step = epoch), the flat
+config as hparams/params, the status, and best (at the epoch of lowest validation loss:
+best_val_acc, best_epoch, ...) and final values as summary metrics."""
+
+EPILOG = """examples:
+  regbench export outputs/sweeps/dropout_vs_bn --to tensorboard -o tb/ && tensorboard --logdir tb/
+  regbench export outputs/sweeps/dropout_vs_bn --to mlflow --tracking-uri file:///abs/path/mlruns
+needs: pip install 'regbench[tensorboard]' or 'regbench[mlflow]'"""
+
+
+class ExportError(Exception):
+    pass
+
+
+def _number(text: str) -> Any:
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def read_rows(job: Path) -> list[dict[str, Any]]:
+    """metrics.csv's complete rows, as numbers (a cut last line is left out)."""
+    path = job / records.METRICS_FILE
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        text = fh.read()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # a kill cut the last row
+    rows = []
+    for row in csv.DictReader(lines):
+        parsed = {k: _number(v) for k, v in row.items() if k is not None}
+        if isinstance(parsed.get("seed"), int) and isinstance(parsed.get("epoch"), int):
+            rows.append(parsed)
+    return rows
+
+
+def _best(rows: list[dict]) -> dict[str, Any]:
+    """regbench's best (as regbench.train._best writes it into summary.json):
+    the row of lowest finite validation loss, the earliest on ties. Used only
+    for records without a per-seed summary (a job killed before its first)."""
+    finite = [r for r in rows if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])]
+    if not finite:
+        return {}
+    best = min(finite, key=lambda r: r["val_loss"])
+    keys = ("epoch", "val_loss", "val_acc", "fit_loss", "fit_acc", "test_loss", "test_acc", "gap_loss", "gap_acc")
+    return {k: best[k] for k in keys if best.get(k) is not None}
+
+
+def load_job(job: Path) -> tuple[dict, list[int], list[dict], dict]:
+    """(flat config, seeds, rows, summary with per_seed) of a job folder."""
+    try:
+        summary = records.read_summary(job)
+    except (OSError, ValueError):
+        summary = {}
+    config = summary.get("config")
+    if not isinstance(config, dict):
+        try:
+            config = records.flatten(yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) or {})
+        except (OSError, yaml.YAMLError):
+            config = {}
+    rows = read_rows(job)
+    seeds = sorted({r["seed"] for r in rows} | {int(s) for s in summary.get("seeds") or []})
+    per_seed = dict(summary.get("per_seed") or {})
+    for s in seeds:
+        mine = [r for r in rows if r["seed"] == s]
+        entry = per_seed.get(str(s)) or {}
+        per_seed[str(s)] = {
+            "status": entry.get("status") or summary.get("status") or "unknown",
+            "epochs_completed": entry.get("epochs_completed", mine[-1]["epoch"] if mine else 0),
+            "best": entry.get("best") or _best(mine),
+            "final": entry.get("final") or (mine[-1] if mine else {}),
+        }
+    return config, seeds, rows, {**summary, "per_seed": per_seed}
+
+
+def _jobs(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(root given, job folder) for every job under the paths."""
+    out = []
+    for p in paths:
+        root = Path(p).expanduser()
+        if not root.exists():
+            raise ExportError(f"{p}: no such folder")
+        out += [(root.resolve(), job) for job in records.find_job_dirs(root)]
+    return out
+
+
+def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri: Optional[str] = None,
+           experiment: Optional[str] = None) -> str:
+    """Export the records under ``paths``; returns the closing line. Raises ExportError (one line)."""
+    from .trackers import MlflowTracker, TensorBoardTracker, TrackerError, mlflow_client, mlflow_uri
+
+    if to not in TARGETS:
+        raise ExportError(f"--to {to!r} is not allowed: one of {', '.join(TARGETS)}")
+    jobs = _jobs(paths)
+    if not jobs:
+        raise ExportError(f"no run records under {', '.join(paths)} (a job folder holds summary.json, or .hydra/config.yaml and metrics.csv)")
+    runs, skipped = 0, []
+    try:
+        if to == "mlflow":
+            mlflow_client(tracking_uri)  # the package and the store, checked before the first job
+        else:
+            try:
+                import torch.utils.tensorboard  # noqa: F401  (needs the tensorboard package)
+            except ImportError as exc:
+                raise TrackerError(f"the tensorboard package is not installed ({exc}): pip install 'regbench[tensorboard]'") from None
+        for root, job in jobs:
+            config, seeds, rows, summary = load_job(job)
+            if not seeds:
+                skipped.append(f"{job} (no rows)")
+                continue
+            if to == "tensorboard":
+                # DIR/<sweep>/<job>/seed=<s> (a job given itself: DIR/<job>/seed=<s>), or beside the records
+                rel = Path(root.name) / job.relative_to(root) if job != root else Path(job.name)
+                tb_root = Path(output).expanduser() / rel if output else job / "tensorboard"
+                tracker = TensorBoardTracker(None, job, config, seeds, root=tb_root)
+                if any(tracker.has(s) for s in seeds):
+                    skipped.append(f"{job} (event files already in {tb_root})")
+                    continue
+            else:
+                spec = SimpleNamespace(tracking_uri=tracking_uri)
+                tracker = MlflowTracker(spec, job, config, seeds, experiment=experiment or root.name)
+            tracker.begin(rows)
+            tracker.close(summary)
+            runs += len(seeds)
+    except TrackerError as exc:
+        raise ExportError(str(exc)) from None
+    except ExportError:
+        raise
+    except Exception as exc:  # the store refused (unwritable, server down): one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"cannot export to {to}: {type(exc).__name__}: {first}") from None
+    where = (f"tensorboard --logdir {output or ' '.join(paths)}" if to == "tensorboard"
+             else f"tracking URI {mlflow_uri(tracking_uri)}")
+    line = f"exported {runs} runs of {len(jobs) - len(skipped)} jobs to {to} ({where})"
+    if skipped:
+        line += f"; skipped {len(skipped)}: " + "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+    return line
+
+
+def export_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="regbench export", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="job folders or sweep folders (searched for records)")
+    parser.add_argument("--to", required=True, metavar="TRACKER", help="tensorboard or mlflow")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="tensorboard: write the event files under DIR/<sweep>/<job>/seed=<s> (default: <job>/tensorboard/seed=<s>)")
+    parser.add_argument("--tracking-uri", metavar="URI",
+                        help="mlflow: the tracking URI (default: the file store outputs/mlruns under the current folder)")
+    parser.add_argument("--experiment", metavar="NAME", help="mlflow: the experiment (default: the folder name of each PATH)")
+    args = parser.parse_args(argv)
+    if args.output and args.to == "mlflow":
+        print("regbench export: error: -o is for --to tensorboard; use --tracking-uri with mlflow", file=sys.stderr)
+        return 2
+    if args.tracking_uri and args.to == "tensorboard":
+        print("regbench export: error: --tracking-uri is for --to mlflow; use -o DIR with tensorboard", file=sys.stderr)
+        return 2
+    try:
+        print(export(args.paths, args.to, args.output, args.tracking_uri, args.experiment))
+    except ExportError as exc:
+        print(f"regbench export: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

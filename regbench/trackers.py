@@ -1,0 +1,305 @@
+"""Experiment trackers (the ``logger`` config group): TensorBoard and MLflow
+mirror a job's records, one tracker run per seed.
+
+metrics.csv and summary.json stay the source of truth. A tracker gets the very
+rows that JobRun writes to metrics.csv (``log``), and the final summary
+(``close``). A tracker that fails (package missing, store unwritable, server
+down) logs ONE warning line for the job and is dropped; training and the
+records go on. ``regbench export`` puts finished records into the same
+trackers through the same classes.
+
+Resumed jobs: rows already in metrics.csv before the checkpoint are logged only
+when the tracker does not have them yet (a TensorBoard seed folder without
+event files; an MLflow run, found by its ``records`` and ``seed`` tags, whose
+history stops earlier), so every epoch is in the tracker once.
+
+This module imports neither torch nor a tracker package at import time:
+tensorboard (through torch.utils.tensorboard) and mlflow are imported when a
+logger is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from . import records
+
+log = logging.getLogger("regbench.trackers")
+
+NAMES = ("tensorboard", "mlflow")
+EXTRAS = {"tensorboard": "regbench[tensorboard]", "mlflow": "regbench[mlflow]"}
+INDEX = ("seed", "epoch")  # a row's coordinates, not metrics: epoch is the step
+DEFAULT_MLFLOW_DIR = "outputs/mlruns"
+DEFAULT_EXPERIMENT = "regbench"
+# MLflow run status for each regbench status (diverged is an outcome, not a crash)
+MLFLOW_STATUS = {records.COMPLETED: "FINISHED", records.DIVERGED: "FINISHED", records.FAILED: "FAILED",
+                 records.INTERRUPTED: "KILLED", records.RUNNING: "KILLED"}
+
+
+class TrackerError(Exception):
+    """A tracker cannot be used; the message is one line."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    text = text[0] if text else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _needs(name: str, exc: ImportError) -> TrackerError:
+    return TrackerError(f"the {name} package is not installed ({_one_line(exc)}): pip install '{EXTRAS[name]}'")
+
+
+def summary_metrics(per_seed: Mapping[str, Any]) -> dict[str, float]:
+    """One seed's summary values as tracker metrics: ``best_<k>`` at the epoch
+    of lowest validation loss (regbench's "best", with ``best_epoch``) and
+    ``final_<k>`` at the last epoch."""
+    out: dict[str, float] = {}
+    best = per_seed.get("best") or {}
+    for k, v in best.items():
+        if k in ("val_acc_max", "val_acc_max_epoch"):
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"best_{k}"] = float(v)
+    final = per_seed.get("final") or {}
+    for k in ("fit_loss", "fit_acc", "val_loss", "val_acc", "test_loss", "test_acc", "gap_loss", "gap_acc"):
+        v = final.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"final_{k}"] = float(v)
+    return out
+
+
+def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of a metrics row, without its index; empty cells left out."""
+    out = {}
+    for k, v in row.items():
+        if k in INDEX or v is None or v == "" or isinstance(v, bool):
+            continue
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _hparam(value: Any) -> Any:
+    """TensorBoard hparams and MLflow params take numbers, strings and booleans."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return "null" if value is None else str(value)
+
+
+# ---------------------------------------------------------------- TensorBoard
+
+
+class TensorBoardTracker:
+    """``<save_dir or job>/tensorboard/seed=<s>/``: every metrics.csv column as a
+    scalar per epoch, the flat config as hparams with best/final metrics."""
+
+    name = "tensorboard"
+
+    def __init__(self, spec: Any, out: Path, config: Mapping[str, Any], seeds: list[int], root: Optional[Path] = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+            from torch.utils.tensorboard.summary import hparams
+        except ImportError as exc:
+            raise _needs(self.name, exc) from None
+        save_dir = getattr(spec, "save_dir", None) if spec is not None else None
+        self.root = root if root is not None else (Path(save_dir).expanduser() / out.name if save_dir else out / "tensorboard")
+        self._writer_class, self._hparams = SummaryWriter, hparams
+        self.config = {k: _hparam(v) for k, v in config.items()}
+        self.seeds = seeds
+        self.writers: dict[int, Any] = {}
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.root / f"seed={seed}"
+
+    def has(self, seed: int) -> bool:
+        return any(self.seed_dir(seed).glob("events.out.tfevents.*"))
+
+    def begin(self, earlier: list[dict]) -> None:
+        for s in self.seeds:
+            mine = [r for r in earlier if r["seed"] == s]
+            had = self.has(s)
+            first_new = (mine[-1]["epoch"] + 1) if mine else 0
+            # A resumed seed: epochs from the checkpoint on may have been logged
+            # before the kill; purge_step hides them, the rerun logs them again.
+            writer = self._writer_class(str(self.seed_dir(s)), purge_step=first_new if had else None)
+            self.writers[s] = writer
+            metrics = {f"summary/{k}": 0.0 for k in ("best_val_acc", "best_val_loss", "best_epoch", "final_val_acc")}
+            for summary in self._hparams(self.config, metrics):  # experiment, session start, session end
+                writer.file_writer.add_summary(summary)
+            if not had:
+                self.log(mine)
+
+    def log(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            writer = self.writers[int(row["seed"])]
+            for k, v in _scalars(row).items():
+                writer.add_scalar(k, v, int(row["epoch"]))
+        for writer in self.writers.values():
+            writer.flush()
+
+    def close(self, summary: Mapping[str, Any]) -> None:
+        for s, writer in self.writers.items():
+            per_seed = (summary.get("per_seed") or {}).get(str(s), {})
+            step = int(per_seed.get("epochs_completed") or 0)
+            for k, v in summary_metrics(per_seed).items():
+                writer.add_scalar(f"summary/{k}", v, step)
+            writer.close()
+        self.writers = {}
+
+
+# ---------------------------------------------------------------- MLflow
+
+
+def mlflow_uri(tracking_uri: Optional[str]) -> str:
+    """The tracking URI: as given, or the file store outputs/mlruns under the current folder."""
+    if tracking_uri:
+        return tracking_uri
+    return Path(DEFAULT_MLFLOW_DIR).resolve().as_uri()
+
+
+def mlflow_client(tracking_uri: Optional[str]):
+    """An MlflowClient for the URI. MLflow >= 3.7 keeps its file store
+    (``file:``) only on request; regbench's default store is one, so ask."""
+    uri = mlflow_uri(tracking_uri)
+    if uri.startswith("file:") or "://" not in uri:
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        raise _needs("mlflow", exc) from None
+    return MlflowClient(tracking_uri=uri)
+
+
+class MlflowTracker:
+    """One MLflow run per seed: the flat config as params, every metrics.csv
+    column per epoch (step = epoch), tags ``status``, ``records`` (the job
+    folder) and ``seed``; best/final as summary metrics at the end."""
+
+    name = "mlflow"
+
+    def __init__(self, spec: Any, out: Path, config: Mapping[str, Any], seeds: list[int], experiment: Optional[str] = None):
+        self.client = mlflow_client(getattr(spec, "tracking_uri", None) if spec is not None else None)
+        from mlflow.entities import Metric, Param, RunTag
+
+        self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
+        name = experiment or (getattr(spec, "experiment_name", None) if spec is not None else None) or default_experiment(out)
+        found = self.client.get_experiment_by_name(name)
+        self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+        self.out, self.config, self.seeds = out, config, seeds
+        self.runs: dict[int, str] = {}
+        self.logged: dict[int, int] = {}  # seed -> last epoch the run already holds
+
+    def _find(self, seed: int) -> Optional[str]:
+        path = str(self.out.resolve())
+        if "'" in path:  # cannot be quoted in a filter string: a new run
+            return None
+        runs = self.client.search_runs([self.experiment_id], f"tags.records = '{path}' and tags.seed = '{seed}'", max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def begin(self, earlier: list[dict]) -> None:
+        for s in self.seeds:
+            run_id = self._find(s)
+            if run_id is not None:  # a resumed job (or a second export): go on in its run
+                history = self.client.get_metric_history(run_id, "val_loss")
+                self.logged[s] = max((m.step for m in history), default=-1)
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                run = self.client.create_run(
+                    self.experiment_id, run_name=f"{self.out.name}/seed={s}",
+                    tags={"records": str(self.out.resolve()), "seed": str(s), "status": records.RUNNING},
+                )
+                run_id = run.info.run_id
+                self.logged[s] = -1
+                params = [self._Param(k, str(_hparam(v))[:6000]) for k, v in self.config.items()]
+                for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                    self.client.log_batch(run_id, params=params[i : i + 100])
+            self.runs[s] = run_id
+        self.log(earlier)
+
+    def log(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        now = int(time.time() * 1000)
+        by_seed: dict[int, list] = {}
+        for row in rows:
+            s, epoch = int(row["seed"]), int(row["epoch"])
+            if epoch <= self.logged.get(s, -1):
+                continue  # the run has it already
+            by_seed.setdefault(s, []).extend(self._Metric(k, v, now, epoch) for k, v in _scalars(row).items())
+            self.logged[s] = epoch
+        for s, metrics in by_seed.items():
+            for i in range(0, len(metrics), 1000):  # at most 1000 metrics per batch
+                self.client.log_batch(self.runs[s], metrics=metrics[i : i + 1000])
+
+    def close(self, summary: Mapping[str, Any]) -> None:
+        now = int(time.time() * 1000)
+        for s, run_id in self.runs.items():
+            per_seed = (summary.get("per_seed") or {}).get(str(s), {})
+            status = per_seed.get("status") or records.RUNNING
+            if status == records.RUNNING:  # an interrupted job leaves its live seeds `running`
+                status = summary.get("status") or records.RUNNING
+            step = int(per_seed.get("epochs_completed") or 0)
+            metrics = [self._Metric(k, v, now, step) for k, v in summary_metrics(per_seed).items()]
+            self.client.log_batch(run_id, metrics=metrics, tags=[self._RunTag("status", str(status))])
+            self.client.set_terminated(run_id, status=MLFLOW_STATUS.get(status, "FINISHED"))
+        self.runs = {}
+
+
+def default_experiment(out: Path) -> str:
+    """A sweep's jobs go to an experiment named after the sweep folder; a single run to ``regbench``."""
+    from .sweep import MANIFEST
+
+    return out.parent.name if (out.parent / MANIFEST).exists() else DEFAULT_EXPERIMENT
+
+
+TRACKERS = {"tensorboard": TensorBoardTracker, "mlflow": MlflowTracker}
+
+
+def configured(cfg: Any) -> list[str]:
+    """The trackers a config turns on (``logger.<name>`` not null), in NAMES order."""
+    logger = getattr(cfg, "logger", None) if cfg is not None else None
+    if logger is None:
+        return []
+    return [n for n in NAMES if n in logger and logger[n] is not None]
+
+
+class JobTrackers:
+    """A job's trackers. Every call is guarded: a tracker that raises is
+    dropped with one warning line, never an exception for the run."""
+
+    def __init__(self, cfg: Any, out: Path, config: Mapping[str, Any], seeds: list[int]):
+        self.out, self.active = out, []
+        for name in configured(cfg):
+            try:
+                self.active.append(TRACKERS[name](cfg.logger[name], out, config, seeds))
+            except Exception as exc:
+                self._drop(name, exc)
+
+    def _drop(self, name: str, exc: BaseException) -> None:
+        self.active = [t for t in self.active if t.name != name]
+        reason = _one_line(exc) if isinstance(exc, TrackerError) else f"{type(exc).__name__}: {_one_line(exc)}"
+        log.warning("logger=%s is off for %s: %s (metrics.csv and summary.json are complete)", name, self.out, reason)
+
+    def _each(self, method: str, *args) -> None:
+        for tracker in list(self.active):
+            try:
+                getattr(tracker, method)(*args)
+            except Exception as exc:
+                self._drop(tracker.name, exc)
+
+    def begin(self, earlier: list[dict]) -> None:
+        self._each("begin", earlier)
+
+    def log(self, rows: list[dict]) -> None:
+        if self.active:
+            self._each("log", rows)
+
+    def close(self, summary: Mapping[str, Any]) -> None:
+        self._each("close", summary)
+        self.active = []

@@ -1,0 +1,212 @@
+"""Trackers (the logger group) and `regbench export`, read back with the real
+libraries: tensorboard's EventAccumulator and mlflow's MlflowClient."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow >= 3.7 opens file: stores only on request
+
+
+def metrics_rows(job: Path) -> list[dict]:
+    with open(job / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def tb_scalars(seed_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(seed_dir))
+    acc.Reload()
+    return acc, {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+
+
+def assert_tb_matches_csv(job: Path, seed_dir: Path, seed: int) -> dict:
+    """Every metrics.csv column of the seed, at every epoch, equals the event value (float32)."""
+    acc, scalars = tb_scalars(seed_dir)
+    rows = [r for r in metrics_rows(job) if int(r["seed"]) == seed]
+    assert rows
+    for row in rows:
+        for col, text in row.items():
+            if col in ("seed", "epoch") or text == "":
+                continue
+            assert scalars[col][int(row["epoch"])] == pytest.approx(float(text), rel=1e-6, abs=1e-6), (col, row["epoch"])
+    for col in rows[0]:
+        if col not in ("seed", "epoch") and rows[0][col] != "":
+            assert sorted(scalars[col]) == [int(r["epoch"]) for r in rows], col  # each epoch once
+    return scalars
+
+
+def mlflow_client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_tensorboard_replicas_every_column_hparams_and_best(make_cfg, tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from regbench.train import run
+
+    job = tmp_path / "job"
+    summary = run(make_cfg("logger=tensorboard", "trainer.replicas=2", "seed=3", "model.batchnorm=true"), job, show_progress=False)
+    assert summary["status"] == "completed"
+    for seed in (3, 4):
+        seed_dir = job / "tensorboard" / f"seed={seed}"
+        scalars = assert_tb_matches_csv(job, seed_dir, seed)
+        best = summary["per_seed"][str(seed)]["best"]
+        assert scalars["summary/best_val_acc"][2] == pytest.approx(best["val_acc"], rel=1e-6)
+        assert scalars["summary/best_epoch"][2] == best["epoch"]
+        acc, _ = tb_scalars(seed_dir)
+        content = acc.PluginTagToContent("hparams")
+        start = [plugin_data_pb2.HParamsPluginData.FromString(v) for v in content.values()]
+        hp = next(d.session_start_info.hparams for d in start if d.HasField("session_start_info"))
+        assert hp["model.batchnorm"].number_value == 1  # torch writes booleans as numbers
+        assert hp["seed"].number_value == 3 and hp["optim.name"].string_value == "adam"
+
+
+def test_fused_sweep_mlflow_then_export_to_tensorboard_and_mlflow(cli, tmp_path):
+    sweep, uri = tmp_path / "sweep", (tmp_path / "mlruns").as_uri()
+    args = ["train", "-m", "model.dropout=0,0.5", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep}", cli.data_arg,
+            "logger=mlflow", f"logger.mlflow.tracking_uri={uri}"]
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout + res.stderr
+    assert "training 4 jobs (4 seeds) as one vectorized model" in out and "WARNING" not in out  # the fused path
+    jobs = sorted(p.parent for p in sweep.glob("*/summary.json"))
+    assert len(jobs) == 4 and not any("logger" in j.name for j in jobs)  # a runtime key: not in folder names
+    client = mlflow_client(uri)
+    exp = client.get_experiment_by_name("sweep")  # the sweep folder's name
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 4
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        seed = summary["seeds"][0]
+        (r,) = [r for r in runs if r.data.tags["records"] == str(job)]
+        assert r.data.tags["seed"] == str(seed) and r.data.tags["status"] == "completed" and r.info.status == "FINISHED"
+        assert r.data.params["model.dropout"] == str(summary["config"]["model.dropout"])
+        assert r.data.metrics["best_val_acc"] == pytest.approx(summary["best"]["val_acc"])
+        assert r.data.metrics["best_epoch"] == summary["best"]["epoch"]
+        rows = metrics_rows(job)
+        for col in ("val_acc", "train_loss", "fit_loss", "grad_norm"):
+            history = {m.step: m.value for m in client.get_metric_history(r.info.run_id, col)}
+            expect = {int(row["epoch"]): float(row[col]) for row in rows if row[col] != ""}
+            assert history == pytest.approx(expect), col
+            assert len(client.get_metric_history(r.info.run_id, col)) == len(expect)
+
+    # The same command again: logger keys stay out of folder names, every job is skipped, no run is added
+    again = cli(*args)
+    assert again.returncode == 0 and "4 skipped" in again.stdout + again.stderr, again.stdout[-1500:]
+    assert len(client.search_runs([exp.experiment_id])) == 4
+
+    # export the finished sweep: TensorBoard event files equal metrics.csv
+    tb = tmp_path / "tb"
+    res = cli("export", str(sweep), "--to", "tensorboard", "-o", str(tb))
+    assert res.returncode == 0 and res.stdout.startswith("exported 4 runs of 4 jobs to tensorboard"), res.stdout + res.stderr
+    for job in jobs:
+        scalars = assert_tb_matches_csv(job, tb / "sweep" / job.name / f"seed={json.loads((job / 'summary.json').read_text())['seeds'][0]}",
+                                        json.loads((job / "summary.json").read_text())["seeds"][0])
+        assert "summary/best_val_acc" in scalars
+
+    # export to a fresh MLflow store; exporting twice adds nothing
+    uri2 = (tmp_path / "mlruns2").as_uri()
+    res = cli("export", str(sweep), "--to", "mlflow", "--tracking-uri", uri2, "--experiment", "ablation")
+    assert res.returncode == 0 and res.stdout.startswith("exported 4 runs of 4 jobs to mlflow"), res.stdout + res.stderr
+    from regbench.export import export
+
+    export([str(sweep)], "mlflow", tracking_uri=uri2, experiment="ablation")  # again, in this process: nothing added
+    client2 = mlflow_client(uri2)
+    runs2 = client2.search_runs([client2.get_experiment_by_name("ablation").experiment_id])
+    assert len(runs2) == 4
+    for r in runs2:
+        job = Path(r.data.tags["records"])
+        summary = json.loads((job / "summary.json").read_text())
+        assert r.data.metrics["best_val_acc"] == pytest.approx(summary["best"]["val_acc"])
+        assert r.data.metrics["best_epoch"] == summary["best"]["epoch"]
+        assert [m.step for m in client2.get_metric_history(r.info.run_id, "val_loss")] == [0, 1, 2]
+        assert r.data.tags["status"] == "completed"
+
+
+def test_export_errors_are_one_line(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args, text in [
+        (["empty", "--to", "mlflow"], "regbench export: error: no run records under empty"),
+        (["empty", "--to", "wandb"], "regbench export: error: --to 'wandb' is not allowed: one of tensorboard, mlflow"),
+        (["nowhere", "--to", "mlflow"], "regbench export: error: nowhere: no such folder"),
+    ]:
+        res = cli("export", *args)
+        assert res.returncode == 2 and res.stderr.strip() == text + res.stderr.strip()[len(text):], res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith(text), res.stderr
+
+
+def test_a_failing_logger_warns_once_and_costs_nothing(make_cfg, tmp_path, caplog, monkeypatch):
+    from regbench.train import run
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # tensorboard not installed
+    caplog.set_level(logging.WARNING)
+    job = tmp_path / "job"
+    cfg = make_cfg("logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={(blocker / 'mlruns').as_uri()}", "trainer.replicas=2")
+    summary = run(cfg, job, show_progress=False)
+    assert summary["status"] == "completed"
+    assert len(metrics_rows(job)) == 2 * 3  # 2 seeds x epochs 0..2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings  # one per logger for the job, none per epoch
+    assert "logger=tensorboard is off" in warnings[0] and "pip install 'regbench[tensorboard]'" in warnings[0]
+    assert "logger=mlflow is off" in warnings[1] and "Not a directory" in warnings[1]
+    assert all("\n" not in w for w in warnings)
+
+
+def test_resumed_job_logs_each_epoch_once(make_cfg, tmp_path, monkeypatch):
+    """Interrupted after epoch 1's checkpoint (epoch 2's rows already logged):
+    the resumed job goes on in the same MLflow run and TensorBoard folder."""
+    from regbench import train
+
+    uri = (tmp_path / "mlruns").as_uri()
+    cfg = make_cfg("logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={uri}", "trainer.epochs=3")
+    job = tmp_path / "job"
+    save = train.JobRun.save
+
+    def stop_at_2(self, epoch, learner, offset):
+        if epoch == 2:
+            raise train.Interrupted("test")
+        save(self, epoch, learner, offset)
+
+    monkeypatch.setattr(train.JobRun, "save", stop_at_2)
+    with pytest.raises(train.Interrupted):
+        train.run(cfg, job, show_progress=False)
+    client = mlflow_client(uri)
+    (r,) = client.search_runs([client.get_experiment_by_name("regbench").experiment_id])
+    assert r.data.tags["status"] == "interrupted" and r.info.status == "KILLED"
+    monkeypatch.setattr(train.JobRun, "save", save)
+    summary = train.run(cfg, job, show_progress=False)
+    assert summary["status"] == "completed" and summary["resumed_after_epoch"] == 1
+    (r,) = client.search_runs([client.get_experiment_by_name("regbench").experiment_id])
+    assert r.data.tags["status"] == "completed" and r.info.status == "FINISHED"
+    rows = metrics_rows(job)
+    history = client.get_metric_history(r.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    assert {m.step: m.value for m in history} == pytest.approx({int(x["epoch"]): float(x["val_loss"]) for x in rows})
+    assert_tb_matches_csv(job, job / "tensorboard" / "seed=0", 0)
+
+
+@pytest.mark.parametrize("args, text", [
+    (["logger=neptune"], "regbench train: error: logger=neptune: no such option; allowed: many_loggers, mlflow, tensorboard"),
+    (["logger=[tensorboard,neptune]"], "regbench train: error: logger=neptune: no such option; allowed: many_loggers, mlflow, tensorboard"),
+    (["logger.mlflow.tracking_uri=file:///x"], "regbench train: error: logger.mlflow.tracking_uri: the mlflow logger is off; select it too: logger=mlflow"),
+    (["logger=tensorboard", "logger.tensorboard.savedir=x"], "regbench train: error: logger.tensorboard.savedir is not a config key"),
+])
+def test_bad_logger_values_are_refused_before_anything_runs(cli, tmp_path, args, text):
+    res = cli("train", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert res.returncode == 2 and res.stderr.startswith(text) and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "run").exists()
