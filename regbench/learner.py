@@ -9,7 +9,8 @@ and runs a training step for all of them at once with
 (a different mask per replica) and real ``nn.BatchNorm1d`` (running statistics
 per replica, updated in place in the stacked buffers). Every optimizer regbench
 offers is elementwise, so one optimizer over the stacked tensors is R
-independent optimizers.
+independent optimizers (torch's fused kernels, called by regbench.optim
+without torch.optim, whose first use imports torch._dynamo).
 
 Small MLPs are bound by per-step overhead, not arithmetic: the hot loop keeps
 data on the device, indexes batches from seeded permutations, and never reads
@@ -27,6 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .data import Split
 from .model import Dropout, build_mlp, count_parameters, layer_rates
+from .optim import make_optimizer, make_scheduler  # noqa: F401  (make_optimizer: also scripts/bench.py's)
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -41,31 +43,6 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
     if logits.device.type != "cpu":
         return F.cross_entropy(logits, y, reduction=reduction)
     return F.nll_loss(torch.log_softmax(logits.T, 0).T, y, reduction=reduction)
-
-
-def make_optimizer(cfg, params, fast: bool = True) -> torch.optim.Optimizer:
-    """``fast``: the whole update in one fused kernel per parameter tensor (CPU and
-    CUDA), elsewhere one multi-tensor kernel per update op (foreach). False:
-    torch's defaults, which on CPU loop over parameters and ops in Python."""
-    params = list(params)
-    kernels = {}
-    if fast:
-        kernels = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {"foreach": True}
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **kernels
-        )
-    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kernels)
-
-
-def make_scheduler(cfg, optimizer, epochs: int):
-    """Stepped once per epoch."""
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
 @torch.inference_mode()
