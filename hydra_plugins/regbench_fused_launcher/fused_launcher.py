@@ -131,6 +131,33 @@ class _Progress:
             log.info(f"[{self.finished - len(group) + k + 1}/{self.n}] {name} {state}{took}{eta}")
 
 
+def _log_to_every_job(rets: List[JobReturn]) -> List[logging.Handler]:
+    """A file handler per job after the first, beside the first job's own
+    (Hydra's job_logging config has one file, in the first job's folder)."""
+    root = logging.getLogger()
+    first = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    if not first:
+        return []
+    template = first[0]
+    name = Path(template.baseFilename).name
+    added = []
+    for ret in rets[1:]:
+        folder = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir", default=None) if ret.hydra_cfg is not None else None
+        if folder is None:
+            continue
+        try:
+            handler = logging.FileHandler(Path(folder) / name)
+        except OSError:  # the job's own records will say what is wrong with its folder
+            continue
+        handler.setFormatter(template.formatter)
+        handler.setLevel(template.level)
+        for f in template.filters:
+            handler.addFilter(f)
+        root.addHandler(handler)
+        added.append(handler)
+    return added
+
+
 class _StartOnly:
     """Callbacks during the set-up pass: on_job_start now, on_job_end after training."""
 
@@ -365,10 +392,18 @@ class FusedLauncher(Launcher):
                                 job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
         if prepared_hook is not None:
             prepared_hook([out for _, out, _ in prepared])
-        # the group trains with the first job's logging (its train.log) and Hydra config
+        # the group trains with the first job's logging and Hydra config; every
+        # job's own log file (train.log) gets the group's lines too
         HydraConfig.instance().set_config(rets[0].hydra_cfg)
         configure_log(sweep_cfgs[0].hydra.job_logging, sweep_cfgs[0].hydra.verbose)
-        values = train.run_fused_group(prepared, launcher="fused")
+        extra = _log_to_every_job(rets)
+        try:
+            values = train.run_fused_group(prepared, launcher="fused")
+        finally:
+            root = logging.getLogger()
+            for handler in extra:
+                root.removeHandler(handler)
+                handler.close()
         for sc, ret, value in zip(sweep_cfgs, rets, values):
             ret.return_value = value
             ret.status = JobStatus.COMPLETED
