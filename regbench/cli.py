@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     went away (``regbench plan ... | head -1``); no traceback for either."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else ""
+    if command == "train":
+        from .provenance import remember_invocation
+
+        remember_invocation(argv)  # each job's summary.json records the command the user typed
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # a closed pipe met here is an exit status, not a message at exit

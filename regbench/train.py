@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, progress, records, signals
+from . import __version__, progress, provenance, records, signals
 from .config import ConfigError, validate
 from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
@@ -417,7 +417,14 @@ class JobRun:
             "n_params": n_params,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumed_after_epoch": self.start - 1 if ckpt is not None else None,
+            # command line, git commit, versions, host: of this process; a resume keeps the earlier ones
+            "provenance": provenance.collect(self.device),
         }
+        if ckpt is not None:
+            before = self.previous.summary
+            earlier = before.get("earlier_provenance", []) + ([before["provenance"]] if "provenance" in before else [])
+            if earlier:
+                self.summary["earlier_provenance"] = earlier
         self.update_summary()
         self.t_start = time.perf_counter()
         self.fingerprint = records.fingerprint(self.config)
