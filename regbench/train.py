@@ -571,9 +571,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
         learner.load_state_dict([j.previous.checkpoint["learner"] for j in jobs])
     R, start, epochs = len(seeds), first.start, cfg.trainer.epochs
     alive = lambda: [a for j in jobs for a in (j.alive if j.active else [False] * len(j.seeds))]
-    desc = f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}"
-    if len(jobs) > 1:
-        desc = f"{len(jobs)} jobs"
+    desc = progress.label([j.overrides for j in jobs], [j.seeds for j in jobs])  # model.dropout=0.3,seed=2
     bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=desc)
     previous_handler = _install_sigterm()
     evaluate = lambda live: dict(zip(live, epoch_metrics(learner, datas, live, cfg.trainer.eval_batch_size, cfg.trainer.test, probe)))
