@@ -60,6 +60,13 @@ def test_stored_search_keeps_a_study_linked_to_the_records(cli, tmp_path):
     # the search's name stays out of the job folder names, as +experiment does
     assert not any("search" in p.name for p in sweep.iterdir())
 
+    # the same command again runs only what is missing of n_trials: one more trial
+    res = cli("train", "-m", "+search=dropout_lr", "hydra.sweeper.n_trials=4", *TINY,
+              f"hydra.sweep.dir={sweep}", cli.data_arg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "has 3 completed trials of n_trials=4: 1 to go" in res.stdout
+    check_trials(optuna.load_study(study_name="dropout_lr", storage=f"sqlite:///{sweep / 'optuna.db'}"), 4)
+
 
 @pytest.mark.slow
 def test_plain_optuna_sweeper_maximizes_and_links_trials(cli, tmp_path):

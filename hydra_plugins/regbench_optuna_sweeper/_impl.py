@@ -76,4 +76,20 @@ class LinkedOptunaSweeperImpl(OptunaSweeperImpl):
         storage = str(self.storage or "")
         if storage.startswith("sqlite:///"):  # create_study does not make the folder
             Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.n_trials = self._trials_to_go()
         return super().sweep(arguments)
+
+    def _trials_to_go(self) -> int:
+        """A stored study is resumed, as a sweep is: n_trials is the study's
+        total, so running the same command again runs only the trials that
+        have not completed (a failed or interrupted trial is replaced)."""
+        if not (self.storage and self.study_name):
+            return self.n_trials
+        try:
+            study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        except KeyError:  # a new study
+            return self.n_trials
+        completed = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        to_go = max(0, self.n_trials - completed)
+        log.info(f"Study {self.study_name} has {completed} completed trials of n_trials={self.n_trials}: {to_go} to go")
+        return to_go
