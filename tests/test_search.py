@@ -101,3 +101,17 @@ def test_the_sweeper_class_is_one_hydra_can_instantiate():
     register_configs()
     cls = Plugins.instance().class_name_to_class[OPTUNA_SWEEPER]
     assert issubclass(cls, Sweeper) and f"{cls.__module__}.{cls.__name__}" == OPTUNA_SWEEPER
+
+
+@pytest.mark.parametrize("search, says", [
+    ("model.dropuot=interval(0,0.5)", "model.dropuot is not a config key"),
+    ("model.dropout=interval(0.5,1.5)", "model.dropout=1.5 is not allowed: must be in [0, 1)"),
+    ("model.activation=choice(relu,foo)", "model.activation='foo' is not allowed"),
+])
+def test_a_search_space_with_a_bad_key_or_value_is_one_line_before_any_trial(cli, tmp_path, search, says):
+    sweep = tmp_path / "sweep"
+    res = cli("train", "-m", "hydra/sweeper=optuna", search, "hydra.sweeper.n_trials=1", *TINY,
+              f"hydra.sweep.dir={sweep}", cli.data_arg)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"regbench train: error: {says}") and res.stderr.count("\n") == 1, res.stderr
+    assert search in res.stderr and not sweep.exists()
