@@ -115,3 +115,19 @@ def test_a_search_space_with_a_bad_key_or_value_is_one_line_before_any_trial(cli
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.startswith(f"regbench train: error: {says}") and res.stderr.count("\n") == 1, res.stderr
     assert search in res.stderr and not sweep.exists()
+
+
+@pytest.mark.slow
+def test_a_search_whose_trials_all_diverge_ends_cleanly(cli, tmp_path):
+    """A diverged job returns NaN, which Optuna's tell() refuses: the trial is
+    told FAIL, keeps its records, and the search still ends with its count."""
+    db = tmp_path / "study.db"
+    res = cli("train", "-m", "hydra/sweeper=optuna", "model.dropout=interval(0,0.5)", "hydra.sweeper.n_trials=1",
+              "trainer.diverge_loss=0.001", f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=d",
+              *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", cli.data_arg)
+    assert res.returncode == 0, res.stdout + res.stderr  # diverged is an outcome, not a failure
+    plain(res)
+    assert "1 jobs: 1 diverged" in res.stdout and "no best trial" in res.stdout
+    (trial,) = optuna.load_study(study_name="d", storage=f"sqlite:///{db}").get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["status"] == "diverged"
+    assert records.read_summary(trial.user_attrs["records"])["status"] == "diverged"
