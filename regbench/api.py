@@ -55,6 +55,8 @@ def compose(overrides: Overrides = ()) -> "DictConfig":
 def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, progress: bool = True) -> dict[str, Any]:
     """Train one job (``seed``, or ``trainer.replicas`` seeds from it) into
     ``out_dir`` and return its summary (the dict written to summary.json).
+    ``progress``: a bar over epochs in a notebook or on a terminal (never in
+    a pipe), labelled with the overrides.
 
     ``out_dir`` behaves as a job folder of the CLI: a completed job there is
     skipped (the summary comes back with ``"skipped": True``), an interrupted
@@ -64,8 +66,11 @@ def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, pro
 
     from .train import run as train_run
 
-    cfg = cfg_or_overrides if isinstance(cfg_or_overrides, DictConfig) else compose(cfg_or_overrides)
-    return train_run(cfg, out_dir, show_progress=progress)
+    if isinstance(cfg_or_overrides, DictConfig):
+        cfg, overrides = cfg_or_overrides, None
+    else:  # recorded in summary.json and shown on the bar, as the CLI does with its overrides
+        cfg, overrides = compose(cfg_or_overrides), list(cfg_or_overrides)
+    return train_run(cfg, out_dir, overrides=overrides, show_progress=progress)
 
 
 def load(*paths: PathLike, allow_mixed: bool = False) -> "Study":

@@ -58,6 +58,27 @@ def check_choices(argv: list[str]) -> None:
             raise UsageError(f"{key}={value} needs a Hydra plugin that is not installed: pip install '{plugin[1]}'")
 
 
+# regbench's Optuna sweeper: Hydra's, plus each trial linked to its job folder
+# (hydra_plugins/regbench_optuna_sweeper); conf/search/*.yaml name it themselves.
+OPTUNA_SWEEPER = "hydra_plugins.regbench_optuna_sweeper.optuna_sweeper.RegbenchOptunaSweeper"
+
+
+def sweeper_overrides(argv: list[str]) -> list[str]:
+    """What ``hydra/sweeper=optuna`` on the command line needs from regbench:
+    its sweeper class, and ``direction=maximize``, since the value a job
+    returns is its validation accuracy (train._objective). A direction or
+    class the user gives is kept."""
+    keys = [a.lstrip("+~").partition("=")[0] for a in argv]
+    if not any(a.lstrip("+~") == "hydra/sweeper=optuna" for a in argv):
+        return []
+    added = []
+    if "hydra.sweeper._target_" not in keys:
+        added.append(f"hydra.sweeper._target_={OPTUNA_SWEEPER}")
+    if "hydra.sweeper.direction" not in keys:
+        added.append("hydra.sweeper.direction=maximize")
+    return added
+
+
 def _preflight(argv: list[str], command: str):
     """Compose and check every job before Hydra writes anything (regbench.preflight)."""
     from .preflight import PreflightError, check
@@ -71,6 +92,7 @@ def _preflight(argv: list[str], command: str):
 def train(argv: list[str]) -> int:
     """Run the Hydra app; 1 when a job of a sweep failed, died or was interrupted, else 0."""
     check_choices(argv)
+    argv = list(argv) + sweeper_overrides(argv)
     from .preflight import reset
 
     try:
@@ -157,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     went away (``regbench plan ... | head -1``); no traceback for either."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else ""
+    if command == "train":
+        from .provenance import remember_invocation
+
+        remember_invocation(argv)  # each job's summary.json records the command the user typed
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # a closed pipe met here is an exit status, not a message at exit

@@ -176,6 +176,7 @@ class RegbenchConfig:
 def register_configs() -> None:
     ConfigStore.instance().store(name="regbench_schema", node=RegbenchConfig)
     register_fused_launcher()
+    register_optuna_sweeper()
 
 
 def register_fused_launcher() -> None:
@@ -196,6 +197,22 @@ def register_fused_launcher() -> None:
     if name not in plugins.class_name_to_class:
         plugins.class_name_to_class[name] = fused_launcher.FusedLauncher
         plugins.plugin_type_to_subclass_list.setdefault(Launcher, []).append(fused_launcher.FusedLauncher)
+
+
+def register_optuna_sweeper() -> None:
+    """The same for regbench's Optuna sweeper (hydra_plugins/regbench_optuna_sweeper),
+    which ``hydra.sweeper._target_`` names on top of ``hydra/sweeper=optuna``."""
+    try:
+        from hydra_plugins.regbench_optuna_sweeper import optuna_sweeper
+    except ImportError:  # pragma: no cover - not installed with this package
+        return
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    plugins = Plugins.instance()
+    if optuna_sweeper.TARGET not in plugins.class_name_to_class:
+        plugins.class_name_to_class[optuna_sweeper.TARGET] = optuna_sweeper.RegbenchOptunaSweeper
+        plugins.plugin_type_to_subclass_list.setdefault(Sweeper, []).append(optuna_sweeper.RegbenchOptunaSweeper)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:

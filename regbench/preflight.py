@@ -16,6 +16,8 @@ allowed, before anything is written:
   ``config.memory_estimate``);
 - a sweep whose jobs would share a folder (they differ only in a key left out
   of job folder names, e.g. ``threads``).
+- an Optuna search space with an unknown key, or a choice or an interval's
+  end that the schema refuses.
 
 It imports neither torch nor the trainer (except for a ``device`` of cuda or
 mps, which it must look for), so ``plan`` stays fast.
@@ -464,7 +466,9 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             keys = ", ".join(base.hydra.sweeper.params)
             raise PreflightError(f"this config defines a sweep (hydra.sweeper.params: {keys}): add -m to run it")
         if not OmegaConf.select(base, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
-            return None  # e.g. Optuna: its search space is not a list of jobs
+            if multirun and "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")).lower():
+                _check_search_space(base, parsed, loader, args)
+            return None  # its search space is not a list of jobs
         with open_dict(base):
             base.hydra.overrides.task = [o.input_line for o in parsed if not o.is_hydra_override()]
         try:
@@ -527,6 +531,44 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             if refusal:
                 raise PreflightError(refusal)
     return base, jobs
+
+
+def _search_values(override) -> list[str]:
+    """What an Optuna search may give one key: each choice, an interval's or a
+    range's ends (an interval's upper end is tried too: a value the schema
+    refuses there would be proposed some day)."""
+    from hydra.core.override_parser.types import IntervalSweep, RangeSweep, Transformer
+
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    if isinstance(value, RangeSweep):
+        items = list(override.sweep_iterator(transformer=Transformer.encode))
+        return [str(items[0]), str(items[-1])] if items else []
+    return [str(v) for v in override.sweep_iterator(transformer=Transformer.encode)]
+
+
+def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str]) -> None:
+    """An Optuna search, before its first trial: every key it searches exists,
+    and each choice and each end of an interval passes the schema's checks
+    (one composition per value, the other keys at their defaults)."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (OmegaConf.select(base, "hydra.sweeper.params") or {}).items()]
+    searched = OverridesParser.create(config_loader=loader).parse_overrides(params)
+    searched += [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    for override in searched:
+        key = override.get_key_element()
+        written = override.input_line or f"{key}={override.get_value_string()}"
+        for value in _search_values(override):
+            try:
+                validate(compose(config_name="config", overrides=[*fixed, f"{key}={value}"]))
+            except ConfigError as exc:
+                raise PreflightError(f"{exc} (a value the search {written} may propose)") from None
+            except Exception as exc:
+                raise PreflightError(f"{describe(exc, loader, args)} (in the search {written})") from None
 
 
 def _resolved_or_none(check_one, node):

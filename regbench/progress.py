@@ -1,12 +1,19 @@
 """Console progress: a tqdm bar per run, and per-epoch log lines kept off the
-terminal while the bar shows them (they still go to the job's train.log)."""
+terminal while the bar shows them (they still go to the job's train.log).
+
+The bar shows on a terminal and in a Jupyter notebook (``tqdm.auto``: a widget
+where ipywidgets is installed, else text), never in a pipe or a CI log. It is
+labelled with the job's overrides (``model.dropout=0.3,seed=2``)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Sequence
 
 from tqdm.auto import tqdm
+
+from .records import RUNTIME_KEYS
 
 _bar_active = False
 # Parallel sweep workers print one line per finished job, not one per epoch.
@@ -22,12 +29,48 @@ class EpochLinesOffTerminal(logging.Filter):
         return not (quiet and getattr(record, "epoch_line", False))
 
 
+LABEL_CHARS = 60  # longer labels are cut: the bar itself must fit a line
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter (IPython) kernel, whose stderr is no terminal."""
+    if "ipykernel" not in sys.modules or "IPython" not in sys.modules:
+        return False
+    try:
+        shell = sys.modules["IPython"].get_ipython()
+    except Exception:  # an IPython too old or too odd to ask: no bar
+        return False
+    return getattr(shell, "kernel", None) is not None  # a terminal IPython has no kernel
+
+
+def label(job_overrides: Sequence[Sequence[str]], job_seeds: Sequence[Sequence[int]]) -> str:
+    """The bar's label: a job's overrides (runtime knobs such as device left
+    out), e.g. ``model.dropout=0.3,seed=2``, or ``seed 0`` without any; a fused
+    group: ``12 jobs (model.batchnorm=true)``, with the overrides all share."""
+    def meaningful(overrides: Sequence[str]) -> list[str]:
+        return [o for o in overrides if o.lstrip("+~").partition("=")[0] not in RUNTIME_KEYS]
+
+    if len(job_overrides) == 1:
+        seeds = list(job_seeds[0])
+        text = ",".join(meaningful(job_overrides[0]))
+        if len(seeds) > 1:
+            span = f"seeds {seeds[0]}..{seeds[-1]}"
+            text = f"{text} ({span})" if text else span
+        text = text or f"seed {seeds[0]}"
+    else:
+        first = meaningful(job_overrides[0])
+        shared = [o for o in first if all(o in overrides for overrides in job_overrides[1:])]
+        text = f"{len(job_overrides)} jobs" + (f" ({','.join(shared)})" if shared else "")
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 3] + "..."
+
+
 class EpochBar:
-    """tqdm over epochs, shown only when enabled and stderr is a terminal."""
+    """tqdm over epochs, shown only when enabled and stderr is a terminal or
+    this is a notebook."""
 
     def __init__(self, total: int, initial: int, enabled: bool, desc: str):
         global _bar_active
-        show = enabled and sys.stderr.isatty()
+        show = enabled and (sys.stderr.isatty() or in_notebook())
         self._bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", disable=not show, leave=True)
         _bar_active = show
 

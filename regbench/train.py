@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, progress, records, signals
+from . import __version__, progress, provenance, records, signals
 from .config import ConfigError, validate
 from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
@@ -419,7 +419,14 @@ class JobRun:
             "n_params": n_params,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumed_after_epoch": self.start - 1 if ckpt is not None else None,
+            # command line, git commit, versions, host: of this process; a resume keeps the earlier ones
+            "provenance": provenance.collect(self.device),
         }
+        if ckpt is not None:
+            before = self.previous.summary
+            earlier = before.get("earlier_provenance", []) + ([before["provenance"]] if "provenance" in before else [])
+            if earlier:
+                self.summary["earlier_provenance"] = earlier
         self.update_summary()
         self.t_start = time.perf_counter()
         self.fingerprint = records.fingerprint(self.config)
@@ -577,9 +584,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
         learner.load_state_dict([j.previous.checkpoint["learner"] for j in jobs])
     R, start, epochs = len(seeds), first.start, cfg.trainer.epochs
     alive = lambda: [a for j in jobs for a in (j.alive if j.active else [False] * len(j.seeds))]
-    desc = f"seed{'s' if R > 1 else ''} {seeds[0]}{'..' + str(seeds[-1]) if R > 1 else ''}"
-    if len(jobs) > 1:
-        desc = f"{len(jobs)} jobs"
+    desc = progress.label([j.overrides for j in jobs], [j.seeds for j in jobs])  # model.dropout=0.3,seed=2
     bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=desc)
     previous_handler = _install_sigterm()
     evaluate = lambda live: dict(zip(live, epoch_metrics(learner, datas, live, cfg.trainer.eval_batch_size, cfg.trainer.test, probe)))

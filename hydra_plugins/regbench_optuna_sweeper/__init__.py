@@ -1,0 +1,1 @@
+"""regbench's Optuna sweeper: see optuna_sweeper.py."""
