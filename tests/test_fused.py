@@ -45,7 +45,7 @@ def test_a_fused_sweep_writes_each_jobs_own_records(cli, tmp_path, make_cfg):
     """The natural sweep (dropout x BN x seeds) through the real CLI: one group
     per BN setting, per-job folders with .hydra/, the closing count, status, and
     each job's numbers those of the job trained alone (to 1e-5 without BN)."""
-    grid = ["model.dropout=0,0.3", "model.batchnorm=false,true", "seed=0,1", *TINY, cli.data_arg]
+    grid = ["model.dropout=0,0.3", "model.batchnorm=false,true", "seed=0,1", *TINY, cli.data_arg, "hydra.launcher.processes=2"]
     fused = cli("train", "-m", *grid, f"hydra.sweep.dir={tmp_path / 'fused'}")
     assert fused.returncode == 0, fused.stderr
     log = fused.stdout + fused.stderr

@@ -77,11 +77,11 @@ def test_tensorboard_replicas_every_column_hparams_and_best(make_cfg, tmp_path):
 def test_fused_sweep_mlflow_then_export_to_tensorboard_and_mlflow(cli, tmp_path):
     sweep, uri = tmp_path / "sweep", (tmp_path / "mlruns").as_uri()
     args = ["train", "-m", "model.dropout=0,0.5", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep}", cli.data_arg,
-            "logger=mlflow", f"logger.mlflow.tracking_uri={uri}"]
+            "logger=mlflow", f"logger.mlflow.tracking_uri={uri}", "hydra.launcher.processes=2"]
     res = cli(*args)
     assert res.returncode == 0, res.stderr[-2000:]
     out = res.stdout + res.stderr
-    assert "training 4 jobs (4 seeds) as one vectorized model" in out and "WARNING" not in out  # the fused path
+    assert "jobs (2 seeds) as one vectorized model" in out and "WARNING" not in out  # the fused path (two groups, one per core)
     jobs = sorted(p.parent for p in sweep.glob("*/summary.json"))
     assert len(jobs) == 4 and not any("logger" in j.name for j in jobs)  # a runtime key: not in folder names
     client = mlflow_client(uri)
