@@ -137,7 +137,11 @@ class TrainerConfig:
     diverge_loss: float = 1e4  # a training/fit loss above this (or NaN/inf) ends the run as `diverged`
     test: bool = True  # also evaluate the test split every epoch (when the dataset has one)
     diagnostics: bool = True  # record BN variance shift, pre-activation percentiles, dead ReLUs, weight and gradient norms
-    checkpoint: bool = True  # save checkpoint.pt (model, optimizer, RNG, epoch) after every epoch
+    checkpoint: bool = True  # save checkpoint.pt (model, optimizer, RNG, epoch) as it trains, and at the end
+    # seconds between two saves of checkpoint.pt and summary.json (after the epoch that
+    # ends the wait; always after the last); 0 = after every epoch. A kill loses at most
+    # this much training: the rows after the checkpoint are trained again, to the same numbers
+    save_every_s: float = 5.0
     progress: bool = True  # tqdm bar over epochs (shown only on a terminal)
 
 
@@ -452,6 +456,8 @@ def validate(cfg: Any) -> None:
         _fail("trainer.grad_clip", t.grad_clip, "must be >= 0 (0 = off)")
     if not t.diverge_loss > 0:
         _fail("trainer.diverge_loss", t.diverge_loss, "must be > 0")
+    if not t.save_every_s >= 0:
+        _fail("trainer.save_every_s", t.save_every_s, "must be >= 0 (0 = after every epoch)")
 
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
         _fail("device", cfg.device, "one of auto, cpu, cuda, cuda:N, mps")

@@ -59,6 +59,7 @@ RUNTIME_KEYS = (
     "data.download",
     "trainer.progress",
     "trainer.checkpoint",
+    "trainer.save_every_s",
     "trainer.eval_batch_size",
 )
 # Whole subtrees that are runtime too: experiment trackers (the `logger` group)

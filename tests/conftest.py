@@ -24,6 +24,7 @@ TINY = [
     "trainer.batch_size=32",
     "device=cpu",
     "threads=1",
+    "trainer.save_every_s=0",  # a checkpoint after every epoch: the resume tests interrupt at given epochs
 ]
 
 

@@ -397,3 +397,28 @@ def test_a_checkpoint_from_another_optimizer_kernel_keeps_this_ones(make_cfg):
     learner.load_state_dict(state)
     assert all(g["fused"] and not g["foreach"] for g in learner.optimizer.param_groups)
     learner.train_epoch(data.train, 32, 0.0, torch.ones(1, dtype=torch.bool))  # and it steps
+
+
+def test_saves_wait_for_save_every_s_and_a_resume_is_exact_all_the_same(make_cfg, tmp_path, monkeypatch):
+    """trainer.save_every_s: checkpoint.pt and summary.json are written once the
+    wait has passed and after the last epoch, not after every epoch. An
+    interrupt between two saves resumes from the older checkpoint: the rows
+    after it are trained again, to the same numbers."""
+    saved = []
+    real_save = train.save_checkpoint
+    monkeypatch.setattr(train, "save_checkpoint", lambda path, state: (saved.append(state["epoch"]), real_save(path, state)))
+    cfg = make_cfg("trainer.epochs=6", "model.dropout=0.3", "trainer.save_every_s=3600")
+    train.run(cfg, tmp_path / "straight", show_progress=False)
+    assert saved == [6]  # only after the last epoch
+    saved.clear()
+    clock = iter(range(0, 10**6, 10))  # 10 s of wall time per perf_counter call
+    monkeypatch.setattr(train, "_save_clock", lambda: float(next(clock)))
+    every = make_cfg("trainer.epochs=6", "model.dropout=0.3", "trainer.save_every_s=25")
+    interrupt_at(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(every, tmp_path / "resumed", show_progress=False)
+    assert saved == [3], saved  # 10 s an epoch: the first save once 25 s have passed
+    monkeypatch.undo()
+    summary = train.run(every, tmp_path / "resumed", show_progress=False)
+    assert summary["resumed_after_epoch"] == saved[-1]
+    assert without_time(read_metrics(tmp_path / "resumed")) == without_time(read_metrics(tmp_path / "straight"))

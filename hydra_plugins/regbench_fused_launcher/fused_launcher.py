@@ -4,7 +4,8 @@ and code path train in one process as one vectorized model.
 Jobs are grouped by their whole config except what the vectorized model varies
 per replica (``seed``, ``trainer.replicas``, ``model.dropout``,
 ``model.dropout_layers``, ``model.input_dropout``, ``data.label_noise``) and
-the per-job runtime knobs (``trainer.progress``, ``trainer.checkpoint``), so
+the per-job runtime knobs (``trainer.progress``, ``trainer.checkpoint``,
+``trainer.save_every_s``), so
 BatchNorm on/off, widths, order, activation, optimizer and its settings,
 dataset and split, batch size, epochs... each make their own groups. A group is
 split when its replicas exceed ``max_replicas`` or its memory estimate
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Varied per replica inside one vectorized model, or honoured per job.
 PER_REPLICA = ("seed", "trainer.replicas", "model.dropout", "model.dropout_layers", "model.input_dropout", "data.label_noise")
-PER_JOB = ("trainer.progress", "trainer.checkpoint")
+PER_JOB = ("trainer.progress", "trainer.checkpoint", "trainer.save_every_s")
 
 
 @dataclass
