@@ -202,6 +202,57 @@ except ImportError:  # pragma: no cover - hydra < 1.1
     Callback = object  # type: ignore
 
 
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m} min {s} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m} min"
+
+
+class JobProgress:
+    """One line per finished job of a sweep of ``n``:
+    ``[7/40] model.dropout=0.3,seed=2 completed in 4.1 s; ETA 1 min 52 s``.
+    The state and time come from the job's summary.json."""
+
+    def __init__(self, n: int):
+        self.n, self.count = n, 0
+        self.t0 = time.time()
+
+    def _state(self, folder: Optional[str]) -> tuple[str, Optional[float]]:
+        if folder is None:
+            return "failed", None
+        try:
+            summary = records.read_summary(Path(folder))
+        except Exception:
+            return "failed", None
+        state, seconds = str(summary.get("status", "failed")), summary.get("wall_time_s")
+        if state == records.RUNNING and records.folder_in_use(Path(folder)) is None:
+            return "dead (its process ended without recording why)", None
+        try:
+            if state == records.COMPLETED and os.path.getmtime(Path(folder) / records.SUMMARY_FILE) < self.t0:
+                return "skipped (already completed)", None
+        except OSError:
+            pass
+        return state, seconds if isinstance(seconds, (int, float)) else None
+
+    def finished(self, jobs: list[tuple[str, Optional[str]]]) -> list[str]:
+        """Lines for jobs that ended together: (overrides as typed, job folder or None)."""
+        first = self.count
+        self.count += len(jobs)
+        left = self.n - self.count
+        eta = f"; ETA {format_duration((time.time() - self.t0) / self.count * left)}" if left > 0 and self.count else ""
+        lines = []
+        for k, (name, folder) in enumerate(jobs):
+            state, seconds = self._state(folder)
+            took = f" in {seconds:.1f} s" if seconds is not None else ""
+            lines.append(f"[{first + k + 1}/{self.n}] {name.replace(' ', ',') or '(no overrides)'} {state}{took}{eta}")
+        return lines
+
+
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global last_counts
@@ -209,6 +260,7 @@ class SweepCallback(Callback):
         self.started = time.time()
         sweep_dir = Path(config.hydra.sweep.dir)
         self.jobs: Optional[list[str]] = None
+        self.progress: Optional[JobProgress] = None
         try:
             if OmegaConf.select(config, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
                 jobs = expand_jobs(config)
@@ -217,12 +269,22 @@ class SweepCallback(Callback):
                     raise SweepRefused(overlap)
                 if names_job_folders(config):  # else the closing count reads the folders on disk
                     self.jobs = [job_folder(config, job) for job in jobs]
+                if OmegaConf.select(config, "hydra.launcher._target_", default="").endswith("BasicLauncher"):
+                    self.progress = JobProgress(len(jobs))  # jobs end in this process (the fused launcher says its own)
             check_manifest(sweep_dir, base_config(config))
         except SweepRefused as exc:
             import sys
 
             print(f"regbench train: error: {exc}", file=sys.stderr)
             sys.exit(2)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if getattr(self, "progress", None) is None:
+            return
+        folder = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)
+        overrides = [o for o in (getattr(job_return, "overrides", None) or [])]
+        for line in self.progress.finished([(",".join(overrides), folder)]):
+            log.info(line)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global last_counts

@@ -191,8 +191,7 @@ class MlflowTracker:
 
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         name = experiment or (getattr(spec, "experiment_name", None) if spec is not None else None) or default_experiment(out)
-        found = self.client.get_experiment_by_name(name)
-        self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+        self.experiment_id = _experiment_id(self.client, name)
         self.out, self.config, self.seeds = out, config, seeds
         self.runs: dict[int, str] = {}
         self.logged: dict[int, int] = {}  # seed -> last epoch the run already holds
@@ -249,6 +248,21 @@ class MlflowTracker:
             self.client.log_batch(run_id, metrics=metrics, tags=[self._RunTag("status", str(status))])
             self.client.set_terminated(run_id, status=MLFLOW_STATUS.get(status, "FINISHED"))
         self.runs = {}
+
+
+def _experiment_id(client, name: str) -> str:
+    """The experiment's id, made if missing. The groups of a fused sweep start
+    at once in worker processes: when another one makes it first, take that."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def default_experiment(out: Path) -> str:

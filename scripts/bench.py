@@ -6,6 +6,9 @@
   single     regbench's trainer, one seed (Learner with R = 1)
   replicas   regbench's vectorized replicas, R seeds as one model
   fused      a fused sweep group: R jobs with different dropout rates as one model
+  fused xP   what the default launcher does on CPU: the R jobs as P groups of
+             R/P training at once in P forked processes, cores/P threads each
+             (time of the slowest process, after a barrier)
 
 Each does the same work per epoch and seed: one training pass and an
 eval-mode pass over train, val and test. Printed: seconds per epoch and seed,
@@ -128,6 +131,34 @@ def regbench_loop(cfg, data, device, epochs, seeds, models=None):
     return (time.perf_counter() - t) / epochs
 
 
+def fused_in_processes(cfg, data, device, epochs: int, r: int, processes: int) -> float:
+    """Seconds per epoch and seed for R jobs split into ``processes`` groups
+    training at once, each in a process forked from this one with
+    cores/processes threads (as hydra_plugins/regbench_fused_launcher does)."""
+    import multiprocessing
+    import os
+
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    models = fused_models(cfg, r)
+    parts = [list(range(r))[k::processes] for k in range(processes)]
+    threads = max(1, (os.cpu_count() or 1) // processes)
+
+    def work(seeds):
+        torch.set_num_threads(threads)
+        regbench_loop(cfg, data, device, 1, seeds[:1], [models[seeds[0]]])  # warm-up in this process
+        barrier.wait()
+        results.put(regbench_loop(cfg, data, device, epochs, seeds, [models[i] for i in seeds]))
+
+    procs = [ctx.Process(target=work, args=(part,)) for part in parts]
+    for p in procs:
+        p.start()
+    per_epoch = max(results.get() for _ in procs)  # the slowest group sets the wall time
+    for p in procs:
+        p.join()
+    return per_epoch / r
+
+
 def dropout_masks(cfg, data, device, r: int) -> float:
     """Seconds per epoch and seed spent drawing the dropout masks alone
     (regbench.learner.MaskSampler: one uniform draw per replica and step from
@@ -167,6 +198,8 @@ def main(argv=None):
                         help="R values for the vectorized path on MNIST-1D")
     parser.add_argument("--fused", type=int, nargs="*", default=[],
                         help="R values for a fused group on MNIST-1D: R jobs whose dropout rates differ (0..0.5), one seed each")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="with --fused on CPU: also the R jobs as P groups in P processes (0 = one per core; 1 = off)")
     parser.add_argument("--big-replicas", type=int, default=2,
                         help="R for the MNIST-sized setup (arithmetic-bound: vectorizing does not pay there)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per measurement (default: 5, 1 for mnist-sized)")
@@ -191,12 +224,17 @@ def main(argv=None):
         limit = epoch_flops(model, len(data.train), len(data.train) + len(data.val) + len(data.test)) / peak
         repeat = args.repeat or (3 if name == "mnist1d" else 1)
         rs = args.replicas if name == "mnist1d" else [args.big_replicas]
+        import os
+
+        procs = args.processes or (os.cpu_count() or 1)
         loops = {
             "standard": lambda: standard(cfg, data, device, epochs),
             "single": lambda: regbench_loop(cfg, data, device, epochs, [0]),
             **{f"replicas R={r}": (lambda r=r: regbench_loop(cfg, data, device, epochs, list(range(r))) / r) for r in rs},
             **{f"fused R={r}": (lambda r=r: regbench_loop(cfg, data, device, epochs, list(range(r)), fused_models(cfg, r)) / r)
                for r in (args.fused if name == "mnist1d" else [])},
+            **{f"fused R={r} x{procs}": (lambda r=r: fused_in_processes(cfg, data, device, epochs, r, procs))
+               for r in (args.fused if name == "mnist1d" and device.type == "cpu" and procs > 1 else [])},
             "masks": lambda: dropout_masks(cfg, data, device, max(rs)),
         }
         regbench_loop(cfg, data, device, 1, [0])  # warm-up (allocator, first-call overheads)

@@ -64,6 +64,10 @@ def test_sigkilled_sweep_rerun_completes_every_epoch_exactly_once(cli, tmp_path)
     res = cli(*args)
     assert res.returncode == 0, res.stderr
     assert "4 jobs: " in res.stdout and "skipped" in res.stdout and "failed" not in res.stdout
+    # one line per finished job, with an ETA until the last
+    done = [line.split("[INFO] - ", 1)[1] for line in (res.stdout + res.stderr).splitlines() if "[regbench.sweep][INFO] - [" in line]
+    assert [d.split("]")[0] for d in done] == ["[1/4", "[2/4", "[3/4", "[4/4"], done
+    assert "skipped (already completed)" in done[0] and "ETA" in done[0] and "ETA" not in done[-1], done
     jobs = [p for p in sweep.iterdir() if p.is_dir()]
     assert len(jobs) == 4
     plan = cli("plan", *args[1:])  # plan names the very folders the launcher made

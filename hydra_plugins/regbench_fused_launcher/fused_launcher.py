@@ -97,39 +97,18 @@ def plan_groups(cfgs: List[DictConfig], max_replicas: int, budget: Optional[floa
 
 
 class _Progress:
-    """One line per finished job: ``[7/40] model.dropout=0.3,seed=2 completed in 4.1 s; ETA 1 min 52 s``."""
+    """One line per finished job (regbench.sweep.JobProgress); a group's jobs end together."""
 
     def __init__(self, n: int, names: List[str]):
-        self.n, self.names, self.finished = n, names, 0
-        self.t0 = time.time()
+        from regbench.sweep import JobProgress
+
+        self.lines, self.names = JobProgress(n), names
 
     def done(self, group: List[int], rets: List[JobReturn]) -> None:
-        from regbench import records
-
-        self.finished += len(group)  # a group's jobs end together
-        left = self.n - self.finished
-        elapsed = time.time() - self.t0
-        eta = f"; ETA {format_duration(elapsed / self.finished * left)}" if left else ""
-        for k, (i, ret) in enumerate(zip(group, rets)):
-            state, seconds = "failed", None
-            folder = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir", default=None) if ret.hydra_cfg is not None else None
-            if folder is not None:
-                try:
-                    summary = records.read_summary(Path(folder))
-                except Exception:
-                    summary = None
-                if summary:
-                    state, seconds = str(summary.get("status", "failed")), summary.get("wall_time_s")
-                    if state == records.RUNNING and records.folder_in_use(Path(folder)) is None:
-                        state, seconds = "dead (its process ended without recording why)", None
-                    try:
-                        if state == records.COMPLETED and os.path.getmtime(Path(folder) / records.SUMMARY_FILE) < self.t0:
-                            state, seconds = "skipped (already completed)", None
-                    except OSError:
-                        pass
-            took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-            name = self.names[i].replace(" ", ",") or "(no overrides)"
-            log.info(f"[{self.finished - len(group) + k + 1}/{self.n}] {name} {state}{took}{eta}")
+        folders = [OmegaConf.select(r.hydra_cfg, "hydra.runtime.output_dir", default=None) if r.hydra_cfg is not None else None
+                   for r in rets]
+        for line in self.lines.finished([(self.names[i], f) for i, f in zip(group, folders)]):
+            log.info(line)
 
 
 def _log_to_every_job(rets: List[JobReturn]) -> List[logging.Handler]:
@@ -209,17 +188,6 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    m, s = divmod(seconds, 60)
-    if m < 60:
-        return f"{m} min {s} s"
-    h, m = divmod(m, 60)
-    return f"{h} h {m} min"
 
 
 class FusedLauncher(Launcher):
