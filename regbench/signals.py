@@ -34,6 +34,12 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+class Interrupted(Exception):
+    """SIGTERM (or SIGINT) arrived in a training loop: stop after recording, keep
+    the checkpoint. Code that catches Exception around a side task (a tracker)
+    must let it through."""
+
+
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away, nothing went wrong here
 

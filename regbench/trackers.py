@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from . import records
+from .signals import Interrupted
 
 log = logging.getLogger("regbench.trackers")
 
@@ -292,6 +293,8 @@ class JobTrackers:
         for name in configured(cfg):
             try:
                 self.active.append(TRACKERS[name](cfg.logger[name], out, config, seeds))
+            except Interrupted:
+                raise
             except Exception as exc:
                 self._drop(name, exc)
 
@@ -304,6 +307,8 @@ class JobTrackers:
         for tracker in list(self.active):
             try:
                 getattr(tracker, method)(*args)
+            except Interrupted:  # SIGTERM while a tracker was writing: the run stops, recorded
+                raise
             except Exception as exc:
                 self._drop(tracker.name, exc)
 

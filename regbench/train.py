@@ -33,8 +33,7 @@ from .trackers import JobTrackers
 log = logging.getLogger("regbench.train")
 
 
-class Interrupted(Exception):
-    """SIGTERM (or SIGINT) arrived: stop after recording, keep the checkpoint."""
+from .signals import Interrupted  # noqa: E402  (train.Interrupted: SIGTERM/SIGINT arrived)
 
 
 # A file system that stops taking writes: full, over quota, read-only, failing.

@@ -187,7 +187,8 @@ def test_sigterm_stops_a_basic_sweep_in_one_line(cli, tmp_path):
         wait_for(training(sweep, 1), STARTUP_S, "the first job to train")
         before = statuses(sweep)
         os.kill(proc.pid, signal.SIGTERM)
-        assert proc.wait(timeout=60) == 130
+        code = proc.wait(timeout=60)
+        assert code == 130, (code, before, statuses(sweep), (tmp_path / "log").read_text()[-4000:])
     finally:
         kill_all(proc)
     assert_stopped(sweep, before)
