@@ -18,6 +18,10 @@ from .records import RUNTIME_KEYS
 _bar_active = False
 # Parallel sweep workers print one line per finished job, not one per epoch.
 epoch_lines_on_console = True
+# A fused launcher's jobs: the launcher prints one line per finished job
+# ([7/40] ... completed in 4.1 s), so each job's own start/end lines go to its
+# train.log only. Records logged with extra={"job_line": True}.
+job_lines_on_console = True
 
 
 class EpochLinesOffTerminal(logging.Filter):
@@ -25,6 +29,8 @@ class EpochLinesOffTerminal(logging.Filter):
     while a bar shows them, or in parallel workers; train.log keeps them all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "job_line", False) and not job_lines_on_console:
+            return False
         quiet = _bar_active or not epoch_lines_on_console
         return not (quiet and getattr(record, "epoch_line", False))
 

@@ -245,7 +245,7 @@ class Resume:
             if aside is not None:
                 log.warning("%s: %s; its records moved to %s, starting afresh", self.out, self.note, aside.name)
             return []
-        log.info("%s: %s", self.out, self.note)
+        log.info("%s: %s", self.out, self.note, extra={"job_line": True})
         path = self.out / records.METRICS_FILE
         tmp = path.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
@@ -352,7 +352,8 @@ class JobRun:
             self.previous = Resume(self.out, self.config, self.seeds)
             if self.previous.done:
                 s = self.previous.summary
-                log.info("skipped: %s already %s (%d epochs)", self.out, s["status"], s.get("epochs_completed", 0))
+                log.info("skipped: %s already %s (%d epochs)", self.out, s["status"], s.get("epochs_completed", 0),
+                         extra={"job_line": True})
                 self.outcome = {**s, "skipped": True}
                 self.release()
                 return
@@ -442,6 +443,7 @@ class JobRun:
         log.info(
             "%s on %s, seed%s %s: %s, %d parameters; records in %s",
             self.data.name, self.device, "s" if len(seeds) > 1 else "", ",".join(map(str, seeds)), describe, n_params, self.out,
+            extra={"job_line": True},
         )
 
     def update_summary(self) -> None:
@@ -782,6 +784,7 @@ def run_fused_group(jobs: list[tuple], launcher: str = "fused") -> list[Optional
     Hydra job of the group) trained as one vectorized model; each outcome is
     handled as :func:`main` handles a job's. Returns each job's objective."""
     progress.epoch_lines_on_console = False
+    progress.job_lines_on_console = False  # the launcher says one line per finished job
     logging.raiseExceptions = False
     if len(jobs) > 1:
         seeds = sum(max(1, int(c.trainer.replicas)) for c, _, _ in jobs)
@@ -851,6 +854,7 @@ def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], mul
         "%s after %d epochs in %.1f s: val_acc %.4f (best val_loss at epoch %s); records in %s",
         summary["status"], summary["epochs_completed"], summary["wall_time_s"],
         final.get("val_acc", float("nan")), summary["best"].get("epoch"), out_dir,
+        extra={"job_line": True},
     )
     return _objective(summary)
 

@@ -220,3 +220,46 @@ def test_groups_train_at_once_in_workers_and_a_dead_worker_costs_only_its_group(
     one = cli("train", "-m", *grid[:-1], "trainer.epochs=2", "hydra.launcher.processes=1", f"hydra.sweep.dir={tmp_path / 'one'}")
     assert one.returncode == 0 and "as 2 vectorized groups\n" in one.stdout + one.stderr
     assert "4 jobs: 4 completed" in one.stdout
+
+
+@pytest.mark.parametrize("template,job", [
+    (["seed=0", "model.dropout=0.3"], ["seed=4", "model.dropout=0.5"]),
+    (["model.dropout=0", "model.batchnorm=false", "seed=0", "trainer.epochs=50"],
+     ["model.dropout=0.1", "model.batchnorm=true", "seed=3", "trainer.epochs=50"]),
+    (["model.widths=[100,100]", "optim.lr=1e-3"], ["model.widths=[32]", "optim.lr=0.01"]),
+    (["data.label_noise=0", "model.dropout_layers=null"], ["data.label_noise=0.2", "model.dropout_layers=[0.1,0.5]"]),
+])
+def test_a_job_config_derived_from_a_composed_one_is_hydras_own(template, job):
+    """The fused launcher composes a sweep's jobs that differ only in plain
+    values from one composed job (hydra_plugins/regbench_fused_launcher):
+    the result must be exactly what Hydra composes for the job."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import derive_sweep_config
+    from regbench.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", ["hydra.sweep.dir=/tmp/x"], RunMode.MULTIRUN)
+        derived = derive_sweep_config(template, loader.load_sweep_config(master, template), job, master)
+        assert derived is not None
+        composed = loader.load_sweep_config(master, job)
+        assert OmegaConf.to_container(derived, resolve=False) == OmegaConf.to_container(composed, resolve=False)
+        assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(composed)
+        # not plain values: a config group, an addition, another set of keys
+        for other in (["seed=4", "data=digits"], ["seed=4", "+model.extra=1"], ["model.dropout=0.5"]):
+            tmpl = ["seed=0", "data=mnist1d"] if "data=digits" in other else ["seed=0", "+model.extra=2"] if "+model.extra=1" in other else template
+            if len(other) == len(tmpl):
+                try:
+                    base = loader.load_sweep_config(master, tmpl)
+                except Exception:
+                    continue
+                assert derive_sweep_config(tmpl, base, other, master) is None, other
+            else:
+                assert derive_sweep_config(template, loader.load_sweep_config(master, template), other, master) is None
+    GlobalHydra.instance().clear()
