@@ -247,8 +247,14 @@ class Learner:
         else:
             trainable = list(self.module.parameters())
         self.param_names = [n for n, _ in self.module.named_parameters()]
-        self.optimizer = make_optimizer(optim_cfg, trainable)
-        self.scheduler = make_scheduler(optim_cfg, self.optimizer, epochs)
+        optims = list(optim_cfg) if isinstance(optim_cfg, (list, tuple)) else [optim_cfg]
+        hparams = [(float(o.lr), float(o.weight_decay)) for o in optims]
+        # a fused group whose jobs differ in lr / weight decay: one (lr, decay) per replica
+        replicas = hparams if len(set(hparams)) > 1 else None
+        if replicas is not None and (not self.stacked or len(replicas) != len(self.seeds)):
+            raise ValueError("per-replica optim.lr / optim.weight_decay need one optimizer config per replica")
+        self.optimizer = make_optimizer(optims[0], trainable, replicas=replicas)
+        self.scheduler = make_scheduler(optims[0], self.optimizer, epochs)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]  # batch order per seed
         self.masks = MaskSampler(dropout_positions(self.module, n_features), [replica_rates(c) for c in cfgs], self.seeds, self.device)
         self.dropouts = {n: m for n, m in self.module.named_modules() if isinstance(m, Dropout)}
@@ -338,6 +344,12 @@ class Learner:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    @property
+    def lrs(self) -> list[float]:
+        """Each replica's learning rate now."""
+        own = getattr(self.optimizer, "replica_lrs", None)
+        return list(own) if own is not None else [self.lr] * len(self.seeds)
+
     def _stacked(self) -> tuple[dict, dict]:
         """Parameters and buffers as {name: (R, ...)} (views of the model's own when R = 1)."""
         if self.stacked:
@@ -371,6 +383,7 @@ class Learner:
             "model": {"params": {k: sel(v) for k, v in params.items()}, "buffers": {k: sel(v) for k, v in buffers.items()}},
             "optimizer": {"state": ostate, "param_groups": opt["param_groups"]},
             "scheduler": self.scheduler.state_dict(),
+            "replica_lrs": [self.lrs[i] for i in idx],  # each job's own (a group's jobs may differ in optim.lr)
             "rng_batches": [self.generators[i].get_state() for i in idx],
             "rng_masks": [[st[i] for i in idx] for st in mask_states],
         }
@@ -414,6 +427,11 @@ class Learner:
                     if torch.is_tensor(st.get("step")):
                         st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
         self.scheduler.load_state_dict(parts[0]["scheduler"])
+        if getattr(self.optimizer, "replica_lrs", None) is not None:
+            # each job's learning rate from its own checkpoint (older ones: their group's lr)
+            self.optimizer.replica_lrs = [lr for p in parts for lr in
+                                          p.get("replica_lrs", [p["optimizer"]["param_groups"][0]["lr"]] * len(p["rng_batches"]))]
+            self.optimizer.param_groups[0]["lr"] = self.optimizer.replica_lrs[0]
         batches = [s for p in parts for s in p["rng_batches"]]
         masks = [[s for p in parts for s in p["rng_masks"][k]] for k in range(2)]
         if len(batches) != len(self.generators):

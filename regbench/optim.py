@@ -32,12 +32,25 @@ KERNEL_DEVICES = ("cpu", "cuda")  # where torch has the fused kernels
 
 
 class FusedOptimizer:
-    """One parameter group; ``name`` is adam, adamw or sgd (as ``optim.name``)."""
+    """One parameter group; ``name`` is adam, adamw or sgd (as ``optim.name``).
+
+    ``replicas``: (lr, weight_decay) of each replica when the parameters are
+    R replicas stacked along their first dimension (a fused group whose jobs
+    differ in ``optim.lr`` / ``optim.weight_decay``). The kernels take one
+    learning rate and decay per call, so the replicas that share them are
+    updated by one call over their slices: the same kernel, hence the same
+    numbers, as each job alone. ``param_groups[0]["lr"]`` is then replica 0's;
+    :attr:`replica_lrs` holds each one's (the schedule moves them all)."""
 
     def __init__(self, params, name: str, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum: float = 0.0, nesterov: bool = False, dampening: float = 0.0):
+                 momentum: float = 0.0, nesterov: bool = False, dampening: float = 0.0,
+                 replicas: "list[tuple[float, float]] | None" = None):
         self.name = name
         self.params: list[torch.Tensor] = list(params)
+        self.replica_lrs = [float(lr_) for lr_, _ in replicas] if replicas else None
+        self.replica_wds = [float(wd) for _, wd in replicas] if replicas else None
+        if replicas:
+            lr, weight_decay = self.replica_lrs[0], self.replica_wds[0]
         if name == "sgd":
             group = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                      "nesterov": nesterov, "maximize": False}
@@ -65,12 +78,28 @@ class FusedOptimizer:
         if not params:
             return
         grads = [p.grad for p in params]
+        if self.replica_lrs is None:
+            calls = [(group["lr"], group["weight_decay"], None)]
+        else:  # one call per distinct (lr, decay), over those replicas' slices
+            by: dict[tuple[float, float], list[int]] = {}
+            for r, key in enumerate(zip(self.replica_lrs, self.replica_wds)):
+                by.setdefault(key, []).append(r)
+            calls = [(lr_, wd, rows) for (lr_, wd), rows in by.items()]
         if self.name == "sgd":
-            self._sgd(group, params, grads)
-        else:
-            self._adam(group, params, grads)
-
-    def _adam(self, group, params, grads) -> None:
+            momentum = group["momentum"]
+            buffers = [self.state.get(p, {}).get("momentum_buffer") for p in params]
+            first = momentum != 0 and all(b is None for b in buffers)
+            if first:  # as torch's _fused_sgd: empty buffers, which the kernel fills on its first step
+                buffers = [torch.empty_like(g) for g in grads]
+                for p, b in zip(params, buffers):
+                    self.state.setdefault(p, {})["momentum_buffer"] = b
+            for lr_, wd, rows in calls:
+                torch._fused_sgd_(
+                    self._rows(params, rows), self._rows(grads, rows), [] if momentum == 0 else self._rows(buffers, rows),
+                    weight_decay=wd, momentum=momentum, lr=lr_, dampening=group["dampening"],
+                    nesterov=group["nesterov"], maximize=False, is_first_step=first, grad_scale=None, found_inf=None,
+                )
+            return
         for p in params:
             st = self.state.setdefault(p, {})
             if not st:  # as torch.optim.Adam's _init_group with fused=True
@@ -81,26 +110,20 @@ class FusedOptimizer:
         torch._foreach_add_(steps, 1)
         kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
         beta1, beta2 = group["betas"]
-        kernel(
-            params, grads, [self.state[p]["exp_avg"] for p in params], [self.state[p]["exp_avg_sq"] for p in params],
-            [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-            eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
-        )
+        exp_avgs = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+        for lr_, wd, rows in calls:
+            kernel(
+                self._rows(params, rows), self._rows(grads, rows), self._rows(exp_avgs, rows), self._rows(exp_avg_sqs, rows),
+                [], steps if rows is None else [st for st in steps for _ in rows],  # a tensor's slices share its count
+                amsgrad=False, lr=lr_, beta1=beta1, beta2=beta2, weight_decay=wd,
+                eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
+            )
 
-    def _sgd(self, group, params, grads) -> None:
-        momentum = group["momentum"]
-        buffers = [self.state.get(p, {}).get("momentum_buffer") for p in params]
-        first = momentum != 0 and all(b is None for b in buffers)
-        if first:
-            buffers = [torch.empty_like(g) for g in grads]
-        torch._fused_sgd_(
-            params, grads, [] if momentum == 0 else buffers, weight_decay=group["weight_decay"], momentum=momentum,
-            lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"], maximize=False,
-            is_first_step=first, grad_scale=None, found_inf=None,
-        )
-        if momentum != 0:
-            for p, b in zip(params, buffers):
-                self.state.setdefault(p, {})["momentum_buffer"] = b
+    @staticmethod
+    def _rows(tensors: list, rows) -> list:
+        """The tensors themselves, or their slices for replicas ``rows`` (contiguous views), tensor by tensor."""
+        return tensors if rows is None else [t[r] for t in tensors for r in rows]
 
     # ------------------------------------------------------------ state (torch.optim's layout)
 
@@ -145,15 +168,19 @@ def make_torch_optimizer(cfg, params, fast: bool = True) -> "torch.optim.Optimiz
     return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kernels)
 
 
-def make_optimizer(cfg, params, fast: bool = True):
+def make_optimizer(cfg, params, fast: bool = True, replicas=None):
     """The optimizer of ``cfg`` (an OptimConfig): :class:`FusedOptimizer` where
-    torch has the fused kernels, else torch.optim's (see :func:`make_torch_optimizer`)."""
+    torch has the fused kernels, else torch.optim's (see :func:`make_torch_optimizer`).
+    ``replicas``: (lr, weight_decay) per stacked replica (FusedOptimizer only)."""
     params = list(params)
     if not fast or not params or params[0].device.type not in KERNEL_DEVICES:
+        if replicas is not None:
+            raise ValueError("per-replica optim.lr / optim.weight_decay need torch's fused kernels (CPU or CUDA)")
         return make_torch_optimizer(cfg, params, fast)
     if cfg.name == "sgd":
-        return FusedOptimizer(params, "sgd", cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    return FusedOptimizer(params, cfg.name, cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return FusedOptimizer(params, "sgd", cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                              nesterov=cfg.nesterov, replicas=replicas)
+    return FusedOptimizer(params, cfg.name, cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, replicas=replicas)
 
 
 class Schedule:
@@ -172,6 +199,9 @@ class Schedule:
         self.last_epoch = 0
         self._step_count = 1
         self._last_lr = list(self.base_lrs)
+        # a fused group whose jobs differ in lr: each replica's own, by the same recurrence
+        lrs = getattr(optimizer, "replica_lrs", None)
+        self.replica_base_lrs = list(lrs) if lrs is not None else None
 
     def _next(self, lr: float, base: float) -> float:
         e = self.last_epoch
@@ -193,6 +223,9 @@ class Schedule:
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             g["lr"] = self._next(g["lr"], base)
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        if self.replica_base_lrs is not None:
+            lrs = self.optimizer.replica_lrs
+            self.optimizer.replica_lrs = [self._next(lr, base) for lr, base in zip(lrs, self.replica_base_lrs)]
 
     def get_last_lr(self) -> list[float]:
         return list(self._last_lr)

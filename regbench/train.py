@@ -467,14 +467,15 @@ class JobRun:
     def active(self) -> bool:
         return self.outcome is None and self.writer is not None and any(self.alive)
 
-    def record_epoch(self, epoch: int, lr: float, sums, seen: int, steps: int, metrics: dict, offset: int, grad_norm: bool) -> None:
-        """This epoch's rows for the job's live seeds (``metrics``: replica index -> eval dict)."""
+    def record_epoch(self, epoch: int, lrs: list[float], sums, seen: int, steps: int, metrics: dict, offset: int, grad_norm: bool) -> None:
+        """This epoch's rows for the job's live seeds (``metrics``: replica index -> eval dict; ``lrs``:
+        each replica's learning rate during the epoch)."""
         cfg = self.cfg
         live = [k for k in range(len(self.seeds)) if self.alive[k]]
         for k in live:
             s, i = self.seeds[k], offset + k
             row = {
-                "seed": s, "epoch": epoch, "step": self.step, "time_s": self.train_time, "lr": lr,
+                "seed": s, "epoch": epoch, "step": self.step, "time_s": self.train_time, "lr": lrs[i],
                 "train_loss": sums[0][i] / seen, "train_acc": sums[1][i] / seen,
                 **({records.GRAD_NORM: sums[2][i] / steps} if grad_norm else {}),
                 **metrics[i],
@@ -593,7 +594,8 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
     if any(d.train.y is not data.train.y for d in datas):
         labels = torch.stack([d.train.y for d in datas])  # (R, N): each job's own (noisy) labels
     models = [j.cfg.model for j in jobs for _ in j.seeds]
-    learner = Learner(models, cfg.optim, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device, labels)
+    optims = [j.cfg.optim for j in jobs for _ in j.seeds]  # lr and weight decay may differ per job
+    learner = Learner(models, optims, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device, labels)
     probe = Probe(learner.module) if cfg.trainer.diagnostics else None
     if first.previous.checkpoint is not None:
         learner.load_state_dict([j.previous.checkpoint["learner"] for j in jobs])
@@ -633,7 +635,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
 
             def first_rows(j, off):
                 for k, s in enumerate(j.seeds):
-                    j.per_seed[s]["rows"].append({"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lr, **metrics[off + k]})
+                    j.per_seed[s]["rows"].append({"seed": s, "epoch": 0, "step": 0, "time_s": 0.0, "lr": learner.lrs[off + k], **metrics[off + k]})
                 j.write_rows([j.per_seed[s]["rows"][-1] for s in j.seeds])
 
             each(first_rows)
@@ -641,7 +643,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
             mask_list = alive()
             if not any(mask_list):
                 break
-            lr = learner.lr
+            lrs = learner.lrs
             t0 = time.perf_counter()
             loss_sum, correct, gn_sum, seen, steps = learner.train_epoch(
                 data.train, cfg.trainer.batch_size, cfg.trainer.grad_clip, torch.tensor(mask_list, device=device),
@@ -655,7 +657,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
             def record(j, off):
                 j.train_time += dt
                 j.step += steps
-                j.record_epoch(epoch, lr, sums, seen, steps, metrics, off, probe is not None)
+                j.record_epoch(epoch, lrs, sums, seen, steps, metrics, off, probe is not None)
 
             each(record)
             head_job = next((j for j in jobs if j.outcome is None and j.writer is not None), None)

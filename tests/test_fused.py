@@ -263,3 +263,41 @@ def test_a_job_config_derived_from_a_composed_one_is_hydras_own(template, job):
             else:
                 assert derive_sweep_config(template, loader.load_sweep_config(master, template), other, master) is None
     GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("optim", [["optim=adamw"], ["optim=sgd", "optim.nesterov=true"]])
+def test_jobs_that_differ_in_lr_and_weight_decay_train_as_one_group_with_their_own_numbers(make_cfg, tmp_path, optim):
+    """optim.lr and optim.weight_decay vary per replica (one fused kernel call
+    per distinct pair): each job's rows, lr column included, equal the job
+    trained alone (to 1e-5 without BatchNorm), also after a resume."""
+    common = [*optim, "model.batchnorm=false", "model.dropout=0.2", "trainer.epochs=4", "optim.schedule=cosine"]
+    settings = [["optim.lr=0.01", "optim.weight_decay=0", "seed=0"], ["optim.lr=0.05", "optim.weight_decay=0.01", "seed=1"],
+                ["optim.lr=0.01", "optim.weight_decay=0.01", "seed=2"], ["optim.lr=0.05", "optim.weight_decay=0", "seed=0"]]
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import group_key, plan_groups
+
+    cfgs = [make_cfg(*common, *s) for s in settings]
+    assert len({group_key(c) for c in cfgs}) == 1 and plan_groups(cfgs, 64, None) == [[0, 1, 2, 3]]
+    out = train.run_group([(c, tmp_path / "group" / str(i), []) for i, c in enumerate(cfgs)])
+    assert all(o["status"] == "completed" for o in out)
+    for i, c in enumerate(cfgs):
+        train.run_group([(c, tmp_path / "alone" / str(i), [])])
+        assert_close(rows(tmp_path / "group" / str(i)), rows(tmp_path / "alone" / str(i)), NO_BN_TOL, settings[i])
+    lrs = [float(r["lr"]) for r in rows(tmp_path / "group" / "1")]
+    assert lrs[0] == lrs[1] == 0.05 > lrs[2] > lrs[-1]  # its own lr, on its own cosine schedule
+    # interrupted together, resumed in another grouping: the same records
+    interrupt_at_epoch = 3
+    from test_train import interrupt_at
+
+    import _pytest.monkeypatch
+
+    mp = _pytest.monkeypatch.MonkeyPatch()
+    try:
+        interrupt_at(mp, interrupt_at_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train.run_group([(c, tmp_path / "resumed" / str(i), []) for i, c in enumerate(cfgs)])
+    finally:
+        mp.undo()
+    again = train.run_group([(cfgs[i], tmp_path / "resumed" / str(i), []) for i in (3, 1)])  # two of them, in another order
+    assert all(o["resumed_after_epoch"] == interrupt_at_epoch - 1 for o in again)
+    for i in (3, 1):
+        assert_close(rows(tmp_path / "resumed" / str(i)), rows(tmp_path / "alone" / str(i)), NO_BN_TOL, settings[i])

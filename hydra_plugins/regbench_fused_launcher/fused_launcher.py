@@ -3,10 +3,11 @@ and code path train in one process as one vectorized model.
 
 Jobs are grouped by their whole config except what the vectorized model varies
 per replica (``seed``, ``trainer.replicas``, ``model.dropout``,
-``model.dropout_layers``, ``model.input_dropout``, ``data.label_noise``) and
+``model.dropout_layers``, ``model.input_dropout``, ``data.label_noise``, and on
+CPU or CUDA ``optim.lr`` and ``optim.weight_decay``) and
 the per-job runtime knobs (``trainer.progress``, ``trainer.checkpoint``,
 ``trainer.save_every_s``), so
-BatchNorm on/off, widths, order, activation, optimizer and its settings,
+BatchNorm on/off, widths, order, activation, the optimizer and its other settings,
 dataset and split, batch size, epochs... each make their own groups. A group is
 split when its replicas exceed ``max_replicas`` or its memory estimate
 (``regbench.config.memory_estimate``) exceeds ``memory_budget_gb`` (default:
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 # Varied per replica inside one vectorized model, or honoured per job.
 PER_REPLICA = ("seed", "trainer.replicas", "model.dropout", "model.dropout_layers", "model.input_dropout", "data.label_noise")
+# Per replica too where torch has fused optimizer kernels (CPU, CUDA): one kernel
+# call per distinct (lr, weight decay) over those replicas (regbench.optim).
+PER_REPLICA_OPTIM = ("optim.lr", "optim.weight_decay")
 PER_JOB = ("trainer.progress", "trainer.checkpoint", "trainer.save_every_s")
 
 
@@ -63,7 +67,9 @@ def group_key(task_cfg: DictConfig) -> str:
     from regbench import records
 
     flat = records.flatten(OmegaConf.to_container(task_cfg, resolve=True))
-    return repr(sorted((k, repr(v)) for k, v in flat.items() if k not in PER_REPLICA + PER_JOB))
+    device = str(flat.get("device", "auto"))
+    free = PER_REPLICA + PER_JOB + (PER_REPLICA_OPTIM if device in ("auto", "cpu") or device.startswith("cuda") else ())
+    return repr(sorted((k, repr(v)) for k, v in flat.items() if k not in free))
 
 
 def job_cost(task_cfg: DictConfig) -> Tuple[int, int]:
