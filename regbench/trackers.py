@@ -21,7 +21,6 @@ logger is configured.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path

@@ -28,12 +28,10 @@ from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
 from .learner import Learner
 from .progress import EpochBar
+from .signals import Interrupted  # SIGTERM/SIGINT in a training loop (also train.Interrupted)
 from .trackers import JobTrackers
 
 log = logging.getLogger("regbench.train")
-
-
-from .signals import Interrupted  # noqa: E402  (train.Interrupted: SIGTERM/SIGINT arrived)
 
 
 # A file system that stops taking writes: full, over quota, read-only, failing.

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from regbench.config import register_configs
 from regbench.data import build_dataset
 from regbench.learner import Learner, make_optimizer
-from regbench.model import build_mlp, layer_rates
+from regbench.model import build_mlp
 from regbench.train import epoch_metrics, resolve_device
 
 SETUPS = {

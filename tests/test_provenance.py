@@ -2,7 +2,6 @@
 folder they ran from, versions and host; none of it decides a resume."""
 
 import json
-import os
 import platform
 import shutil
 import socket

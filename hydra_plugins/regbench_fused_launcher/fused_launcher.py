@@ -26,7 +26,6 @@ gives Hydra's one-job-at-a-time launcher back. This module imports no torch.
 import copy
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
