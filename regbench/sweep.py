@@ -213,14 +213,42 @@ def format_duration(seconds: float) -> str:
     return f"{h} h {m} min"
 
 
+PROGRESS_FILE = ".regbench-progress"  # in a joblib sweep's folder: one byte per finished job
+
+
 class JobProgress:
     """One line per finished job of a sweep of ``n``:
     ``[7/40] model.dropout=0.3,seed=2 completed in 4.1 s; ETA 1 min 52 s``.
-    The state and time come from the job's summary.json."""
+    The state and time come from the job's summary.json.
 
-    def __init__(self, n: int):
+    ``counter``: a file that counts finished jobs across processes (a joblib
+    sweep's jobs end in its workers, each with its own copy of this object):
+    each job appends one byte and reads the size."""
+
+    def __init__(self, n: int, counter: Optional[Path] = None):
         self.n, self.count = n, 0
         self.t0 = time.time()
+        self.counter = counter
+        if counter is not None:
+            try:
+                counter.parent.mkdir(parents=True, exist_ok=True)
+                counter.write_bytes(b"")
+            except OSError:
+                self.counter = None
+
+    def _count(self, k: int) -> int:
+        """Jobs finished so far, these ``k`` included."""
+        if self.counter is not None:
+            try:
+                fd = os.open(self.counter, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, b"." * k)
+                    return os.fstat(fd).st_size
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        return self.count + k
 
     def _state(self, folder: Optional[str]) -> tuple[str, Optional[float]]:
         if folder is None:
@@ -241,8 +269,8 @@ class JobProgress:
 
     def finished(self, jobs: list[tuple[str, Optional[str]]]) -> list[str]:
         """Lines for jobs that ended together: (overrides as typed, job folder or None)."""
-        first = self.count
-        self.count += len(jobs)
+        self.count = self._count(len(jobs))
+        first = self.count - len(jobs)
         left = self.n - self.count
         eta = f"; ETA {format_duration((time.time() - self.t0) / self.count * left)}" if left > 0 and self.count else ""
         lines = []
@@ -269,8 +297,11 @@ class SweepCallback(Callback):
                     raise SweepRefused(overlap)
                 if names_job_folders(config):  # else the closing count reads the folders on disk
                     self.jobs = [job_folder(config, job) for job in jobs]
-                if OmegaConf.select(config, "hydra.launcher._target_", default="").endswith("BasicLauncher"):
+                launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+                if launcher.endswith("BasicLauncher"):
                     self.progress = JobProgress(len(jobs))  # jobs end in this process (the fused launcher says its own)
+                elif launcher.endswith("JoblibLauncher"):  # jobs end in worker processes: count them in a file
+                    self.progress = JobProgress(len(jobs), sweep_dir / PROGRESS_FILE)
             check_manifest(sweep_dir, base_config(config))
         except SweepRefused as exc:
             import sys

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,6 +113,9 @@ def test_joblib_sweep_with_two_workers(cli, tmp_path):
     assert "4 jobs: 4 completed" in res.stdout
     assert res.stdout.strip().splitlines()[-1] == f"next: regbench report {sweep}"
     assert "epoch 1/2" not in res.stdout  # workers print one line per job, not per epoch
+    # [k/N] per finished job, counted across the workers (a file in the sweep folder)
+    done = re.findall(r"\[regbench\.sweep\]\[INFO\] - \[(\d)/4\] \S+ completed in", res.stdout + res.stderr)
+    assert sorted(done) == ["1", "2", "3", "4"], res.stdout
     summaries = [records.read_summary(p) for p in sweep.iterdir() if p.is_dir()]
     assert all(s["status"] == "completed" for s in summaries)
     # summary.json records the threads a worker really used: jobs x threads <= cores
