@@ -309,6 +309,10 @@ class FusedLauncher(Launcher):
         return here[0] / 2 if here else None
 
     def _n_processes(self, cfg: DictConfig) -> int:
+        import multiprocessing
+
+        if "fork" not in multiprocessing.get_all_start_methods():  # Windows: the groups train one after another
+            return 1
         if self.processes is not None:
             return max(1, int(self.processes))
         return usable_cores() if on_cpu(str(cfg.device)) else 1
