@@ -301,3 +301,22 @@ def test_jobs_that_differ_in_lr_and_weight_decay_train_as_one_group_with_their_o
     assert all(o["resumed_after_epoch"] == interrupt_at_epoch - 1 for o in again)
     for i in (3, 1):
         assert_close(rows(tmp_path / "resumed" / str(i)), rows(tmp_path / "alone" / str(i)), NO_BN_TOL, settings[i])
+
+
+def test_worker_processes_follow_cores_and_memory_with_a_cap(monkeypatch):
+    """processes: null starts one worker per core on CPU, at most 8 and one per
+    GiB free; one on a GPU; the user's number otherwise."""
+    from omegaconf import OmegaConf
+
+    import regbench.preflight
+    from hydra_plugins.regbench_fused_launcher import fused_launcher as fl
+
+    cpu = OmegaConf.create({"device": "cpu"})
+    monkeypatch.setattr(regbench.preflight, "cpu_memory_available", lambda: 64 * 2**30)
+    for cores, expected in ((1, 1), (2, 2), (6, 6), (64, 8)):
+        monkeypatch.setattr(fl, "usable_cores", lambda c=cores: c)
+        assert fl.FusedLauncher()._n_processes(cpu) == expected
+    monkeypatch.setattr(regbench.preflight, "cpu_memory_available", lambda: 3.5 * 2**30)
+    assert fl.FusedLauncher()._n_processes(cpu) == 3  # 64 cores, 3.5 GiB free
+    assert fl.FusedLauncher()._n_processes(OmegaConf.create({"device": "cuda"})) == 1
+    assert fl.FusedLauncher(processes=5)._n_processes(OmegaConf.create({"device": "cuda"})) == 5

@@ -44,6 +44,8 @@ PER_REPLICA = ("seed", "trainer.replicas", "model.dropout", "model.dropout_layer
 # Per replica too where torch has fused optimizer kernels (CPU, CUDA): one kernel
 # call per distinct (lr, weight decay) over those replicas (regbench.optim).
 PER_REPLICA_OPTIM = ("optim.lr", "optim.weight_decay")
+AUTO_PROCESSES = 8  # most worker processes `processes: null` starts (more cores: more threads each)
+WORKER_BYTES = 2**30  # memory set aside per worker process (torch, its data, its group) when choosing how many
 PER_JOB = ("trainer.progress", "trainer.checkpoint", "trainer.save_every_s")
 
 
@@ -53,8 +55,8 @@ class FusedLauncherConf:
     max_replicas: int = 64  # most replicas (seeds of all jobs) in one vectorized model
     memory_budget_gb: Optional[float] = None  # most memory all groups training at once may take (estimate); null = half of what is free
     # groups training at once, each in its own worker process with cores/processes
-    # threads; null = one per CPU core on CPU (a group is split in two while
-    # there are fewer groups than processes), 1 on a GPU
+    # threads; null = one per CPU core on CPU, at most 8 and 1 per GiB free (a group
+    # is split in two while there are fewer groups than processes), 1 on a GPU
     processes: Optional[int] = None
 
 
@@ -315,7 +317,15 @@ class FusedLauncher(Launcher):
             return 1
         if self.processes is not None:
             return max(1, int(self.processes))
-        return usable_cores() if on_cpu(str(cfg.device)) else 1
+        if not on_cpu(str(cfg.device)):
+            return 1
+        from regbench.preflight import cpu_memory_available
+
+        # each worker imports torch (about 0.5 GiB resident), and groups cut much
+        # smaller than a few jobs lose what vectorizing gains: at most AUTO_PROCESSES
+        free = cpu_memory_available()
+        by_memory = max(1, int(free // WORKER_BYTES)) if free else AUTO_PROCESSES
+        return max(1, min(usable_cores(), AUTO_PROCESSES, by_memory))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
