@@ -638,6 +638,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
 
             each(first_rows)
         for epoch in range(start, epochs + 1):
+            _stop_if_signalled()
             mask_list = alive()
             if not any(mask_list):
                 break
@@ -673,6 +674,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
                 if j.outcome is None and j.writer is not None and not any(j.alive):
                     j.finish()
             each(lambda j, off: j.save(epoch, learner, off))
+        _stop_if_signalled()
         for j in jobs:
             if j.outcome is None and j.writer is not None:
                 j.finish()
@@ -705,16 +707,34 @@ def _record_failure(summary: dict, per_seed: dict) -> None:
             v["status"] = records.FAILED
 
 
+_sigterm_seen = False  # set by the handler: an Interrupted swallowed on its way (see below) still stops the run
+
+
 def _install_sigterm():
-    """SIGTERM ends the run like Ctrl-C: recorded as interrupted. Main thread only."""
+    """SIGTERM ends the run like Ctrl-C: recorded as interrupted. Main thread only.
+
+    The handler raises Interrupted wherever the main thread is. Where that is
+    inside code that catches Exception and carries on (logging's emit, which
+    hands errors to handleError and goes quiet with raiseExceptions off), the
+    exception is lost: so the handler also sets a flag that the epoch loop
+    checks (:func:`_stop_if_signalled`)."""
+    global _sigterm_seen
+    _sigterm_seen = False
 
     def handler(signum, frame):
+        global _sigterm_seen
+        _sigterm_seen = True
         raise Interrupted(f"signal {signum}")
 
     try:
         return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (some launchers): leave signals alone
         return None
+
+
+def _stop_if_signalled() -> None:
+    if _sigterm_seen:
+        raise Interrupted("signal 15 (after a handler swallowed the first raise)")
 
 
 def _describe(model: torch.nn.Module) -> str:

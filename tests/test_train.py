@@ -422,3 +422,42 @@ def test_saves_wait_for_save_every_s_and_a_resume_is_exact_all_the_same(make_cfg
     summary = train.run(every, tmp_path / "resumed", show_progress=False)
     assert summary["resumed_after_epoch"] == saved[-1]
     assert without_time(read_metrics(tmp_path / "resumed")) == without_time(read_metrics(tmp_path / "straight"))
+
+
+def test_a_sigterm_swallowed_by_a_log_handler_still_stops_the_run(make_cfg, tmp_path):
+    """SIGTERM raises Interrupted wherever the main thread is; logging's emit
+    catches Exception (and is quiet with raiseExceptions off). The run must stop
+    and record itself interrupted all the same, at the next epoch."""
+    import logging
+    import os
+    import signal as signal_mod
+
+    class SignalOnce(logging.StreamHandler):
+        sent = False
+
+        def flush(self):  # inside StreamHandler.emit's try/except Exception
+            super().flush()
+            if not SignalOnce.sent and "epoch 2/" in getattr(self, "last", ""):
+                SignalOnce.sent = True
+                os.kill(os.getpid(), signal_mod.SIGTERM)
+
+        def format(self, record):
+            self.last = super().format(record)
+            return self.last
+
+    handler = SignalOnce(open(os.devnull, "w"))
+    logger = logging.getLogger("regbench.train")
+    logger.addHandler(handler)
+    level, raise_exc = logger.level, logging.raiseExceptions
+    logger.setLevel(logging.INFO)
+    logging.raiseExceptions = False
+    try:
+        with pytest.raises((KeyboardInterrupt, train.Interrupted)):
+            train.run(make_cfg("trainer.epochs=6"), tmp_path, show_progress=False)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logging.raiseExceptions = raise_exc
+    assert SignalOnce.sent
+    summary = records.read_summary(tmp_path)
+    assert summary["status"] == "interrupted" and summary["epochs_completed"] < 6
