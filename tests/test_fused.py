@@ -155,15 +155,17 @@ def test_kill_9_mid_group_then_rerun_resumes_every_job_exactly(cli, tmp_path, ma
     grid = ["model.dropout=0,0.3", "seed=0,1", "model.batchnorm=false", *TINY, cli.data_arg,
             "data.n_samples=3000", "trainer.epochs=10"]
     sweep = tmp_path / "killed"
+    # its own process group: the kill takes the regbench process and its worker
+    # processes at once, mid-epoch, as the OOM killer or a lost node would
     proc = subprocess.Popen([sys.executable, "-m", "regbench", "train", "-m", *grid, f"hydra.sweep.dir={sweep}"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:
         done = [len(read_metrics(j)) for j in jobs_of(sweep).values() if (j / records.METRICS_FILE).exists()]
         if len(done) == 4 and min(done) >= 4:
             break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = {n: len(read_metrics(j)) for n, j in jobs_of(sweep).items()}
     assert killed_at and max(killed_at.values()) < 11, killed_at  # stopped mid-way
