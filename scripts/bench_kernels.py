@@ -1,0 +1,155 @@
+"""The micro-measurements README's Speed section quotes, in one process on
+one thread, best of interleaved rounds (noise only ever adds time):
+
+  step      one training step of a 25-replica MLP (40-100-100-10, batch 128,
+            dropout masks given): vmap(functional_call) as regbench trains,
+            against a hand-written batched MLP (baddbmm; BatchNorm by hand)
+  masks     turning (R, B, 200) uniforms into scaled masks: a `where` per layer
+            over strided slices (before) against one in-place compare and
+            multiply (regbench.learner.MaskSampler now)
+  uniforms  ns per unit: torch.rand per replica (what the masks draw) against
+            16-bit lanes of int64 random words (an idea, not used: it would
+            change every dropout run's numbers)
+
+    python scripts/bench_kernels.py [--bn] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+R, B, D, H, C = 25, 128, 40, 100, 10
+
+
+def best(fn, reps: int) -> float:
+    for _ in range(5):
+        fn()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps
+
+
+def step_loops(bn: bool):
+    def mk():
+        parts = [nn.Linear(D, H)] + ([nn.BatchNorm1d(H)] if bn else []) + [nn.ReLU(), nn.Linear(H, H)]
+        parts += ([nn.BatchNorm1d(H)] if bn else []) + [nn.ReLU(), nn.Linear(H, C)]
+        return nn.Sequential(*parts)
+
+    params, buffers = stack_module_state([mk() for _ in range(R)])
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    template = mk()
+    forward = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)))
+    x, y = torch.randn(R, B, D), torch.randint(0, C, (R, B))
+    m1, m2 = ((torch.rand(R, B, H) < 0.7).float() / 0.7 for _ in range(2))
+    opt = torch.optim.Adam(list(params.values()), lr=1e-3, fused=True)
+
+    def loss_of(logits):
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(R, B).mean(1).sum()
+
+    def vmapped():
+        opt.zero_grad()
+        loss_of(forward(params, buffers, x)).backward()
+        opt.step()
+
+    P = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    running = {k: v.clone() for k, v in buffers.items()}
+    opt2 = torch.optim.Adam(list(P.values()), lr=1e-3, fused=True)
+    names = [n for n, m in template.named_children() if isinstance(m, nn.Linear)]
+    bns = [n for n, m in template.named_children() if isinstance(m, nn.BatchNorm1d)]
+
+    def batch_norm(h, name):
+        mean, var = h.mean(1, keepdim=True), h.var(1, unbiased=False, keepdim=True)
+        with torch.no_grad():
+            running[f"{name}.running_mean"].mul_(0.9).add_(mean.squeeze(1), alpha=0.1)
+            running[f"{name}.running_var"].mul_(0.9).add_(var.squeeze(1) * (B / (B - 1)), alpha=0.1)
+        return (h - mean) * torch.rsqrt(var + 1e-5) * P[f"{name}.weight"].unsqueeze(1) + P[f"{name}.bias"].unsqueeze(1)
+
+    def by_hand():
+        h = x
+        for i, name in enumerate(names):
+            h = torch.baddbmm(P[f"{name}.bias"].unsqueeze(1), h, P[f"{name}.weight"].transpose(1, 2))
+            if i < 2:
+                if bn:
+                    h = batch_norm(h, bns[i])
+                h = F.relu(h) * (m1, m2)[i]
+        opt2.zero_grad()
+        loss_of(h).backward()
+        opt2.step()
+
+    return vmapped, by_hand
+
+
+def mask_loops():
+    u = torch.rand(R, B, 2 * H)
+    keep = torch.full((R, 1, 2 * H), 0.7)
+    scale = 1 / keep
+    halves = ((0, H), (H, 2 * H))
+
+    def where_per_layer():
+        return [torch.where(u[:, :, lo:hi] < keep[:, :, lo:hi], scale[:, :, lo:hi], 0.0) for lo, hi in halves]
+
+    def in_place():
+        v = torch.empty_like(u)
+        torch.lt(u, keep, out=v)
+        v.mul_(scale)
+        return [v[:, :, lo:hi].contiguous() for lo, hi in halves]
+
+    return where_per_layer, in_place
+
+
+def uniform_loops():
+    gens = [torch.Generator().manual_seed(i) for i in range(R)]
+    u = torch.empty(R, B, 2 * H)
+    words = torch.empty(R, B * 2 * H // 4, dtype=torch.int64)
+
+    def rand_per_replica():
+        for i in range(R):
+            u[i].uniform_(generator=gens[i])
+
+    def int16_lanes():
+        for i in range(R):
+            words[i].random_(generator=gens[i])
+        return words.view(torch.int16) < 1000
+
+    return rand_per_replica, int16_lanes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bn", action="store_true", help="BatchNorm in the step comparison")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    loops = {}
+    vmapped, by_hand = step_loops(args.bn)
+    loops["step: vmap(functional_call)"] = (vmapped, 50, 1e3, "ms")
+    loops["step: batched by hand"] = (by_hand, 50, 1e3, "ms")
+    where_per_layer, in_place = mask_loops()
+    loops["masks: where per layer"] = (where_per_layer, 100, 1e3, "ms")
+    loops["masks: in place"] = (in_place, 100, 1e3, "ms")
+    rand_per_replica, int16_lanes = uniform_loops()
+    units = R * B * 2 * H
+    loops["uniforms: torch.rand"] = (rand_per_replica, 100, 1e9 / units, "ns/unit")
+    loops["uniforms: int16 lanes"] = (int16_lanes, 100, 1e9 / units, "ns/unit")
+    times = {k: float("inf") for k in loops}
+    for _ in range(args.rounds):
+        for k, (fn, reps, _, _) in loops.items():
+            times[k] = min(times[k], best(fn, reps))
+    print(f"R={R}, batch {B}, widths [{H}, {H}], BN {'on' if args.bn else 'off'}, 1 thread, best of {args.rounds} rounds")
+    for k, (_, _, factor, unit) in loops.items():
+        print(f"  {k:<32}{times[k] * factor:8.2f} {unit}")
+    pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("masks: where per layer", "masks: in place"),
+             ("uniforms: torch.rand", "uniforms: int16 lanes")]
+    for a, b in pairs:
+        print(f"  {a} / {b}: {times[a] / times[b]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
