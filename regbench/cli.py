@@ -93,6 +93,17 @@ def train(argv: list[str]) -> int:
     """Run the Hydra app; 1 when a job of a sweep failed, died or was interrupted, else 0."""
     check_choices(argv)
     argv = list(argv) + sweeper_overrides(argv)
+    from . import warm
+
+    # a multirun's workers: a process that imports torch while the sweep is composed
+    warm.start(argv)
+    try:
+        return _train(argv)
+    finally:
+        warm.close()
+
+
+def _train(argv: list[str]) -> int:
     from .preflight import reset
 
     try:

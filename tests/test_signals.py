@@ -276,3 +276,65 @@ def test_killed_joblib_parent_leaves_no_worker_and_the_rerun_resumes(cli, tmp_pa
     for job in before:
         summary = records.read_summary(sweep / job)
         assert summary["resumed_after_epoch"] is not None and summary["epochs_completed"] == EPOCHS
+
+
+# ---------------------------------------------------------------- fused launcher (the default)
+
+# two groups (BatchNorm off / on) training at once in two workers forked from
+# the warm process (regbench.warm): regbench -> warm process -> workers
+FUSED = ["model.batchnorm=false,true", "hydra.launcher.processes=2"]
+
+
+def fused_workers(pid: int) -> list[int]:
+    """The worker processes: the children of the regbench process's one child, the warm process."""
+    def children(p: int) -> list[int]:
+        try:
+            return [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            return []
+
+    return [w for z in children(pid) for w in children(z)]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigkill-parent"])
+def test_fused_sweep_stops_its_workers_in_one_line(cli, tmp_path, how):
+    """Ctrl-C reaches the whole process group; SIGTERM only the regbench
+    process, which passes it to the warm process, which passes it to the
+    workers; a SIGKILLed regbench process leaves the warm process to stop
+    them. Each way every job training is recorded ``interrupted`` and no
+    process is left; after the SIGKILL the same command resumes the jobs at once
+    (no orphan holds their run.lock)."""
+    sweep = tmp_path / "sweep"
+    args = train_args(sweep, cli.data_arg, *FUSED, dropout="0,0.1")
+    with open(tmp_path / "log", "w") as log:
+        proc = start(args, tmp_path, log)
+    try:
+        wait_for(training(sweep, 4), STARTUP_S, "both groups to train")
+        assert len(fused_workers(proc.pid)) == 2
+        before = statuses(sweep)
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=60) == 130
+        elif how == "sigterm":
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=60) == 130
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        wait_for(lambda: not members(proc.pid), 15, "every process of the sweep to exit")
+    finally:
+        kill_all(proc)
+    assert set(before.values()) == {"running"} and len(before) == 4, before
+    assert_stopped(sweep, before)
+    out = (tmp_path / "log").read_text()
+    assert "Traceback" not in out and "leaked" not in out, out
+    if how != "sigkill-parent":
+        assert out.rstrip().splitlines()[-1] == f"regbench train: interrupted; records kept in {sweep}", out
+        assert sum("interrupted" in line for line in out.splitlines()) == 1, out
+        return  # resuming after an interrupt: tests/test_fused.py, test_sweep.py
+    res = cli(*args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert statuses(sweep) == {job: "completed" for job in before}
+    for job in before:
+        summary = records.read_summary(sweep / job)
+        assert summary["resumed_after_epoch"] is not None and summary["epochs_completed"] == EPOCHS

@@ -58,6 +58,10 @@ class FusedLauncherConf:
     # threads; null = one per CPU core on CPU, at most 8 and 1 per GiB free (a group
     # is split in two while there are fewer groups than processes), 1 on a GPU
     processes: Optional[int] = None
+    # fork the workers from a process that imported torch while the sweep was
+    # being composed (regbench.warm), not from the regbench process; read from
+    # the command line, before Hydra composes: hydra.launcher.warm=false
+    warm: bool = True
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="regbench")
@@ -289,8 +293,10 @@ def usable_cores() -> int:
 
 
 class FusedLauncher(Launcher):
-    def __init__(self, max_replicas: int = 64, memory_budget_gb: Optional[float] = None, processes: Optional[int] = None) -> None:
+    def __init__(self, max_replicas: int = 64, memory_budget_gb: Optional[float] = None, processes: Optional[int] = None,
+                 warm: bool = True) -> None:
         super().__init__()
+        self.warm = warm
         self.max_replicas = max(1, int(max_replicas))
         self.memory_budget_gb = memory_budget_gb
         self.processes = processes
@@ -353,9 +359,12 @@ class FusedLauncher(Launcher):
         log.info(f"Launching {len(job_overrides)} jobs as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}{at_once}")
         self._progress = _Progress(len(job_overrides), [" ".join(filter_overrides(list(sc.hydra.overrides.task))) for sc in sweep_cfgs])
         runs: List[Optional[JobReturn]] = [None] * len(job_overrides)
-        if processes > 1:
+        from regbench import warm as warm_mod
+
+        warm = warm_mod.take() if self.warm else None  # torch already imported there (regbench.warm)
+        if processes > 1 or warm is not None:
             order = sorted(range(len(groups)), key=lambda k: -group_work(task_cfgs, groups[k]))  # longest first
-            for k, rets in self._launch_parallel([groups[k] for k in order], sweep_cfgs, initial_job_idx, processes):
+            for k, rets in self._launch_parallel([groups[k] for k in order], sweep_cfgs, initial_job_idx, processes, warm):
                 for i, ret in zip(groups[order[k]], rets):
                     runs[i] = ret
                 self._progress.done(groups[order[k]], rets)
@@ -368,7 +377,7 @@ class FusedLauncher(Launcher):
                 self._progress.done(group, rets)
         return runs  # type: ignore[return-value]
 
-    def _launch_parallel(self, groups: List[List[int]], sweep_cfgs: List[DictConfig], first_idx: int, processes: int):
+    def _launch_parallel(self, groups: List[List[int]], sweep_cfgs: List[DictConfig], first_idx: int, processes: int, warm=None):
         """Train ``groups`` in ``processes`` forked workers, each taking the next
         group when it is free; yields (group index, its JobReturns) as they end.
 
@@ -377,22 +386,40 @@ class FusedLauncher(Launcher):
         imports torch once, at the same time as the others. Ctrl-C and SIGTERM
         reach them through regbench.signals (as joblib's workers); a worker
         that dies takes only its current group's jobs with it (``dead`` in
-        ``regbench status``), the others go on."""
+        ``regbench status``), the others go on.
+
+        With a warm process (``warm``, regbench.warm: forked as the command
+        began, torch imported while the sweep was being composed) the workers
+        are forked from it instead, and it reports each one's end."""
         import multiprocessing
         import queue as queue_mod
 
-        ctx = multiprocessing.get_context("fork")
-        tasks, results = ctx.Queue(), ctx.Queue()
+        threads = max(1, usable_cores() // processes)
+        workers: list = []
+        if warm is not None and warm.submit(_warm_worker, (self.config, self.hydra_context.callbacks, groups, sweep_cfgs,
+                                                           first_idx, processes, threads)):
+            tasks, results = warm.tasks, warm.results
+        else:
+            warm = None
+            ctx = multiprocessing.get_context("fork")
+            tasks, results = ctx.Queue(), ctx.Queue()
+            workers = [ctx.Process(target=self._worker, args=(groups, sweep_cfgs, first_idx, tasks, results, threads), daemon=False)
+                       for _ in range(processes)]
         for k in range(len(groups)):
             tasks.put(k)
-        threads = max(1, usable_cores() // processes)
-        workers = [ctx.Process(target=self._worker, args=(groups, sweep_cfgs, first_idx, tasks, results, threads), daemon=False)
-                   for _ in range(processes)]
+        for _ in range(processes):
+            tasks.put(None)  # one stop per worker: a worker never mistakes a slow queue for an empty one
         for w in workers:
             w.start()
         tasks_left = len(groups)
         current: Dict[int, int] = {}  # worker pid -> the group it trains
         folders: Dict[int, List[str]] = {}  # group -> its job folders, once set up
+
+        def lost(pid: int, code) -> Tuple[int, List[JobReturn]]:
+            k = current.pop(pid)
+            log.error(f"a worker process ended ({code}) while training {len(groups[k])} jobs; they are left as they are")
+            return k, [self._lost(sweep_cfgs[i], f) for i, f in zip(groups[k], folders.get(k, [None] * len(groups[k])))]
+
         try:
             while tasks_left:
                 try:
@@ -400,11 +427,14 @@ class FusedLauncher(Launcher):
                 except queue_mod.Empty:
                     for w in workers:  # a worker that died (killed, out of memory) while training a group
                         if not w.is_alive() and w.pid in current:
-                            k = current.pop(w.pid)
                             tasks_left -= 1
-                            log.error(f"a worker process ended ({w.exitcode}) while training {len(groups[k])} jobs; they are left as they are")
-                            yield k, [self._lost(sweep_cfgs[i], f) for i, f in zip(groups[k], folders.get(k, [None] * len(groups[k])))]
-                    if not any(w.is_alive() for w in workers) and results.empty():
+                            yield lost(w.pid, w.exitcode)
+                    if warm is not None and not warm.alive() and results.empty():
+                        for pid in list(current):  # the warm process died, and its workers stop with it
+                            tasks_left -= 1
+                            yield lost(pid, "its parent, the warm process, ended")
+                        break
+                    if warm is None and not any(w.is_alive() for w in workers) and results.empty():
                         break
                     continue
                 kind, pid, k, payload = msg
@@ -413,6 +443,11 @@ class FusedLauncher(Launcher):
                     continue
                 if kind == "folders":
                     folders[k] = payload
+                    continue
+                if kind == "exit":  # from the warm process: one of its workers ended
+                    if pid in current:
+                        tasks_left -= 1
+                        yield lost(pid, payload)
                     continue
                 current.pop(pid, None)
                 tasks_left -= 1
@@ -432,7 +467,6 @@ class FusedLauncher(Launcher):
 
     def _worker(self, groups, sweep_cfgs, first_idx, tasks, results, threads: int) -> None:
         import os as _os
-        import queue as queue_mod
 
         from regbench import signals
 
@@ -441,9 +475,8 @@ class FusedLauncher(Launcher):
 
         torch.set_num_threads(threads)  # a job's own `threads` (> 0) still wins (JobRun.open)
         while True:
-            try:
-                k = tasks.get_nowait()
-            except queue_mod.Empty:
+            k = tasks.get()
+            if k is None:
                 break
             results.put(("start", _os.getpid(), k, None))
             group = groups[k]
@@ -490,3 +523,16 @@ class FusedLauncher(Launcher):
             HydraConfig.instance().set_config(ret.hydra_cfg)
             self.hydra_context.callbacks.on_job_end(config=sc, job_return=ret)
         return rets
+
+
+def _warm_worker(config: DictConfig, callbacks, groups, sweep_cfgs, first_idx, tasks, results, threads: int) -> None:
+    """A worker forked from regbench.warm's process, which has torch imported
+    but none of the regbench process's Hydra state: the launcher's config and
+    callbacks come pickled; Hydra's logging, resolvers and job callbacks are
+    set up here as Hydra set them up there."""
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    launcher = FusedLauncher()
+    launcher.config = config
+    launcher.hydra_context = HydraContext(config_loader=None, callbacks=callbacks)  # run_job uses only the callbacks
+    launcher._worker(groups, sweep_cfgs, first_idx, tasks, results, threads)
