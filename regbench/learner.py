@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from . import batched
 from .data import Split
 from .model import Dropout, build_mlp, count_parameters, layer_rates
 from .optim import make_optimizer, make_scheduler  # noqa: F401  (make_optimizer: also scripts/bench.py's)
@@ -237,12 +238,15 @@ class Learner:
         self.has_bn = any(isinstance(m, nn.BatchNorm1d) for m in self.module.modules())
         self.n_params = count_parameters(self.module)
         self.stacked = len(models) > 1
+        self.layerwise = False
         self.labels = labels
         if self.stacked:
             params, buffers = stack_module_state(models)  # {name: (R, ...)}
             self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
             self.buffers = {k: v for k, v in buffers.items() if not k.endswith(".mask")}
             self._forward = vmap(self._call, randomness="error")  # in_dims=0 for every leaf; masks come from outside
+            # regbench's MLPs: layer by layer (batched.py: BatchNorm as one op over R*C channels, not vmap's rule)
+            self.layerwise = batched.supported(self.module)
             trainable = list(self.params.values())
         else:
             trainable = list(self.module.parameters())
@@ -297,7 +301,10 @@ class Learner:
             xb, yb = train.x[idx], labels[rows, idx]  # (R, B, D), (R, B)
             masks = self.masks.draw(b)  # {dropout name: (R, B, units)}, from each replica's own stream
             if self.stacked:
-                logits = self._forward(self.params, self.buffers, {f"{k}.mask": v for k, v in masks.items()}, xb)  # (R, B, C)
+                if self.layerwise:
+                    logits = batched.forward(self.module, self.params, self.buffers, masks, xb, training=True)  # (R, B, C)
+                else:
+                    logits = self._forward(self.params, self.buffers, {f"{k}.mask": v for k, v in masks.items()}, xb)
                 # the loss outside vmap: one kernel for all replicas, not a batching rule per op
                 losses = cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(R, b).mean(1)
                 total = torch.where(alive, losses, torch.zeros_like(losses)).sum()

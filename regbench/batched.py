@@ -1,0 +1,102 @@
+"""The forward pass of R stacked copies of an MLP, layer by layer.
+
+A fused group (or ``trainer.replicas``) keeps R copies of one ``nn.Sequential``
+MLP (regbench.model) stacked along a leading replica dimension. ``vmap`` of
+``functional_call`` runs them, but its batching rule for ``batch_norm`` is
+slow on CPU: about 2.7 ms for the forward and backward of one BatchNorm layer
+at R = 25, B = 128, C = 100 (one thread), against 0.4-0.7 ms for the same
+``F.batch_norm`` over the (B, R*C) view in which the R replicas' channels are
+just more channels (``scripts/bench_kernels.py``). So :func:`forward` walks the
+MLP's layers itself: ``Linear`` as one batched matmul, ``BatchNorm1d`` as one
+``F.batch_norm`` over R*C channels (each channel's statistics over the same B
+examples as in a single run, running statistics and ``num_batches_tracked``
+updated in place in the stacked buffers), activations elementwise, regbench's
+``Dropout`` as its replica's mask.
+
+:func:`supported` says whether a module is made only of those parts; anything
+else is left to ``vmap``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import ACTIVATIONS, Dropout
+
+_ELEMENTWISE = tuple(ACTIVATIONS.values())
+
+
+def supported(module: nn.Module) -> bool:
+    """Whether :func:`forward` can run ``module`` (an MLP built by regbench.model)."""
+    if not isinstance(module, nn.Sequential):
+        return False
+    for m in module.children():
+        if isinstance(m, nn.Sequential):
+            if not supported(m):
+                return False
+        elif isinstance(m, nn.BatchNorm1d):
+            if not (m.affine and m.track_running_stats and m.momentum is not None):
+                return False
+        elif not isinstance(m, (nn.Linear, Dropout, *_ELEMENTWISE)):
+            return False
+    return True
+
+
+def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: torch.Tensor,
+            training: bool, prefix: str = "") -> torch.Tensor:
+    """``module``'s forward for every replica at once.
+
+    ``params``/``buffers``: {name: (R, ...)} as ``stack_module_state`` makes
+    them; ``masks``: {Dropout name: (R, B, units)} (training only); ``x``:
+    (R, B, D), or (B, D) shared by all replicas (evaluation). Returns (R, B, C).
+    ``training`` as the module's mode: BatchNorm normalizes with the batch's
+    statistics and updates its running ones, Dropout applies its mask; else
+    running statistics and no dropout.
+    """
+    for name, m in module.named_children():
+        key = f"{prefix}{name}"
+        if isinstance(m, nn.Sequential):
+            x = forward(m, params, buffers, masks, x, training, prefix=f"{key}.")
+        elif isinstance(m, nn.Linear):
+            w, b = params[f"{key}.weight"], params.get(f"{key}.bias")  # (R, out, in), (R, out)
+            if x.dim() == 2:  # shared input: one matmul against every replica's weights
+                y = torch.matmul(x, w.transpose(1, 2))  # (R, B, out)
+                x = y if b is None else y + b.unsqueeze(1)
+            elif b is None:
+                x = torch.bmm(x, w.transpose(1, 2))
+            else:
+                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        elif isinstance(m, nn.BatchNorm1d):
+            x = _batch_norm(m, key, params, buffers, x, training)
+        elif isinstance(m, Dropout):
+            if training:
+                mask = masks.get(key)
+                if mask is not None:
+                    x = x * mask
+        else:  # an activation: elementwise
+            x = m(x)
+    return x
+
+
+def _batch_norm(m: nn.BatchNorm1d, key: str, params: dict, buffers: dict, x: torch.Tensor, training: bool) -> torch.Tensor:
+    if x.dim() == 2:  # a shared input reaches BN only through a Linear first; still, be exact
+        x = x.expand(params[f"{key}.weight"].shape[0], *x.shape)
+    R, B, C = x.shape
+    flat = x.transpose(0, 1).reshape(B, R * C)  # the replicas' channels side by side
+    running_mean, running_var = buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"]
+    if training:
+        tracked = buffers.get(f"{key}.num_batches_tracked")
+        if tracked is not None:
+            tracked.add_(1)
+    y = F.batch_norm(flat, running_mean.view(R * C), running_var.view(R * C), params[f"{key}.weight"].reshape(R * C),
+                     params[f"{key}.bias"].reshape(R * C), training, m.momentum, m.eps)
+    return y.view(B, R, C).transpose(0, 1)
+
+
+def running_views_ok(buffers: dict) -> bool:
+    """The stacked running statistics must be contiguous for their (R*C) views
+    to be updated in place (``stack_module_state`` makes them so)."""
+    return all(v.is_contiguous() for k, v in buffers.items() if k.endswith(("running_mean", "running_var")))
+
