@@ -269,6 +269,71 @@ def test_a_job_config_derived_from_a_composed_one_is_hydras_own(template, job):
     GlobalHydra.instance().clear()
 
 
+@pytest.mark.parametrize("chdir", [False, True])
+def test_a_group_sets_its_jobs_up_as_hydras_run_job(tmp_path, monkeypatch, chdir):
+    """The fused launcher sets a group's jobs up with fewer copies of the
+    config than Hydra's run_job (set_up_job): the same folder, the same
+    .hydra/ files byte for byte, the same JobReturn, the same callbacks."""
+    import copy as copy_mod
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import run_job, setup_globals
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import OmegaConf
+
+    from hydra import initialize_config_module
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import set_up_job
+    from regbench.config import register_configs
+
+    class Calls:
+        def __init__(self):
+            self.seen = []
+
+        def on_job_start(self, config, **kw):
+            self.seen.append(("start", OmegaConf.to_yaml(config)))
+
+        def on_job_end(self, config, job_return, **kw):
+            self.seen.append(("end", job_return.status, job_return.return_value))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REGBENCH_TEST_ENV", "before")
+    register_configs()
+    setup_globals()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [f"hydra.sweep.dir={tmp_path / 'sweep'}", f"hydra.job.chdir={chdir}",
+                                                      "+hydra.job.env_set.REGBENCH_TEST_ENV=during"], RunMode.MULTIRUN)
+        job = loader.load_sweep_config(master, ["model.dropout=0.3", "seed=2"])
+        seen_env, out = [], {}
+        task = lambda cfg: seen_env.append((os.environ["REGBENCH_TEST_ENV"], HydraConfig.get().runtime.output_dir)) or 7
+        for name, run in (("hydra", lambda c, cb: run_job(hydra_context=HydraContext(config_loader=None, callbacks=cb), task_function=task,
+                                                             config=c, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")),
+                          ("fused", lambda c, cb: set_up_job(cb, task, c))):
+            calls = Calls()
+            before = HydraConfig.instance().cfg
+            ret = run(copy_mod.deepcopy(job), calls)
+            assert HydraConfig.instance().cfg is before
+            folder = Path(ret.hydra_cfg.hydra.runtime.output_dir)
+            files = {p.name: p.read_bytes() for p in (folder / ".hydra").iterdir()}
+            out[name] = (ret, files, calls.seen, folder, os.getcwd())
+            assert files.keys() == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+            for p in (folder / ".hydra").iterdir():
+                p.unlink()
+    GlobalHydra.instance().clear()
+    (a, fa, ca, da, cwa), (b, fb, cb, db, cwb) = out["hydra"], out["fused"]
+    assert da == db and fa == fb and cwa == cwb == str(tmp_path)
+    assert seen_env == [("during", str(da))] * 2 and os.environ["REGBENCH_TEST_ENV"] == "before"
+    assert ca == cb and ca[-1] == ("end", a.status, 7)
+    assert OmegaConf.to_yaml(a.cfg) == OmegaConf.to_yaml(b.cfg) and OmegaConf.is_struct(a.cfg) == OmegaConf.is_struct(b.cfg)
+    assert OmegaConf.get_type(a.cfg) is OmegaConf.get_type(b.cfg)
+    assert OmegaConf.to_yaml(a.hydra_cfg) == OmegaConf.to_yaml(b.hydra_cfg)
+    assert (a.overrides, a.working_dir, a.status, a.return_value, a.task_name) == \
+           (b.overrides, b.working_dir, b.status, b.return_value, b.task_name)
+    assert "hydra" not in b.cfg and "hydra" in job  # the job's own config keeps Hydra's node
+
+
 @pytest.mark.parametrize("optim", [["optim=adamw"], ["optim=sgd", "optim.nesterov=true"]])
 def test_jobs_that_differ_in_lr_and_weight_decay_train_as_one_group_with_their_own_numbers(make_cfg, tmp_path, optim):
     """optim.lr and optim.weight_decay vary per replica (one fused kernel call
