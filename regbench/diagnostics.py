@@ -17,9 +17,12 @@ number per column of ``metrics.csv``:
 Everything is read inside forward hooks from the module as it is called, so
 the probe measures whichever weights and buffers the call used: a plain
 module, or the template of vectorized training called through
-``torch.func.functional_call`` with one replica's state (one replica per
-pass; not under vmap). Hooks only launch reductions on the device; nothing is
-read back to the host until the caller reads ``results()``.
+``torch.func.functional_call`` with one replica's state. The evaluation of
+several replicas at once (``Learner.evaluate_replicas``) does not call the
+modules' hooks: it hands the probe the same tensors with a leading replica
+dimension (``bn_input``, ``preact``, ``weight``), and ``results`` then gives
+one value per replica. Nothing is read back to the host until the caller
+reads ``results()``.
 """
 
 from __future__ import annotations
@@ -39,24 +42,25 @@ def variance_shift(running_var: torch.Tensor, input_var: torch.Tensor, eps: floa
     as one too large.
     """
     a, b = running_var + eps, input_var + eps
-    return torch.maximum(a / b, b / a).mean()
+    return torch.maximum(a / b, b / a).mean(-1)  # (...): one per replica when there is a replica dimension
 
 
 def percentiles(values: torch.Tensor, q=PERCENTILES) -> torch.Tensor:
-    """Percentiles ``q`` (0..100) of a 1-d tensor, interpolated linearly as numpy's default.
+    """Percentiles ``q`` (0..100) along the last dimension, interpolated linearly
+    as numpy's default: (..., n) -> (..., len(q)).
 
     By hand rather than torch.quantile: positions come from the length (a host
     int), so no q tensor has to be copied to the device (a host sync on CUDA).
     """
-    s = values.sort().values  # (n,)
-    n = s.numel()
+    s = values.sort(-1).values  # (..., n)
+    n = s.shape[-1]
     out = []
     for p in q:
         pos = p / 100 * (n - 1)
         lo = int(pos)
         hi = min(lo + 1, n - 1)
-        out.append(s[lo] + (pos - lo) * (s[hi] - s[lo]))
-    return torch.stack(out)
+        out.append(s[..., lo] + (pos - lo) * (s[..., hi] - s[..., lo]))
+    return torch.stack(out, -1)
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
@@ -64,10 +68,14 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
 
 
 class Probe:
-    """Hooks that collect diagnostics during one eval-mode pass over a split (possibly several chunks).
+    """Collects diagnostics during one eval-mode pass over a split (possibly several chunks).
 
-    The caller owns the mode: put the model in eval mode (and inference_mode)
-    before the pass; the probe never switches it.
+    Through forward hooks (:meth:`attach`) for a module called on one model's
+    examples (B, F), or fed directly (:meth:`reset`, then :meth:`bn_input`,
+    :meth:`preact`, :meth:`weight`) with a leading replica dimension (R, B, F)
+    by a pass that evaluates R replicas at once. The caller owns the mode: put
+    the model in eval mode (and inference_mode) before the pass; the probe
+    never switches it.
     """
 
     def __init__(self, model: nn.Module, max_examples: int = 2048):
@@ -82,8 +90,17 @@ class Probe:
                     self.linears[name] = child.linear
             elif isinstance(child, nn.Linear):
                 self.linears[name] = child
+        # module -> (what is measured there, block or layer name), for passes that feed the probe directly
+        self.roles: dict[nn.Module, tuple[str, str]] = {}
+        for name in self._bn_blocks():
+            self.roles[self.blocks[name].bn] = ("bn", name)
+        for name in self._act_blocks():
+            self.roles[self.blocks[name].act] = ("act", name)
+        for name, linear in self.linears.items():
+            self.roles[linear] = ("linear", name)
+        self._relus = set(self._relu_blocks())
         self._handles: list = []
-        self._reset()
+        self.reset()
 
     # ------------------------------------------------------------ structure
 
@@ -105,60 +122,77 @@ class Probe:
         cols += [f"weight_norm/{n}" for n in self.linears]
         return cols
 
-    # ------------------------------------------------------------ hooks
+    # ------------------------------------------------------------ measurements
+    # Each takes one model's tensors, or R replicas' with a leading dimension:
+    # examples are dimension -2, units the last.
 
-    def _reset(self) -> None:
-        self._bn: dict[str, list] = {}  # block -> [n, sums (2, F) of d and d^2, running_var, eps]
+    def reset(self) -> None:
+        """Forget what earlier passes measured."""
+        self._bn: dict[str, list] = {}  # block -> [n, sums (..., 2, F) of d and d^2, running_var, eps]
         self._pre: dict[str, list[torch.Tensor]] = {}  # block -> slices of unit 0, the fixed batch so far
         self._pre_n: dict[str, int] = {}  # examples in those slices (host ints: shapes, no sync)
-        self._alive: dict[str, torch.Tensor] = {}  # block -> (F,) bool: some example made the unit > 0
+        self._alive: dict[str, torch.Tensor] = {}  # block -> (..., F) bool: some example made the unit > 0
         self._norm: dict[str, torch.Tensor] = {}
         self._device: torch.device | None = None
+        self._lead: tuple = ()  # the replica dimension of the pass, () for one model
+
+    def bn_input(self, name: str, x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, eps: float) -> None:
+        """The input x (..., B, F) of block ``name``'s BatchNorm, with the running statistics (..., F) it normalizes by."""
+        # Sums of x - running_mean: exact for any constant shift, and with a shift
+        # near the mean E[d^2] - E[d]^2 does not cancel, so float32 per chunk is
+        # accurate (and ~10x cheaper than float64 on CPU); chunks add up in float64.
+        d = x - running_mean.detach().unsqueeze(-2)
+        sums = torch.stack([d.sum(-2), (d * d).sum(-2)], -2).to(_acc_dtype(x.device))  # (..., 2, F)
+        acc = self._bn.get(name)
+        if acc is None:
+            self._bn[name] = acc = [0, torch.zeros_like(sums), None, eps]
+        acc[0] += x.shape[-2]
+        acc[1] += sums
+        acc[2] = running_var.detach().to(sums.dtype)  # a copy: later training steps cannot change it
+        self._seen(x)
+
+    def preact(self, name: str, x: torch.Tensor, output: torch.Tensor) -> None:
+        """The input x (..., B, F) of block ``name``'s activation and its output."""
+        room = self.max_examples - self._pre_n.get(name, 0)
+        if room > 0:
+            self._pre.setdefault(name, []).append(x[..., :room, 0].detach().float())
+            self._pre_n[name] = self._pre_n.get(name, 0) + min(room, x.shape[-2])
+        if name in self._relus:
+            alive = output.amax(-2) > 0  # (..., F); ReLU output is >= 0, and amax is cheaper than any
+            prev = self._alive.get(name)
+            self._alive[name] = alive if prev is None else prev | alive
+        self._seen(x)
+
+    def weight(self, name: str, weight: torch.Tensor) -> None:
+        """The weight (..., out, in) that layer ``name`` was called with."""
+        self._norm[name] = torch.linalg.vector_norm(weight.detach().float(), dim=(-2, -1))
+        self._seen(weight)
+
+    def _seen(self, x: torch.Tensor) -> None:
+        self._device = x.device
+        self._lead = tuple(x.shape[:-2])
+
+    # ------------------------------------------------------------ hooks
 
     def _bn_hook(self, name: str):
         def hook(module: nn.BatchNorm1d, args, output):
             # Read the buffers at call time: under functional_call they are the replica's.
-            x = args[0]  # (B, F): the BN input, as BN sees it at test time
-            # Sums of x - running_mean: exact for any constant shift, and with a shift
-            # near the mean E[d^2] - E[d]^2 does not cancel, so float32 per chunk is
-            # accurate (and ~10x cheaper than float64 on CPU); chunks add up in float64.
-            d = x - module.running_mean.detach()
-            sums = torch.stack([d.sum(0), (d * d).sum(0)]).to(_acc_dtype(x.device))  # (2, F)
-            acc = self._bn.get(name)
-            if acc is None:
-                self._bn[name] = acc = [0, torch.zeros_like(sums), None, module.eps]
-            acc[0] += x.shape[0]
-            acc[1] += sums
-            acc[2] = module.running_var.detach().to(sums.dtype)  # a copy: later training steps cannot change it
-            self._device = x.device
+            self.bn_input(name, args[0], module.running_mean, module.running_var, module.eps)
         return hook
 
     def _act_hook(self, name: str):
-        relu = name in self._relu_blocks()
-
         def hook(module: nn.Module, args, output):
-            x = args[0]  # (B, F) pre-activation; model.py's activations are not in-place
-            room = self.max_examples - self._pre_n.get(name, 0)
-            if room > 0:
-                self._pre.setdefault(name, []).append(x[:room, 0].detach().float())
-                self._pre_n[name] = self._pre_n.get(name, 0) + min(room, x.shape[0])
-            if relu:
-                alive = output.amax(0) > 0  # (F,); ReLU output is >= 0, and amax is cheaper than any
-                prev = self._alive.get(name)
-                self._alive[name] = alive if prev is None else prev | alive
-            self._device = x.device
+            self.preact(name, args[0], output)  # model.py's activations are not in-place
         return hook
 
     def _linear_hook(self, name: str):
         def hook(module: nn.Linear, args, output):
-            # module.weight is whatever this call used (the replica's under functional_call).
-            self._norm[name] = torch.linalg.vector_norm(module.weight.detach().float())
-            self._device = output.device
+            self.weight(name, module.weight)  # whatever this call used (the replica's under functional_call)
         return hook
 
     def attach(self) -> None:
         self.detach()
-        self._reset()
+        self.reset()
         for name in self._bn_blocks():
             self._handles.append(self.blocks[name].bn.register_forward_hook(self._bn_hook(name)))
         for name in self._act_blocks():
@@ -174,10 +208,11 @@ class Probe:
     # ------------------------------------------------------------ results
 
     def results(self) -> dict[str, torch.Tensor]:
-        """Every column as a 0-dim float32 tensor on the model's device; NaN for
-        what the pass did not reach (no pass since attach, max_examples = 0)."""
+        """Every column as a float32 tensor on the model's device: 0-dim for one
+        model, (R,) after a pass of R replicas; NaN for what the pass did not
+        reach (no pass since attach, max_examples = 0)."""
         device = self._device or next((p.device for p in self.model.parameters()), torch.device("cpu"))
-        nan = torch.full((), float("nan"), device=device)
+        nan = torch.full(self._lead, float("nan"), device=device)
         out: dict[str, torch.Tensor] = {}
         for name in self._bn_blocks():
             acc = self._bn.get(name)
@@ -185,17 +220,17 @@ class Probe:
                 out[f"bn_var_shift/{name}"] = nan
                 continue
             n, sums, running_var, eps = acc
-            mean_d = sums[0] / n
-            input_var = (sums[1] / n - mean_d * mean_d).clamp_min(0)  # population variance over the split
+            mean_d = sums[..., 0, :] / n
+            input_var = (sums[..., 1, :] / n - mean_d * mean_d).clamp_min(0)  # population variance over the split
             out[f"bn_var_shift/{name}"] = variance_shift(running_var, input_var, eps).float()
         for name in self._act_blocks():
             pre = self._pre.get(name)
-            values = percentiles(torch.cat(pre)) if pre else nan.expand(len(PERCENTILES))
-            for q, v in zip(PERCENTILES, values):
+            values = percentiles(torch.cat(pre, -1)) if pre else nan.unsqueeze(-1).expand(*self._lead, len(PERCENTILES))
+            for q, v in zip(PERCENTILES, values.unbind(-1)):
                 out[f"preact_p{q}/{name}"] = v
         for name in self._relu_blocks():
             alive = self._alive.get(name)
-            out[f"dead_frac/{name}"] = nan if alive is None else 1 - alive.float().mean()
+            out[f"dead_frac/{name}"] = nan if alive is None else 1 - alive.float().mean(-1)
         for name in self.linears:
             out[f"weight_norm/{name}"] = self._norm.get(name, nan)
         return {c: out[c] for c in self.columns()}
