@@ -28,7 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import batched
 from .data import Split
-from .model import Dropout, build_mlp, count_parameters, layer_rates
+from .model import ACTIVATIONS, Dropout, build_mlp, count_parameters, layer_rates
 from .optim import make_optimizer, make_scheduler  # noqa: F401  (make_optimizer: also scripts/bench.py's)
 
 
@@ -74,6 +74,53 @@ def evaluate(module: nn.Module, split: Split, batch_size: int, state: Optional[d
         if probe is not None:
             probe.detach()
         module.train(was_training)
+
+
+# An evaluation pass of several replicas at once holds a few activations of
+# (replicas, examples, widest layer) float32 values; each is kept under this
+# many bytes. On a CPU the matmuls and the elementwise ops of these small MLPs
+# run fastest on activations that stay in a core's cache: measured on one
+# thread at R=25, widths 100 (the fit, val and test passes of one epoch), a
+# budget of 1-2 MiB took 2.2-3.8 ms per seed-epoch, 8 MiB 3.2-6.3 ms and
+# all 25 replicas x 3200 examples at once (31 MiB) slower than one replica at
+# a time. On a GPU only memory bounds it: 256 MiB a tensor (about 1 GiB at the
+# pass's peak) evaluates a 500-replica group, 8192 examples x width 100, in 7
+# passes of 80 replicas instead of one pass of 1.6 GB a tensor.
+EVAL_PASS_BYTES = {"cpu": 1 << 20}
+EVAL_PASS_BYTES_OTHER = 256 << 20
+MIN_PASS_EXAMPLES = 128  # where one replica's chunk is over the budget: fewer examples a pass, not fewer than these
+
+
+def eval_pass_shape(replicas: int, examples: int, row_bytes: int, device) -> tuple[int, int]:
+    """(replicas, examples) of one evaluation pass over chunks of ``examples``
+    (trainer.eval_batch_size, or the whole split when smaller): as many
+    replicas as the budget holds; where one replica's chunk alone is over it,
+    one replica and fewer examples. ``row_bytes``: one example's widest activation."""
+    budget = EVAL_PASS_BYTES.get(torch.device(device).type, EVAL_PASS_BYTES_OTHER)
+    fit = budget // (examples * row_bytes)
+    if fit >= 1:
+        return min(replicas, fit), examples
+    return 1, min(examples, max(MIN_PASS_EXAMPLES, budget // row_bytes))
+
+
+def eval_leaves(module: nn.Module) -> Optional[list[tuple[str, nn.Module]]]:
+    """(name, module) of each leaf of the MLP in forward order, for the batched
+    eval-mode forward of :meth:`Learner.evaluate_replicas`; None when a module
+    is not one it knows (then replicas are evaluated one by one)."""
+    leaves = []
+
+    def walk(prefix: str, m: nn.Module) -> bool:
+        if isinstance(m, nn.Sequential):
+            return all(walk(f"{prefix}{name}.", child) for name, child in m.named_children())
+        name = prefix[:-1]
+        if isinstance(m, nn.BatchNorm1d) and not (m.affine and m.track_running_stats):
+            return False
+        if not isinstance(m, (nn.Linear, nn.BatchNorm1d, nn.Dropout, *ACTIVATIONS.values())):
+            return False
+        leaves.append((name, m))
+        return True
+
+    return leaves if walk("", module) else None
 
 
 def _stream_seed(seed: int, salt: int) -> int:
@@ -262,6 +309,10 @@ class Learner:
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]  # batch order per seed
         self.masks = MaskSampler(dropout_positions(self.module, n_features), [replica_rates(c) for c in cfgs], self.seeds, self.device)
         self.dropouts = {n: m for n, m in self.module.named_modules() if isinstance(m, Dropout)}
+        # R > 1: evaluate_replicas runs the replicas at once through these
+        self.leaves = eval_leaves(self.module) if self.stacked else None
+        widest = max([n_features, n_classes] + [m.out_features for m in self.module.modules() if isinstance(m, nn.Linear)])
+        self.row_bytes = 4 * widest
 
     # ------------------------------------------------------------ training
 
@@ -343,7 +394,90 @@ class Learner:
         return {**{k: v[i].detach() for k, v in self.params.items()}, **{k: v[i] for k, v in self.buffers.items()}}
 
     def evaluate(self, split: Split, batch_size: int, i: int, probe=None):
+        """Replica i alone (R = 1: the plain module)."""
         return evaluate(self.module, split, batch_size, self.replica_state(i), probe)
+
+    @torch.inference_mode()
+    def evaluate_replicas(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, replicas: list[int], probe=None,
+                          masked: tuple = ()):
+        """Replicas ``replicas`` evaluated at once, in eval mode (R > 1, ``self.leaves`` not None).
+
+        ``x`` (N, D) is shared by all; ``y`` is (N,), or (r, N) with one row of
+        labels per replica. Passes hold at most ``batch_size`` examples and are
+        sized by :func:`eval_pass_shape`. ``masked``: pairs (labels, mask), each
+        (r, N), whose counts of correct predictions among the masked examples
+        are returned too (the noisy-label metrics). ``probe`` is fed each
+        replica's tensors. Returns device tensors: mean loss (r,), accuracy
+        (r,), [count (r,) per pair], {probe column: (r,)}.
+        """
+        r, n = len(replicas), len(x)
+        if replicas == list(range(len(self.seeds))):
+            params, buffers = self.params, self.buffers
+        else:  # the live replicas only: a copy of their (small) parameters
+            idx = torch.tensor(replicas, device=self.device)
+            params, buffers = ({k: v[idx] for k, v in d.items()} for d in (self.params, self.buffers))
+        r_pass, n_pass = eval_pass_shape(r, min(batch_size, n), self.row_bytes, self.device)
+        loss = torch.zeros(r, device=self.device)
+        correct = torch.zeros(r, dtype=torch.long, device=self.device)
+        counts = [torch.zeros(r, dtype=torch.long, device=self.device) for _ in masked]
+        found: dict[str, list[torch.Tensor]] = {}
+        for r0 in range(0, r, r_pass):
+            rs = slice(r0, r0 + r_pass)
+            p, b = {k: v[rs].detach() for k, v in params.items()}, {k: v[rs] for k, v in buffers.items()}
+            if probe is not None:
+                probe.reset()
+            rp = min(r0 + r_pass, r) - r0
+            for start in range(0, n, n_pass):
+                cols = slice(start, start + n_pass)
+                logits = self._eval_forward(p, b, x[cols], probe)  # (r', B, C)
+                nb = logits.shape[1]
+                yb = y[cols].expand(rp, nb) if y.dim() == 1 else y[rs, cols]  # (r', B)
+                loss[rs] += cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(rp, nb).sum(1)
+                pred = logits.argmax(-1)  # (r', B)
+                correct[rs] += (pred == yb).sum(1)
+                for count, (labels, mask) in zip(counts, masked):
+                    count[rs] += ((pred == labels[rs, cols]) & mask[rs, cols]).sum(1)
+            if probe is not None:
+                for k, v in probe.results().items():
+                    found.setdefault(k, []).append(v.expand(rp))
+        return loss / n, correct.float() / n, counts, {k: torch.cat(v) for k, v in found.items()}
+
+    def _eval_forward(self, params: dict, buffers: dict, h: torch.Tensor, probe) -> torch.Tensor:
+        """Eval-mode forward of r replicas on shared examples h (B, D): (r, B, C).
+
+        By hand over ``self.leaves``, not ``vmap(functional_call)``: on a CPU,
+        vmap runs each Linear as bmm plus two separate additions and BatchNorm
+        through its batching rule, 1.5x slower without BatchNorm and 2.3x with
+        it (``scripts/bench_kernels.py``, eval); baddbmm adds the bias in the matmul. BatchNorm in eval mode is each
+        replica's affine map, computed as PyTorch's CPU kernel does (alpha =
+        weight / sqrt(running_var + eps), beta = bias - running_mean * alpha).
+        Dropout is the identity; activations are the template's own modules.
+        """
+        r = len(next(iter(params.values())))
+        for name, m in self.leaves:
+            role = probe.roles.get(m) if probe is not None else None
+            if isinstance(m, nn.Linear):
+                w = params[f"{name}.weight"]  # (r, out, in)
+                if role is not None:
+                    probe.weight(role[1], w)
+                h = h if h.dim() == 3 else h.expand(r, -1, -1)  # the shared input, not copied
+                bias = params.get(f"{name}.bias")
+                h = torch.bmm(h, w.transpose(1, 2)) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))
+            elif isinstance(m, nn.BatchNorm1d):
+                mean, var = buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"]  # (r, F)
+                if role is not None:
+                    probe.bn_input(role[1], h, mean, var, m.eps)
+                alpha = params[f"{name}.weight"] / torch.sqrt(var + m.eps)
+                beta = params[f"{name}.bias"] - mean * alpha
+                h = torch.addcmul(beta.unsqueeze(1), h, alpha.unsqueeze(1))
+            elif isinstance(m, nn.Dropout):
+                continue
+            else:
+                out = m(h)
+                if role is not None:
+                    probe.preact(role[1], h, out)
+                h = out
+        return h
 
     # ------------------------------------------------------------ state
 

@@ -78,39 +78,82 @@ def resolve_device(name: str) -> torch.device:
 def epoch_metrics(learner: Learner, datas, replicas: list[int], eval_batch: int, with_test: bool, probe=None) -> list[dict]:
     """Evaluate fit (train set), val and test for each replica in ``replicas``;
     one host sync for all of them. ``datas``: one Dataset, or one per replica
-    (a fused group: each job's own labels). Returns one dict of floats per replica."""
-    names, values = [], []
-    for i in replicas:
-        data = datas if isinstance(datas, Dataset) else datas[i]
-        fit_loss, fit_acc, fit_pred = learner.evaluate(data.train, eval_batch, i, probe)
-        names.append(["fit_loss", "fit_acc"])
-        values += [fit_loss, fit_acc]
-        if probe is not None:
-            found = probe.results()
-            names[-1] += list(found)
-            values += list(found.values())
-        val_loss, val_acc, _ = learner.evaluate(data.val, eval_batch, i)
-        names[-1] += ["val_loss", "val_acc"]
-        values += [val_loss, val_acc]
-        if with_test and data.test is not None:
-            test_loss, test_acc, _ = learner.evaluate(data.test, eval_batch, i)
-            names[-1] += ["test_loss", "test_acc"]
-            values += [test_loss, test_acc]
-        if data.n_corrupted:
-            mask = data.corrupted
-            names[-1] += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC]
-            values += [
-                (fit_pred[mask] == data.train.y[mask]).float().mean(),  # memorized the wrong label
-                (fit_pred[mask] == data.clean_y[mask]).float().mean(),  # still predicts the true one
-            ]
-    flat = iter(torch.stack([v.float() for v in values]).tolist())
+    (a fused group: each job's own labels). Returns one dict of floats per replica.
+
+    A vectorized learner evaluates the replicas at once (``Learner.evaluate_replicas``);
+    R = 1 evaluates its plain module."""
+    per = [datas if isinstance(datas, Dataset) else datas[i] for i in replicas]
+    diagnostics = probe.columns() if probe is not None else []
+    names = []
+    for data in per:
+        keys = ["fit_loss", "fit_acc", *diagnostics, "val_loss", "val_acc"]
+        keys += ["test_loss", "test_acc"] if with_test and data.test is not None else []
+        keys += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC] if data.n_corrupted else []
+        names.append(keys)
+    if learner.leaves is not None:
+        columns = _columns_at_once(learner, per, replicas, eval_batch, with_test, probe)
+        table = dict(zip(columns, torch.stack([v.float() for v in columns.values()]).tolist()))  # column -> r floats
+        values = [[table[k][j] for k in keys] for j, keys in enumerate(names)]
+    else:
+        flat = iter(torch.stack([v.float() for i, data in zip(replicas, per)
+                                 for v in _values_of_one(learner, data, i, eval_batch, with_test, probe)]).tolist())
+        values = [[next(flat) for _ in keys] for keys in names]
     out = []
-    for keys in names:
-        row = {k: next(flat) for k in keys}
+    for keys, vals in zip(names, values):
+        row = dict(zip(keys, vals))
         row["gap_loss"] = row["val_loss"] - row["fit_loss"]
         row["gap_acc"] = row["fit_acc"] - row["val_acc"]
         out.append(row)
     return out
+
+
+def _values_of_one(learner: Learner, data: Dataset, i: int, eval_batch: int, with_test: bool, probe) -> list[torch.Tensor]:
+    """Replica i's metrics as 0-dim tensors, in the order of epoch_metrics' keys."""
+    fit_loss, fit_acc, fit_pred = learner.evaluate(data.train, eval_batch, i, probe)
+    values = [fit_loss, fit_acc]
+    if probe is not None:
+        values += list(probe.results().values())
+    values += list(learner.evaluate(data.val, eval_batch, i)[:2])
+    if with_test and data.test is not None:
+        values += list(learner.evaluate(data.test, eval_batch, i)[:2])
+    if data.n_corrupted:
+        mask = data.corrupted
+        values += [
+            (fit_pred[mask] == data.train.y[mask]).float().mean(),  # memorized the wrong label
+            (fit_pred[mask] == data.clean_y[mask]).float().mean(),  # still predicts the true one
+        ]
+    return values
+
+
+def _columns_at_once(learner: Learner, per: list[Dataset], replicas: list[int], eval_batch: int, with_test: bool,
+                     probe) -> dict[str, torch.Tensor]:
+    """{column: (r,) tensor} for the replicas of a vectorized learner, evaluated
+    at once. The group shares its inputs (the first replica's); labels are
+    shared, or stacked where a replica has its own (label noise). A replica
+    without label noise gets NaN noisy-label columns that it does not record."""
+    first = per[0]
+
+    def labels(split: str) -> torch.Tensor:
+        ys = [getattr(d, split).y for d in per]
+        return ys[0] if all(y is ys[0] for y in ys) else torch.stack(ys)  # (N,) or (r, N)
+
+    fit_y = labels("train")
+    masked = ()
+    if any(d.n_corrupted for d in per):
+        none = torch.zeros(len(first.train), dtype=torch.bool, device=first.train.y.device)
+        mask = torch.stack([d.corrupted if d.n_corrupted else none for d in per])  # (r, N)
+        clean = torch.stack([d.clean_y if d.n_corrupted else d.train.y for d in per])
+        masked = ((fit_y.expand_as(clean), mask), (clean, mask))
+    loss, acc, counts, found = learner.evaluate_replicas(first.train.x, fit_y, eval_batch, replicas, probe, masked)
+    cols = {"fit_loss": loss, "fit_acc": acc, **found}
+    cols["val_loss"], cols["val_acc"] = learner.evaluate_replicas(first.val.x, labels("val"), eval_batch, replicas)[:2]
+    if with_test and first.test is not None:
+        cols["test_loss"], cols["test_acc"] = learner.evaluate_replicas(first.test.x, labels("test"), eval_batch, replicas)[:2]
+    if masked:
+        n = torch.tensor([float(d.n_corrupted) for d in per], device=loss.device)  # 0: NaN, not recorded
+        cols[records.NOISY_FIT_ACC] = counts[0].float() / n  # memorized the wrong label
+        cols[records.NOISY_CLEAN_ACC] = counts[1].float() / n  # still predicts the true one
+    return cols
 
 
 # ---------------------------------------------------------------- checkpoint

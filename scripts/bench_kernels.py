@@ -4,6 +4,11 @@ one thread, best of interleaved rounds (noise only ever adds time):
   step      one training step of a 25-replica MLP (40-100-100-10, batch 128,
             dropout masks given): vmap(functional_call) as regbench trains,
             against a hand-written batched MLP (baddbmm; BatchNorm by hand)
+  eval      an eval-mode forward of the 25 replicas on 3200 shared examples,
+            in passes of 3 replicas x 3200 examples (about what
+            Learner.evaluate_replicas does on a CPU): vmap(functional_call)
+            with in_dims None for x, against regbench's batched forward
+            (Learner._eval_forward: baddbmm, BatchNorm as each replica's affine map)
   masks     turning (R, B, 200) uniforms into scaled masks: a `where` per layer
             over strided slices (before) against one in-place compare and
             multiply (regbench.learner.MaskSampler now)
@@ -86,6 +91,39 @@ def step_loops(bn: bool):
     return vmapped, by_hand
 
 
+def eval_loops(bn: bool):
+    from omegaconf import OmegaConf
+
+    from regbench.config import ModelConfig, OptimConfig
+    from regbench.learner import Learner
+
+    cfg = OmegaConf.structured(ModelConfig(widths=[H, H], batchnorm=bn))
+    optim = OmegaConf.structured(OptimConfig(name="adam"))
+    learner = Learner(cfg, optim, 1, D, C, list(range(R)), "cpu")
+    with torch.no_grad():  # BatchNorm's running statistics as after training, different per replica
+        for k, v in learner.buffers.items():
+            if k.endswith("running_mean") or k.endswith("running_var"):
+                v.uniform_(0.5, 1.5)
+    template = learner.module.eval()
+    forward = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)), in_dims=(0, 0, None))
+    x = torch.randn(3200, D)
+    per = 3
+
+    def vmapped():
+        with torch.inference_mode():
+            for r0 in range(0, R, per):
+                forward({k: v[r0 : r0 + per].detach() for k, v in learner.params.items()},
+                        {k: v[r0 : r0 + per] for k, v in learner.buffers.items()}, x)
+
+    def by_hand():
+        with torch.inference_mode():
+            for r0 in range(0, R, per):
+                learner._eval_forward({k: v[r0 : r0 + per].detach() for k, v in learner.params.items()},
+                                      {k: v[r0 : r0 + per] for k, v in learner.buffers.items()}, x, None)
+
+    return vmapped, by_hand
+
+
 def mask_loops():
     u = torch.rand(R, B, 2 * H)
     keep = torch.full((R, 1, 2 * H), 0.7)
@@ -131,6 +169,9 @@ def main() -> None:
     vmapped, by_hand = step_loops(args.bn)
     loops["step: vmap(functional_call)"] = (vmapped, 50, 1e3, "ms")
     loops["step: batched by hand"] = (by_hand, 50, 1e3, "ms")
+    vmapped, by_hand = eval_loops(args.bn)
+    loops["eval: vmap(functional_call)"] = (vmapped, 10, 1e3, "ms")
+    loops["eval: batched by hand"] = (by_hand, 10, 1e3, "ms")
     where_per_layer, in_place = mask_loops()
     loops["masks: where per layer"] = (where_per_layer, 100, 1e3, "ms")
     loops["masks: in place"] = (in_place, 100, 1e3, "ms")
@@ -145,7 +186,8 @@ def main() -> None:
     print(f"R={R}, batch {B}, widths [{H}, {H}], BN {'on' if args.bn else 'off'}, 1 thread, best of {args.rounds} rounds")
     for k, (_, _, factor, unit) in loops.items():
         print(f"  {k:<32}{times[k] * factor:8.2f} {unit}")
-    pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("masks: where per layer", "masks: in place"),
+    pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("eval: vmap(functional_call)", "eval: batched by hand"),
+             ("masks: where per layer", "masks: in place"),
              ("uniforms: torch.rand", "uniforms: int16 lanes")]
     for a, b in pairs:
         print(f"  {a} / {b}: {times[a] / times[b]:.2f}x")

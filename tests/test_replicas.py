@@ -258,3 +258,52 @@ def test_fast_cross_entropy_is_cross_entropy(reduction, shape):
     (g_ref,) = torch.autograd.grad((ref * w).sum(), logits)
     assert close(g_ours, g_ref)
     assert not close(g_ours, g_ref * 1.001 + 1e-3)  # the check still sees a real difference
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("pass_bytes", [None, 5120, 1000])
+def test_evaluating_the_replicas_at_once_gives_each_replicas_own_metrics(make_cfg, monkeypatch, batchnorm, pass_bytes):
+    """epoch_metrics of a vectorized learner (all replicas in one batched pass)
+    against the same replicas evaluated one by one through functional_call: the
+    same fit/val/test losses and accuracies, diagnostics and noisy-label
+    metrics to float rounding, with each job's own labels (label noise 0, 0.2,
+    0.4 in one group), a diverged replica left out, and passes so small that
+    the replicas (pass_bytes=5120) or the examples (1000) split over several."""
+    from regbench import learner as learner_module
+    from regbench.data import build_dataset
+    from regbench.diagnostics import Probe
+
+    if pass_bytes is not None:
+        monkeypatch.setitem(learner_module.EVAL_PASS_BYTES, "cpu", pass_bytes)
+        monkeypatch.setattr(learner_module, "MIN_PASS_EXAMPLES", 8)  # 15 examples a pass at 1000 bytes
+    common = [f"model.batchnorm={batchnorm}", "model.order=[linear,bn,act,dropout]", "data.test_fraction=0.2"]
+    jobs = [["data.label_noise=0", "model.dropout=0.3"], ["data.label_noise=0.2", "model.dropout=0"],
+            ["data.label_noise=0.4", "model.dropout=0.1"], ["data.label_noise=0.2", "model.dropout=0.5"]]
+    cfgs = [make_cfg(*common, *j) for j in jobs]
+    datas = [build_dataset(c.data) for c in cfgs]
+    datas[3] = datas[1]  # two jobs of one data config share its Dataset (the group's data cache)
+    assert datas[0].test is not None and datas[2].n_corrupted > datas[1].n_corrupted > 0
+    first = datas[0]
+    labels = torch.stack([d.train.y for d in datas])
+    learner = Learner([c.model for c in cfgs], cfgs[0].optim, 3, first.n_features, first.n_classes, [0, 1, 2, 3], "cpu", labels)
+    for _ in range(2):  # trained a little, so the BN running statistics differ per replica
+        learner.train_epoch(first.train, 32, 0.0, torch.ones(4, dtype=torch.bool))
+    with torch.no_grad():
+        learner.params["hidden0.linear.weight"][2].fill_(float("nan"))  # replica 2 diverged
+    probe = Probe(learner.module, max_examples=50)
+    live = [0, 1, 3]
+    shape = learner_module.eval_pass_shape(len(live), 40, learner.row_bytes, "cpu")  # (replicas, examples) a pass
+    assert shape == {None: (3, 40), 5120: (2, 40), 1000: (1, 15)}[pass_bytes]
+    at_once = train.epoch_metrics(learner, datas, live, 40, True, probe)
+    leaves, learner.leaves = learner.leaves, None  # the one-by-one path
+    one_by_one = train.epoch_metrics(learner, datas, live, 40, True, probe)
+    learner.leaves = leaves
+    assert [sorted(r) for r in at_once] == [sorted(r) for r in one_by_one]
+    assert records.NOISY_FIT_ACC not in at_once[0] and records.NOISY_FIT_ACC in at_once[1]
+    assert any(k.startswith("bn_var_shift") for k in at_once[0]) == batchnorm
+    for a, b in zip(at_once, one_by_one):
+        assert all(math.isfinite(v) for v in a.values())
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
+    everyone = train.epoch_metrics(learner, datas, [0, 1, 2, 3], 40, True, probe)
+    assert math.isnan(everyone[2]["fit_loss"]) and everyone[3] == pytest.approx(at_once[2], rel=1e-5, abs=1e-6)
