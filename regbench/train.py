@@ -438,6 +438,9 @@ class JobRun:
     def begin(self, columns: list[str], n_params: int, describe: str) -> None:
         """Act on the resume decision and write the first summary."""
         self.columns = columns
+        t = self.cfg.trainer  # read once: an OmegaConf attribute costs ~20 us, and these are read every epoch
+        self.epochs, self.diverge_loss = int(t.epochs), float(t.diverge_loss)
+        self.save_every_s, self.keep_checkpoint = float(t.save_every_s), bool(t.checkpoint)
         rows = self.previous.begin(columns)  # the decision is made: only now does anything on disk change
         ckpt = self.previous.checkpoint
         seeds = self.seeds
@@ -510,8 +513,8 @@ class JobRun:
 
     def record_epoch(self, epoch: int, lrs: list[float], sums, seen: int, steps: int, metrics: dict, offset: int, grad_norm: bool) -> None:
         """This epoch's rows for the job's live seeds (``metrics``: replica index -> eval dict; ``lrs``:
-        each replica's learning rate during the epoch)."""
-        cfg = self.cfg
+        each replica's learning rate during the epoch). The summary is brought
+        up to date where it is written (save, close)."""
         live = [k for k in range(len(self.seeds)) if self.alive[k]]
         for k in live:
             s, i = self.seeds[k], offset + k
@@ -524,16 +527,15 @@ class JobRun:
             self.per_seed[s]["rows"].append(row)
             if not all(math.isfinite(row[k2]) for k2 in ("train_loss", "fit_loss")) or max(
                 row["train_loss"], row["fit_loss"]
-            ) > cfg.trainer.diverge_loss:
+            ) > self.diverge_loss:
                 self.alive[k] = False  # masked out of the gradients; the other replicas go on
                 self.per_seed[s]["status"] = records.DIVERGED
                 self.per_seed[s]["error"] = (
                     f"loss {row['train_loss']:.4g} (train) / {row['fit_loss']:.4g} (fit) at epoch {epoch}: "
-                    f"NaN/inf or above trainer.diverge_loss={cfg.trainer.diverge_loss:g}"
+                    f"NaN/inf or above trainer.diverge_loss={self.diverge_loss:g}"
                 )
         self.write_rows([self.per_seed[self.seeds[k]]["rows"][-1] for k in live])
         self.summary["epochs_completed"] = epoch
-        self.update_summary()
 
     def write_rows(self, rows: list[dict]) -> None:
         """Append rows to metrics.csv, then hand the same dicts to the trackers."""
@@ -545,15 +547,15 @@ class JobRun:
         """checkpoint.pt and summary.json, once ``trainer.save_every_s`` has passed
         since the last save, and after the last epoch. (Small models train an
         epoch in milliseconds: saving 25 jobs' files after each of them took a
-        fifth of a fused group's time.)"""
+        fifth of a fused group's time.) After the last epoch only the checkpoint:
+        finish() writes the summary next."""
         if not any(self.alive):
             return  # nothing left to resume: finish() records it
         now = _save_clock()
-        if epoch < self.cfg.trainer.epochs and now - self.last_save < self.cfg.trainer.save_every_s:
+        if epoch < self.epochs and now - self.last_save < self.save_every_s:
             return
         self.last_save = now
-        self.summary["wall_time_s"] = self.wall_before + time.perf_counter() - self.t_start
-        if self.cfg.trainer.checkpoint:
+        if self.keep_checkpoint:
             seeds = self.seeds
             save_checkpoint(
                 self.out / records.CHECKPOINT_FILE,
@@ -568,7 +570,10 @@ class JobRun:
                     "seed_status": [(self.per_seed[s]["status"], self.per_seed[s]["error"]) for s in seeds],
                 },
             )
-        records.write_summary(self.out, self.summary)  # a killed run's summary says how far it got
+        if epoch < self.epochs:
+            self.update_summary()
+            self.summary["wall_time_s"] = self.wall_before + time.perf_counter() - self.t_start
+            records.write_summary(self.out, self.summary)  # a killed run's summary says how far it got
 
     # ------------------------------------------------ the end
 
@@ -645,7 +650,9 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
     desc = progress.label([j.overrides for j in jobs], [j.seeds for j in jobs])  # model.dropout=0.3,seed=2
     bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=desc)
     previous_handler = _install_sigterm()
-    evaluate = lambda live: dict(zip(live, epoch_metrics(learner, datas, live, cfg.trainer.eval_batch_size, cfg.trainer.test, probe)))
+    t = cfg.trainer  # read once, not every epoch (OmegaConf attribute access is slow)
+    batch_size, grad_clip, eval_batch, with_test = int(t.batch_size), float(t.grad_clip), int(t.eval_batch_size), bool(t.test)
+    evaluate = lambda live: dict(zip(live, epoch_metrics(learner, datas, live, eval_batch, with_test, probe)))
 
     def each(action) -> None:
         """Run a per-job record action; a job whose records fail stops, the others go on."""
@@ -688,7 +695,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
             lrs = learner.lrs
             t0 = time.perf_counter()
             loss_sum, correct, gn_sum, seen, steps = learner.train_epoch(
-                data.train, cfg.trainer.batch_size, cfg.trainer.grad_clip, torch.tensor(mask_list, device=device),
+                data.train, batch_size, grad_clip, torch.tensor(mask_list, device=device),
                 grad_norms=probe is not None,
             )
             sums = torch.stack([loss_sum, correct, gn_sum]).tolist()  # the epoch's one sync for training
