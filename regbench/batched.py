@@ -11,7 +11,11 @@ MLP's layers itself: ``Linear`` as one batched matmul, ``BatchNorm1d`` as one
 ``F.batch_norm`` over R*C channels (each channel's statistics over the same B
 examples as in a single run, running statistics and ``num_batches_tracked``
 updated in place in the stacked buffers), activations elementwise, regbench's
-``Dropout`` as its replica's mask.
+``Dropout`` as its replica's mask. In evaluation (``training=False``, the
+input (B, D) shared by all replicas) a Linear is one baddbmm against the
+expanded input, bias included, and BatchNorm each replica's affine map from
+its running statistics, as PyTorch's own eval-mode kernel computes it; a
+diagnostics probe can be fed each replica's tensors on the way.
 
 :func:`supported` says whether a module is made only of those parts; anything
 else is left to ``vmap``.
@@ -45,7 +49,7 @@ def supported(module: nn.Module) -> bool:
 
 
 def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: torch.Tensor,
-            training: bool, prefix: str = "") -> torch.Tensor:
+            training: bool, prefix: str = "", probe=None) -> torch.Tensor:
     """``module``'s forward for every replica at once.
 
     ``params``/``buffers``: {name: (R, ...)} as ``stack_module_state`` makes
@@ -53,22 +57,28 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
     (R, B, D), or (B, D) shared by all replicas (evaluation). Returns (R, B, C).
     ``training`` as the module's mode: BatchNorm normalizes with the batch's
     statistics and updates its running ones, Dropout applies its mask; else
-    running statistics and no dropout.
+    running statistics and no dropout. ``probe`` (regbench.diagnostics.Probe
+    of ``module``): given each replica's BatchNorm input, pre-activation and
+    weights, with a leading replica dimension.
     """
     for name, m in module.named_children():
         key = f"{prefix}{name}"
+        role = probe.roles.get(m) if probe is not None else None  # (what it measures there, block name)
         if isinstance(m, nn.Sequential):
-            x = forward(m, params, buffers, masks, x, training, prefix=f"{key}.")
+            x = forward(m, params, buffers, masks, x, training, prefix=f"{key}.", probe=probe)
         elif isinstance(m, nn.Linear):
             w, b = params[f"{key}.weight"], params.get(f"{key}.bias")  # (R, out, in), (R, out)
-            if x.dim() == 2:  # shared input: one matmul against every replica's weights
-                y = torch.matmul(x, w.transpose(1, 2))  # (R, B, out)
-                x = y if b is None else y + b.unsqueeze(1)
-            elif b is None:
+            if role is not None:
+                probe.weight(role[1], w)
+            if x.dim() == 2:  # a shared input: every replica's weights against it, not copied
+                x = x.expand(w.shape[0], *x.shape)
+            if b is None:
                 x = torch.bmm(x, w.transpose(1, 2))
             else:
-                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))  # (R, B, out)
         elif isinstance(m, nn.BatchNorm1d):
+            if role is not None:
+                probe.bn_input(role[1], x, buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"], m.eps)
             x = _batch_norm(m, key, params, buffers, x, training)
         elif isinstance(m, Dropout):
             if training:
@@ -76,20 +86,26 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
                 if mask is not None:
                     x = x * mask
         else:  # an activation: elementwise
-            x = m(x)
+            out = m(x)
+            if role is not None:
+                probe.preact(role[1], x, out)
+            x = out
     return x
 
 
 def _batch_norm(m: nn.BatchNorm1d, key: str, params: dict, buffers: dict, x: torch.Tensor, training: bool) -> torch.Tensor:
+    running_mean, running_var = buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"]  # (R, C)
+    if not training:  # each replica's affine map, as PyTorch's eval-mode kernel computes it (no copies of x)
+        alpha = params[f"{key}.weight"] / torch.sqrt(running_var + m.eps)
+        beta = params[f"{key}.bias"] - running_mean * alpha
+        return torch.addcmul(beta.unsqueeze(1), x, alpha.unsqueeze(1))  # (R, B, C); a shared (B, C) x broadcasts
     if x.dim() == 2:  # a shared input reaches BN only through a Linear first; still, be exact
         x = x.expand(params[f"{key}.weight"].shape[0], *x.shape)
     R, B, C = x.shape
     flat = x.transpose(0, 1).reshape(B, R * C)  # the replicas' channels side by side
-    running_mean, running_var = buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"]
-    if training:
-        tracked = buffers.get(f"{key}.num_batches_tracked")
-        if tracked is not None:
-            tracked.add_(1)
+    tracked = buffers.get(f"{key}.num_batches_tracked")
+    if tracked is not None:
+        tracked.add_(1)
     y = F.batch_norm(flat, running_mean.view(R * C), running_var.view(R * C), params[f"{key}.weight"].reshape(R * C),
                      params[f"{key}.bias"].reshape(R * C), training, m.momentum, m.eps)
     return y.view(B, R, C).transpose(0, 1)

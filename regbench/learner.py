@@ -28,7 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import batched
 from .data import Split
-from .model import ACTIVATIONS, Dropout, build_mlp, count_parameters, layer_rates
+from .model import Dropout, build_mlp, count_parameters, layer_rates
 from .optim import make_optimizer, make_scheduler  # noqa: F401  (make_optimizer: also scripts/bench.py's)
 
 
@@ -101,26 +101,6 @@ def eval_pass_shape(replicas: int, examples: int, row_bytes: int, device) -> tup
     if fit >= 1:
         return min(replicas, fit), examples
     return 1, min(examples, max(MIN_PASS_EXAMPLES, budget // row_bytes))
-
-
-def eval_leaves(module: nn.Module) -> Optional[list[tuple[str, nn.Module]]]:
-    """(name, module) of each leaf of the MLP in forward order, for the batched
-    eval-mode forward of :meth:`Learner.evaluate_replicas`; None when a module
-    is not one it knows (then replicas are evaluated one by one)."""
-    leaves = []
-
-    def walk(prefix: str, m: nn.Module) -> bool:
-        if isinstance(m, nn.Sequential):
-            return all(walk(f"{prefix}{name}.", child) for name, child in m.named_children())
-        name = prefix[:-1]
-        if isinstance(m, nn.BatchNorm1d) and not (m.affine and m.track_running_stats):
-            return False
-        if not isinstance(m, (nn.Linear, nn.BatchNorm1d, nn.Dropout, *ACTIVATIONS.values())):
-            return False
-        leaves.append((name, m))
-        return True
-
-    return leaves if walk("", module) else None
 
 
 def _stream_seed(seed: int, salt: int) -> int:
@@ -309,10 +289,8 @@ class Learner:
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]  # batch order per seed
         self.masks = MaskSampler(dropout_positions(self.module, n_features), [replica_rates(c) for c in cfgs], self.seeds, self.device)
         self.dropouts = {n: m for n, m in self.module.named_modules() if isinstance(m, Dropout)}
-        # R > 1: evaluate_replicas runs the replicas at once through these
-        self.leaves = eval_leaves(self.module) if self.stacked else None
         widest = max([n_features, n_classes] + [m.out_features for m in self.module.modules() if isinstance(m, nn.Linear)])
-        self.row_bytes = 4 * widest
+        self.row_bytes = 4 * widest  # one example's widest activation: evaluate_replicas sizes its passes by it
 
     # ------------------------------------------------------------ training
 
@@ -400,11 +378,13 @@ class Learner:
     @torch.inference_mode()
     def evaluate_replicas(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, replicas: list[int], probe=None,
                           masked: tuple = ()):
-        """Replicas ``replicas`` evaluated at once, in eval mode (R > 1, ``self.leaves`` not None).
+        """Replicas ``replicas`` evaluated at once, in eval mode (R > 1 and ``self.layerwise``).
 
         ``x`` (N, D) is shared by all; ``y`` is (N,), or (r, N) with one row of
         labels per replica. Passes hold at most ``batch_size`` examples and are
-        sized by :func:`eval_pass_shape`. ``masked``: pairs (labels, mask), each
+        sized by :func:`eval_pass_shape`; each runs regbench.batched's forward
+        (not vmap(functional_call), 1.6x slower without BatchNorm and 2.2x with
+        it here: ``scripts/bench_kernels.py``, eval). ``masked``: pairs (labels, mask), each
         (r, N), whose counts of correct predictions among the masked examples
         are returned too (the noisy-label metrics). ``probe`` is fed each
         replica's tensors. Returns device tensors: mean loss (r,), accuracy
@@ -429,7 +409,7 @@ class Learner:
             rp = min(r0 + r_pass, r) - r0
             for start in range(0, n, n_pass):
                 cols = slice(start, start + n_pass)
-                logits = self._eval_forward(p, b, x[cols], probe)  # (r', B, C)
+                logits = batched.forward(self.module, p, b, {}, x[cols], training=False, probe=probe)  # (r', B, C)
                 nb = logits.shape[1]
                 yb = y[cols].expand(rp, nb) if y.dim() == 1 else y[rs, cols]  # (r', B)
                 loss[rs] += cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(rp, nb).sum(1)
@@ -441,43 +421,6 @@ class Learner:
                 for k, v in probe.results().items():
                     found.setdefault(k, []).append(v.expand(rp))
         return loss / n, correct.float() / n, counts, {k: torch.cat(v) for k, v in found.items()}
-
-    def _eval_forward(self, params: dict, buffers: dict, h: torch.Tensor, probe) -> torch.Tensor:
-        """Eval-mode forward of r replicas on shared examples h (B, D): (r, B, C).
-
-        By hand over ``self.leaves``, not ``vmap(functional_call)``: on a CPU,
-        vmap runs each Linear as bmm plus two separate additions and BatchNorm
-        through its batching rule, 1.5x slower without BatchNorm and 2.3x with
-        it (``scripts/bench_kernels.py``, eval); baddbmm adds the bias in the matmul. BatchNorm in eval mode is each
-        replica's affine map, computed as PyTorch's CPU kernel does (alpha =
-        weight / sqrt(running_var + eps), beta = bias - running_mean * alpha).
-        Dropout is the identity; activations are the template's own modules.
-        """
-        r = len(next(iter(params.values())))
-        for name, m in self.leaves:
-            role = probe.roles.get(m) if probe is not None else None
-            if isinstance(m, nn.Linear):
-                w = params[f"{name}.weight"]  # (r, out, in)
-                if role is not None:
-                    probe.weight(role[1], w)
-                h = h if h.dim() == 3 else h.expand(r, -1, -1)  # the shared input, not copied
-                bias = params.get(f"{name}.bias")
-                h = torch.bmm(h, w.transpose(1, 2)) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))
-            elif isinstance(m, nn.BatchNorm1d):
-                mean, var = buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"]  # (r, F)
-                if role is not None:
-                    probe.bn_input(role[1], h, mean, var, m.eps)
-                alpha = params[f"{name}.weight"] / torch.sqrt(var + m.eps)
-                beta = params[f"{name}.bias"] - mean * alpha
-                h = torch.addcmul(beta.unsqueeze(1), h, alpha.unsqueeze(1))
-            elif isinstance(m, nn.Dropout):
-                continue
-            else:
-                out = m(h)
-                if role is not None:
-                    probe.preact(role[1], h, out)
-                h = out
-        return h
 
     # ------------------------------------------------------------ state
 

@@ -130,7 +130,7 @@ def epoch_metrics(learner: Learner, datas, replicas: list[int], eval_batch: int,
         keys += ["test_loss", "test_acc"] if with_test and data.test is not None else []
         keys += [records.NOISY_FIT_ACC, records.NOISY_CLEAN_ACC] if data.n_corrupted else []
         names.append(keys)
-    if learner.leaves is not None:
+    if learner.layerwise:
         columns = _columns_at_once(learner, per, replicas, eval_batch, with_test, probe)
         table = dict(zip(columns, torch.stack([v.float() for v in columns.values()]).tolist()))  # column -> r floats
         values = [[table[k][j] for k in keys] for j, keys in enumerate(names)]

@@ -7,8 +7,8 @@ one thread, best of interleaved rounds (noise only ever adds time):
   eval      an eval-mode forward of the 25 replicas on 3200 shared examples,
             in passes of 3 replicas x 3200 examples (about what
             Learner.evaluate_replicas does on a CPU): vmap(functional_call)
-            with in_dims None for x, against regbench's batched forward
-            (Learner._eval_forward: baddbmm, BatchNorm as each replica's affine map)
+            with in_dims None for x, against regbench.batched.forward
+            (training=False: baddbmm, BatchNorm as each replica's affine map)
   masks     turning (R, B, 200) uniforms into scaled masks: a `where` per layer
             over strided slices (before) against one in-place compare and
             multiply (regbench.learner.MaskSampler now)
@@ -94,6 +94,7 @@ def step_loops(bn: bool):
 def eval_loops(bn: bool):
     from omegaconf import OmegaConf
 
+    from regbench import batched
     from regbench.config import ModelConfig, OptimConfig
     from regbench.learner import Learner
 
@@ -118,8 +119,8 @@ def eval_loops(bn: bool):
     def by_hand():
         with torch.inference_mode():
             for r0 in range(0, R, per):
-                learner._eval_forward({k: v[r0 : r0 + per].detach() for k, v in learner.params.items()},
-                                      {k: v[r0 : r0 + per] for k, v in learner.buffers.items()}, x, None)
+                batched.forward(template, {k: v[r0 : r0 + per].detach() for k, v in learner.params.items()},
+                                {k: v[r0 : r0 + per] for k, v in learner.buffers.items()}, {}, x, training=False)
 
     return vmapped, by_hand
 
@@ -171,7 +172,7 @@ def main() -> None:
     loops["step: batched by hand"] = (by_hand, 50, 1e3, "ms")
     vmapped, by_hand = eval_loops(args.bn)
     loops["eval: vmap(functional_call)"] = (vmapped, 10, 1e3, "ms")
-    loops["eval: batched by hand"] = (by_hand, 10, 1e3, "ms")
+    loops["eval: batched.forward"] = (by_hand, 10, 1e3, "ms")
     where_per_layer, in_place = mask_loops()
     loops["masks: where per layer"] = (where_per_layer, 100, 1e3, "ms")
     loops["masks: in place"] = (in_place, 100, 1e3, "ms")
@@ -186,7 +187,7 @@ def main() -> None:
     print(f"R={R}, batch {B}, widths [{H}, {H}], BN {'on' if args.bn else 'off'}, 1 thread, best of {args.rounds} rounds")
     for k, (_, _, factor, unit) in loops.items():
         print(f"  {k:<32}{times[k] * factor:8.2f} {unit}")
-    pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("eval: vmap(functional_call)", "eval: batched by hand"),
+    pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("eval: vmap(functional_call)", "eval: batched.forward"),
              ("masks: where per layer", "masks: in place"),
              ("uniforms: torch.rand", "uniforms: int16 lanes")]
     for a, b in pairs:

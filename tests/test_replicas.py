@@ -295,9 +295,9 @@ def test_evaluating_the_replicas_at_once_gives_each_replicas_own_metrics(make_cf
     shape = learner_module.eval_pass_shape(len(live), 40, learner.row_bytes, "cpu")  # (replicas, examples) a pass
     assert shape == {None: (3, 40), 5120: (2, 40), 1000: (1, 15)}[pass_bytes]
     at_once = train.epoch_metrics(learner, datas, live, 40, True, probe)
-    leaves, learner.leaves = learner.leaves, None  # the one-by-one path
+    learner.layerwise = False  # the one-by-one path (functional_call per replica)
     one_by_one = train.epoch_metrics(learner, datas, live, 40, True, probe)
-    learner.leaves = leaves
+    learner.layerwise = True
     assert [sorted(r) for r in at_once] == [sorted(r) for r in one_by_one]
     assert records.NOISY_FIT_ACC not in at_once[0] and records.NOISY_FIT_ACC in at_once[1]
     assert any(k.startswith("bn_var_shift") for k in at_once[0]) == batchnorm
