@@ -7,12 +7,10 @@ batches from a seeded permutation and reads back to the host once per epoch.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import math
 import os
-import platform
 import signal
 import sys
 import time
@@ -72,44 +70,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device='mps' is not allowed: MPS is not available here; use device=cpu or device=auto")
     return torch.device(name)
-
-
-# glibc's malloc hands freed memory at the top of its heap back to the OS and
-# takes blocks over its (adaptive) mmap threshold from the OS each time; every
-# page of such memory faults again when it is written (about 1.5 us a 4 KiB
-# page on this KVM guest). A 25-replica training step allocates and frees
-# activations of ~1.3 MB: 180-300 minor page faults a step. Kept in the
-# process instead, a fused group measured 0 faults and 2-5% less CPU time
-# per seed-epoch (train and eval, one thread, epochs alternating in one
-# process). Values: allocations up to 32 MiB (glibc's own adaptive maximum)
-# come from the heap; bigger ones (a dataset) still map and unmap; the heap
-# keeps up to 1 GiB free at its top and grows 16 MiB at a time.
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
-MALLOC_SETTINGS = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 1 << 30, M_TOP_PAD: 16 << 20}
-MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")  # the user's own settings win
-_malloc_kept = False
-
-
-def keep_freed_memory() -> bool:
-    """Tell glibc's malloc to keep freed memory in the process (MALLOC_SETTINGS),
-    once per process, before training allocates. Linux with glibc only, and
-    not where the user tuned malloc (MALLOC_ENV in the environment);
-    elsewhere nothing. The process holds its peak heap until it
-    exits. Returns whether the settings are in force."""
-    global _malloc_kept
-    if _malloc_kept:
-        return True
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    if any(k in os.environ for k in MALLOC_ENV):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _malloc_kept = all([mallopt(k, v) == 1 for k, v in MALLOC_SETTINGS.items()])
-    return _malloc_kept
 
 
 # ---------------------------------------------------------------- one epoch's numbers
@@ -371,7 +331,6 @@ def run_group(jobs: list[tuple], show_progress: bool = True) -> list:
     interrupt stops them all (recorded as interrupted) and is raised after the
     outcomes are recorded.
     """
-    keep_freed_memory()  # before the data and the model are allocated
     runs = [JobRun(cfg, Path(out), overrides) for cfg, out, overrides in jobs]
     try:
         for job in runs:

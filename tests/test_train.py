@@ -1,7 +1,5 @@
 import csv
 import math
-import platform
-import sys
 
 import pytest
 import torch
@@ -463,25 +461,3 @@ def test_a_sigterm_swallowed_by_a_log_handler_still_stops_the_run(make_cfg, tmp_
     assert SignalOnce.sent
     summary = records.read_summary(tmp_path)
     assert summary["status"] == "interrupted" and summary["epochs_completed"] < 6
-
-
-@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
-def test_training_processes_keep_freed_memory(monkeypatch):
-    """run_group tells glibc to keep freed memory (train.keep_freed_memory): a
-    tensor of a few MB allocated and freed again and again stops faulting its
-    pages in from the OS (without it: ~1000 minor faults a 4 MiB tensor)."""
-    import resource
-
-    monkeypatch.setattr(train, "_malloc_kept", False)
-    for name in train.MALLOC_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MALLOC_TOP_PAD_", "0")
-    assert not train.keep_freed_memory()  # the user's own malloc settings win
-    monkeypatch.delenv("MALLOC_TOP_PAD_")
-    assert train.keep_freed_memory()
-    for _ in range(3):
-        torch.empty(1 << 20).fill_(1.0)  # 4 MiB
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):
-        torch.empty(1 << 20).fill_(1.0)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 100
