@@ -155,7 +155,8 @@ class Probe:
         """The input x (..., B, F) of block ``name``'s activation and its output."""
         room = self.max_examples - self._pre_n.get(name, 0)
         if room > 0:
-            self._pre.setdefault(name, []).append(x[..., :room, 0].detach().float())
+            # a copy: a view would keep the whole activation (all units, all examples) alive until results()
+            self._pre.setdefault(name, []).append(x[..., :room, 0].detach().to(torch.float32, copy=True))
             self._pre_n[name] = self._pre_n.get(name, 0) + min(room, x.shape[-2])
         if name in self._relus:
             alive = output.amax(-2) > 0  # (..., F); ReLU output is >= 0, and amax is cheaper than any
