@@ -8,6 +8,8 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import sys
 import time
 from pathlib import Path
@@ -115,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
     from .render import write_html, write_markdown
 
     out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
+    # What is alive now (pandas, matplotlib, the study: about 140k objects)
+    # outlives the figures, which leave cyclic garbage behind; without this,
+    # each full collection walked all of it again (0.15-0.2 s of a small
+    # report's 2 s of drawing). Frozen objects are still freed when
+    # unreferenced; unfrozen at the end for a caller in the same process.
+    gc.freeze()
     try:
         out.mkdir(parents=True, exist_ok=True)
         fig_dir = out / "figures"
@@ -136,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         write_markdown(a, figures, out / "report.md", list(args.paths), ["report.html", *outputs[1:]])
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    finally:
+        gc.unfreeze()
     if not args.quiet:
         print(summary(a, out, len(figures), formats, time.perf_counter() - t0))
     return 0
@@ -257,6 +267,10 @@ def search_summary(a: Analysis) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The command's process ends after the report: its exit need not walk
+    # every object for cycles (Python's last collections took 0.2-0.5 s here).
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
