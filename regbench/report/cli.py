@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
     p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
     p.add_argument("-j", "--jobs", type=int, metavar="N",
-                   help="processes that draw figures (default: one per CPU, up to 4, when the report is large)")
+                   help="processes that draw figures, this one included (default: one per CPU, up to 4, unless "
+                        "there are only a few small figures)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     return p
 
