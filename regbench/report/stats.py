@@ -535,9 +535,17 @@ def contrasts(
     keys = runs.drop_duplicates("cell").set_index("cell")[factors]
     short = short_names(factors)
 
+    selected: dict[frozenset, pd.DataFrame] = {}  # contrasts share their terms: select each block once
+
     def select(fixed: dict) -> pd.DataFrame:
         """Seeds x every setting of the other factors (grid order), at the
         ``fixed`` levels; an all-NaN column where that cell has no value."""
+        key = frozenset(fixed.items())
+        if key not in selected:
+            selected[key] = _select(fixed)
+        return selected[key]
+
+    def _select(fixed: dict) -> pd.DataFrame:
         mask = np.ones(len(keys), dtype=bool)
         for f, v in fixed.items():
             mask &= (keys[f] == v).to_numpy()
