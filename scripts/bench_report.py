@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -95,17 +96,13 @@ def phases(sweep: Path, out: Path, options: list[str], tree: Path, stamp_file: P
     s = json.loads(stamp_file.read_text())
     if not Path(s["file"]).is_relative_to(tree):
         sys.exit(f"bench_report.py: ran {s['file']}, not the regbench in {tree}")
-    return {
-        "startup": s["start"] - t0,
-        "imports": s["imported"] - s["start"],
-        "load": s["load_end"] - s["load_start"],
-        "analyze": s["analyze_end"] - s["analyze_start"],
-        "plot imports": s["figures_start"] - s["analyze_end"],
-        "figures": s["figures_end"] - s["figures_start"],
-        "write": s["done"] - s["figures_end"],
-        "exit": t_end - s["done"],
-        "in phases": t_end - t0,
-    }
+    s.update(t0=t0, end=t_end)
+    spans = {"startup": ("t0", "start"), "imports": ("start", "imported"), "load": ("load_start", "load_end"),
+             "analyze": ("analyze_start", "analyze_end"), "plot imports": ("analyze_end", "figures_start"),
+             "figures": ("figures_start", "figures_end"), "write": ("figures_end", "done"), "exit": ("done", "end"),
+             "in phases": ("t0", "end")}
+    # A stamp is missing where a tree does that step elsewhere (not through the wrapped functions).
+    return {k: s[a] - s[b] if a in s and b in s else math.nan for k, (b, a) in spans.items()}
 
 
 def main() -> None:
@@ -155,8 +152,8 @@ def main() -> None:
             name = f"{sweep}" + (f"  [{tree}]" if len(trees) > 1 else "")
             print(f"{name}\n  {'wall':<13}{min(w):6.2f}  ({max(w):.2f})   regbench report {sweep} {' '.join(options)}")
             for phase in (*PHASES, "in phases"):
-                values = [d[phase] for d in parts[sweep, tree]]
-                print(f"  {phase:<13}{min(values):6.2f}  ({max(values):.2f})")
+                values = [d[phase] for d in parts[sweep, tree] if not math.isnan(d[phase])]
+                print(f"  {phase:<13}{min(values):6.2f}  ({max(values):.2f})" if values else f"  {phase:<13}     –")
         if len(trees) > 1:
             for sweep in sweeps:
                 first = min(walls[sweep, trees[0]])
