@@ -335,6 +335,47 @@ def test_worker_processes_draw_the_same_figures(analysis, tmp_path):
     assert all((tmp_path / "two" / f"{f.name}.png").is_file() for f in two if f.png)
 
 
+def _figure_drawn_in(folder: Path, fail: bool = False):
+    """A small figure that leaves a file named by the process that drew it (a Task.build)."""
+    import os
+    import time
+
+    from matplotlib.figure import Figure
+
+    if fail:
+        raise ValueError("this figure cannot be drawn")
+    (folder / str(os.getpid())).touch()
+    time.sleep(0.05)  # long enough that no worker finishes every figure before this process takes one
+    fig = Figure(figsize=(1, 1))
+    fig.subplots().plot([0, 1])
+    return fig
+
+
+def test_this_process_draws_beside_its_workers_and_a_failing_figure_fails_the_run(tmp_path):
+    import os
+
+    pids, out = tmp_path / "pids", tmp_path / "out"
+    pids.mkdir()
+    out.mkdir()
+    tasks = [figures.Task(f"f{i}", "", "", _figure_drawn_in, (pids,), cost=i) for i in range(8)]
+    built = figures.run_tasks(tasks, out, ["png"], jobs=2)
+    assert [r.name for r in built] == [t.name for t in tasks]  # in the order given, whoever drew them
+    drawn_by = {int(p.name) for p in pids.iterdir()}
+    assert os.getpid() in drawn_by and len(drawn_by) == 2, "this process and one worker"
+    for failing in (0, 7):  # the costliest (a worker's) and the cheapest (this process's)
+        bad = [figures.Task(t.name, "", "", _figure_drawn_in, (pids, i == failing), cost=i) for i, t in enumerate(tasks)]
+        with pytest.raises(ValueError, match="cannot be drawn"):
+            figures.run_tasks(bad, out, ["png"], jobs=2)
+
+
+def test_a_report_in_this_process_leaves_the_garbage_collector_as_it_was(grid_report, tmp_path):
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert report(grid_report.parent / "s", "-o", tmp_path / "again") == 0
+    assert gc.get_freeze_count() == frozen
+
+
 def test_templates_ship_as_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "templates/*" in config["tool"]["setuptools"]["package-data"]["regbench.report"]

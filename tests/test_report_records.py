@@ -138,6 +138,24 @@ def test_a_seed_or_epoch_that_is_no_whole_number_is_dropped(tmp_path):
     assert run["used"] and run["epochs"] == 4  # rows 0..4 are all there
 
 
+def test_rows_are_read_by_seed_then_epoch_and_a_re_recorded_epoch_keeps_its_last_row(tmp_path):
+    # Replicas write epoch by epoch (seeds interleaved); a resumed run records
+    # its last epoch again (line 7 repeats seed 0, epoch 1 with other values).
+    interleaved = HEADER + "".join(row(s, e) for e in range(3) for s in (0, 1))
+    again = HEADER + rows(0, [0, 1]) + "0,1,0.95,0.4\n" + rows(0, [2])
+    in_order = HEADER + rows(0, range(3)) + rows(1, range(3))
+    for name, text in (("interleaved", interleaved), ("again", again), ("in_order", in_order)):
+        (tmp_path / f"{name}.csv").write_text(text)
+    df, notes, truncated = load._read_metrics(tmp_path / "interleaved.csv")
+    assert list(zip(df["seed"], df["epoch"])) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert df["seed"].dtype == df["epoch"].dtype == np.int64 and notes == [] and not truncated
+    ordered, _, _ = load._read_metrics(tmp_path / "in_order.csv")
+    pd.testing.assert_frame_equal(ordered.reset_index(drop=True), df.reset_index(drop=True))
+    df, notes, _ = load._read_metrics(tmp_path / "again.csv")
+    assert list(df["epoch"]) == [0, 1, 2]
+    assert df.set_index("epoch").loc[1, "val_acc"] == 0.4 and len(df) == 3 and notes == []
+
+
 def test_many_bad_lines_are_counted_and_the_first_named(tmp_path):
     text = HEADER + rows(0, range(5)) + "".join(f"0,{e},?,?\n" for e in range(5, 10))
     job(tmp_path, "noisy", text)

@@ -43,6 +43,31 @@ def test_aggregate_matches_summarize_per_group():
     assert out.loc["b", "v_n"] == 1 and out.loc["b", "v_mean"] == 1.0 and math.isnan(out.loc["b", "v_ci_lo"])
 
 
+def test_t_quantile_and_tail_are_scipy_stats_t():
+    """stats.t_ppf / t_sf call scipy.special directly (scipy.stats is slow to
+    import): the same values as scipy.stats.t, to the last bit, for the dof a
+    report meets (n - 1 seeds, Welch's fractional dof) and its levels (95%,
+    Bonferroni-adjusted up to 100 contrasts), and NaN where scipy.stats gives NaN."""
+    from scipy import stats as sps
+
+    dofs = np.array([1, 2, 3, 4, 5, 7, 9, 10, 19, 29, 49, 99, 199, 999, 0.5, 1.37, 2.5, 4.81, 17.3, 1e6, np.inf])
+    levels = [0.5, 0.8, 0.9, 0.95, 0.99, 0.999] + [1 - 0.05 / m for m in (2, 3, 7, 12, 40, 100)]
+    for level in levels:
+        q = 0.5 + level / 2
+        np.testing.assert_array_equal(stats.t_ppf(q, dofs), sps.t.ppf(q, dofs))
+        for d in dofs:  # scalars too, as t_test_p and compare pass them
+            assert stats.t_ppf(q, d) == sps.t.ppf(q, d)
+    xs = np.array([0.0, 1e-8, 0.3, 1.0, 1.96, 2.5, 4.0, 12.7, 40.0, 1e3, np.inf])
+    for d in dofs:
+        np.testing.assert_array_equal(stats.t_sf(xs, d), sps.t.sf(xs, d))
+        np.testing.assert_array_equal(stats.t_sf(-xs, d), sps.t.sf(-xs, d))
+        assert stats.t_sf(2.0, d) == sps.t.sf(2.0, d)
+    for bad in (0.0, -1.0, np.nan):
+        assert math.isnan(stats.t_ppf(0.975, bad)) and math.isnan(sps.t.ppf(0.975, bad))
+        assert math.isnan(stats.t_sf(2.0, bad)) and math.isnan(sps.t.sf(2.0, bad))
+    assert math.isnan(stats.t_sf(np.nan, 3.0)) and math.isnan(sps.t.sf(np.nan, 3.0))
+
+
 def test_higher_is_better():
     assert stats.higher_is_better("val_acc") and stats.higher_is_better("test_acc")
     assert not stats.higher_is_better("val_loss")

@@ -8,6 +8,8 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import sys
 import time
 from pathlib import Path
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
     p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
     p.add_argument("-j", "--jobs", type=int, metavar="N",
-                   help="processes that draw figures (default: one per CPU, up to 4, when the report is large)")
+                   help="processes that draw figures, this one included (default: one per CPU, up to 4, unless "
+                        "there are only a few small figures)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     return p
 
@@ -115,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
     from .render import write_html, write_markdown
 
     out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
+    # What is alive now (pandas, matplotlib, the study: about 140k objects)
+    # outlives the figures, which leave cyclic garbage behind; without this,
+    # each full collection walked all of it again (0.15-0.2 s of a small
+    # report's 2 s of drawing). Frozen objects are still freed when
+    # unreferenced; unfrozen at the end for a caller in the same process.
+    gc.freeze()
     try:
         out.mkdir(parents=True, exist_ok=True)
         fig_dir = out / "figures"
@@ -136,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         write_markdown(a, figures, out / "report.md", list(args.paths), ["report.html", *outputs[1:]])
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    finally:
+        gc.unfreeze()
     if not args.quiet:
         print(summary(a, out, len(figures), formats, time.perf_counter() - t0))
     return 0
@@ -257,6 +268,10 @@ def search_summary(a: Analysis) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The command's process ends after the report: its exit need not walk
+    # every object for cycles (Python's last collections took 0.2-0.5 s here).
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -967,13 +967,15 @@ def render(task: Task, out_dir: Path, formats: list[str]) -> Rendered:
     return Rendered(task.name, task.title, task.caption, png, files, float(w), float(h), task.section)
 
 
-PARALLEL_COST = 25  # total Task.cost (about 0.1 s each) from which worker processes pay for their start
+# Total Task.cost (about 0.1 s each) from which drawing in two processes pays:
+# a worker costs about 0.08 s (warm-up, fork, pool), half of 0.4 s is 0.2 s.
+# Every report of a grid has 9 figures or more (cost 13 or more).
+PARALLEL_COST = 4
 
 
 def workers(tasks: list[Task], jobs: int | None) -> int:
-    """Processes to draw in: ``jobs``, or one per available CPU (at most 4)
-    when the figures hold enough to draw (a 20-cell, 100-epoch sweep: yes; a
-    few cells of a few epochs: no, forking and warming up would cost more)."""
+    """Processes to draw in, this one included: ``jobs``, or one per available
+    CPU (at most 4) unless there is too little to draw to pay for a worker."""
     if jobs is not None:
         return max(1, jobs)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -1000,22 +1002,35 @@ def _warm_up() -> None:
 
 
 def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | None = None) -> list[Rendered]:
-    """Every task rendered, in the order given; in forked worker processes
-    when :func:`workers` says so. The workers start with everything imported
-    and warmed up, and with the tasks' data: nothing is pickled but the
-    results."""
+    """Every task rendered, in the order given; in :func:`workers` processes:
+    this one and forked workers, which start with everything imported and
+    warmed up, and with the tasks' data: nothing is pickled but the results.
+
+    The tasks wait in the pool's queue, costliest first. Workers take them
+    from the front; this process takes the next one no worker has started
+    (a future it can still cancel) and draws it itself, so no process idles
+    while a figure is left and the last to finish holds at most one figure
+    more than the others."""
     n = workers(tasks, jobs)
     if n <= 1 or "fork" not in mp.get_all_start_methods():
         return [render(t, out_dir, formats) for t in tasks]
     _warm_up()
     _FORKED[:] = tasks
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
+    done: dict[int, Rendered] = {}
+    pool = ProcessPoolExecutor(n - 1, mp_context=mp.get_context("fork"))
     try:
-        with ProcessPoolExecutor(n, mp_context=mp.get_context("fork")) as pool:
-            futures = {i: pool.submit(_render_forked, i, out_dir, formats) for i in order}
-            return [futures[i].result() for i in range(len(tasks))]
+        futures = {i: pool.submit(_render_forked, i, out_dir, formats) for i in order}
+        for i in order:
+            if futures[i].cancel():  # no worker has it: draw it here
+                done[i] = render(tasks[i], out_dir, formats)
+        for i in order:
+            if i not in done:
+                done[i] = futures[i].result()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         _FORKED.clear()
+    return [done[i] for i in range(len(tasks))]
 
 
 def ablation_x_factors(factors: list[str], levels: dict[str, list], x: str | None) -> list[str]:
