@@ -81,7 +81,7 @@ def test_fused_sweep_mlflow_then_export_to_tensorboard_and_mlflow(cli, tmp_path)
     res = cli(*args)
     assert res.returncode == 0, res.stderr[-2000:]
     out = res.stdout + res.stderr
-    assert "jobs (2 seeds) as one vectorized model" in out and "WARNING" not in out  # the fused path (two groups, one per core)
+    assert "jobs (2 seeds) as one vectorized model" in out and "WARNING" not in out, out[-3000:]  # the fused path (two groups, one per core)
     jobs = sorted(p.parent for p in sweep.glob("*/summary.json"))
     assert len(jobs) == 4 and not any("logger" in j.name for j in jobs)  # a runtime key: not in folder names
     client = mlflow_client(uri)
