@@ -4,7 +4,9 @@
 Each round runs, for every folder (and every code tree given with --tree),
 one after another:
   - the command as a user types it: `python -m regbench report SWEEP -o TMP
-    --formats png -q` (the benchmark's options): its wall time;
+    --formats png -q` (the benchmark's options): its wall time, and its CPU
+    time (user + system, worker processes included: less sensitive to other
+    jobs on the machine than the wall time, blind to what runs in parallel);
   - the same command in a process that times its phases from outside (it
     wraps regbench.report.cli's load_study and analyze, and make_figures,
     and changes nothing else): startup (the interpreter), imports
@@ -78,12 +80,18 @@ sys.exit(code)
 """
 
 
-def run(cmd: list[str], tree: Path, cwd: Path) -> float:
+def run(cmd: list[str], tree: Path, cwd: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the command and its worker processes)."""
     # cwd: not a checkout, which `python -m`/`-c` would put before PYTHONPATH on sys.path
     env = dict(os.environ, PYTHONPATH=str(tree))
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def phases(sweep: Path, out: Path, options: list[str], tree: Path, stamp_file: Path) -> dict[str, float]:
@@ -138,12 +146,15 @@ def main() -> None:
               f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}; options: {' '.join(options)}")
         cases = [(s, t) for s in sweeps for t in trees]
         walls: dict[tuple, list[float]] = {c: [] for c in cases}
+        cpus: dict[tuple, list[float]] = {c: [] for c in cases}
         parts: dict[tuple, list[dict[str, float]]] = {c: [] for c in cases}
         for r in range(args.rounds):
             for i, (sweep, tree) in enumerate(cases):
                 out = tmp / f"report-{i}"
                 cmd = [sys.executable, "-m", "regbench", "report", str(sweep), "-o", str(out), *options]
-                walls[sweep, tree].append(run(cmd, tree, tmp))
+                wall, cpu = run(cmd, tree, tmp)
+                walls[sweep, tree].append(wall)
+                cpus[sweep, tree].append(cpu)
                 parts[sweep, tree].append(phases(sweep, out, options, tree, tmp / "stamps.json"))
             print(f"round {r + 1}: " + ", ".join(f"{walls[c][-1]:.2f} s" for c in cases), flush=True)
         print(f"best (worst) of {args.rounds} interleaved rounds, seconds:")
@@ -151,6 +162,8 @@ def main() -> None:
             w = walls[sweep, tree]
             name = f"{sweep}" + (f"  [{tree}]" if len(trees) > 1 else "")
             print(f"{name}\n  {'wall':<13}{min(w):6.2f}  ({max(w):.2f})   regbench report {sweep} {' '.join(options)}")
+            c = cpus[sweep, tree]
+            print(f"  {'cpu':<13}{min(c):6.2f}  ({max(c):.2f})   user + system, workers included")
             for phase in (*PHASES, "in phases"):
                 values = [d[phase] for d in parts[sweep, tree] if not math.isnan(d[phase])]
                 print(f"  {phase:<13}{min(values):6.2f}  ({max(values):.2f})" if values else f"  {phase:<13}     –")

@@ -21,8 +21,8 @@ How they look, and why:
   the page (9 pt text reads as 12 px), rendered at :data:`DPI`.
 - More than :data:`MANY` cells: curves show the best and worst few in colour
   and the others in grey, instead of a blob of 20 colours.
-- Figures are rendered in worker processes when there are CPUs to spare
-  (:func:`make_figures`): a figure is a pure function of its data.
+- Figures are rendered in this process and forked workers when there are
+  CPUs to spare (:func:`run_tasks`): a figure is a pure function of its data.
 """
 
 from __future__ import annotations
@@ -1006,11 +1006,11 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
     this one and forked workers, which start with everything imported and
     warmed up, and with the tasks' data: nothing is pickled but the results.
 
-    The tasks wait in the pool's queue, costliest first. Workers take them
-    from the front; this process takes the next one no worker has started
-    (a future it can still cancel) and draws it itself, so no process idles
-    while a figure is left and the last to finish holds at most one figure
-    more than the others."""
+    The tasks wait in the pool's queue, costliest first. The pool hands each
+    worker its next task while it draws the current one; this process takes
+    the next task no worker holds yet (a future it can still cancel) and
+    draws it itself. So it never waits while tasks are left but those handed
+    ahead to a worker, and the costliest figures are not the last."""
     n = workers(tasks, jobs)
     if n <= 1 or "fork" not in mp.get_all_start_methods():
         return [render(t, out_dir, formats) for t in tasks]
