@@ -3,10 +3,10 @@
 A fused group (or ``trainer.replicas``) keeps R copies of one ``nn.Sequential``
 MLP (regbench.model) stacked along a leading replica dimension. ``vmap`` of
 ``functional_call`` runs them, but its batching rule for ``batch_norm`` is
-slow on CPU: about 2.7 ms for the forward and backward of one BatchNorm layer
+slow on CPU: 1.7-2.7 ms for the forward and backward of one BatchNorm layer
 at R = 25, B = 128, C = 100 (one thread), against 0.4-0.7 ms for the same
 ``F.batch_norm`` over the (B, R*C) view in which the R replicas' channels are
-just more channels (``scripts/bench_kernels.py``). So :func:`forward` walks the
+just more channels (``scripts/bench_kernels.py``, "BN layer"). So :func:`forward` walks the
 MLP's layers itself: ``Linear`` as one batched matmul, ``BatchNorm1d`` as one
 ``F.batch_norm`` over R*C channels (each channel's statistics over the same B
 examples as in a single run, running statistics and ``num_batches_tracked``

@@ -9,6 +9,9 @@ one thread, best of interleaved rounds (noise only ever adds time):
             Learner.evaluate_replicas does on a CPU): vmap(functional_call)
             with in_dims None for x, against regbench.batched.forward
             (training=False: baddbmm, BatchNorm as each replica's affine map)
+  BN layer  one BatchNorm layer, forward and backward, of 25 replicas: vmap's
+            batching rule against F.batch_norm over the (B, R*C) view
+            (regbench.batched, which a fused group trains with)
   masks     turning (R, B, 200) uniforms into scaled masks: a `where` per layer
             over strided slices (before) against one in-place compare and
             multiply (regbench.learner.MaskSampler now)
@@ -125,6 +128,26 @@ def eval_loops(bn: bool):
     return vmapped, by_hand
 
 
+def bn_layer_loops():
+    """One BatchNorm layer in training mode, forward and backward, for R replicas
+    of (B, H): vmap's batching rule for batch_norm against F.batch_norm over the
+    (B, R*H) view (regbench.batched: the replicas' channels side by side)."""
+    x = torch.randn(R, B, H, requires_grad=True)
+    g = torch.randn(R, B, H)
+    w, b = torch.randn(R, H, requires_grad=True), torch.randn(R, H, requires_grad=True)
+    rm, rv = torch.zeros(R, H), torch.ones(R, H)
+
+    def vmapped():
+        vmap(lambda x, w, b, rm, rv: F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5))(x, w, b, rm, rv).backward(g)
+
+    def as_channels():
+        flat = x.transpose(0, 1).reshape(B, R * H)
+        y = F.batch_norm(flat, rm.view(-1), rv.view(-1), w.view(-1), b.view(-1), True, 0.1, 1e-5)
+        y.view(B, R, H).transpose(0, 1).backward(g)
+
+    return vmapped, as_channels
+
+
 def mask_loops():
     u = torch.rand(R, B, 2 * H)
     keep = torch.full((R, 1, 2 * H), 0.7)
@@ -173,6 +196,9 @@ def main() -> None:
     vmapped, by_hand = eval_loops(args.bn)
     loops["eval: vmap(functional_call)"] = (vmapped, 10, 1e3, "ms")
     loops["eval: batched.forward"] = (by_hand, 10, 1e3, "ms")
+    vmapped, as_channels = bn_layer_loops()
+    loops["BN layer: vmap's rule"] = (vmapped, 50, 1e3, "ms")
+    loops["BN layer: R*C channels"] = (as_channels, 50, 1e3, "ms")
     where_per_layer, in_place = mask_loops()
     loops["masks: where per layer"] = (where_per_layer, 100, 1e3, "ms")
     loops["masks: in place"] = (in_place, 100, 1e3, "ms")
@@ -188,6 +214,7 @@ def main() -> None:
     for k, (_, _, factor, unit) in loops.items():
         print(f"  {k:<32}{times[k] * factor:8.2f} {unit}")
     pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("eval: vmap(functional_call)", "eval: batched.forward"),
+             ("BN layer: vmap's rule", "BN layer: R*C channels"),
              ("masks: where per layer", "masks: in place"),
              ("uniforms: torch.rand", "uniforms: int16 lanes")]
     for a, b in pairs:
