@@ -76,6 +76,16 @@ def assert_stopped(sweep: Path, before: dict[str, str]) -> None:
     assert interrupted == {k for k, v in before.items() if v == "running"}, after
 
 
+def assert_resumed(cli, args: list[str], sweep: Path, before: dict[str, str]) -> None:
+    """The same command, right away: every interrupted job resumes and completes (no orphan holds its run.lock)."""
+    res = cli(*args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert statuses(sweep) == {job: "completed" for job in before}
+    for job in before:
+        summary = records.read_summary(sweep / job)
+        assert summary["resumed_after_epoch"] is not None and summary["epochs_completed"] == EPOCHS
+
+
 # /proc, since psutil is not a dependency.
 
 
@@ -270,12 +280,7 @@ def test_killed_joblib_parent_leaves_no_worker_and_the_rerun_resumes(cli, tmp_pa
         kill_all(proc)
     assert_stopped(sweep, before)
 
-    res = cli(*args)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert statuses(sweep) == {job: "completed" for job in before}
-    for job in before:
-        summary = records.read_summary(sweep / job)
-        assert summary["resumed_after_epoch"] is not None and summary["epochs_completed"] == EPOCHS
+    assert_resumed(cli, args, sweep, before)
 
 
 # ---------------------------------------------------------------- fused launcher (the default)
@@ -332,9 +337,4 @@ def test_fused_sweep_stops_its_workers_in_one_line(cli, tmp_path, how):
         assert out.rstrip().splitlines()[-1] == f"regbench train: interrupted; records kept in {sweep}", out
         assert sum("interrupted" in line for line in out.splitlines()) == 1, out
         return  # resuming after an interrupt: tests/test_fused.py, test_sweep.py
-    res = cli(*args)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert statuses(sweep) == {job: "completed" for job in before}
-    for job in before:
-        summary = records.read_summary(sweep / job)
-        assert summary["resumed_after_epoch"] is not None and summary["epochs_completed"] == EPOCHS
+    assert_resumed(cli, args, sweep, before)
