@@ -80,7 +80,12 @@ class Warm:
             self._conn.close()
         except OSError:
             pass
-        self.process.join(timeout=None if self.submitted else 5)
+        # with work: its workers have reported, or were told to stop and had
+        # their grace (signals.WORKER_GRACE_S); never wait on it forever
+        self.process.join(timeout=2 * signals.WORKER_GRACE_S if self.submitted else 5)
+        if self.process.is_alive():
+            self.process.kill()  # its workers notice their parent is gone and stop (signals.watch_parent)
+            self.process.join(timeout=5)
         for q in (self.tasks, self.results):
             q.close()
             q.cancel_join_thread()
