@@ -109,10 +109,3 @@ def _batch_norm(m: nn.BatchNorm1d, key: str, params: dict, buffers: dict, x: tor
     y = F.batch_norm(flat, running_mean.view(R * C), running_var.view(R * C), params[f"{key}.weight"].reshape(R * C),
                      params[f"{key}.bias"].reshape(R * C), training, m.momentum, m.eps)
     return y.view(B, R, C).transpose(0, 1)
-
-
-def running_views_ok(buffers: dict) -> bool:
-    """The stacked running statistics must be contiguous for their (R*C) views
-    to be updated in place (``stack_module_state`` makes them so)."""
-    return all(v.is_contiguous() for k, v in buffers.items() if k.endswith(("running_mean", "running_var")))
-
