@@ -150,6 +150,32 @@ def test_groups_split_by_shape_and_cap():
     assert sorted(i for g in capped for i in g) == list(range(len(cfgs)))
 
 
+def test_unequal_groups_are_cut_so_the_processes_end_together():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import balance_groups, group_work, makespan
+
+    def jobs(n, bn, epochs=50):
+        return [OmegaConf.create({"model": {"batchnorm": bn}, "trainer": {"epochs": epochs, "replicas": 1}}) for _ in range(n)]
+
+    span = lambda cfgs, groups: makespan([group_work(cfgs, g) for g in groups], 2)
+    # 25 jobs with BatchNorm (about 1.3x the work) and 25 without, on two cores:
+    # whole, one core idles while the BN group ends; in halves, both end together
+    cfgs = jobs(25, False) + jobs(25, True)
+    whole = [list(range(25)), list(range(25, 50))]
+    cut = balance_groups(whole, cfgs, 2)
+    assert [len(g) for g in cut] == [13, 12, 13, 12]
+    assert sorted(i for g in cut for i in g) == list(range(50))
+    assert all(g == list(range(g[0], g[-1] + 1)) for g in cut), "parts are contiguous runs of a group's jobs"
+    assert span(cfgs, cut) <= 0.9 * span(cfgs, whole)
+    assert span(cfgs, cut) <= 1.01 * sum(group_work(cfgs, g) for g in whole) / 2
+    # equal groups, one process, or groups too small to cut (parts of 6 jobs at least): as they were
+    assert balance_groups([list(range(25)), list(range(25, 50))], jobs(50, False), 2) == [list(range(25)), list(range(25, 50))]
+    assert balance_groups(whole, cfgs, 1) == whole
+    small = jobs(6, False, 20) + jobs(6, True, 20)
+    assert balance_groups([list(range(6)), list(range(6, 12))], small, 2) == [list(range(6)), list(range(6, 12))]
+
+
 @pytest.mark.slow
 def test_kill_9_mid_group_then_rerun_resumes_every_job_exactly(cli, tmp_path, make_cfg):
     grid = ["model.dropout=0,0.3", "seed=0,1", "model.batchnorm=false", *TINY, cli.data_arg,

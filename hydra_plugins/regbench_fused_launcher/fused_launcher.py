@@ -11,7 +11,8 @@ BatchNorm on/off, widths, order, activation, the optimizer and its other setting
 dataset and split, batch size, epochs... each make their own groups. A group is
 split when its replicas exceed ``max_replicas`` or its memory estimate
 (``regbench.config.memory_estimate``) exceeds ``memory_budget_gb`` (default:
-half of the memory the device has free). Each job keeps its own folder,
+half of the memory the device has free), and cut into parts where groups
+of unequal work would leave a core idle (``balance_groups``). Each job keeps its own folder,
 ``.hydra/`` files, records, lock and status (``regbench.train.run_group``); its
 numbers do not depend on its group.
 
@@ -47,6 +48,7 @@ PER_REPLICA_OPTIM = ("optim.lr", "optim.weight_decay")
 AUTO_PROCESSES = 8  # most worker processes `processes: null` starts (more cores: more threads each)
 WORKER_BYTES = 2**30  # memory set aside per worker process (torch, its data, its group) when choosing how many
 PER_JOB = ("trainer.progress", "trainer.checkpoint", "trainer.save_every_s")
+MIN_CHUNK_JOBS = 6  # fewest jobs balance_groups leaves in a part of a group
 
 
 @dataclass
@@ -268,6 +270,45 @@ def split_for_processes(groups: List[List[int]], processes: int) -> List[List[in
     return sorted(groups, key=lambda g: g[0])
 
 
+def makespan(works: List[float], processes: int) -> float:
+    """When the last of ``processes`` workers ends if each, when free, takes the
+    next of ``works`` longest first (what :meth:`FusedLauncher._launch_parallel` does)."""
+    loads = [0.0] * max(1, processes)
+    for w in sorted(works, reverse=True):
+        loads[loads.index(min(loads))] += w
+    return max(loads)
+
+
+def balance_groups(groups: List[List[int]], cfgs: List[DictConfig], processes: int, min_jobs: int = MIN_CHUNK_JOBS) -> List[List[int]]:
+    """Cut every group into the same number of parts (2, 3, ...) where that
+    lets the processes end closer together: without it, a BatchNorm group and
+    a group without BatchNorm of 25 jobs each keep one core idle for the last
+    sixth of the sweep (the BN one is about 1.2x slower), and cut in halves
+    they end together. A part keeps at least ``min_jobs`` jobs (a group of 6
+    or more trains as fast per job as one of 25 on one thread; of 3, about 15%
+    slower). Parts are contiguous runs of their group's jobs, so the plan
+    depends only on the jobs, and a job's numbers do not depend on its group
+    (regbench.train.run_group). Kept: the plan whose makespan (by
+    :func:`group_work`) is at least 3% shorter than the best with fewer parts."""
+    if processes < 2 or not groups:
+        return groups
+    best, best_span = groups, makespan([group_work(cfgs, g) for g in groups], processes)
+    for parts in range(2, 5):
+        plan = []
+        for g in groups:
+            k = max(1, min(parts, len(g) // min_jobs))
+            size, extra = divmod(len(g), k)
+            start = 0
+            for j in range(k):
+                end = start + size + (1 if j < extra else 0)
+                plan.append(g[start:end])
+                start = end
+        span = makespan([group_work(cfgs, g) for g in plan], processes)
+        if span < 0.97 * best_span:
+            best, best_span = plan, span
+    return sorted(best, key=lambda g: g[0])
+
+
 def group_work(cfgs: List[DictConfig], group: List[int]) -> float:
     """Rough relative cost of a group, to start the longest first."""
     work = 0.0
@@ -354,6 +395,8 @@ class FusedLauncher(Launcher):
         if budget is not None:
             budget /= processes  # the groups that train at once share the memory
         groups = split_for_processes(plan_groups(task_cfgs, self.max_replicas, budget), processes)
+        if processes > 1:
+            groups = balance_groups(groups, task_cfgs, processes)
         processes = min(processes, len(groups))
         at_once = f", {processes} at a time in worker processes" if processes > 1 else ""
         log.info(f"Launching {len(job_overrides)} jobs as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}{at_once}")
