@@ -200,14 +200,15 @@ class MlflowTracker:
         path = str(self.out.resolve())
         if "'" in path:  # cannot be quoted in a filter string: a new run
             return None
-        runs = self.client.search_runs([self.experiment_id], f"tags.records = '{path}' and tags.seed = '{seed}'", max_results=1)
+        runs = _read(lambda: self.client.search_runs([self.experiment_id], f"tags.records = '{path}' and tags.seed = '{seed}'",
+                                                     max_results=1))
         return runs[0].info.run_id if runs else None
 
     def begin(self, earlier: list[dict]) -> None:
         for s in self.seeds:
             run_id = self._find(s)
             if run_id is not None:  # a resumed job (or a second export): go on in its run
-                history = self.client.get_metric_history(run_id, "val_loss")
+                history = _read(lambda: self.client.get_metric_history(run_id, "val_loss"))
                 self.logged[s] = max((m.step for m in history), default=-1)
                 self.client.update_run(run_id, status="RUNNING")
             else:
@@ -248,6 +249,24 @@ class MlflowTracker:
             self.client.log_batch(run_id, metrics=metrics, tags=[self._RunTag("status", str(status))])
             self.client.set_terminated(run_id, status=MLFLOW_STATUS.get(status, "FINISHED"))
         self.runs = {}
+
+
+READ_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between tries of a read that met another process's write
+
+
+def _read(fn):
+    """``fn()``, tried again when it fails. MLflow's file store reads every run
+    of the experiment to search it, and a run another worker process of the
+    sweep is writing can have a metric file made but not yet written
+    ("Metric 'final_val_acc' is malformed. No data found"); a moment later it reads."""
+    for wait in READ_RETRIES:
+        try:
+            return fn()
+        except Interrupted:
+            raise
+        except Exception:  # the store's errors have no common type across MLflow versions
+            time.sleep(wait)
+    return fn()
 
 
 def _experiment_id(client, name: str) -> str:

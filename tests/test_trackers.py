@@ -200,6 +200,44 @@ def test_resumed_job_logs_each_epoch_once(make_cfg, tmp_path, monkeypatch):
     assert_tb_matches_csv(job, job / "tensorboard" / "seed=0", 0)
 
 
+def test_a_read_that_meets_another_workers_write_is_tried_again(tmp_path, monkeypatch):
+    """MLflow's file store can find a metric file another worker process made
+    but has not written yet; the search is tried again, and an interrupt is not swallowed."""
+    from regbench import trackers
+
+    monkeypatch.setattr(trackers, "READ_RETRIES", (0.0, 0.0))
+    out = tmp_path / "job"
+    out.mkdir()
+    tracker = trackers.MlflowTracker(None, out, {"seed": 0}, [0], experiment="e")
+    tracker.client = mlflow_client((tmp_path / "mlruns").as_uri())
+    tracker.experiment_id = trackers._experiment_id(tracker.client, "e")
+    real, calls = tracker.client.search_runs, []
+
+    def racy(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("Metric 'final_val_acc' is malformed. No data found.")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(tracker.client, "search_runs", racy)
+    tracker.begin([])
+    assert len(calls) == 2 and len(tracker.runs) == 1
+    tracker.close({"status": "completed", "per_seed": {}})
+    monkeypatch.setattr(tracker.client, "search_runs", lambda *a, **k: (_ for _ in ()).throw(ValueError("still")))
+    with pytest.raises(ValueError, match="still"):  # a store that stays broken: the error, after the tries
+        tracker._find(0)
+    stops = []
+
+    def interrupted(*args, **kw):
+        stops.append(1)
+        raise trackers.Interrupted("stop")
+
+    monkeypatch.setattr(tracker.client, "search_runs", interrupted)
+    with pytest.raises(trackers.Interrupted):
+        tracker._find(0)
+    assert len(stops) == 1  # Ctrl-C / SIGTERM stops at once
+
+
 @pytest.mark.parametrize("args, text", [
     (["logger=neptune"], "regbench train: error: logger=neptune: no such option; allowed: many_loggers, mlflow, tensorboard"),
     (["logger=[tensorboard,neptune]"], "regbench train: error: logger=neptune: no such option; allowed: many_loggers, mlflow, tensorboard"),
