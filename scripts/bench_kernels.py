@@ -15,9 +15,10 @@ one thread, best of interleaved rounds (noise only ever adds time):
   masks     turning (R, B, 200) uniforms into scaled masks: a `where` per layer
             over strided slices (before) against one in-place compare and
             multiply (regbench.learner.MaskSampler now)
-  uniforms  ns per unit: torch.rand per replica (what the masks draw) against
-            16-bit lanes of int64 random words (an idea, not used: it would
-            change every dropout run's numbers)
+  draw      ns per unit of a step's masks, drawn from each replica's own
+            generator: uniform floats compared with 1-p (before) against
+            regbench.learner.MaskSampler, which compares 16-bit lanes of
+            random 64-bit words with an int16 threshold (4 units per word)
 
     python scripts/bench_kernels.py [--bn] [--rounds 3]
 """
@@ -167,20 +168,21 @@ def mask_loops():
 
 
 def uniform_loops():
-    gens = [torch.Generator().manual_seed(i) for i in range(R)]
-    u = torch.empty(R, B, 2 * H)
-    words = torch.empty(R, B * 2 * H // 4, dtype=torch.int64)
+    from regbench.learner import MaskSampler
 
-    def rand_per_replica():
+    gens = [torch.Generator().manual_seed(i) for i in range(R)]
+    keep = torch.full((R, 1, 2 * H), 0.7)
+    scale = 1 / keep
+
+    def uniform_floats():  # the masks as drawn before: one 32-bit draw per unit
+        u = torch.empty(R, B, 2 * H)
         for i in range(R):
             u[i].uniform_(generator=gens[i])
+        torch.lt(u, keep, out=u)
+        return u.mul_(scale)
 
-    def int16_lanes():
-        for i in range(R):
-            words[i].random_(generator=gens[i])
-        return words.view(torch.int16) < 1000
-
-    return rand_per_replica, int16_lanes
+    sampler = MaskSampler([("h0.dropout", H), ("h1.dropout", H)], [{"h0.dropout": 0.3, "h1.dropout": 0.3}] * R, list(range(R)), "cpu")
+    return uniform_floats, lambda: sampler.draw(B)
 
 
 def main() -> None:
@@ -202,10 +204,10 @@ def main() -> None:
     where_per_layer, in_place = mask_loops()
     loops["masks: where per layer"] = (where_per_layer, 100, 1e3, "ms")
     loops["masks: in place"] = (in_place, 100, 1e3, "ms")
-    rand_per_replica, int16_lanes = uniform_loops()
+    uniform_floats, lanes = uniform_loops()
     units = R * B * 2 * H
-    loops["uniforms: torch.rand"] = (rand_per_replica, 100, 1e9 / units, "ns/unit")
-    loops["uniforms: int16 lanes"] = (int16_lanes, 100, 1e9 / units, "ns/unit")
+    loops["draw: uniform floats"] = (uniform_floats, 100, 1e9 / units, "ns/unit")
+    loops["draw: 16-bit lanes"] = (lanes, 100, 1e9 / units, "ns/unit")
     times = {k: float("inf") for k in loops}
     for _ in range(args.rounds):
         for k, (fn, reps, _, _) in loops.items():
@@ -216,7 +218,7 @@ def main() -> None:
     pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("eval: vmap(functional_call)", "eval: batched.forward"),
              ("BN layer: vmap's rule", "BN layer: R*C channels"),
              ("masks: where per layer", "masks: in place"),
-             ("uniforms: torch.rand", "uniforms: int16 lanes")]
+             ("draw: uniform floats", "draw: 16-bit lanes")]
     for a, b in pairs:
         print(f"  {a} / {b}: {times[a] / times[b]:.2f}x")
 

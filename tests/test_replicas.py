@@ -140,6 +140,34 @@ def test_masks_have_the_rate_and_scale_and_differ_per_replica():
     assert torch.equal(alone, m[1])  # a replica's mask is the one it draws alone
 
 
+def test_mask_lanes_are_uniform_independent_and_a_partial_replica_draws_what_it_draws_alone():
+    from regbench.learner import LANE_LEVELS, MaskSampler, lane_thresholds
+
+    keep = torch.tensor([0.9, 0.7, 0.5, 1 / 3, 1.0])
+    t = lane_thresholds(keep)
+    assert t.dtype == torch.int16 and t[-1] == 2**15 - 1  # keep 1: above every drawn lane but the top one, and the fill
+    prob = (t[:-1].double() + 2**15) / LANE_LEVELS  # P(uniform int16 lane < t)
+    assert torch.allclose(prob, keep[:-1].double(), atol=2**-17)
+    # the 4 lanes of each 64-bit word: each column kept half the time, neighbours independent
+    m = (MaskSampler([("h.dropout", 64)], [{"h.dropout": 0.5}], [7], "cpu").draw(8192)["h.dropout"][0] != 0).float()
+    assert m.mean(0).sub(0.5).abs().max().item() < 0.03  # 8192 draws per column: sd 0.0055
+    for lag in (1, 2, 3, 4):
+        assert (m[:, :-lag] * m[:, lag:]).mean().item() == pytest.approx(0.25, abs=0.01)
+    # a union template: replica 0 drops at b only, replica 1 at both; 9 x 17 lanes is not a multiple of 4
+    positions = [("input_dropout", 6), ("a.dropout", 30), ("b.dropout", 17)]
+    rates = [{"b.dropout": 0.4, "input_dropout": 0.25}, {"a.dropout": 0.2, "b.dropout": 0.2}]
+    group = MaskSampler(positions, rates, [3, 4], "cpu")
+    alone = MaskSampler([("input_dropout", 6), ("b.dropout", 17)], [rates[0]], [3], "cpu")
+    for _ in range(2):  # and the streams go on alike
+        g, a = group.draw(9), alone.draw(9)
+        assert torch.equal(g["a.dropout"][0], torch.ones(9, 30))
+        assert torch.equal(g["b.dropout"][0], a["b.dropout"][0])
+        assert torch.equal(g["input_dropout"][0], a["input_dropout"][0])
+        assert torch.equal(g["input_dropout"][1], torch.ones(9, 6))  # no input dropout: all kept
+        values = g["b.dropout"][0].unique().tolist()
+        assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.6)
+
+
 def test_a_diverging_replica_does_not_touch_the_others(make_cfg, tmp_path, monkeypatch):
     cfg = make_cfg("trainer.replicas=2", "trainer.epochs=4")
     train.run(cfg, tmp_path / "clean")
