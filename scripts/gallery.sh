@@ -13,7 +13,7 @@ names=("$@")
 for name in "${names[@]}"; do
   start=$(date +%s)
   rm -rf "outputs/sweeps/$name"   # the gallery is made from scratch
-  "$regbench" train -m "+experiment=$name" hydra/launcher=joblib hydra.launcher.n_jobs=2 > "outputs/sweeps/$name.log" 2>&1 \
+  "$regbench" train -m "+experiment=$name" > "outputs/sweeps/$name.log" 2>&1 \
     || { tail -5 "outputs/sweeps/$name.log"; exit 1; }
   grep "^sweep " "outputs/sweeps/$name.log" | tail -1
   "$regbench" report "outputs/sweeps/$name" --formats png -q
