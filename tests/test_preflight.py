@@ -196,3 +196,33 @@ def test_cuda_memory_is_asked_of_torch_only_when_the_device_check_imported_it(mo
     assert asked == [1, 0]
     monkeypatch.delitem(sys.modules, "torch")
     assert memory_available("cuda") is None
+
+
+@pytest.mark.parametrize("sweep, derives", [
+    (["model.dropout=0,0.3", "model.batchnorm=false,true", "optim.lr=0.01", "seed=0,1"], True),
+    (["data.label_noise=0,0.2", "trainer.epochs=2,3", "model.input_dropout=0,0.1", "data=digits"], True),
+    (["optim=adam,sgd", "model.dropout=0,0.5"], False),            # a config group swept: composed
+    (["model.widths=[8],[8,8]", "model.dropout=0,0.5"], False),    # a list value swept: composed
+    (["+experiment=dropout_rate", "model.batchnorm=true"], True),   # the experiment in the base; its own sweep derived
+])
+def test_a_derived_setting_is_the_config_hydra_composes(sweep, derives, monkeypatch):
+    """preflight checks each setting of a sweep on a config derived from the
+    composed base (the swept plain values set as Hydra sets them) instead of
+    composing each; where it derives one, it is exactly what Hydra composes."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from regbench import preflight
+
+    seen = []
+    real = preflight.derive_setting
+    monkeypatch.setattr(preflight, "derive_setting", lambda *a: seen.append((a[2], real(*a))) or seen[-1][1])
+    try:
+        check(["-m", *sweep])
+    finally:
+        preflight.reset()
+    assert seen and all((cfg is not None) == derives for _, cfg in seen), seen
+    with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+        for job, cfg in seen:
+            if cfg is not None:
+                assert OmegaConf.to_container(cfg) == OmegaConf.to_container(compose(config_name="config", overrides=job)), job
