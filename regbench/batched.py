@@ -72,10 +72,7 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
                 probe.weight(role[1], w)
             if x.dim() == 2:  # a shared input: every replica's weights against it, not copied
                 x = x.expand(w.shape[0], *x.shape)
-            if b is None:
-                x = torch.bmm(x, w.transpose(1, 2))
-            else:
-                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))  # (R, B, out)
+            x = _Linear.apply(x, w, b)  # (R, B, out)
         elif isinstance(m, nn.BatchNorm1d):
             if role is not None:
                 probe.bn_input(role[1], x, buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"], m.eps)
@@ -91,6 +88,34 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
                 probe.preact(role[1], x, out)
             x = out
     return x
+
+
+class _Linear(torch.autograd.Function):
+    """``x @ w.T + b`` of each replica (x (R, B, in), w (R, out, in), b (R, out)
+    or None), whose backward computes each replica's gradients in the layouts
+    ``nn.Linear``'s does (``torch.mm`` picks them from the weight's strides):
+    the weight's as ``g.T @ x`` (out, in), the input's as ``g @ w``. Autograd's
+    own rule for ``baddbmm`` computes the weight's as ``x.T @ g`` (in, out): the
+    same sums, rounded in another order, so a fused job drifted from the job
+    trained alone, and for the head (out = 10) 3x slower (356 against 108 us at
+    R = 25, B = 128; ``scripts/bench_kernels.py``, "head grad")."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        if b is None:
+            return torch.bmm(x, w.transpose(1, 2))
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g = g.contiguous()  # the loss's gradient comes (C, B)-major (learner.cross_entropy); a single run's head gets it row-major
+        gx = torch.bmm(g, w) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        gb = g.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
 
 
 def _batch_norm(m: nn.BatchNorm1d, key: str, params: dict, buffers: dict, x: torch.Tensor, training: bool) -> torch.Tensor:

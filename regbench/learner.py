@@ -311,7 +311,7 @@ class Learner:
         replicas = hparams if len(set(hparams)) > 1 else None
         if replicas is not None and (not self.stacked or len(replicas) != len(self.seeds)):
             raise ValueError("per-replica optim.lr / optim.weight_decay need one optimizer config per replica")
-        self.optimizer = make_optimizer(optims[0], trainable, replicas=replicas)
+        self.optimizer = make_optimizer(optims[0], trainable, replicas=replicas, stacked=self.stacked)
         self.scheduler = make_scheduler(optims[0], self.optimizer, epochs)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]  # batch order per seed
         self.masks = MaskSampler(dropout_positions(self.module, n_features), [replica_rates(c) for c in cfgs], self.seeds, self.device)

@@ -415,3 +415,26 @@ def test_worker_processes_follow_cores_and_memory_with_a_cap(monkeypatch):
     assert fl.FusedLauncher()._n_processes(cpu) == 3  # 64 cores, 3.5 GiB free
     assert fl.FusedLauncher()._n_processes(OmegaConf.create({"device": "cuda"})) == 1
     assert fl.FusedLauncher(processes=5)._n_processes(OmegaConf.create({"device": "cuda"})) == 5
+
+
+ROUNDED = ("train_loss", "fit_loss", "val_loss", "test_loss", "gap_loss", "grad_norm")  # sums over other layouts
+
+
+def test_without_batchnorm_a_fused_job_trains_to_the_same_bits_as_alone(make_cfg, tmp_path):
+    """Training itself is exactly the job's own: the optimizer updates each
+    replica's slice (its scalar tail as alone), the head's gradients are taken
+    in nn.Linear's layouts. Only the losses and the gradient norm, which the
+    group sums in another order, may differ, by float rounding."""
+    common = ["model.batchnorm=false", "trainer.epochs=8", "model.dropout_layers=[0.3,0]"]
+    settings = [["seed=0", "data.label_noise=0.2"], ["seed=1", "model.dropout_layers=[0,0]"], ["seed=2"]]
+    group = train.run_group([(make_cfg(*common, *s), tmp_path / "group" / str(i), s) for i, s in enumerate(settings)])
+    assert [g["status"] for g in group] == ["completed"] * 3
+    for i, s in enumerate(settings):
+        train.run(make_cfg(*common, *s), tmp_path / "alone" / str(i), show_progress=False)
+        a, b = rows(tmp_path / "group" / str(i)), rows(tmp_path / "alone" / str(i))
+        assert len(a) == len(b) == 9
+        for x, y in zip(a, b):
+            assert {k: v for k, v in x.items() if k not in ROUNDED} == {k: v for k, v in y.items() if k not in ROUNDED}, (s, x["epoch"])
+            for k in ROUNDED:
+                if x[k] != y[k]:
+                    assert float(x[k]) == pytest.approx(float(y[k]), abs=1e-6), (s, x["epoch"], k)

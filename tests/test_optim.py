@@ -118,3 +118,26 @@ def test_a_training_process_does_not_import_torch_dynamo(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_stacked_replicas_are_updated_as_each_alone(name):
+    """5 replicas of a 100-unit bias stacked (500 values: the kernel's scalar
+    tail would hold replica 4's last 4) update exactly as each replica's own tensor."""
+    from regbench.optim import FusedOptimizer
+
+    torch.manual_seed(0)
+    kw = {"momentum": 0.9} if name == "sgd" else {"weight_decay": 0.01}
+    stacked = torch.randn(5, 100, requires_grad=True)
+    alone = [stacked[r].detach().clone().requires_grad_() for r in range(5)]
+    opt = FusedOptimizer([stacked], name, 1e-2, stacked=True, **kw)
+    opts = [FusedOptimizer([p], name, 1e-2, **kw) for p in alone]
+    for _ in range(20):
+        g = torch.randn(5, 100) * 1e-3
+        stacked.grad = g.clone()
+        opt.step()
+        for r, (p, o) in enumerate(zip(alone, opts)):
+            p.grad = g[r].clone()
+            o.step()
+    for r in range(5):
+        assert torch.equal(stacked[r].detach(), alone[r].detach()), r
