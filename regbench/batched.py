@@ -97,7 +97,7 @@ class _Linear(torch.autograd.Function):
     the weight's as ``g.T @ x`` (out, in), the input's as ``g @ w``. Autograd's
     own rule for ``baddbmm`` computes the weight's as ``x.T @ g`` (in, out): the
     same sums, rounded in another order, so a fused job drifted from the job
-    trained alone, and for the head (out = 10) 3x slower (356 against 108 us at
+    trained alone, and for the head (out = 10) 3.3x slower (349 against 106 us at
     R = 25, B = 128; ``scripts/bench_kernels.py``, "head grad")."""
 
     @staticmethod

@@ -12,6 +12,10 @@ one thread, best of interleaved rounds (noise only ever adds time):
   BN layer  one BatchNorm layer, forward and backward, of 25 replicas: vmap's
             batching rule against F.batch_norm over the (B, R*C) view
             (regbench.batched, which a fused group trains with)
+  head grad the head's (100 -> 10) weight gradient of 25 replicas: x.T @ g
+            (in, out), as autograd's rule for baddbmm takes it, against
+            g.T @ x (out, in), as nn.Linear's backward and regbench.batched
+            take it
   masks     turning (R, B, 200) uniforms into scaled masks: a `where` per layer
             over strided slices (before) against one in-place compare and
             multiply (regbench.learner.MaskSampler now)
@@ -167,6 +171,11 @@ def mask_loops():
     return where_per_layer, in_place
 
 
+def head_grad_loops():
+    x, g = torch.randn(R, B, H), torch.randn(R, B, C)
+    return (lambda: torch.bmm(x.transpose(1, 2), g)), (lambda: torch.bmm(g.transpose(1, 2), x))
+
+
 def uniform_loops():
     from regbench.learner import MaskSampler
 
@@ -201,6 +210,9 @@ def main() -> None:
     vmapped, as_channels = bn_layer_loops()
     loops["BN layer: vmap's rule"] = (vmapped, 50, 1e3, "ms")
     loops["BN layer: R*C channels"] = (as_channels, 50, 1e3, "ms")
+    autograd_layout, linear_layout = head_grad_loops()
+    loops["head grad: x.T @ g"] = (autograd_layout, 200, 1e6, "us")
+    loops["head grad: g.T @ x"] = (linear_layout, 200, 1e6, "us")
     where_per_layer, in_place = mask_loops()
     loops["masks: where per layer"] = (where_per_layer, 100, 1e3, "ms")
     loops["masks: in place"] = (in_place, 100, 1e3, "ms")
@@ -217,6 +229,7 @@ def main() -> None:
         print(f"  {k:<32}{times[k] * factor:8.2f} {unit}")
     pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("eval: vmap(functional_call)", "eval: batched.forward"),
              ("BN layer: vmap's rule", "BN layer: R*C channels"),
+             ("head grad: x.T @ g", "head grad: g.T @ x"),
              ("masks: where per layer", "masks: in place"),
              ("draw: uniform floats", "draw: 16-bit lanes")]
     for a, b in pairs:
