@@ -73,6 +73,7 @@ class FusedOptimizer:
         self.defaults = {k: v for k, v in group.items()}
         self.param_groups = [{**group, "params": self.params}]
         self.state: dict[torch.Tensor, dict[str, Any]] = {}
+        self._views: dict[int, tuple] = {}  # id(tensor) -> (tensor, its replica slices), see _rows
 
     # ------------------------------------------------------------ training
 
@@ -107,7 +108,7 @@ class FusedOptimizer:
                     self.state.setdefault(p, {})["momentum_buffer"] = b
             for lr_, wd, rows in calls:
                 torch._fused_sgd_(
-                    self._rows(params, rows), self._rows(grads, rows), [] if momentum == 0 else self._rows(buffers, rows),
+                    self._rows(params, rows), self._rows(grads, rows, kept=False), [] if momentum == 0 else self._rows(buffers, rows),
                     weight_decay=wd, momentum=momentum, lr=lr_, dampening=group["dampening"],
                     nesterov=group["nesterov"], maximize=False, is_first_step=first, grad_scale=None, found_inf=None,
                 )
@@ -126,20 +127,30 @@ class FusedOptimizer:
         exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
         for lr_, wd, rows in calls:
             kernel(
-                self._rows(params, rows), self._rows(grads, rows), self._rows(exp_avgs, rows), self._rows(exp_avg_sqs, rows),
+                self._rows(params, rows), self._rows(grads, rows, kept=False), self._rows(exp_avgs, rows), self._rows(exp_avg_sqs, rows),
                 [], steps if rows is None else [st for st, p in zip(steps, params) for _ in (range(len(p)) if rows is ALL else rows)],  # a tensor's slices share its count
                 amsgrad=False, lr=lr_, beta1=beta1, beta2=beta2, weight_decay=wd,
                 eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
             )
 
-    @staticmethod
-    def _rows(tensors: list, rows) -> list:
-        """The tensors themselves, or their slices for replicas ``rows`` (contiguous views), tensor by tensor."""
+    def _rows(self, tensors: list, rows, kept: bool = True) -> list:
+        """The tensors themselves, or their slices for replicas ``rows``
+        (contiguous views), tensor by tensor. ``kept``: tensors that live from
+        step to step (parameters, state), whose slices are made once (making
+        them took 4.5% of a 25-replica BatchNorm group's time); gradients are
+        new tensors each step."""
         if rows is None:
             return tensors
+        sliced = [self._slices(t) if kept else t.unbind(0) for t in tensors]
         if rows is ALL:
-            return [x for t in tensors for x in t.unbind(0)]
-        return [t[r] for t in tensors for r in rows]
+            return [x for views in sliced for x in views]
+        return [views[r] for views in sliced for r in rows]
+
+    def _slices(self, t: torch.Tensor) -> "tuple[torch.Tensor, ...]":
+        hit = self._views.get(id(t))
+        if hit is None or hit[0] is not t:
+            hit = self._views[id(t)] = (t, t.unbind(0))
+        return hit[1]
 
     # ------------------------------------------------------------ state (torch.optim's layout)
 
@@ -157,6 +168,7 @@ class FusedOptimizer:
             if k != "params" and k in group:
                 group[k] = tuple(v) if k == "betas" else v
         self.state = {}
+        self._views = {}
         for i, p in zip(saved[0]["params"], self.params):
             st = state_dict["state"].get(i)
             if not st:
