@@ -445,3 +445,35 @@ def test_a_one_seed_grid_with_round_values_is_not_a_search(tmp_path):
                        diagnostics=False)
     assert not optimize.is_search(load.load_study([root]))
     assert optimize.continuous([0.0034518, 0.0912, 0.00017342]) and not optimize.continuous([0.001, 0.003, 0.01])
+
+
+def test_a_figure_is_drawn_once_into_the_pixels_savefig_gives():
+    """figures._png solves the constrained layout and renders in one draw;
+    the image is savefig's (two draws), pixel for pixel."""
+    import io
+
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from regbench.report import figures
+
+    def build():
+        with matplotlib.rc_context(figures.RC):
+            fig = Figure(figsize=(6, 2.5), layout="constrained")
+            axes = fig.subplots(1, 2, sharey=True)
+            for ax in axes:
+                for k in range(3):
+                    ax.plot(np.arange(20), np.sin(np.arange(20) / (k + 2)), label=f"dropout 0.{k}")
+                ax.set_xlabel("epoch")
+            axes[0].set_ylabel("validation loss (eval mode)")
+            axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="setting")
+            fig.suptitle("a title the layout makes room for")
+        return fig
+
+    ours = np.asarray(Image.open(io.BytesIO(figures._png(build()))))
+    buf = io.BytesIO()
+    build().savefig(buf, format="png", dpi=figures.DPI)
+    theirs = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+    assert ours.shape == theirs.shape and np.array_equal(ours, theirs)

@@ -927,11 +927,27 @@ class Rendered:
         return round(self.width_in * PX_PER_IN)
 
 
+def _png(fig: Figure) -> bytes:
+    """``fig.savefig(format="png", dpi=DPI)`` in one draw instead of two.
+    savefig first draws without rendering to solve the constrained layout,
+    then draws again to render; an Agg canvas's own draw solves the layout
+    and renders in the same pass, and its pixels are encoded as savefig
+    encodes them (``matplotlib.image.imsave``): the same image, a third less
+    time per figure (tests/test_report_presentation.py compares the pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.image import imsave
+
+    fig.set_dpi(DPI)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    buf = io.BytesIO()
+    imsave(buf, canvas.buffer_rgba(), format="png", origin="upper", dpi=DPI)
+    return buf.getvalue()
+
+
 def save(fig: Figure, out_dir: Path, name: str, formats: list[str]) -> tuple[bytes, list[Path]]:
     """PNG bytes (for embedding) plus one file per format."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    png = buf.getvalue()
+    png = _png(fig)
     # The layout is solved; keep it for the other formats instead of solving again.
     fig.set_layout_engine("none")
     files = []
