@@ -136,7 +136,8 @@ _ALWAYS = -(2**15)  # the lowest lane value: below every threshold (a unit that 
 def lane_thresholds(keep: torch.Tensor) -> torch.Tensor:
     """int16 thresholds for keep probabilities: a uniform 16-bit lane ``v``
     (as int16) keeps its unit when ``v < t``, which it does with probability
-    round(keep * 2**16) / 2**16, within 2**-17 (7.6e-6) of ``keep``; keep = 1
+    round(keep * 2**16) / 2**16, within 2**-17 (7.6e-6) of ``keep`` (a rate p
+    below 2**-17 drops with probability 2**-16, the least a lane can); keep = 1
     (a unit not drawn) gives 2**15 - 1, which the lane filled with -2**15 is below."""
     levels = torch.round(keep.double() * LANE_LEVELS).clamp(max=LANE_LEVELS - 1)
     return (levels - 2**15).to(torch.int16)
@@ -145,7 +146,7 @@ def lane_thresholds(keep: torch.Tensor) -> torch.Tensor:
 def _draw_lanes(n: int, generator: torch.Generator, device) -> torch.Tensor:
     """``n`` uniform 16-bit lanes (int16) from 64-bit words of ``generator``:
     4 units per word, against one 32-bit draw per unit for ``torch.rand``
-    (0.58 against 1.47 ms for a 25-replica step's masks, scripts/bench_kernels.py)."""
+    (1.0 against 2.3 ns a unit with the masks made, ``scripts/bench_kernels.py``, "draw")."""
     words = torch.empty(-(-n // 4), dtype=torch.int64, device=device)
     words.random_(-(2**63), None, generator=generator)  # the full 64-bit range: every bit uniform
     return words.view(torch.int16)[:n]
