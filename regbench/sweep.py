@@ -267,12 +267,16 @@ class JobProgress:
             pass
         return state, seconds if isinstance(seconds, (int, float)) else None
 
-    def finished(self, jobs: list[tuple[str, Optional[str]]]) -> list[str]:
-        """Lines for jobs that ended together: (overrides as typed, job folder or None)."""
+    def finished(self, jobs: list[tuple[str, Optional[str]]], left_s: Optional[float] = None) -> list[str]:
+        """Lines for jobs that ended together: (overrides as typed, job folder or
+        None). ``left_s``: the launcher's own estimate of the seconds left (the
+        fused launcher's groups end in batches), else the time per finished job."""
         self.count = self._count(len(jobs))
         first = self.count - len(jobs)
         left = self.n - self.count
-        eta = f"; ETA {format_duration((time.time() - self.t0) / self.count * left)}" if left > 0 and self.count else ""
+        if left_s is None and self.count:
+            left_s = (time.time() - self.t0) / self.count * left
+        eta = f"; ETA {format_duration(left_s)}" if left > 0 and left_s is not None else ""
         lines = []
         for k, (name, folder) in enumerate(jobs):
             state, seconds = self._state(folder)

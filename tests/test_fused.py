@@ -176,6 +176,22 @@ def test_unequal_groups_are_cut_so_the_processes_end_together():
     assert balance_groups([list(range(6)), list(range(6, 12))], small, 2) == [list(range(6)), list(range(6, 12))]
 
 
+def test_the_eta_counts_the_groups_still_training_and_waiting():
+    """The 50-run ablation as 4 parts on 2 processes: when the first BatchNorm
+    part (12 jobs) ends after 6.2 s, about 5.3 s are left (the other BN part
+    nearly done, two parts without BN to go), not the 19 s that 12 of 50 jobs
+    in 6.2 s would say."""
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import estimate_left
+
+    works = [13 * 1.3, 12 * 1.3, 13.0, 12.0]  # in launch order, longest first
+    assert estimate_left(works, {0: 0.0, 1: 0.0}, {}, 2, 3.0) is None  # nothing ended yet: no estimate
+    left = estimate_left(works, {0: 0.0, 1: 0.0, 2: 6.2}, {1: 6.2}, 2, 6.2)
+    per_work = 6.2 / (12 * 1.3)
+    assert left == pytest.approx(max(13 * per_work, 13 * 1.3 * per_work - 6.2 + 12 * per_work))
+    assert 5.0 < left < 5.5
+    assert estimate_left(works, {k: 0.0 for k in range(4)}, {k: 6.0 for k in range(4)}, 2, 12.0) == 0.0
+
+
 @pytest.mark.slow
 def test_kill_9_mid_group_then_rerun_resumes_every_job_exactly(cli, tmp_path, make_cfg):
     grid = ["model.dropout=0,0.3", "seed=0,1", "model.batchnorm=false", *TINY, cli.data_arg,
