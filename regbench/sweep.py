@@ -276,7 +276,7 @@ class JobProgress:
         left = self.n - self.count
         if left_s is None and self.count:
             left_s = (time.time() - self.t0) / self.count * left
-        eta = f"; ETA {format_duration(left_s)}" if left > 0 and left_s is not None else ""
+        eta = "" if left <= 0 or left_s is None else "; ETA under 1 s" if left_s < 0.5 else f"; ETA {format_duration(left_s)}"
         lines = []
         for k, (name, folder) in enumerate(jobs):
             state, seconds = self._state(folder)
