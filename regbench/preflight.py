@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import records
 from .config import DATASET_FILES, ConfigError, RegbenchConfig, memory_estimate, register_configs, validate
@@ -540,9 +540,9 @@ def derive_setting(task: DictConfig, base: DictConfig, job: list[str], loader) -
     sweep's base config without its Hydra node, composed once) by setting the
     values ``job`` sweeps, as Hydra sets a plain override (its
     ``_apply_overrides_to_config``): about 5 against 60-70 ms a setting. None
-    where that is not the same as composing (a config group, ``+``/``~``, a
-    ``hydra.`` key, a key the base does not have or that holds a node, a dict
-    value, a value the schema refuses): compose it, and let Hydra word the error.
+    where that is not the same as composing (an override that is not
+    :func:`sets_a_value`, or a value the schema refuses): compose it, and let
+    Hydra word the error.
     tests/test_preflight.py checks derived settings equal composed ones."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -553,20 +553,31 @@ def derive_setting(task: DictConfig, base: DictConfig, job: list[str], loader) -
     except Exception:
         return None
     groups = set(OmegaConf.select(base, "hydra.runtime.choices", default={}) or {})
-    for o in swept:
-        key = o.key_or_group
-        if o.is_add() or o.is_delete() or o.is_force_add() or o.package is not None or o.is_sweep_override():
-            return None
-        if key.startswith("hydra.") or "/" in key or key in groups or isinstance(o.value(), (dict, list)):
-            return None
-        if OmegaConf.select(task, key, default=_ABSENT) is _ABSENT or isinstance(OmegaConf.select(task, key), (DictConfig, ListConfig)):
-            return None
+    if not all(sets_a_value(o, task, groups) for o in swept):
+        return None
     cfg = copy.deepcopy(task)
     try:
         ConfigLoaderImpl._apply_overrides_to_config(swept, cfg)
     except Exception:
         return None
     return cfg
+
+
+def sets_a_value(override, cfg: DictConfig, groups: set) -> bool:
+    """Whether Hydra applies ``override`` to a composed ``cfg`` as a plain value:
+    no config group (``groups``: the config's group choices), no ``+``/``~`` or
+    package, no sweep, no ``hydra.`` key, no dict value, and a key ``cfg`` has
+    that holds no node. Such overrides can be set on a copy of a composed config
+    (``_apply_overrides_to_config``) instead of composing again: here, and in
+    the fused launcher (``derive_sweep_config``)."""
+    key = override.key_or_group
+    if override.is_add() or override.is_delete() or override.is_force_add() or override.package is not None \
+            or override.is_sweep_override():
+        return False
+    if key.startswith("hydra.") or "/" in key or key in groups or isinstance(override.value(), dict):
+        return False
+    found = OmegaConf.select(cfg, key, default=_ABSENT)
+    return found is not _ABSENT and not isinstance(found, DictConfig)
 
 
 _ABSENT = object()

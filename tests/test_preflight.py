@@ -202,7 +202,7 @@ def test_cuda_memory_is_asked_of_torch_only_when_the_device_check_imported_it(mo
     (["model.dropout=0,0.3", "model.batchnorm=false,true", "optim.lr=0.01", "seed=0,1"], True),
     (["data.label_noise=0,0.2", "trainer.epochs=2,3", "model.input_dropout=0,0.1", "data=digits"], True),
     (["optim=adam,sgd", "model.dropout=0,0.5"], False),            # a config group swept: composed
-    (["model.widths=[8],[8,8]", "model.dropout=0,0.5"], False),    # a list value swept: composed
+    (["model.widths=[8],[8,8]", "model.dropout=0,0.5"], True),     # a list value is a value too
     (["+experiment=dropout_rate", "model.batchnorm=true"], True),   # the experiment in the base; its own sweep derived
 ])
 def test_a_derived_setting_is_the_config_hydra_composes(sweep, derives, monkeypatch):

@@ -222,18 +222,12 @@ def derive_sweep_config(template_overrides: List[str], template: DictConfig, ove
     keys = [o.key_or_group for o in mine]
     if len(set(keys)) != len(keys) or keys != [o.key_or_group for o in theirs]:
         return None
+    from regbench.preflight import sets_a_value
+
     groups = set(OmegaConf.select(template, "hydra.runtime.choices", default={}) or {})
-    changed = []
-    for a, b in zip(mine, theirs):
-        if a.input_line == b.input_line:
-            continue
-        plain = not (a.is_add() or a.is_delete() or a.is_force_add() or a.package is not None or a.is_sweep_override())
-        key = a.key_or_group
-        if not plain or key.startswith("hydra.") or "/" in key or key in groups or isinstance(a.value(), dict):
-            return None
-        if OmegaConf.select(template, key, default=_ABSENT) is _ABSENT or isinstance(OmegaConf.select(template, key), DictConfig):
-            return None
-        changed.append(a)
+    changed = [a for a, b in zip(mine, theirs) if a.input_line != b.input_line]
+    if not all(sets_a_value(a, template, groups) for a in changed):
+        return None
     cfg = copy.deepcopy(template)
     try:
         ConfigLoaderImpl._apply_overrides_to_config(changed, cfg)
@@ -250,9 +244,6 @@ def derive_sweep_config(template_overrides: List[str], template: DictConfig, ove
         )
     OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
     return cfg
-
-
-_ABSENT = object()
 
 
 def split_for_processes(groups: List[List[int]], processes: int) -> List[List[int]]:
