@@ -544,7 +544,6 @@ def derive_setting(task: DictConfig, base: DictConfig, job: list[str], loader) -
     :func:`sets_a_value`, or a value the schema refuses): compose it, and let
     Hydra word the error.
     tests/test_preflight.py checks derived settings equal composed ones."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     fixed = set(base.hydra.overrides.task)
@@ -552,15 +551,27 @@ def derive_setting(task: DictConfig, base: DictConfig, job: list[str], loader) -
         swept = OverridesParser.create(config_loader=loader).parse_overrides([o for o in job if o not in fixed])
     except Exception:
         return None
-    groups = set(OmegaConf.select(base, "hydra.runtime.choices", default={}) or {})
-    if not all(sets_a_value(o, task, groups) for o in swept):
+    return with_values_set(swept, task, base)
+
+
+def with_values_set(overrides: list, cfg: DictConfig, choices_from: DictConfig) -> Optional[DictConfig]:
+    """A copy of the composed ``cfg`` with the parsed ``overrides`` applied as
+    Hydra applies plain values (``_apply_overrides_to_config``); None unless
+    every one :func:`sets_a_value` (``choices_from``: the config whose
+    ``hydra.runtime.choices`` name the config groups) and the schema takes it.
+    Shared by :func:`derive_setting` and the fused launcher's
+    ``derive_sweep_config``."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    groups = set(OmegaConf.select(choices_from, "hydra.runtime.choices", default={}) or {})
+    if not all(sets_a_value(o, cfg, groups) for o in overrides):
         return None
-    cfg = copy.deepcopy(task)
+    out = copy.deepcopy(cfg)
     try:
-        ConfigLoaderImpl._apply_overrides_to_config(swept, cfg)
+        ConfigLoaderImpl._apply_overrides_to_config(overrides, out)
     except Exception:
         return None
-    return cfg
+    return out
 
 
 def sets_a_value(override, cfg: DictConfig, groups: set) -> bool:

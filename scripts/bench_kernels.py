@@ -200,26 +200,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    loops = {}
-    vmapped, by_hand = step_loops(args.bn)
-    loops["step: vmap(functional_call)"] = (vmapped, 50, 1e3, "ms")
-    loops["step: batched by hand"] = (by_hand, 50, 1e3, "ms")
-    vmapped, by_hand = eval_loops(args.bn)
-    loops["eval: vmap(functional_call)"] = (vmapped, 10, 1e3, "ms")
-    loops["eval: batched.forward"] = (by_hand, 10, 1e3, "ms")
-    vmapped, as_channels = bn_layer_loops()
-    loops["BN layer: vmap's rule"] = (vmapped, 50, 1e3, "ms")
-    loops["BN layer: R*C channels"] = (as_channels, 50, 1e3, "ms")
-    autograd_layout, linear_layout = head_grad_loops()
-    loops["head grad: x.T @ g"] = (autograd_layout, 200, 1e6, "us")
-    loops["head grad: g.T @ x"] = (linear_layout, 200, 1e6, "us")
-    where_per_layer, in_place = mask_loops()
-    loops["masks: where per layer"] = (where_per_layer, 100, 1e3, "ms")
-    loops["masks: in place"] = (in_place, 100, 1e3, "ms")
-    uniform_floats, lanes = uniform_loops()
     units = R * B * 2 * H
-    loops["draw: uniform floats"] = (uniform_floats, 100, 1e9 / units, "ns/unit")
-    loops["draw: 16-bit lanes"] = (lanes, 100, 1e9 / units, "ns/unit")
+    # (the pair's loops, their names, repetitions, factor to the unit, unit); each pair is printed as a ratio
+    pairs = [
+        (step_loops(args.bn), ("step: vmap(functional_call)", "step: batched by hand"), 50, 1e3, "ms"),
+        (eval_loops(args.bn), ("eval: vmap(functional_call)", "eval: batched.forward"), 10, 1e3, "ms"),
+        (bn_layer_loops(), ("BN layer: vmap's rule", "BN layer: R*C channels"), 50, 1e3, "ms"),
+        (head_grad_loops(), ("head grad: x.T @ g", "head grad: g.T @ x"), 200, 1e6, "us"),
+        (mask_loops(), ("masks: where per layer", "masks: in place"), 100, 1e3, "ms"),
+        (uniform_loops(), ("draw: uniform floats", "draw: 16-bit lanes"), 100, 1e9 / units, "ns/unit"),
+    ]
+    loops = {name: (fn, reps, factor, unit) for fns, names, reps, factor, unit in pairs for fn, name in zip(fns, names)}
     times = {k: float("inf") for k in loops}
     for _ in range(args.rounds):
         for k, (fn, reps, _, _) in loops.items():
@@ -227,12 +218,7 @@ def main() -> None:
     print(f"R={R}, batch {B}, widths [{H}, {H}], BN {'on' if args.bn else 'off'}, 1 thread, best of {args.rounds} rounds")
     for k, (_, _, factor, unit) in loops.items():
         print(f"  {k:<32}{times[k] * factor:8.2f} {unit}")
-    pairs = [("step: vmap(functional_call)", "step: batched by hand"), ("eval: vmap(functional_call)", "eval: batched.forward"),
-             ("BN layer: vmap's rule", "BN layer: R*C channels"),
-             ("head grad: x.T @ g", "head grad: g.T @ x"),
-             ("masks: where per layer", "masks: in place"),
-             ("draw: uniform floats", "draw: 16-bit lanes")]
-    for a, b in pairs:
+    for _, (a, b), *_ in pairs:
         print(f"  {a} / {b}: {times[a] / times[b]:.2f}x")
 
 

@@ -211,7 +211,7 @@ def derive_sweep_config(template_overrides: List[str], template: DictConfig, ove
                         master_config: DictConfig) -> Optional[DictConfig]:
     """``overrides``' config from ``template`` (composed for ``template_overrides``),
     or None when they differ in more than plain values (see _compose_each_job_once)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+    from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -222,16 +222,11 @@ def derive_sweep_config(template_overrides: List[str], template: DictConfig, ove
     keys = [o.key_or_group for o in mine]
     if len(set(keys)) != len(keys) or keys != [o.key_or_group for o in theirs]:
         return None
-    from regbench.preflight import sets_a_value
+    from regbench.preflight import with_values_set
 
-    groups = set(OmegaConf.select(template, "hydra.runtime.choices", default={}) or {})
     changed = [a for a, b in zip(mine, theirs) if a.input_line != b.input_line]
-    if not all(sets_a_value(a, template, groups) for a in changed):
-        return None
-    cfg = copy.deepcopy(template)
-    try:
-        ConfigLoaderImpl._apply_overrides_to_config(changed, cfg)
-    except Exception:
+    cfg = with_values_set(changed, template, template)
+    if cfg is None:
         return None
     task = [o for o in mine if not o.is_hydra_override()]
     with open_dict(cfg.hydra):
