@@ -286,6 +286,70 @@ def test_report_never_imports_training_code(tmp_path):
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
+def _cli(*args, serial: bool = False, **env) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, **env}
+    env.pop("REGBENCH_REPORT_SERIAL", None)
+    if serial:
+        env["REGBENCH_REPORT_SERIAL"] = "1"
+    return subprocess.run([sys.executable, "-m", "regbench", "report", *map(str, args)], capture_output=True,
+                          text=True, timeout=180, env=env)
+
+
+def test_analysis_in_a_forked_process_gives_the_serial_report(tmp_path):
+    """A fresh `regbench report` analyses in a forked process while it imports
+    matplotlib: the same tables and report as analysing in this one."""
+    runs = sweep(tmp_path / "s")
+    forked, serial = tmp_path / "forked", tmp_path / "serial"
+    for out, is_serial in ((forked, False), (serial, True)):
+        proc = _cli(runs, "-o", out, "-q", "-j", "1", serial=is_serial)
+        assert proc.returncode == 0, proc.stderr
+    for name in ("runs.csv", "cells.csv", "effects.csv", "epochs.csv"):
+        assert (forked / name).read_bytes() == (serial / name).read_bytes(), name
+    dated = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+    same = lambda p: dated.sub("<date>", p.read_text())  # noqa: E731
+    assert same(forked / "report.md") == same(serial / "report.md")
+    # and the analysis did run in another process
+    code = ("import os; from regbench.report import cli; real = cli.analyze_study; "
+            "cli.analyze_study = lambda args: (os.getpid(), real(args)); "
+            f"pid, _ = cli.analyze_while_importing(cli.build_parser().parse_args([{str(runs)!r}])); "
+            "assert pid != os.getpid(), 'analysed in this process'; "
+            "import sys; assert 'matplotlib' in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_an_error_found_in_the_forked_analysis_is_said_once(tmp_path):
+    runs = sweep(tmp_path / "s")
+    proc = _cli(runs, "--metric", "nope", "-q")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regbench report: error: --metric nope: no such column"), proc.stderr
+    assert not (runs / "report").exists()
+
+
+def test_the_forked_analysis_hands_back_errors_and_asks_again_on_surprises(tmp_path, monkeypatch):
+    import multiprocessing as mp
+
+    from regbench.report import cli
+
+    sweep(tmp_path / "s")
+    parser = cli.build_parser()
+
+    def handed_back(argv):
+        receive, send = mp.Pipe(duplex=False)
+        cli._analyze_forked(parser.parse_args(argv), send)
+        return receive.recv()
+
+    kind, (study, a, roles) = handed_back([str(tmp_path / "s")])
+    assert kind == "ok" and len(a.runs) == 8 and roles[1] in study.factors
+    kind, error = handed_back([str(tmp_path / "s"), "--metric", "nope"])
+    assert kind == "error" and isinstance(error, load.ReportError) and "--metric nope" in str(error)
+    monkeypatch.setattr(cli, "analyze_study", lambda args: 1 / 0)
+    assert handed_back([str(tmp_path / "s")]) == ("again", None)
+
+
 # ---------------------------------------------------------------- plot functions
 
 

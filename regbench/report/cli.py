@@ -94,9 +94,9 @@ def roles(study: Study, x: str | None, color: str | None, style: str | None) -> 
     return x, color, style
 
 
-def run(args: argparse.Namespace) -> int:
-    formats = _formats(args.formats)
-    t0 = time.perf_counter()
+def analyze_study(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
+    """The runs under ``args.paths`` loaded and analysed, the options checked
+    against them: (study, analysis, (x, color, style) factors)."""
     study = load_study(args.paths, allow_mixed=args.allow_mixed)
     present = [c for c in study.metric_columns if study.epochs[c].notna().any()]
     if args.metric not in present:
@@ -105,15 +105,77 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None and args.metric.endswith("acc") and not 0 <= args.target <= 1:
         raise ReportError(f"--target {args.target:g}: accuracies are fractions in [0, 1]"
                           + (f"; did you mean {args.target / 100:g}?" if 1 < args.target <= 100 else ""))
-    x, color, style = roles(study, args.x, args.color, args.style)
+    factor_roles = roles(study, args.x, args.color, args.style)
     # A search (Optuna, random, interval()) samples settings: no effects between its trials.
     search = optimize.is_search(study)
     a = analyze(study, args.metric, args.target, effects=not search)
     if search:
         a.params = optimize.search_params(study)
         a.trials = optimize.trials(a.runs, a.params, args.metric)
+    return study, a, factor_roles
 
-    # Imported here: matplotlib only once the input is known to be good.
+
+# Set (to anything) to analyse in this process, after matplotlib is imported.
+SERIAL_ENV = "REGBENCH_REPORT_SERIAL"
+
+
+def _analyze_forked(args: argparse.Namespace, conn) -> None:
+    try:
+        result = ("ok", analyze_study(args))
+    except ReportError as exc:
+        result = ("error", exc)
+    except BaseException:  # the parent analyses again and shows it as it would alone
+        result = ("again", None)
+    try:
+        conn.send(result)
+    except Exception:  # could not be pickled
+        conn.send(("again", None))
+
+
+def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
+    """:func:`analyze_study`, with the figure modules imported and warmed up
+    on the other CPU: a forked process loads and analyses the runs and sends
+    the result back while this one imports matplotlib (the two took 0.7 and
+    0.9 s one after the other in a small sweep's 6.6 s report; one CPU sat
+    idle). Serial where matplotlib is imported already (nothing to overlap),
+    without fork, or with ``REGBENCH_REPORT_SERIAL`` set; and where the
+    forked process fails other than with a ReportError (this one repeats the
+    work, so the error reads as it would)."""
+    import multiprocessing as mp
+    import os
+
+    serial = ("regbench.report.figures" in sys.modules or "fork" not in mp.get_all_start_methods()
+              or os.environ.get(SERIAL_ENV))
+    if serial:
+        return analyze_study(args)
+    ctx = mp.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_analyze_forked, args=(args, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        from . import figures, render  # noqa: F401  (the import this overlaps)
+
+        figures.warm_up()
+        try:
+            kind, result = receive.recv()
+        except EOFError:  # it died (killed, out of memory)
+            kind, result = "again", None
+    finally:
+        receive.close()
+        child.join()
+    if kind == "ok":
+        return result
+    if kind == "error":
+        raise result
+    return analyze_study(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    formats = _formats(args.formats)
+    t0 = time.perf_counter()
+    study, a, (x, color, style) = analyze_while_importing(args)
+
     from .figures import cell_styles, make_figures
     from .render import write_html, write_markdown
 

@@ -1005,9 +1005,16 @@ def _render_forked(i: int, out_dir: Path, formats: list[str]) -> Rendered:
     return render(_FORKED[i], out_dir, formats)
 
 
-def _warm_up() -> None:
-    """Draw a little text once, so that forked workers inherit loaded fonts
-    and text metrics instead of each loading them again."""
+_warm = False
+
+
+def warm_up() -> None:
+    """Draw a little text once (once per process), so that forked workers
+    inherit loaded fonts and text metrics instead of each loading them again."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(2, 1), layout="constrained")
         ax = fig.subplots()
@@ -1030,7 +1037,7 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
     n = workers(tasks, jobs)
     if n <= 1 or "fork" not in mp.get_all_start_methods():
         return [render(t, out_dir, formats) for t in tasks]
-    _warm_up()
+    warm_up()
     _FORKED[:] = tasks
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
     done: dict[int, Rendered] = {}
