@@ -128,6 +128,18 @@ class Probe:
 
     def reset(self) -> None:
         """Forget what earlier passes measured."""
+        self._chunks: list[tuple] = []  # the earlier replica chunks of this pass (next_chunk)
+        self._clear()
+
+    def next_chunk(self) -> None:
+        """The pass goes on with the next replicas (a leading dimension): what
+        was measured so far is kept as one chunk, and :meth:`results` gives
+        every chunk's values side by side, computed once for all of them."""
+        if self._device is not None:
+            self._chunks.append((self._bn, self._pre, self._pre_n, self._alive, self._norm, self._lead))
+        self._clear()
+
+    def _clear(self) -> None:
         self._bn: dict[str, list] = {}  # block -> [n, sums (..., 2, F) of d and d^2, running_var, eps]
         self._pre: dict[str, list[torch.Tensor]] = {}  # block -> slices of unit 0, the fixed batch so far
         self._pre_n: dict[str, int] = {}  # examples in those slices (host ints: shapes, no sync)
@@ -212,6 +224,9 @@ class Probe:
         """Every column as a float32 tensor on the model's device: 0-dim for one
         model, (R,) after a pass of R replicas; NaN for what the pass did not
         reach (no pass since attach, max_examples = 0)."""
+        if self._chunks:
+            self.next_chunk()
+            self._merge_chunks()
         device = self._device or next((p.device for p in self.model.parameters()), torch.device("cpu"))
         nan = torch.full(self._lead, float("nan"), device=device)
         out: dict[str, torch.Tensor] = {}
@@ -235,3 +250,22 @@ class Probe:
         for name in self.linears:
             out[f"weight_norm/{name}"] = self._norm.get(name, nan)
         return {c: out[c] for c in self.columns()}
+
+    def _merge_chunks(self) -> None:
+        """The chunks' measurements as one pass over all their replicas (each
+        chunk saw the same examples through the same modules)."""
+        chunks, device = self._chunks, self._device
+        self._chunks = []
+        self._clear()
+        self._device = device
+        self._lead = (sum(c[5][0] for c in chunks),)
+        cat = lambda tensors: torch.cat(list(tensors), 0)  # noqa: E731
+        for name, (n, _, _, eps) in chunks[0][0].items():
+            self._bn[name] = [n, cat(c[0][name][1] for c in chunks), cat(c[0][name][2] for c in chunks), eps]
+        for name in chunks[0][1]:
+            self._pre[name] = [cat(torch.cat(c[1][name], -1) for c in chunks)]
+            self._pre_n[name] = chunks[0][2][name]
+        for name in chunks[0][3]:
+            self._alive[name] = cat(c[3][name] for c in chunks)
+        for name in chunks[0][4]:
+            self._norm[name] = cat(c[4][name] for c in chunks)

@@ -428,12 +428,13 @@ class Learner:
         loss = torch.zeros(r, device=self.device)
         correct = torch.zeros(r, dtype=torch.long, device=self.device)
         counts = [torch.zeros(r, dtype=torch.long, device=self.device) for _ in masked]
-        found: dict[str, list[torch.Tensor]] = {}
+        if probe is not None:
+            probe.reset()
         for r0 in range(0, r, r_pass):
             rs = slice(r0, r0 + r_pass)
             p, b = {k: v[rs].detach() for k, v in params.items()}, {k: v[rs] for k, v in buffers.items()}
-            if probe is not None:
-                probe.reset()
+            if probe is not None and r0 > 0:
+                probe.next_chunk()
             rp = min(r0 + r_pass, r) - r0
             for start in range(0, n, n_pass):
                 cols = slice(start, start + n_pass)
@@ -445,10 +446,8 @@ class Learner:
                 correct[rs] += (pred == yb).sum(1)
                 for count, (labels, mask) in zip(counts, masked):
                     count[rs] += ((pred == labels[rs, cols]) & mask[rs, cols]).sum(1)
-            if probe is not None:
-                for k, v in probe.results().items():
-                    found.setdefault(k, []).append(v.expand(rp))
-        return loss / n, correct.float() / n, counts, {k: torch.cat(v) for k, v in found.items()}
+        found = probe.results() if probe is not None else {}  # every chunk's at once
+        return loss / n, correct.float() / n, counts, found
 
     # ------------------------------------------------------------ state
 
