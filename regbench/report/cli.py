@@ -120,16 +120,23 @@ SERIAL_ENV = "REGBENCH_REPORT_SERIAL"
 
 
 def _analyze_forked(args: argparse.Namespace, conn) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to report; it ends this process
     try:
         result = ("ok", analyze_study(args))
     except ReportError as exc:
         result = ("error", exc)
     except BaseException:  # the parent analyses again and shows it as it would alone
         result = ("again", None)
-    try:
-        conn.send(result)
-    except Exception:  # could not be pickled
-        conn.send(("again", None))
+    for message in (result, ("again", None)):
+        try:
+            conn.send(message)
+            return
+        except OSError:  # the parent stopped listening (interrupted): nothing to say
+            return
+        except Exception:  # could not be pickled
+            continue
 
 
 def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
@@ -153,6 +160,7 @@ def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, 
     child = ctx.Process(target=_analyze_forked, args=(args, send), daemon=True)
     child.start()
     send.close()
+    kind = None
     try:
         from . import figures, render  # noqa: F401  (the import this overlaps)
 
@@ -163,6 +171,8 @@ def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, 
             kind, result = "again", None
     finally:
         receive.close()
+        if kind is None:  # interrupted here: the analysis is not wanted any more
+            child.terminate()
         child.join()
     if kind == "ok":
         return result
