@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -336,6 +337,7 @@ def test_the_forked_analysis_hands_back_errors_and_asks_again_on_surprises(tmp_p
 
     sweep(tmp_path / "s")
     parser = cli.build_parser()
+    before = signal.getsignal(signal.SIGINT)
 
     def handed_back(argv):
         receive, send = mp.Pipe(duplex=False)
@@ -348,6 +350,8 @@ def test_the_forked_analysis_hands_back_errors_and_asks_again_on_surprises(tmp_p
     assert kind == "error" and isinstance(error, load.ReportError) and "--metric nope" in str(error)
     monkeypatch.setattr(cli, "analyze_study", lambda args: 1 / 0)
     assert handed_back([str(tmp_path / "s")]) == ("again", None)
+    # and none of it touched this process's signal handling (children would inherit an ignored Ctrl-C)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 # ---------------------------------------------------------------- plot functions

@@ -119,10 +119,18 @@ def analyze_study(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
 SERIAL_ENV = "REGBENCH_REPORT_SERIAL"
 
 
-def _analyze_forked(args: argparse.Namespace, conn) -> None:
+def _analysis_process(args: argparse.Namespace, conn) -> None:
+    """The forked process's whole life: Ctrl-C is the report process's to
+    report (it ends this one), then :func:`_analyze_forked`."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to report; it ends this process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _analyze_forked(args, conn)
+
+
+def _analyze_forked(args: argparse.Namespace, conn) -> None:
+    """Analyse and send the outcome: ("ok", result), ("error", ReportError),
+    or ("again", None) for anything else."""
     try:
         result = ("ok", analyze_study(args))
     except ReportError as exc:
@@ -157,7 +165,7 @@ def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, 
         return analyze_study(args)
     ctx = mp.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_analyze_forked, args=(args, send), daemon=True)
+    child = ctx.Process(target=_analysis_process, args=(args, send), daemon=True)
     child.start()
     send.close()
     kind = None
