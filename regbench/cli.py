@@ -132,8 +132,11 @@ def _train(argv: list[str]) -> int:
         # interrupted in this process said its own line and exits via SystemExit.
         signals.say("regbench train: interrupted" + (f"; records kept in {sweep_dir}" if sweep_dir else ""))
         return signals.EXIT_INTERRUPTED
-    # Non-zero when the sweep left work undone: a failed, dead or interrupted job.
-    return 1 if sweep.last_counts and any(sweep.last_counts.get(s) for s in sweep.UNDONE) else 0
+    # Non-zero when the sweep left work undone (a failed, dead or interrupted
+    # job), else the report's where report.at_end=true wrote one.
+    if sweep.last_counts and any(sweep.last_counts.get(s) for s in sweep.UNDONE):
+        return 1
+    return sweep.report_code or 0
 
 
 def task(cfg) -> Optional[float]:

@@ -166,6 +166,14 @@ class LoggerConfig:
 
 
 @dataclass
+class ReportConfig:
+    """`regbench report` of the run or sweep, written when it ends (runtime: not part of what a run computes)."""
+
+    at_end: bool = False  # write <sweep or run folder>/report as `regbench report <folder>` would, when the jobs end
+    options: List[str] = field(default_factory=list)  # more `regbench report` options: report.options=[--metric,val_loss,--formats,png]
+
+
+@dataclass
 class RegbenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -175,6 +183,7 @@ class RegbenchConfig:
     device: str = "auto"  # auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps
     threads: int = 0  # CPU threads for torch in this process, 0 = torch's default
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers (runtime: not part of what a run computes)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def register_configs() -> None:
@@ -472,6 +481,14 @@ def validate(cfg: Any) -> None:
         why = f" with trainer.replicas={t.replicas}" if t.replicas > 1 else ""
         _fail("seed", cfg.seed, f"must be in [0, {high}]{why} (seeds seed .. seed+replicas-1 are torch generator "
               "seeds, stored as signed 64-bit integers; torch would wrap a negative seed to seed + 2**64)")
+
+    report = cfg.get("report")
+    if report is not None and report.at_end:
+        from .report.options import refusal
+
+        why = refusal(list(report.options))
+        if why:
+            raise ConfigError(f"report.options=[{','.join(map(str, report.options))}]: {why}")
 
     if d.name == "callable":
         try:

@@ -119,6 +119,8 @@ def describe(exc: Exception, loader=None, args: Optional[list[str]] = None) -> s
             schema = _schema_of(key.rpartition(".")[0])
             allowed = f"; keys there: {', '.join(f.name for f in dataclasses.fields(schema))}" if schema else ""
             return f"{key} is not a config key{allowed}"
+        if key == "report.options" and "is not a ListConfig" in msg:
+            return f"{key}: a list of `regbench report` options, e.g. report.options=[--metric,val_loss,--formats,png]"
         return f"{key}: {msg}"
     return _first_line(exc)
 
@@ -504,6 +506,9 @@ def _check(args: list[str], command: str, flag_multirun: bool):
         else:
             settings, folders = [None], []
         task = OmegaConf.masked_copy(base, [k for k in base.keys() if k != "hydra"]) if multirun else None
+        refusal = report_refusal(base)  # once: every job of the sweep shares its report
+        if refusal:
+            raise PreflightError(refusal)
         for job in settings:
             where = f" (job {','.join(job)})" if job is not None and len(jobs) > 1 else ""
             try:
@@ -630,6 +635,17 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
                 raise PreflightError(f"{exc} (a value the search {written} may propose)") from None
             except Exception as exc:
                 raise PreflightError(f"{describe(exc, loader, args)} (in the search {written})") from None
+
+
+def report_refusal(cfg: DictConfig) -> Optional[str]:
+    """Why report.at_end=true's report.options would not parse (``regbench report``'s own parser), or None."""
+    if not OmegaConf.select(cfg, "report.at_end", default=False):
+        return None
+    from .report.options import refusal
+
+    options = list(OmegaConf.select(cfg, "report.options", default=None) or [])
+    why = refusal(options)
+    return f"report.options=[{','.join(map(str, options))}]: {why}" if why else None
 
 
 def _resolved_or_none(check_one, node):

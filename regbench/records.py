@@ -63,8 +63,9 @@ RUNTIME_KEYS = (
     "trainer.eval_batch_size",
 )
 # Whole subtrees that are runtime too: experiment trackers (the `logger` group)
-# mirror the records and change nothing in them.
-RUNTIME_PREFIXES = ("logger.",)
+# mirror the records and change nothing in them; `report` writes a report of
+# them when the jobs end.
+RUNTIME_PREFIXES = ("logger.", "report.")
 
 
 def is_runtime_key(key: str) -> bool:

@@ -37,6 +37,8 @@ MANIFEST = "sweep.json"
 
 # Set by on_multirun_end, read by `regbench train` for its exit code.
 last_counts: Optional[dict[str, list[str]]] = None
+# The exit code of the report that report.at_end=true wrote (None: none written).
+report_code: Optional[int] = None
 
 
 def job_dirname(override_dirname: str) -> str:
@@ -312,11 +314,13 @@ class SweepCallback(Callback):
 
             print(f"regbench train: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        self.report = _start_report(config)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        folder = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)
+        self.last_job_dir = folder  # a single run's folder, for its report (on_run_end)
         if getattr(self, "progress", None) is None:
             return
-        folder = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)
         overrides = [o for o in (getattr(job_return, "overrides", None) or [])]
         for line in self.progress.finished([(",".join(overrides), folder)]):
             log.info(line)
@@ -336,7 +340,61 @@ class SweepCallback(Callback):
                 state = "skipped"
             counts.setdefault(state, []).append(name)
         last_counts = counts
-        say(format_counts(counts, sweep_dir), sys.stdout)  # `| head` may have closed stdout
+        pending = getattr(self, "report", None)
+        report = pending is not None and not counts.get("interrupted")  # Ctrl-C: no report
+        say(format_counts(counts, sweep_dir, report_follows=report), sys.stdout)  # `| head` may have closed stdout
+        if pending is not None:
+            self.report = None
+            if report:
+                _finish_report(pending, sweep_dir, config)
+            else:
+                pending.cancel()
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.last_job_dir = None
+        self.report = _start_report(config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        pending = getattr(self, "report", None)
+        if pending is None:
+            return
+        self.report = None
+        folder = getattr(self, "last_job_dir", None)
+        if folder is None:  # the job did not start
+            pending.cancel()
+            return
+        try:
+            interrupted = records.read_summary(Path(folder)).get("status") == "interrupted"
+        except (OSError, ValueError):
+            interrupted = False  # no summary: the report says what it finds
+        if interrupted:
+            pending.cancel()
+            return
+        _finish_report(pending, Path(folder), config)
+
+
+def _start_report(config: DictConfig):
+    """The report process of report.at_end=true (regbench.report.at_end), or None."""
+    global report_code
+    report_code = None
+    if not OmegaConf.select(config, "report.at_end", default=False):
+        return None
+    from .report.at_end import PendingReport
+
+    return PendingReport()
+
+
+def _finish_report(pending, folder: Path, config: DictConfig) -> None:
+    """The report of ``folder`` with report.options, from the report process
+    (or this one, where it is gone); its exit code in ``report_code``."""
+    global report_code
+    argv = [str(folder), *[str(o) for o in OmegaConf.select(config, "report.options", default=None) or []]]
+    code = pending.write(argv)
+    if code is None:
+        from .report.at_end import write_now
+
+        code = write_now(argv)
+    report_code = code
 
 
 def _written_since(path: Path, started: float) -> bool:
@@ -348,7 +406,7 @@ def _written_since(path: Path, started: float) -> bool:
         return False
 
 
-def format_counts(counts: dict[str, list[str]], sweep_dir: Path) -> str:
+def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows: bool = False) -> str:
     n = sum(len(v) for v in counts.values())
     order = ["completed", "skipped", "diverged", "failed", DEAD, "interrupted", "running", "missing", "unreadable"]
     parts = [f"{len(counts[k])} {k}" for k in order + sorted(set(counts) - set(order)) if counts.get(k)]
@@ -361,6 +419,6 @@ def format_counts(counts: dict[str, list[str]], sweep_dir: Path) -> str:
     if undone:
         line += (f"\nnext: run the same command again to resume or retry the {undone} unfinished job"
                  f"{'s' if undone > 1 else ''}; `regbench status {sweep_dir}` shows each")
-    else:
+    elif not report_follows:  # report.at_end=true: the report's own lines follow
         line += f"\nnext: regbench report {sweep_dir}"
     return line

@@ -10,6 +10,9 @@
 # extrapolates, saying so.
 #   scripts/bench_ablation.sh     STANDARD_RUNS=50 scripts/bench_ablation.sh     SKIP_STANDARD=1 scripts/bench_ablation.sh
 #   ONLY=small scripts/bench_ablation.sh     EXTRA='hydra/launcher=joblib hydra.launcher.n_jobs=2' scripts/bench_ablation.sh
+# The report: written by the sweep as its jobs end (report.at_end=true, one
+# command); REPORT=typed times the two commands instead (`regbench train -m
+# ...`, then `regbench report`), the same report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=python; regbench=regbench
@@ -27,9 +30,15 @@ ablation() {
   n_runs=$(( $(echo "$dropouts" | tr ',' '\n' | wc -l) * 2 * $(echo "$seeds" | tr ',' '\n' | wc -l) ))
   t0=$(now)
   # shellcheck disable=SC2086
-  "$regbench" train -m model.dropout=$dropouts model.batchnorm=false,true seed=$seeds trainer.epochs=$epochs \
-    ${EXTRA:-} "hydra.sweep.dir=$out/$name" > "$out/$name.log" 2>&1
-  "$regbench" report "$out/$name" --formats png -q
+  if [ "${REPORT:-at_end}" = typed ]; then  # two commands: the sweep, then `regbench report`
+    "$regbench" train -m model.dropout=$dropouts model.batchnorm=false,true seed=$seeds trainer.epochs=$epochs \
+      ${EXTRA:-} "hydra.sweep.dir=$out/$name" > "$out/$name.log" 2>&1
+    "$regbench" report "$out/$name" --formats png -q
+  else  # one command: the sweep writes its report when its jobs end (report.at_end)
+    "$regbench" train -m model.dropout=$dropouts model.batchnorm=false,true seed=$seeds trainer.epochs=$epochs \
+      ${EXTRA:-} "hydra.sweep.dir=$out/$name" report.at_end=true 'report.options=[--formats,png,-q]' > "$out/$name.log" 2>&1
+  fi
+  [ -f "$out/$name/report/report.html" ] || { echo "$name: no report written" >&2; exit 1; }
   t1=$(now)
   fast=$(calc "$t1 - $t0")
   echo "$name: regbench: $n_runs runs + report in ${fast} s ($(grep "^sweep " "$out/$name.log" | tail -1))"

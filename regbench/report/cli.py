@@ -15,44 +15,12 @@ import time
 from pathlib import Path
 
 from . import optimize
+from .options import FORMATS, PROG, build_parser, parse_formats  # noqa: F401  (build_parser, FORMATS: the API's, the tests')
 from .load import COMBINED_SEP, ReportError, Study, confounding_notes, fmt_bounds, fmt_diff, fmt_p, load_study, \
     short_names
 from .stats import Analysis, analyze, left_out_count
 
-FORMATS = ("png", "svg", "pdf")
 MAX_STYLES = 4  # solid, dashed, dotted, dash-dot: more are hard to tell apart
-PROG = "regbench report"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Compare runs: tables, statistics over seeds, figures and one self-contained report.html.",
-        epilog="example: regbench report outputs/multirun/2026-11-26/10-00-00 --target 0.6",
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="folders to search for run records (sweeps, single runs)")
-    p.add_argument("-o", "--out", metavar="OUT", help="output folder (default: <first PATH>/report)")
-    p.add_argument("--metric", default="val_acc",
-                   help="metrics.csv column to rank and compare cells by (default: val_acc); *_acc is "
-                        "better higher, anything else lower")
-    p.add_argument("--target", type=float, metavar="VALUE",
-                   help="target value of --metric for 'epochs/seconds to target' (accuracy as a fraction, e.g. "
-                        "0.6; default: the weakest cell's mean best)")
-    p.add_argument("--formats", default="png",
-                   help=f"figure files to write, comma-separated from {','.join(FORMATS)} (default: png; "
-                        "PNG is always written, the HTML embeds it; SVG and PDF take longer)")
-    p.add_argument("--x", metavar="FACTOR", help="factor on the ablation plot's x axis, by key or its last part "
-                   "(model.dropout or dropout; default: every numeric factor)")
-    p.add_argument("--color", metavar="FACTOR", help="factor that sets the colour of each cell's curves (default: "
-                   "--x if given, else the numeric factor with the most levels; the ablation plot always colours "
-                   "by the factors not on its x axis)")
-    p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
-    p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
-    p.add_argument("-j", "--jobs", type=int, metavar="N",
-                   help="processes that draw figures, this one included (default: one per CPU, up to 4, unless "
-                        "there are only a few small figures)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
-    return p
 
 
 def _factor(study: Study, name: str | None, option: str) -> str | None:
@@ -72,11 +40,10 @@ def _factor(study: Study, name: str | None, option: str) -> str | None:
 
 
 def _formats(text: str) -> list[str]:
-    asked = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
-    bad = [f for f in asked if f not in FORMATS]
-    if bad:
-        raise ReportError(f"--formats {text}: unknown format {bad[0]!r}; allowed: {', '.join(FORMATS)}")
-    return list(dict.fromkeys(["png", *asked]))
+    try:
+        return parse_formats(text)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def roles(study: Study, x: str | None, color: str | None, style: str | None) -> tuple[str | None, str | None, str | None]:

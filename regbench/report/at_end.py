@@ -1,0 +1,109 @@
+"""``report.at_end=true``: the report of a sweep (or run), written when its jobs end.
+
+``regbench train -m ... report.at_end=true`` writes ``<sweep folder>/report``
+as ``regbench report <sweep folder> <report.options>`` would, once the jobs
+have ended. The report runs in a process forked when the sweep starts
+(:class:`PendingReport`, from regbench.sweep's callback), which imports
+pandas, SciPy, matplotlib and the report's modules and draws a little text
+(the fonts) while the jobs are launched and train, and then waits for the
+folder. The sweep process itself sits idle while its workers import torch and
+train, so these imports mostly use a CPU that nothing else wants; a report
+command typed after the sweep spends them on the clock: 0.5 of a small
+sweep's 1.5 s report, in the window of README "Speed".
+
+This module imports nothing of the report until it is in that process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Optional
+
+
+class PendingReport:
+    """A forked process, ready to write a report. :meth:`write` hands it the
+    command line and waits for its exit code; :meth:`cancel` lets it go
+    without a report (it also ends by itself when this process ends)."""
+
+    def __init__(self) -> None:
+        read, self._write = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # else the child would print what is buffered here again
+        self.pid = os.fork()
+        if self.pid == 0:  # the report process
+            os.close(self._write)
+            code = 1
+            try:
+                code = _serve(read)
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except Exception:  # a console that went away
+                        pass
+                os._exit(code)
+        os.close(read)
+
+    def write(self, argv: list[str]) -> Optional[int]:
+        """The report of ``argv`` (``regbench report``'s arguments): its exit
+        code, or None where the report process is gone (the caller writes it
+        itself)."""
+        try:
+            os.write(self._write, json.dumps(argv).encode() + b"\n")
+        except OSError:  # it died before it was asked
+            self.cancel()
+            return None
+        os.close(self._write)
+        self._write = -1
+        try:
+            status = self._wait()
+        except KeyboardInterrupt:  # Ctrl-C reaches it too (the same process group): let it say so, then stop
+            self._wait()
+            raise
+        code = os.waitstatus_to_exitcode(status) if status is not None else None
+        return code if code is not None and code >= 0 else None
+
+    def cancel(self) -> None:
+        if self._write >= 0:
+            os.close(self._write)  # it reads the end of the pipe and exits
+            self._write = -1
+        self._wait()
+
+    def _wait(self) -> Optional[int]:
+        try:
+            return os.waitpid(self.pid, 0)[1]
+        except ChildProcessError:
+            return None
+
+
+def _serve(fd: int) -> int:
+    """The report process: import and warm up, then wait for a command line
+    and write its report; exit quietly when none comes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # while it waits, Ctrl-C is the sweep's to report
+    try:
+        from . import cli, figures, render  # noqa: F401  (the imports this process is for)
+
+        figures.warm_up()
+    except Exception:  # the report will meet it again and say what it is
+        pass
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return 0  # the sweep ended without a report (interrupted, or no longer wanted)
+        data += chunk
+    argv = json.loads(data)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from . import cli
+
+    return cli.main(argv)
+
+
+def write_now(argv: list[str]) -> int:
+    """The report written in this process: where the report process is gone."""
+    from . import cli
+
+    return cli.main(argv)

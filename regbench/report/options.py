@@ -1,0 +1,82 @@
+"""The options of ``regbench report``, without the report's imports.
+
+``regbench train ... report.at_end=true report.options=[...]`` checks these
+options before any job starts (regbench.config.validate), in a process that
+has not imported pandas, matplotlib or torch; ``regbench report`` parses its
+command line with the same parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+FORMATS = ("png", "svg", "pdf")
+PROG = "regbench report"
+
+
+def build_parser(parser_class: type = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p = parser_class(
+        prog=PROG,
+        description="Compare runs: tables, statistics over seeds, figures and one self-contained report.html.",
+        epilog="example: regbench report outputs/multirun/2026-11-26/10-00-00 --target 0.6",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="folders to search for run records (sweeps, single runs)")
+    p.add_argument("-o", "--out", metavar="OUT", help="output folder (default: <first PATH>/report)")
+    p.add_argument("--metric", default="val_acc",
+                   help="metrics.csv column to rank and compare cells by (default: val_acc); *_acc is "
+                        "better higher, anything else lower")
+    p.add_argument("--target", type=float, metavar="VALUE",
+                   help="target value of --metric for 'epochs/seconds to target' (accuracy as a fraction, e.g. "
+                        "0.6; default: the weakest cell's mean best)")
+    p.add_argument("--formats", default="png",
+                   help=f"figure files to write, comma-separated from {','.join(FORMATS)} (default: png; "
+                        "PNG is always written, the HTML embeds it; SVG and PDF take longer)")
+    p.add_argument("--x", metavar="FACTOR", help="factor on the ablation plot's x axis, by key or its last part "
+                   "(model.dropout or dropout; default: every numeric factor)")
+    p.add_argument("--color", metavar="FACTOR", help="factor that sets the colour of each cell's curves (default: "
+                   "--x if given, else the numeric factor with the most levels; the ablation plot always colours "
+                   "by the factors not on its x axis)")
+    p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
+    p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="processes that draw figures, this one included (default: one per CPU, up to 4, unless "
+                        "there are only a few small figures)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    return p
+
+
+def parse_formats(text: str) -> list[str]:
+    """``--formats`` as a list, PNG first; ValueError naming an unknown format and the allowed ones."""
+    asked = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
+    bad = [f for f in asked if f not in FORMATS]
+    if bad:
+        raise ValueError(f"--formats {text}: unknown format {bad[0]!r}; allowed: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(["png", *asked]))
+
+
+class _Refused(Exception):
+    pass
+
+
+class _CheckingParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage and exit
+        raise _Refused(message)
+
+
+def refusal(options: list[str]) -> Optional[str]:
+    """Why ``options`` (as typed after ``regbench report PATH``) would not
+    parse, in one sentence naming the allowed options; None when they do."""
+    options = [str(o) for o in options]
+    parser = build_parser(_CheckingParser)
+    allowed = ", ".join(a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help")
+    if any(o in ("-h", "--help") for o in options):
+        return f"--help asks for the report's help, not a report; allowed: {allowed}"
+    try:
+        args = parser.parse_args(["PATH", *options])
+        parse_formats(args.formats)
+    except _Refused as exc:
+        return f"{exc}; allowed: {allowed}"
+    except ValueError as exc:
+        return str(exc)
+    return None

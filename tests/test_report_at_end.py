@@ -1,0 +1,82 @@
+"""report.at_end=true: `regbench train` writes the report of its sweep or run
+when the jobs end, as `regbench report <folder> <report.options>` would."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from conftest import TINY
+from regbench import records
+from regbench.report import at_end, options
+
+
+def test_a_sweep_writes_its_report_when_its_jobs_end(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    r = cli("train", "-m", *TINY, cli.data_arg, "model.dropout=0,0.5", "seed=0,1", f"hydra.sweep.dir={sweep}",
+            "report.at_end=true", "report.options=[--formats,png,--metric,val_loss]")
+    assert r.returncode == 0, r.stderr
+    assert "4 jobs: 4 completed" in r.stdout
+    assert "next: regbench report" not in r.stdout  # the report's own lines follow instead
+    assert f"wrote {sweep / 'report' / 'report.html'}" in r.stdout
+    assert "best val_loss" in r.stdout  # report.options reached the report
+    # the report keys make no job different: the folders are named as without them
+    folders = [p.name for p in sweep.iterdir() if p.is_dir() and p.name != "report"]
+    assert len(folders) == 4 and not any("report" in f for f in folders), folders
+    # the same tables as `regbench report` typed afterwards
+    again = cli("report", str(sweep), "-o", str(tmp_path / "typed"), "--metric", "val_loss", "-q")
+    assert again.returncode == 0, again.stderr
+    for table in ("runs.csv", "cells.csv", "effects.csv"):
+        a, b = (pd.read_csv(d / table) for d in (sweep / "report", tmp_path / "typed"))
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_single_run_writes_its_report(cli, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", *TINY, cli.data_arg, f"hydra.run.dir={run}", "report.at_end=true", "report.options=[-q]")
+    assert r.returncode == 0, r.stderr
+    assert (run / "report" / "report.html").is_file()
+    assert "wrote" not in r.stdout  # -q
+
+
+@pytest.mark.parametrize("given, says", [
+    ("report.options=[--formatz,png]", "unrecognized arguments: --formatz png; allowed: --out, --metric"),
+    ("report.options=[--formats,gif]", "unknown format 'gif'; allowed: png, svg, pdf"),
+    ("report.options=[--target]", "argument --target: expected one argument"),
+    ("report.options=[--help]", "not a report"),
+    ('report.options="--formats png"', "a list of `regbench report` options"),
+])
+def test_bad_report_options_are_refused_before_anything_starts(cli, tmp_path, given, says):
+    sweep = tmp_path / "sweep"
+    r = cli("train", "-m", *TINY, cli.data_arg, "seed=0,1", f"hydra.sweep.dir={sweep}", "report.at_end=true", given)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regbench train: error: report.options"), r.stderr
+    assert says in lines[0]
+    assert not sweep.exists()
+
+
+def test_a_report_that_fails_after_the_sweep_sets_the_exit_code(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    r = cli("train", "-m", *TINY, cli.data_arg, "seed=0,1", f"hydra.sweep.dir={sweep}", "report.at_end=true",
+            "report.options=[--metric,nope]")
+    assert r.returncode == 2
+    assert "2 jobs: 2 completed" in r.stdout
+    assert "regbench report: error: --metric nope: no such column in metrics.csv" in r.stderr
+    assert all((d / records.SUMMARY_FILE).is_file() for d in sweep.iterdir() if d.is_dir())  # the records stay
+
+
+def test_report_keys_are_runtime_keys():
+    assert records.is_runtime_key("report.at_end") and records.is_runtime_key("report.options")
+    assert options.refusal(["--metric", "val_loss", "--formats", "png,svg", "-q"]) is None
+
+
+def test_a_pending_report_waits_for_its_folder_and_ends_without_one(tmp_path):
+    pending = at_end.PendingReport()
+    pending.cancel()  # no folder comes: it ends, quietly
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pending.pid, os.WNOHANG)  # reaped: nothing is left behind
+    pending = at_end.PendingReport()
+    assert pending.write([str(tmp_path / "nothing-here"), "-q"]) == 2  # its exit code: no runs under that folder
