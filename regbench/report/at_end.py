@@ -83,6 +83,7 @@ def _serve(fd: int) -> int:
     """The report process: import and warm up, then wait for a command line
     and write its report; exit quietly when none comes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # while it waits, Ctrl-C is the sweep's to report
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the sweep process's handler (regbench.signals), inherited
     try:
         from . import cli, figures, render  # noqa: F401  (the imports this process is for)
 
