@@ -80,3 +80,32 @@ def test_a_pending_report_waits_for_its_folder_and_ends_without_one(tmp_path):
         os.waitpid(pending.pid, os.WNOHANG)  # reaped: nothing is left behind
     pending = at_end.PendingReport()
     assert pending.write([str(tmp_path / "nothing-here"), "-q"]) == 2  # its exit code: no runs under that folder
+
+
+def test_a_drawing_worker_ends_when_its_report_process_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import multiprocessing as mp, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from regbench.report import figures\n"
+        "pool = ProcessPoolExecutor(1, mp_context=mp.get_context('fork'), initializer=figures._end_with, initargs=(os.getpid(),))\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)  # as a report process killed mid-drawing
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the idle drawing worker outlived its report process")

@@ -60,8 +60,8 @@ class PendingReport:
         self._write = -1
         try:
             status = self._wait()
-        except KeyboardInterrupt:  # Ctrl-C reaches it too (the same process group): let it say so, then stop
-            self._wait()
+        except KeyboardInterrupt:
+            self._stop()
             raise
         code = os.waitstatus_to_exitcode(status) if status is not None else None
         return code if code is not None and code >= 0 else None
@@ -70,6 +70,27 @@ class PendingReport:
         if self._write >= 0:
             os.close(self._write)  # it reads the end of the pipe and exits
             self._write = -1
+        self._wait()
+
+    def _stop(self, grace_s: float = 1.0) -> None:
+        """This process was interrupted while the report was being written. A
+        terminal's Ctrl-C reaches the report process too (one process group):
+        it says "interrupted" and ends; a signal to this process alone does
+        not, so after ``grace_s`` it is ended (SIGTERM, silently)."""
+        import time
+
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(self.pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.02)
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         self._wait()
 
     def _wait(self) -> Optional[int]:

@@ -32,6 +32,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1005,6 +1006,22 @@ def _render_forked(i: int, out_dir: Path, formats: list[str]) -> Rendered:
     return render(_FORKED[i], out_dir, formats)
 
 
+def _end_with(parent: int) -> None:
+    """A drawing worker's initializer: end when the process that forked it is
+    gone. A pool's idle worker waits on its task queue, which nothing closes
+    when the report process is killed (SIGTERM from a sweep interrupted
+    while its report.at_end report was being drawn, SIGKILL), so it would
+    wait forever."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
+
+
 _warm = False
 
 
@@ -1041,7 +1058,7 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
     _FORKED[:] = tasks
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
     done: dict[int, Rendered] = {}
-    pool = ProcessPoolExecutor(n - 1, mp_context=mp.get_context("fork"))
+    pool = ProcessPoolExecutor(n - 1, mp_context=mp.get_context("fork"), initializer=_end_with, initargs=(os.getpid(),))
     try:
         futures = {i: pool.submit(_render_forked, i, out_dir, formats) for i in order}
         for i in order:
