@@ -264,6 +264,19 @@ def unknown_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
     return out
 
 
+def report_refusal(cfg: Any) -> Optional[str]:
+    """Why report.at_end=true's report.options would not parse (``regbench
+    report``'s own parser, without the report's imports), or None."""
+    report = cfg.get("report")
+    if report is None or not report.at_end:
+        return None
+    from .report.options import refusal
+
+    options = [str(o) for o in report.options]
+    why = refusal(options)
+    return f"report.options=[{','.join(options)}]: {why}" if why else None
+
+
 def _check_int(key: str, value: int, low: int, high: int, why: str = "") -> None:
     if not low <= value <= high:
         _fail(key, value, f"must be in [{low}, {high}]{why}")
@@ -482,13 +495,9 @@ def validate(cfg: Any) -> None:
         _fail("seed", cfg.seed, f"must be in [0, {high}]{why} (seeds seed .. seed+replicas-1 are torch generator "
               "seeds, stored as signed 64-bit integers; torch would wrap a negative seed to seed + 2**64)")
 
-    report = cfg.get("report")
-    if report is not None and report.at_end:
-        from .report.options import refusal
-
-        why = refusal(list(report.options))
-        if why:
-            raise ConfigError(f"report.options=[{','.join(map(str, report.options))}]: {why}")
+    why = report_refusal(cfg)
+    if why:
+        raise ConfigError(why)
 
     if d.name == "callable":
         try:

@@ -37,7 +37,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import records
-from .config import DATASET_FILES, ConfigError, RegbenchConfig, memory_estimate, register_configs, validate
+from .config import DATASET_FILES, ConfigError, RegbenchConfig, memory_estimate, register_configs, report_refusal, validate
 
 # Flags that make Hydra do something other than run jobs (help, printing the
 # config, completion, another config source): left to Hydra, unchecked.
@@ -635,17 +635,6 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
                 raise PreflightError(f"{exc} (a value the search {written} may propose)") from None
             except Exception as exc:
                 raise PreflightError(f"{describe(exc, loader, args)} (in the search {written})") from None
-
-
-def report_refusal(cfg: DictConfig) -> Optional[str]:
-    """Why report.at_end=true's report.options would not parse (``regbench report``'s own parser), or None."""
-    if not OmegaConf.select(cfg, "report.at_end", default=False):
-        return None
-    from .report.options import refusal
-
-    options = list(OmegaConf.select(cfg, "report.options", default=None) or [])
-    why = refusal(options)
-    return f"report.options=[{','.join(map(str, options))}]: {why}" if why else None
 
 
 def _resolved_or_none(check_one, node):
