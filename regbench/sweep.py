@@ -390,10 +390,10 @@ def _finish_report(pending, folder: Path, config: DictConfig) -> None:
     global report_code
     argv = [str(folder), *[str(o) for o in OmegaConf.select(config, "report.options", default=None) or []]]
     code = pending.write(argv)
-    if code is None:
-        from .report.at_end import write_now
+    if code is None:  # the report process is gone: write it here
+        from .report import cli
 
-        code = write_now(argv)
+        code = cli.main(argv)
     report_code = code
 
 

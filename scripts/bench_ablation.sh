@@ -30,14 +30,11 @@ ablation() {
   n_runs=$(( $(echo "$dropouts" | tr ',' '\n' | wc -l) * 2 * $(echo "$seeds" | tr ',' '\n' | wc -l) ))
   t0=$(now)
   # shellcheck disable=SC2086
-  if [ "${REPORT:-at_end}" = typed ]; then  # two commands: the sweep, then `regbench report`
-    "$regbench" train -m model.dropout=$dropouts model.batchnorm=false,true seed=$seeds trainer.epochs=$epochs \
-      ${EXTRA:-} "hydra.sweep.dir=$out/$name" > "$out/$name.log" 2>&1
-    "$regbench" report "$out/$name" --formats png -q
-  else  # one command: the sweep writes its report when its jobs end (report.at_end)
-    "$regbench" train -m model.dropout=$dropouts model.batchnorm=false,true seed=$seeds trainer.epochs=$epochs \
-      ${EXTRA:-} "hydra.sweep.dir=$out/$name" report.at_end=true 'report.options=[--formats,png,-q]' > "$out/$name.log" 2>&1
-  fi
+  local at_end=(report.at_end=true 'report.options=[--formats,png,-q]')  # one command: the sweep writes its report
+  [ "${REPORT:-at_end}" = typed ] && at_end=(report.at_end=false)       # two: the sweep, then `regbench report`
+  "$regbench" train -m model.dropout=$dropouts model.batchnorm=false,true seed=$seeds trainer.epochs=$epochs \
+    ${EXTRA:-} "hydra.sweep.dir=$out/$name" "${at_end[@]}" > "$out/$name.log" 2>&1
+  [ "${REPORT:-at_end}" = typed ] && "$regbench" report "$out/$name" --formats png -q
   [ -f "$out/$name/report/report.html" ] || { echo "$name: no report written" >&2; exit 1; }
   t1=$(now)
   fast=$(calc "$t1 - $t0")

@@ -123,10 +123,3 @@ def _serve(fd: int) -> int:
     from . import cli
 
     return cli.main(argv)
-
-
-def write_now(argv: list[str]) -> int:
-    """The report written in this process: where the report process is gone."""
-    from . import cli
-
-    return cli.main(argv)
