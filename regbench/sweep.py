@@ -314,7 +314,9 @@ class SweepCallback(Callback):
 
             print(f"regbench train: error: {exc}", file=sys.stderr)
             sys.exit(2)
-        self.report = _start_report(config)
+        # the fused launcher says when the report process may import (regbench.report.at_end)
+        fused = str(OmegaConf.select(config, "hydra.launcher._target_", default="")).endswith("FusedLauncher")
+        self.report = _start_report(config, wait=fused)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         folder = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)
@@ -373,15 +375,16 @@ class SweepCallback(Callback):
         _finish_report(pending, Path(folder), config)
 
 
-def _start_report(config: DictConfig):
-    """The report process of report.at_end=true (regbench.report.at_end), or None."""
+def _start_report(config: DictConfig, wait: bool = False):
+    """The report process of report.at_end=true (regbench.report.at_end), or
+    None; ``wait``: it imports once told to (``at_end.begin_imports``)."""
     global report_code
     report_code = None
     if not OmegaConf.select(config, "report.at_end", default=False):
         return None
     from .report.at_end import PendingReport
 
-    return PendingReport()
+    return PendingReport(wait=wait)
 
 
 def _finish_report(pending, folder: Path, config: DictConfig) -> None:

@@ -109,3 +109,33 @@ def test_a_drawing_worker_ends_when_its_report_process_is_killed(tmp_path):
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the idle drawing worker outlived its report process")
+
+
+def test_a_waiting_report_process_imports_only_when_told(tmp_path):
+    """Under the fused launcher the report process imports (matplotlib and
+    the rest) only once the sweep is composed (at_end.begin_imports), not
+    while the sweep process composes and the warm process imports torch."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from regbench.report import at_end\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "def loaded(pid):\n"
+        "    return 'ft2font' in open(f'/proc/{pid}/maps').read()\n"
+        "p = at_end.PendingReport(wait=True)\n"
+        "time.sleep(1.5)\n"
+        "print('before', loaded(p.pid), flush=True)\n"
+        "at_end.begin_imports()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not loaded(p.pid) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "print('after', loaded(p.pid), flush=True)\n"
+        "print('code', p.write([sys.argv[1], '-q']), flush=True)\n"
+    )
+    if not os.path.exists(f"/proc/{os.getpid()}/maps"):
+        pytest.skip("no /proc here")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nothing-here")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["before", "False", "after", "True", "code", "2"], r.stdout + r.stderr

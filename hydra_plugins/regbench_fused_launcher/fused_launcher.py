@@ -414,8 +414,11 @@ class FusedLauncher(Launcher):
         self._progress = _Progress(len(job_overrides), [" ".join(filter_overrides(list(sc.hydra.overrides.task))) for sc in sweep_cfgs])
         runs: List[Optional[JobReturn]] = [None] * len(job_overrides)
         from regbench import warm as warm_mod
+        from regbench.report import at_end
 
         warm = warm_mod.take() if self.warm else None  # torch already imported there (regbench.warm)
+        # the sweep is composed: a report.at_end report process may import now, on the core this process leaves
+        at_end.begin_imports()
         if processes > 1 or warm is not None:
             order = sorted(range(len(groups)), key=lambda k: -group_work(task_cfgs, groups[k]))  # longest first
             works = [group_work(task_cfgs, groups[k]) for k in order]

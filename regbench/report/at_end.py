@@ -6,11 +6,17 @@ have ended. The report runs in a process forked when the sweep starts
 (:class:`PendingReport`, from regbench.sweep's callback), which imports
 pandas, SciPy, matplotlib and the report's modules and draws a little text
 (the fonts) while the jobs are launched and train, and then waits for the
-folder. The sweep process itself sits idle while its workers import torch and
-train, so these imports mostly use a CPU that nothing else wants; a report
-command typed after the sweep spends them on the clock (README "Speed": in
-the 12-run sweep the report after the last job took 2.4 s, against 3.3-3.6 s
-for `regbench report` typed afterwards).
+folder. A report command typed after the sweep spends those imports on the
+clock (README "Speed": in the 12-run sweep the report after the last job took
+2.4 s, against 3.3-3.6 s for `regbench report` typed afterwards).
+
+When to import: the fused launcher's sweep process composes every job and
+plans the groups while its warm process (regbench.warm) imports torch: both
+cores are busy, and a third process importing as well slowed the import the
+first group waits for. So under that launcher the report process waits until
+the launcher has handed out the groups (:func:`begin_imports`; the sweep
+process then sits idle) and imports on the core it leaves. Under any other
+launcher, and for a single run, it imports at once.
 
 This module imports nothing of the report until it is in that process.
 """
@@ -24,12 +30,25 @@ import sys
 from typing import Optional
 
 
+GO = b"go"  # the line that lets a report process import (before the command line, which does too)
+_waiting: list["PendingReport"] = []  # this process's report processes not yet told to import
+
+
+def begin_imports() -> None:
+    """Let every report process of this process that waits for it import now
+    (the fused launcher, once its groups are handed out)."""
+    for pending in list(_waiting):
+        pending.begin()
+
+
 class PendingReport:
     """A forked process, ready to write a report. :meth:`write` hands it the
     command line and waits for its exit code; :meth:`cancel` lets it go
-    without a report (it also ends by itself when this process ends)."""
+    without a report (it also ends by itself when this process ends).
+    ``wait``: it imports only once :meth:`begin` (or :func:`begin_imports`)
+    says so, or when the command line comes."""
 
-    def __init__(self) -> None:
+    def __init__(self, wait: bool = False) -> None:
         read, self._write = os.pipe()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # else the child would print what is buffered here again
@@ -47,11 +66,26 @@ class PendingReport:
                         pass
                 os._exit(code)
         os.close(read)
+        _waiting.append(self)
+        if not wait:
+            self.begin()
+
+    def begin(self) -> None:
+        """Tell the report process to import now (once)."""
+        if self in _waiting:
+            _waiting.remove(self)
+            if self._write >= 0:
+                try:
+                    os.write(self._write, GO + b"\n")
+                except OSError:  # it died; write() will say so
+                    pass
 
     def write(self, argv: list[str]) -> Optional[int]:
         """The report of ``argv`` (``regbench report``'s arguments): its exit
         code, or None where the report process is gone (the caller writes it
         itself)."""
+        if self in _waiting:
+            _waiting.remove(self)
         try:
             os.write(self._write, json.dumps(argv).encode() + b"\n")
         except OSError:  # it died before it was asked
@@ -68,6 +102,8 @@ class PendingReport:
         return code if code is not None and code >= 0 else None
 
     def cancel(self) -> None:
+        if self in _waiting:
+            _waiting.remove(self)
         if self._write >= 0:
             os.close(self._write)  # it reads the end of the pipe and exits
             self._write = -1
@@ -101,24 +137,40 @@ class PendingReport:
             return None
 
 
+def _lines(fd: int):
+    """The lines written to ``fd``, without their newline, until its end."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        data += chunk
+        while b"\n" in data:
+            line, data = data.split(b"\n", 1)
+            yield line
+
+
 def _serve(fd: int) -> int:
-    """The report process: import and warm up, then wait for a command line
-    and write its report; exit quietly when none comes."""
+    """The report process: wait for the go (or the command line), import and
+    warm up, then wait for the command line and write its report; exit quietly
+    when none comes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # while it waits, Ctrl-C is the sweep's to report
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the sweep process's handler (regbench.signals), inherited
+    lines = _lines(fd)
+    line = next(lines, None)
+    if line is None:
+        return 0  # the sweep ended without a report (interrupted, or no longer wanted)
     try:
         from . import cli, figures, render  # noqa: F401  (the imports this process is for)
 
         figures.warm_up()
     except Exception:  # the report will meet it again and say what it is
         pass
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return 0  # the sweep ended without a report (interrupted, or no longer wanted)
-        data += chunk
-    argv = json.loads(data)
+    if line == GO:
+        line = next(lines, None)
+        if line is None:
+            return 0
+    argv = json.loads(line)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from . import cli
 
