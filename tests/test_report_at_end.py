@@ -41,6 +41,17 @@ def test_a_single_run_writes_its_report(cli, tmp_path):
     assert "wrote" not in r.stdout  # -q
 
 
+def test_a_sweep_under_hydras_basic_launcher_writes_its_report(cli, tmp_path):
+    """Without the fused launcher nothing tells the report process to import
+    (at_end.begin_imports): it imports at once, and the report is written."""
+    sweep = tmp_path / "sweep"
+    r = cli("train", "-m", *TINY, cli.data_arg, "seed=0,1", "hydra/launcher=basic", f"hydra.sweep.dir={sweep}",
+            "report.at_end=true", "report.options=[-q]")
+    assert r.returncode == 0, r.stderr
+    assert "2 jobs: 2 completed" in r.stdout
+    assert (sweep / "report" / "report.html").is_file()
+
+
 @pytest.mark.parametrize("given, says", [
     ("report.options=[--formatz,png]", "unrecognized arguments: --formatz png; allowed: --out, --metric"),
     ("report.options=[--formats,gif]", "unknown format 'gif'; allowed: png, svg, pdf"),
