@@ -295,6 +295,7 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         self.jobs: Optional[list[str]] = None
         self.progress: Optional[JobProgress] = None
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
         try:
             if OmegaConf.select(config, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
                 jobs = expand_jobs(config)
@@ -303,7 +304,6 @@ class SweepCallback(Callback):
                     raise SweepRefused(overlap)
                 if names_job_folders(config):  # else the closing count reads the folders on disk
                     self.jobs = [job_folder(config, job) for job in jobs]
-                launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
                 if launcher.endswith("BasicLauncher"):
                     self.progress = JobProgress(len(jobs))  # jobs end in this process (the fused launcher says its own)
                 elif launcher.endswith("JoblibLauncher"):  # jobs end in worker processes: count them in a file
@@ -315,8 +315,7 @@ class SweepCallback(Callback):
             print(f"regbench train: error: {exc}", file=sys.stderr)
             sys.exit(2)
         # the fused launcher says when the report process may import (regbench.report.at_end)
-        fused = str(OmegaConf.select(config, "hydra.launcher._target_", default="")).endswith("FusedLauncher")
-        self.report = _start_report(config, wait=fused)
+        self.report = _start_report(config, wait=launcher.endswith("FusedLauncher"))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         folder = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)

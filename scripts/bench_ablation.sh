@@ -38,13 +38,13 @@ ablation() {
   [ "$n" -gt "$n_runs" ] && n=$n_runs
   every=$(( n_runs / n ))
   for (( i = 0; i < n_runs && ${#chosen[@]} < n; i += every )); do chosen+=("${runs[$i]}"); done
-  # shellcheck disable=SC2086
   local at_end=(report.at_end=true 'report.options=[--formats,png,-q]')  # one command: the sweep writes its report
   [ "${REPORT:-at_end}" = typed ] && at_end=(report.at_end=false)       # two: the sweep, then `regbench report`
   local r fasts=() ratios=() std_total=0 std_count=0
   for (( r = 0; r < rounds; r++ )); do
     rm -rf "${out:?}/$name"
     t0=$(now)
+    # shellcheck disable=SC2086
     "$regbench" train -m model.dropout=$dropouts model.batchnorm=false,true seed=$seeds trainer.epochs=$epochs \
       ${EXTRA:-} "hydra.sweep.dir=$out/$name" "${at_end[@]}" > "$out/$name.log" 2>&1
     [ "${REPORT:-at_end}" = typed ] && "$regbench" report "$out/$name" --formats png -q
