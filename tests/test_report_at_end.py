@@ -150,3 +150,17 @@ def test_a_waiting_report_process_imports_only_when_told(tmp_path):
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nothing-here")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["before", "False", "after", "True", "code", "2"], r.stdout + r.stderr
+
+
+def test_a_report_process_ends_at_once_when_the_sweep_ends_during_its_imports(monkeypatch):
+    """Ctrl-C soon after the launch: the report process, still importing,
+    ends with the sweep instead of finishing its imports first (nothing of
+    the command is left running)."""
+    import time
+
+    monkeypatch.setattr(at_end, "_import_report", lambda: time.sleep(60))  # imports that take a minute
+    pending = at_end.PendingReport()
+    time.sleep(0.2)  # it has the go and is "importing"
+    t0 = time.monotonic()
+    pending.cancel()  # the end of the pipe, as when the sweep process ends; returns once it has exited
+    assert time.monotonic() - t0 < 30  # not the minute of imports

@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from typing import Optional
 
 
@@ -150,6 +151,16 @@ def _lines(fd: int):
             yield line
 
 
+def _import_report() -> None:
+    """What the report process is for: the report's modules imported, the fonts warmed up."""
+    try:
+        from . import cli, figures, render  # noqa: F401
+
+        figures.warm_up()
+    except Exception:  # the report will meet it again and say what it is
+        pass
+
+
 def _serve(fd: int) -> int:
     """The report process: wait for the go (or the command line), import and
     warm up, then wait for the command line and write its report; exit quietly
@@ -160,17 +171,22 @@ def _serve(fd: int) -> int:
     line = next(lines, None)
     if line is None:
         return 0  # the sweep ended without a report (interrupted, or no longer wanted)
-    try:
-        from . import cli, figures, render  # noqa: F401  (the imports this process is for)
+    # The command line is awaited while this thread imports: the end of the
+    # pipe before it (the sweep interrupted, or gone) ends this process at
+    # once, not after the imports.
+    command: list[bytes] = []
 
-        figures.warm_up()
-    except Exception:  # the report will meet it again and say what it is
-        pass
-    if line == GO:
-        line = next(lines, None)
-        if line is None:
-            return 0
-    argv = json.loads(line)
+    def wait_for_command() -> None:
+        nxt = next(lines, None) if line == GO else line
+        if nxt is None:
+            os._exit(0)
+        command.append(nxt)
+
+    waiter = threading.Thread(target=wait_for_command, daemon=True, name="report-command")
+    waiter.start()
+    _import_report()
+    waiter.join()
+    argv = json.loads(command[0])
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from . import cli
 
