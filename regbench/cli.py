@@ -38,6 +38,9 @@ USAGE = "usage: regbench [--version] [--help] <command> [args...]\n\ncommands:\n
 ) + "\nexamples:\n  regbench train model.dropout=0.3\n  regbench train -m model.dropout=0,0.5 model.batchnorm=false,true seed=0,1\n  regbench report outputs/multirun/<date>/<time>\n\ntab completion (bash): eval \"$(regbench train -sc install=bash)\"\n"
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
+# Here, not in regbench.preflight (which imports Hydra and OmegaConf): the
+# warm process is forked as soon as these say a multirun comes (regbench.warm).
+MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 class UsageError(Exception):
@@ -153,8 +156,6 @@ def _fixed_sweep_dir(argv: list[str], checked) -> Optional[str]:
     command line or its experiment fixes it. Hydra composes its own config
     after preflight, so a ``${now:...}`` in the folder would name another moment."""
     from omegaconf import OmegaConf
-
-    from .preflight import MULTIRUN_FLAGS
 
     if checked is None:
         return None

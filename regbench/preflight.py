@@ -37,11 +37,9 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import records
+from .cli import MULTIRUN_FLAGS
 from .config import DATASET_FILES, ConfigError, RegbenchConfig, memory_estimate, register_configs, report_refusal, validate
 
-# Flags that make Hydra do something other than run jobs (help, printing the
-# config, completion, another config source): left to Hydra, unchecked.
-MULTIRUN_FLAGS = ("-m", "--multirun")
 SEED = re.compile(r"seed=-?\d+")
 MAX_SETTINGS = 256  # distinct settings of a sweep composed up front (about 60 ms each)
 

@@ -95,7 +95,7 @@ def wanted(argv: list[str]) -> bool:
     """Whether ``regbench train argv`` is a multirun that the fused launcher
     runs (the default; another launcher named on the command line, help,
     ``--cfg`` or completion have no use for a warm process)."""
-    from .preflight import MULTIRUN_FLAGS
+    from .cli import MULTIRUN_FLAGS
 
     if "fork" not in multiprocessing.get_all_start_methods():
         return False

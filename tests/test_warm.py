@@ -26,6 +26,28 @@ def test_which_commands_start_a_warm_process(argv, want):
     assert warm.wanted(argv) is want
 
 
+def test_the_warm_process_is_forked_before_hydra_is_imported(tmp_path):
+    """The warm process's import of torch is the first group's wait: it is
+    forked as the command begins, not after the ~0.15 s of importing Hydra
+    and OmegaConf that composing the sweep needs (the sweep process does that
+    meanwhile, on the other core)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from regbench import cli, warm\n"
+        "def fake():\n"
+        "    print(sorted(m for m in ('hydra', 'omegaconf', 'torch') if m in sys.modules))\n"
+        "    raise SystemExit(0)\n"
+        "warm.Warm = fake\n"
+        "cli.main(['train', '-m', 'seed=0,1'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_a_warm_process_nobody_used_ends_with_the_command(monkeypatch, tmp_path, data_root):
     """A refused sweep (a dropout rate of 1.5) ends its warm process at once:
     nothing of it is left to import torch on after the command has returned."""
