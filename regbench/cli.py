@@ -10,6 +10,8 @@ Ctrl-C, SIGTERM and a closed pipe end every command in at most one line
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import sys
@@ -194,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     went away (``regbench plan ... | head -1``); no traceback for either."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else ""
+    # The command's process ends after this: its exit need not walk every
+    # object it made for cycles. The sweep process's last collections took
+    # 0.1-0.15 s of a 12-run sweep's 5-7 s (all its jobs' configs); frozen,
+    # 0.01-0.02 s. regbench.report.cli does the same for its own process.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     if command == "train":
         from .provenance import remember_invocation
 
