@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 # Jobs long enough to be still training when the signal comes (hundreds of
 # epochs of a few ms), short enough for a re-run to finish them quickly.
 EPOCHS = 200
-LONG = [*TINY, "data.n_samples=2000", f"trainer.epochs={EPOCHS}"]
+LONG = [*TINY, "data.n_samples=1000", f"trainer.epochs={EPOCHS}"]
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 STARTUP_S = 120  # a loaded 2-core machine can take a while to import torch in every worker
 

@@ -39,7 +39,7 @@ def test_sigkilled_sweep_rerun_completes_every_epoch_exactly_once(cli, tmp_path)
     """Hydra's one-at-a-time launcher (a fused group: tests/test_fused.py)."""
     sweep = tmp_path / "sweep"
     epochs = 40
-    args = ["train", "-m", "model.dropout=0,0.5", "seed=0,1", *TINY, "data.n_samples=2000", "hydra/launcher=basic",
+    args = ["train", "-m", "model.dropout=0,0.5", "seed=0,1", *TINY, "data.n_samples=1000", "hydra/launcher=basic",
             f"trainer.epochs={epochs}", f"hydra.sweep.dir={sweep}", cli.data_arg]
     proc = subprocess.Popen([sys.executable, "-m", "regbench", *args], cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
