@@ -4,8 +4,9 @@
 as ``regbench report <sweep folder> <report.options>`` would, once the jobs
 have ended. The report runs in a process forked when the sweep starts
 (:class:`PendingReport`, from regbench.sweep's callback), which imports
-pandas, SciPy, matplotlib and the report's modules and draws a little text
-(the fonts) while the jobs are launched and train, and then waits for the
+pandas, SciPy, matplotlib and the report's modules, draws a little text
+(the fonts) and compiles the page templates while the jobs are launched and
+train, and then waits for the
 folder. A report command typed after the sweep spends those imports on the
 clock (README "Speed": in the 12-run sweep the report after the last job took
 2.4 s, against 3.3-3.6 s for `regbench report` typed afterwards).
@@ -152,11 +153,13 @@ def _lines(fd: int):
 
 
 def _import_report() -> None:
-    """What the report process is for: the report's modules imported, the fonts warmed up."""
+    """What the report process is for: the report's modules imported, the
+    fonts warmed up, the page templates compiled."""
     try:
         from . import cli, figures, render  # noqa: F401
 
         figures.warm_up()
+        render.warm_up()
     except Exception:  # the report will meet it again and say what it is
         pass
 
