@@ -197,9 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else ""
     # The command's process ends after this: its exit need not walk every
-    # object it made for cycles. The sweep process's last collections took
-    # 0.1-0.15 s of a 12-run sweep's 5-7 s (all its jobs' configs); frozen,
-    # 0.01-0.02 s. regbench.report.cli does the same for its own process.
+    # object it made (or imported) for cycles. A single run's process, torch
+    # imported: `regbench train trainer.epochs=1` took 2.79-3.35 s without
+    # this, 1.97-2.50 s with it (5 interleaved rounds). The sweep process's
+    # last collections: 0.1-0.15 s of a 12-run sweep (all its jobs' configs),
+    # 0.01-0.02 s frozen. regbench.report.cli does the same for its process.
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if command == "train":
