@@ -209,3 +209,19 @@ def test_auto_target_is_the_weakest_cells_best():
     assert stats.auto_target(cells, "val_acc") == 0.83
     assert stats.auto_target(cells, "val_loss") == 0.51
     assert stats.auto_target(cells, "test_acc") is None
+
+
+@pytest.mark.parametrize("metric", ["val_acc", "val_loss"])
+def test_analyze_sets_the_automatic_target_from_its_cells(tmp_path, metric):
+    """analyze finds the automatic target from the cells' means of best_<metric>
+    before it builds the cell table once; it is the target the finished cell
+    table gives, also with a diverged run and a cell with none usable."""
+    from regbench.report.load import load_study
+    from regbench.report.synth import write_sweep
+
+    sweep = write_sweep(tmp_path / "s", dropouts=(0.0, 0.5), seeds=(0, 1), epochs=6,
+                        diverged=[(0.5, True, 0), (0.5, True, 1), (0.0, False, 1)])
+    a = stats.analyze(load_study([sweep]), metric)
+    assert a.target_auto and a.target is not None
+    assert a.target == stats.auto_target(a.cells, metric)
+    assert stats.analyze(load_study([sweep]), metric, a.target).cells.equals(a.cells)

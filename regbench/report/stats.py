@@ -860,19 +860,16 @@ def analyze(study: Study, metric: str = "val_acc", target: float | None = None, 
             effects: bool = True) -> Analysis:
     """Outcomes per run, statistics per cell and per epoch, and effects
     (none with ``effects=False``: a search's trials are no levels of a factor)."""
-
-    def tables(target):
-        outcomes = run_outcomes(study.epochs, metric, target)
-        runs = study.runs.join(outcomes, on="run")
-        runs["lacking"] = lacking_values(runs, outcome_columns(outcomes))
-        return runs, cell_table(runs, study.factors, study.levels, outcome_columns(outcomes), level)
-
-    runs, cells = tables(None)
     target_auto = target is None
-    if target_auto:
-        target = auto_target(cells, metric)
-    if target is not None:  # second pass now that the target is known
-        runs, cells = tables(target)
+    if target_auto:  # the weakest cell's mean best_<metric> over its usable runs; no whole cell table for it
+        first = study.runs.join(run_outcomes(study.epochs, metric, None), on="run")
+        used_first, best = first[first["used"]], f"best_{metric}"
+        target = (auto_target(aggregate(used_first, ["cell"], [best], level), metric)
+                  if best in first and len(used_first) else None)
+    outcomes = run_outcomes(study.epochs, metric, target)
+    runs = study.runs.join(outcomes, on="run")
+    runs["lacking"] = lacking_values(runs, outcome_columns(outcomes))
+    cells = cell_table(runs, study.factors, study.levels, outcome_columns(outcomes), level)
     used_epochs = study.epochs[study.epochs["run"].isin(study.used["run"])]
     columns = [c for c in study.metric_columns if used_epochs[c].notna().any()]
     curves = epoch_curves(used_epochs, columns, level)
