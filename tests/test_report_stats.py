@@ -225,3 +225,48 @@ def test_analyze_sets_the_automatic_target_from_its_cells(tmp_path, metric):
     assert a.target_auto and a.target is not None
     assert a.target == stats.auto_target(a.cells, metric)
     assert stats.analyze(load_study([sweep]), metric, a.target).cells.equals(a.cells)
+
+
+def _coinciding() -> pd.DataFrame:
+    """The 2 x 2 of _factorial, as the records hold accuracies (float32, steps
+    of 1/800), with the A contrast the same in both seeds: seed 0
+    ((222 - 257) + (280 - 373)) / 2 / 800, seed 1 ((232 - 272) + (286 - 374)) / 2 / 800."""
+    counts = {(0, False, False): 257, (0, True, False): 222, (0, False, True): 373, (0, True, True): 280,
+              (1, False, False): 272, (1, True, False): 232, (1, False, True): 374, (1, True, True): 286}
+    return pd.DataFrame([
+        {"seed": s, "A": a, "B": b, "cell": f"A={str(a).lower()}, B={str(b).lower()}",
+         "y": float(np.float32(k / 800)), "used": True}
+        for (s, a, b), k in counts.items()])
+
+
+def test_a_contrast_the_same_in_every_seed_has_no_test():
+    """Two seeds whose contrasts coincide at the metric's steps differ only by
+    float32 rounding: a t-test would give p ~ 0 and an interval of zero width.
+    No interval, no test, not resolved, and not counted in the family (as R's
+    t.test refuses "essentially constant" data); the other contrasts are tested."""
+    from regbench.report.render import verdict
+
+    levels = {"A": [False, True], "B": [False, True]}
+    eff = stats.adjust(stats.paired_effects(_coinciding(), ["A", "B"], levels, "y").assign(outcome="y"))
+    main = eff[eff["kind"] == "main"].set_index("factor")
+    a = main.loc["A"]
+    assert a["estimate"] == pytest.approx(-0.08) and a["n"] == 2
+    assert all(math.isnan(a[c]) for c in ("std", "ci_lo", "ci_hi", "p", "p_adj", "ci_lo_adj"))
+    assert not a["resolved"]
+    assert verdict(a).startswith("no test: the 2 seeds give the same value")
+    b = main.loc["B"]
+    assert b["std"] > 0 and math.isfinite(b["p"])
+    assert (eff["family_size"] == int(np.isfinite(eff["p"]).sum())).all()
+    assert int(np.isfinite(eff["p"]).sum()) < len(eff)
+    # a spread far above float32 rounding is tested as before
+    assert not stats.essentially_constant([-0.08, -0.0801], scale=0.5)
+    assert stats.essentially_constant([-0.08, float(np.float32(-0.08))], scale=0.5)
+    assert not stats.essentially_constant([-0.08], scale=0.5)  # one value: nothing to say
+
+
+def test_best_against_runner_up_the_same_in_every_seed_is_not_resolved():
+    x = pd.Series([np.float32(300 / 800), np.float32(310 / 800)], index=[0, 1]).astype(float)
+    y = pd.Series([np.float32(280 / 800), np.float32(290 / 800)], index=[0, 1]).astype(float)
+    c = stats.compare(x, y)
+    assert c["paired"] and c["estimate"] == pytest.approx(0.025)
+    assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]

@@ -255,12 +255,14 @@ def _left_out(a: Analysis) -> list[str]:
 
 def _reading(r) -> str:
     """An effect's adjusted reading in a few words."""
-    from .render import NOT_ESTIMABLE
+    from .render import NOT_ESTIMABLE, SAME_IN_EVERY_SEED
 
     if r["estimate"] != r["estimate"]:  # NaN
         return f"not estimable: {NOT_ESTIMABLE}"
     if not r["n"] >= 2:
         return "1 seed: no interval"
+    if r["std"] != r["std"]:  # NaN: stats.essentially_constant
+        return f"no test: {SAME_IN_EVERY_SEED.format(n=int(r['n']))}"
     p = fmt_p(r["p_adj"])
     text = f"{'resolved' if r['resolved'] else 'not resolved'}, p_adj {p if p.startswith('<') else '= ' + p}"
     if r["resolved"] and not (r["ci_lo_adj"] > 0 or r["ci_hi_adj"] < 0):

@@ -65,7 +65,9 @@ def _interval(row, col: str, adjusted: bool = True) -> str:
     if not _finite(row["estimate"]):
         return "–"
     lo, hi = (row.get("ci_lo_adj"), row.get("ci_hi_adj")) if adjusted else (row["ci_lo"], row["ci_hi"])
-    return f"[{fmt_diff(lo, col)}, {fmt_diff(hi, col)}]" if _finite(lo) and _finite(hi) else "n < 2"
+    if _finite(lo) and _finite(hi):
+        return f"[{fmt_diff(lo, col)}, {fmt_diff(hi, col)}]"
+    return "no spread" if _finite(row.get("n")) and row.get("n") >= 2 else "n < 2"
 
 
 def _p(name: str, p) -> str:
@@ -96,12 +98,17 @@ NOT_ESTIMABLE = "a cell it needs has no usable run with a seed shared by the oth
 CORRECTION = "Holm"
 
 
+SAME_IN_EVERY_SEED = "the {n} seeds give the same value, so there is no spread to estimate the noise from"
+
+
 def verdict(row) -> str:
     """What the adjusted reading allows us to say, in words (``resolved``,
     ``p_adj`` from stats.adjust); the raw interval is never the verdict."""
     if not _finite(row["estimate"]):
         return f"not estimable: {NOT_ESTIMABLE}"
     n = row.get("n", 0)
+    if _finite(n) and n >= 2 and not _finite(row.get("std")):
+        return f"no test: {SAME_IN_EVERY_SEED.format(n=int(n))}"
     if not (_finite(n) and n >= 2) or not _finite(row.get("ci_lo")):
         return "1 seed: no interval"
     if "resolved" not in row:  # an unadjusted table: no verdict on it

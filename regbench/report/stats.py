@@ -89,6 +89,26 @@ def _t_half_width(std, n, level: float = LEVEL):
     return t_ppf(0.5 + level / 2, dof) * np.asarray(std, dtype=float) / np.sqrt(np.where(n > 0, n, np.nan))
 
 
+# Per-seed values that agree to within the records' float32 rounding leave no
+# spread to estimate the noise from, so no test: as R's t.test refuses
+# "essentially constant" data. The usual case is two seeds whose contrasts of
+# accuracies coincide at the metric's steps of 1/N (one validation example);
+# the t-test would give them p = 0 and an interval of zero width.
+CONSTANT_RTOL = 10 * float(np.finfo(np.float32).eps)
+
+
+def essentially_constant(values: Iterable[float], scale: float = 0.0) -> bool:
+    """Two or more finite ``values`` whose spread is within float32 rounding
+    of ``scale`` (the magnitude of the numbers they were computed from) or of
+    their own magnitude."""
+    x = np.asarray(list(values), dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return False
+    size = max(float(scale) if finite(scale) else 0.0, float(np.abs(x).max()))
+    return float(x.max() - x.min()) <= CONSTANT_RTOL * size
+
+
 def summarize(values: Iterable[float], level: float = LEVEL) -> dict[str, float]:
     """mean, std (ddof=1), n, ci_lo, ci_hi of the finite values.
 
@@ -448,8 +468,8 @@ def auto_target(cells: pd.DataFrame, metric: str) -> float | None:
 def t_test_p(mean, std, n) -> float:
     """Two-sided p of a one-sample t-test of mean 0 (as ``scipy.stats.ttest_1samp``);
     NaN where n < 2. Identical per-seed values (std 0) give p = 0 unless all are 0."""
-    if not (finite(mean) and n is not None and n >= 2):
-        return math.nan
+    if not (finite(mean) and n is not None and n >= 2 and finite(std)):
+        return math.nan  # one seed, or no spread to test with (essentially_constant)
     if not std > 0:
         return 1.0 if mean == 0 else 0.0
     t = mean / (std / math.sqrt(n))
@@ -576,8 +596,12 @@ def contrasts(
                      else f"over {len(kept)} of {len(names)} settings of the other factors")
             scope += " (complete sub-grid: a cell it needs has no usable run)"
         per_seed = pd.Series(diff[:, present].mean(axis=1) if present.any() else np.nan, index=wide.index).dropna()
-        rows.append({"kind": kind, "factor": factor, "contrast": contrast, "at": at, **_effect(per_seed, level),
-                     "scope": scope})
+        effect = _effect(per_seed, level)
+        terms_values = np.concatenate([b.to_numpy().ravel() for b in blocks])
+        scale = float(np.nanmax(np.abs(terms_values))) if np.isfinite(terms_values).any() else 0.0
+        if essentially_constant(per_seed, scale):  # no spread: no interval, no test
+            effect.update(std=math.nan, ci_lo=math.nan, ci_hi=math.nan)
+        rows.append({"kind": kind, "factor": factor, "contrast": contrast, "at": at, **effect, "scope": scope})
         seed_rows.extend({"kind": kind, "factor": factor, "contrast": contrast, "at": at, "seed": sd, "value": v}
                          for sd, v in per_seed.items())
 
@@ -679,6 +703,9 @@ def compare(x: pd.Series, y: pd.Series, higher: bool = True, level: float = LEVE
     out = {"n_x": len(x), "n_y": len(y), "prob_improvement": prob_improvement(x, y, higher)}
     if len(shared) >= 2:
         d = summarize(x[shared] - y[shared], level)
+        scale = float(max(np.abs(x[shared]).max(), np.abs(y[shared]).max()))
+        if essentially_constant(x[shared] - y[shared], scale):  # no spread: no interval, no test
+            d.update(std=math.nan, ci_lo=math.nan, ci_hi=math.nan)
         out.update(estimate=d["mean"], ci_lo=d["ci_lo"], ci_hi=d["ci_hi"], n=len(shared), paired=True,
                    p=t_test_p(d["mean"], d["std"], d["n"]))
     elif len(x) >= 2 and len(y) >= 2:
