@@ -270,3 +270,12 @@ def test_best_against_runner_up_the_same_in_every_seed_is_not_resolved():
     c = stats.compare(x, y)
     assert c["paired"] and c["estimate"] == pytest.approx(0.025)
     assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]
+
+
+def test_unpaired_best_against_runner_up_without_spread_is_not_resolved():
+    """No shared seeds (Welch), and each side's runs all give the same value."""
+    x = pd.Series([0.375, 0.375], index=[0, 1])
+    y = pd.Series([0.35, 0.35], index=[2, 3])
+    c = stats.compare(x, y)
+    assert not c["paired"] and c["estimate"] == pytest.approx(0.025)
+    assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]

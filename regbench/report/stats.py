@@ -712,13 +712,13 @@ def compare(x: pd.Series, y: pd.Series, higher: bool = True, level: float = LEVE
         vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
         est = float(x.mean() - y.mean())
         se = math.sqrt(vx + vy)
-        if se > 0:
+        if essentially_constant(x) and essentially_constant(y) or not se > 0:  # no spread: no interval, no test
+            out.update(estimate=est, ci_lo=math.nan, ci_hi=math.nan, n=len(x) + len(y), paired=False, p=math.nan)
+        else:
             dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
             half = float(t_ppf(0.5 + level / 2, dof)) * se
             p = float(2 * t_sf(abs(est) / se, dof))
-        else:
-            half, p = 0.0, (1.0 if est == 0 else 0.0)
-        out.update(estimate=est, ci_lo=est - half, ci_hi=est + half, n=len(x) + len(y), paired=False, p=p)
+            out.update(estimate=est, ci_lo=est - half, ci_hi=est + half, n=len(x) + len(y), paired=False, p=p)
     else:
         est = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
         out.update(estimate=est, ci_lo=math.nan, ci_hi=math.nan, n=len(shared) if len(shared) else min(len(x), len(y)),
