@@ -270,6 +270,12 @@ def test_best_against_runner_up_the_same_in_every_seed_is_not_resolved():
     c = stats.compare(x, y)
     assert c["paired"] and c["estimate"] == pytest.approx(0.025)
     assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]
+    runs = pd.DataFrame({"cell": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "used": True,
+                         "best_val_acc": [*x, *y]})
+    d = stats.best_vs_runner_up(runs, pd.DataFrame(index=["a", "b"]), "best_val_acc")
+    assert not d["resolved"] and math.isnan(d["p"])
+    assert "(the 2 shared seeds give the same difference: no spread, no interval)" in d["text"], d["text"]
+    assert d["text"].endswith("the ranking of these two is not resolved.")
 
 
 def test_unpaired_best_against_runner_up_without_spread_is_not_resolved():

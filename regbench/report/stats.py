@@ -761,7 +761,12 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
     wins = f"is better in {raw['prob_improvement']:.0%} of run pairs (the probability of improvement)"
     lead = f"Best vs runner-up: {best} leads {second} by {fmt_diff(raw['estimate'], column)}"
     if not finite(adj["ci_lo"]):
-        how = "1 seed: no interval" if min(raw["n_x"], raw["n_y"]) < 2 else "no 2 shared seeds: no interval"
+        if min(raw["n_x"], raw["n_y"]) < 2:
+            how = "1 seed: no interval"
+        elif raw["paired"]:  # compare: essentially_constant
+            how = f"the {raw['n']} shared seeds give the same difference: no spread, no interval"
+        else:
+            how = "not paired, and each cell's runs give the same value: no spread, no interval"
         d["text"] = f"{lead} ({how}) and {wins}: the ranking of these two is not resolved."
         return d
     how = (f"paired over {raw['n']} shared seeds" if raw["paired"]
