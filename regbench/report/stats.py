@@ -467,7 +467,9 @@ def auto_target(cells: pd.DataFrame, metric: str) -> float | None:
 
 def t_test_p(mean, std, n) -> float:
     """Two-sided p of a one-sample t-test of mean 0 (as ``scipy.stats.ttest_1samp``);
-    NaN where n < 2. Identical per-seed values (std 0) give p = 0 unless all are 0."""
+    NaN where n < 2 or std is NaN (the effects and comparisons set it so where
+    the seeds show no spread: :func:`essentially_constant`). A std of exactly 0
+    gives p = 0 unless the mean is 0, as scipy does."""
     if not (finite(mean) and n is not None and n >= 2 and finite(std)):
         return math.nan  # one seed, or no spread to test with (essentially_constant)
     if not std > 0:
