@@ -27,6 +27,7 @@ reads ``results()``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,8 +52,14 @@ def percentiles(values: torch.Tensor, q=PERCENTILES) -> torch.Tensor:
 
     By hand rather than torch.quantile: positions come from the length (a host
     int), so no q tensor has to be copied to the device (a host sync on CUDA).
+    On CPU the rows are sorted by numpy: torch's CPU sort took 1.3 ms for
+    (13, 2048) float32 rows against numpy's 0.04 ms (one thread, here); the
+    same values in the same order (NaN last in both).
     """
-    s = values.sort(-1).values  # (..., n)
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        s = torch.from_numpy(np.sort(values.detach().numpy(), axis=-1))  # (..., n)
+    else:
+        s = values.sort(-1).values  # (..., n)
     n = s.shape[-1]
     out = []
     for p in q:
@@ -154,7 +161,8 @@ class Probe:
         # near the mean E[d^2] - E[d]^2 does not cancel, so float32 per chunk is
         # accurate (and ~10x cheaper than float64 on CPU); chunks add up in float64.
         d = x - running_mean.detach().unsqueeze(-2)
-        sums = torch.stack([d.sum(-2), (d * d).sum(-2)], -2).to(_acc_dtype(x.device))  # (..., 2, F)
+        first = d.sum(-2)
+        sums = torch.stack([first, d.square_().sum(-2)], -2).to(_acc_dtype(x.device))  # (..., 2, F); d is ours to square in place
         acc = self._bn.get(name)
         if acc is None:
             self._bn[name] = acc = [0, torch.zeros_like(sums), None, eps]
@@ -171,7 +179,10 @@ class Probe:
             self._pre.setdefault(name, []).append(x[..., :room, 0].detach().to(torch.float32, copy=True))
             self._pre_n[name] = self._pre_n.get(name, 0) + min(room, x.shape[-2])
         if name in self._relus:
-            alive = output.amax(-2) > 0  # (..., F); ReLU output is >= 0, and amax is cheaper than any
+            # (..., F); ReLU output is >= 0, so its sum over the examples is > 0 exactly
+            # when one of them is (NaN gives False, as amax's would): a sum is 2.4x
+            # faster than amax and 10x faster than any over dimension -2 on CPU
+            alive = output.sum(-2) > 0
             prev = self._alive.get(name)
             self._alive[name] = alive if prev is None else prev | alive
         self._seen(x)

@@ -90,6 +90,35 @@ def test_percentiles_match_numpy_on_the_first_max_examples():
     assert percentiles(v).tolist() == pytest.approx(np.percentile(v.numpy(), [15, 50, 85]).tolist())
 
 
+def test_percentiles_of_replica_rows_match_numpy_and_a_diverged_row_stays_nan():
+    """Rows of several replicas (the CPU path sorts them with numpy): each row's
+    percentiles as numpy's; a row of NaN (a diverged replica) gives NaN."""
+    torch.manual_seed(3)
+    v = torch.randn(4, 2048)
+    v[1, :7] = float("inf")
+    v[3] = float("nan")
+    got = percentiles(v)
+    assert got.shape == (4, 3) and got.dtype == torch.float32
+    want = np.percentile(v[:3].double().numpy(), [15, 50, 85], axis=-1).T
+    assert got[:3].double().numpy() == pytest.approx(want, rel=1e-6)
+    assert torch.isnan(got[3]).all()
+
+
+def test_dead_fraction_of_replicas_counts_silent_units_and_a_nan_unit_as_dead():
+    """Fed directly with a replica dimension, as a vectorized evaluation does:
+    a unit is alive if any example's output is > 0, however small (a subnormal
+    counts); a unit whose outputs are NaN is not alive."""
+    model = nn.Sequential(OrderedDict(hidden0=block(linear=identity_linear(4), act=nn.ReLU()), head=nn.Linear(4, 2)))
+    probe = Probe(model)
+    out = torch.zeros(2, 5, 4)  # (replicas, examples, units)
+    out[0, 4, 0] = 1e-40  # a subnormal: alive
+    out[0, :, 1] = 3.0
+    out[1, :, 2] = float("nan")
+    out[1, 0, 3] = 2.0
+    probe.preact("hidden0", out, out)
+    assert probe.results()["dead_frac/hidden0"].tolist() == [0.5, 0.75]
+
+
 def test_dead_fraction_counts_units_silent_on_every_example():
     x = -torch.ones(100, 4)  # units 0, 1: always negative -> dead
     x[:, 2] = 1.0  # alive everywhere
