@@ -28,6 +28,7 @@ import copy
 import functools
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,14 +457,26 @@ class FusedLauncher(Launcher):
 
         threads = max(1, usable_cores() // processes)
         workers: list = []
-        if warm is not None and warm.submit(_warm_worker, (self.config, self.hydra_context.callbacks, groups, sweep_cfgs,
+        # The warm process gets each group's configs as a pickle of its own, which
+        # only the worker that takes the group unpickles: one pickle of all the
+        # configs (880 kB for the 50-run ablation, their Hydra nodes included) was
+        # unpickled by the warm process before it forked a worker (0.24 s of
+        # the sweep's start, with the report process importing beside it).
+        blobs = None
+        if warm is not None:
+            try:
+                blobs = [pickle.dumps([sweep_cfgs[i] for i in g], protocol=pickle.HIGHEST_PROTOCOL) for g in groups]
+            except Exception:  # noqa: BLE001 - anything unpicklable: the workers are forked from here instead
+                warm = None
+        if warm is not None and warm.submit(_warm_worker, (self.config, self.hydra_context.callbacks, groups, blobs,
                                                            first_idx, processes, threads)):
             tasks, results = warm.tasks, warm.results
         else:
             warm = None
             ctx = multiprocessing.get_context("fork")
             tasks, results = ctx.Queue(), ctx.Queue()
-            workers = [ctx.Process(target=self._worker, args=(groups, sweep_cfgs, first_idx, tasks, results, threads), daemon=False)
+            group_cfgs = [[sweep_cfgs[i] for i in g] for g in groups]  # forked: shared, not copied
+            workers = [ctx.Process(target=self._worker, args=(groups, group_cfgs, first_idx, tasks, results, threads), daemon=False)
                        for _ in range(processes)]
         for k in range(len(groups)):
             tasks.put(k)
@@ -474,6 +487,7 @@ class FusedLauncher(Launcher):
         tasks_left = len(groups)
         current: Dict[int, int] = {}  # worker pid -> the group it trains
         folders: Dict[int, List[str]] = {}  # group -> its job folders, once set up
+        early: Dict[int, List[JobReturn]] = {}  # group -> its JobReturns as set up, before it trains
 
         def lost(pid: int, code) -> Tuple[int, List[JobReturn]]:
             k = current.pop(pid)
@@ -503,7 +517,8 @@ class FusedLauncher(Launcher):
                     self.started[k] = time.time()
                     continue
                 if kind == "folders":
-                    folders[k] = payload
+                    folders[k], blob = payload
+                    early[k] = pickle.loads(blob)
                     continue
                 if kind == "exit":  # from the warm process: one of its workers ended
                     if pid in current:
@@ -513,7 +528,10 @@ class FusedLauncher(Launcher):
                 current.pop(pid, None)
                 tasks_left -= 1
                 self.ended[k] = time.time()
-                yield k, payload
+                rets = early.pop(k)
+                for ret, (status, value) in zip(rets, payload):
+                    ret.status, ret.return_value = status, value
+                yield k, rets
         finally:
             for w in workers:
                 w.join(timeout=None if tasks_left == 0 else 0.1)
@@ -527,7 +545,9 @@ class FusedLauncher(Launcher):
         ret.return_value = None
         return ret
 
-    def _worker(self, groups, sweep_cfgs, first_idx, tasks, results, threads: int) -> None:
+    def _worker(self, groups, group_cfgs, first_idx, tasks, results, threads: int) -> None:
+        """Take groups off ``tasks`` and train them. ``group_cfgs[k]``: group
+        k's sweep configs, or a pickle of them (from the warm process)."""
         import os as _os
 
         from regbench import signals
@@ -542,9 +562,18 @@ class FusedLauncher(Launcher):
                 break
             results.put(("start", _os.getpid(), k, None))
             group = groups[k]
-            prepared = lambda dirs, k=k: results.put(("folders", _os.getpid(), k, dirs))
-            rets = self._launch_group([sweep_cfgs[i] for i in group], first_idx + group[0], prepared)
-            results.put(("done", _os.getpid(), k, rets))
+            # The group's JobReturns go to the sweep process as soon as its jobs
+            # are set up (pickled here, before training changes anything), and
+            # when it ends only each job's status and return value: pickling and
+            # unpickling 13 jobs' configs at the end took 0.05-0.2 s of the
+            # sweep's last seconds, with the other core idle.
+            prepared = lambda dirs, rets, k=k: results.put(
+                ("folders", _os.getpid(), k, (dirs, pickle.dumps(rets, protocol=pickle.HIGHEST_PROTOCOL))))
+            cfgs = group_cfgs[k]
+            if isinstance(cfgs, bytes):
+                cfgs = pickle.loads(cfgs)
+            rets = self._launch_group(cfgs, first_idx + group[0], prepared)
+            results.put(("done", _os.getpid(), k, [(ret.status, ret.return_value) for ret in rets]))
         results.close()
         results.join_thread()
 
@@ -563,7 +592,7 @@ class FusedLauncher(Launcher):
             log.info(f"\t#{sc.hydra.job.num} : {' '.join(filter_overrides(list(sc.hydra.overrides.task)))}")
         rets = [set_up_job(context.callbacks, prepare, sc) for sc in sweep_cfgs]  # folders, .hydra/ files, on_job_start
         if prepared_hook is not None:
-            prepared_hook([out for _, out, _ in prepared])
+            prepared_hook([out for _, out, _ in prepared], rets)
         # the group trains with the first job's logging and Hydra config; every
         # job's own log file (train.log) gets the group's lines too
         HydraConfig.instance().set_config(rets[0].hydra_cfg)
@@ -670,7 +699,7 @@ def to_yaml(cfg) -> str:
     return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=dumper)
 
 
-def _warm_worker(config: DictConfig, callbacks, groups, sweep_cfgs, first_idx, tasks, results, threads: int) -> None:
+def _warm_worker(config: DictConfig, callbacks, groups, group_cfgs, first_idx, tasks, results, threads: int) -> None:
     """A worker forked from regbench.warm's process, which has torch imported
     but none of the regbench process's Hydra state: the launcher's config and
     callbacks come pickled; Hydra's logging, resolvers and job callbacks are
@@ -680,4 +709,4 @@ def _warm_worker(config: DictConfig, callbacks, groups, sweep_cfgs, first_idx, t
     launcher = FusedLauncher()
     launcher.config = config
     launcher.hydra_context = HydraContext(config_loader=None, callbacks=callbacks)  # run_job uses only the callbacks
-    launcher._worker(groups, sweep_cfgs, first_idx, tasks, results, threads)
+    launcher._worker(groups, group_cfgs, first_idx, tasks, results, threads)
