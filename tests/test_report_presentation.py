@@ -368,6 +368,24 @@ def test_this_process_draws_beside_its_workers_and_a_failing_figure_fails_the_ru
             figures.run_tasks(bad, out, ["png"], jobs=2)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_tables_are_written_once_while_the_workers_draw(tmp_path, jobs):
+    """``meanwhile`` (the report's CSV tables) runs once, in this process: with
+    workers, after they have their figures and before this process draws its
+    first; alone, before the figures."""
+    import os
+
+    pids, out = tmp_path / "pids", tmp_path / "out"
+    pids.mkdir()
+    out.mkdir()
+    calls = []
+    meanwhile = lambda: calls.append((os.getpid(), sorted(p.name for p in pids.iterdir())))  # noqa: E731
+    tasks = [figures.Task(f"f{i}", "", "", _figure_drawn_in, (pids,), cost=i) for i in range(4)]
+    figures.run_tasks(tasks, out, ["png"], jobs=jobs, meanwhile=meanwhile)
+    assert len(calls) == 1 and calls[0][0] == os.getpid()
+    assert str(os.getpid()) not in calls[0][1], "before this process draws"
+
+
 def test_a_report_in_this_process_leaves_the_garbage_collector_as_it_was(grid_report, tmp_path):
     import gc
 

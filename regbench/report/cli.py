@@ -176,14 +176,17 @@ def run(args: argparse.Namespace) -> int:
         fig_dir = out / "figures"
         keys = a.cells[study.factors] if study.factors else a.cells[[]]
         styles = cell_styles(keys, study.levels, color, style)
-        figures = make_figures(a, styles, fig_dir, formats, x=x, jobs=args.jobs)
-        a.runs.to_csv(out / "runs.csv", index=False)
-        study.epochs.to_csv(out / "epochs.csv", index=False)
-        a.cells.to_csv(out / "cells.csv")
-        if not a.effects.empty:
-            a.effects.to_csv(out / "effects.csv", index=False)
-        if a.trials is not None:
-            a.trials.to_csv(out / "trials.csv", index=False)
+
+        def write_tables() -> None:  # while the figure workers draw
+            a.runs.to_csv(out / "runs.csv", index=False)
+            study.epochs.to_csv(out / "epochs.csv", index=False)
+            a.cells.to_csv(out / "cells.csv")
+            if not a.effects.empty:
+                a.effects.to_csv(out / "effects.csv", index=False)
+            if a.trials is not None:
+                a.trials.to_csv(out / "trials.csv", index=False)
+
+        figures = make_figures(a, styles, fig_dir, formats, x=x, jobs=args.jobs, meanwhile=write_tables)
         outputs = ["report.md", "runs.csv", "epochs.csv", "cells.csv"]
         outputs += ["effects.csv"] if not a.effects.empty else []
         outputs += ["trials.csv"] if a.trials is not None else []
