@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from . import signals
+from . import lifetime, signals
 
 _warm: Optional["Warm"] = None
 
@@ -165,11 +165,13 @@ def _main(conn, parent_end, tasks, results) -> None:
         signal.signal(signum, _on_signal)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     try:
-        # what a worker imports before its first group trains
-        import torch  # noqa: F401
-        from hydra.core.utils import run_job  # noqa: F401
+        # what a worker imports before its first group trains; frozen, so that
+        # the workers' collections skip it (regbench.lifetime)
+        with lifetime.importing():
+            import torch  # noqa: F401
+            from hydra.core.utils import run_job  # noqa: F401
 
-        from . import train  # noqa: F401
+            from . import train  # noqa: F401
     except BaseException:  # noqa: BLE001 - a failed import here is the worker's to report, where it would happen anyway
         pass
     try:

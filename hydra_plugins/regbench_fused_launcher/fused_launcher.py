@@ -403,6 +403,9 @@ class FusedLauncher(Launcher):
             task_cfgs.append(tc)
         if not task_cfgs:
             return []
+        from regbench import lifetime
+
+        lifetime.keep()  # the configs live to the sweep's end: its full collections skip them
         processes = self._n_processes(task_cfgs[0])
         budget = self._budget(task_cfgs[0])
         if budget is not None:

@@ -31,6 +31,8 @@ import sys
 import threading
 from typing import Optional
 
+from .. import lifetime
+
 
 GO = b"go"  # the line that lets a report process import (before the command line, which does too)
 _waiting: list["PendingReport"] = []  # this process's report processes not yet told to import
@@ -156,7 +158,8 @@ def _import_report() -> None:
     """What the report process is for: the report's modules imported, the
     fonts warmed up, the page templates compiled."""
     try:
-        from . import cli, figures, render  # noqa: F401
+        with lifetime.importing():
+            from . import cli, figures, render  # noqa: F401
 
         figures.warm_up()
         render.warm_up()
