@@ -147,8 +147,12 @@ def _train(argv: list[str]) -> int:
 def task(cfg) -> Optional[float]:
     """The Hydra task of ``regbench train``: :func:`regbench.train.main`,
     imported only when a job runs, so that ``--help``, ``--cfg`` and tab
-    completion never import torch. Module-level, so launchers can pickle it."""
-    from .train import main
+    completion never import torch. Module-level, so launchers can pickle it.
+    The import (torch's) is frozen out of the cycle collector (regbench.lifetime)."""
+    from . import lifetime
+
+    with lifetime.importing():
+        from .train import main
 
     return main(cfg)
 

@@ -5,8 +5,9 @@ the objects that survived collections grow by a quarter. A process that
 imports torch (about 230k objects) or composes a sweep's configs (Hydra and
 OmegaConf nodes, about 3k a job) pays for it several times over, and finds
 nothing to free: a 50-run sweep's processes spent 1.3-1.9 CPU-s in full
-collections, each 0.2-0.35 s once torch or the configs were there (README
-"Speed"). Such objects are frozen (:func:`gc.freeze`) once made: later
+collections, each 0.2-0.35 s once torch or the configs were there, and a
+single run about 0.2 s (README "Speed"). Such objects are frozen
+(:func:`gc.freeze`) once made: later
 collections skip them, they are still freed when their last reference goes,
 and a process forked after (a sweep's workers) does not write to their pages
 when it collects. This module imports nothing.

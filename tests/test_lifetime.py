@@ -38,3 +38,17 @@ def test_keep_freezes_what_is_alive():
         assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()
+
+
+def test_a_job_runs_with_its_imports_frozen_and_the_collector_on(monkeypatch):
+    """``regbench train``'s task imports torch and the training code frozen:
+    a single run's full collections (0.2 s each once torch is there) skip them."""
+    from regbench import cli, train
+
+    monkeypatch.setattr(train, "main", lambda cfg: (gc.isenabled(), gc.get_freeze_count()))
+    try:
+        enabled, frozen = cli.task(None)
+        assert enabled
+        assert frozen > 50_000
+    finally:
+        gc.unfreeze()
