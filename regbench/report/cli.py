@@ -137,7 +137,10 @@ def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, 
     send.close()
     kind = None
     try:
-        from . import figures, render  # noqa: F401  (the import this overlaps)
+        from .. import lifetime
+
+        with lifetime.importing():  # frozen: the drawing's collections skip it
+            from . import figures, render  # noqa: F401  (the import this overlaps)
 
         figures.warm_up()
         try:
