@@ -86,7 +86,10 @@ def sweeper_overrides(argv: list[str]) -> list[str]:
 
 def _preflight(argv: list[str], command: str):
     """Compose and check every job before Hydra writes anything (regbench.preflight)."""
-    from .preflight import PreflightError, check
+    from . import lifetime
+
+    with lifetime.importing():  # Hydra and OmegaConf, for the rest of the command
+        from .preflight import PreflightError, check
 
     try:
         return check(argv, command)

@@ -458,6 +458,8 @@ class FusedLauncher(Launcher):
         import multiprocessing
         import queue as queue_mod
 
+        from regbench import lifetime
+
         threads = max(1, usable_cores() // processes)
         workers: list = []
         # The warm process gets each group's configs as a pickle of its own, which
@@ -522,6 +524,7 @@ class FusedLauncher(Launcher):
                 if kind == "folders":
                     folders[k], blob = payload
                     early[k] = pickle.loads(blob)
+                    lifetime.keep()  # kept to the sweep's end, as the configs
                     continue
                 if kind == "exit":  # from the warm process: one of its workers ended
                     if pid in current:
