@@ -88,8 +88,8 @@ def _preflight(argv: list[str], command: str):
     """Compose and check every job before Hydra writes anything (regbench.preflight)."""
     from . import lifetime
 
-    with lifetime.importing():  # Hydra and OmegaConf, for the rest of the command
-        from .preflight import PreflightError, check
+    lifetime.imported("regbench.preflight")  # Hydra and OmegaConf, for the rest of the command
+    from .preflight import PreflightError, check
 
     try:
         return check(argv, command)
@@ -154,8 +154,7 @@ def task(cfg) -> Optional[float]:
     The import (torch's) is frozen out of the cycle collector (regbench.lifetime)."""
     from . import lifetime
 
-    with lifetime.importing():
-        from .train import main
+    main = lifetime.imported("regbench.train").main
 
     return main(cfg)
 

@@ -1,23 +1,32 @@
 """regbench.lifetime: what a process keeps to its end is frozen out of the
-cycle collector, which is on again afterwards."""
+cycle collector, which is on again afterwards; what a sweep keeps is let go
+when the next sweep or batch of the same process begins."""
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+
+import pytest
 
 from regbench import lifetime
 
 
+@pytest.fixture(autouse=True)
+def unfrozen():
+    yield
+    gc.unfreeze()
+    lifetime._kept = False
+
+
 def test_what_is_imported_is_frozen_and_the_collector_runs_again():
     before = gc.get_freeze_count()
-    try:
-        with lifetime.importing():
-            assert not gc.isenabled()
-            made = [{"node": i} for i in range(1000)]  # an import's dicts, say
-        assert gc.isenabled()
-        assert gc.get_freeze_count() >= before + len(made)
-    finally:
-        gc.unfreeze()
+    with lifetime.importing():
+        assert not gc.isenabled()
+        made = [{"node": i} for i in range(1000)]  # an import's dicts, say
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= before + len(made)
 
 
 def test_a_collector_that_was_off_stays_off():
@@ -28,27 +37,49 @@ def test_a_collector_that_was_off_stays_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
-        gc.unfreeze()
 
 
-def test_keep_freezes_what_is_alive():
-    try:
-        kept = [[i] for i in range(1000)]
-        lifetime.keep()
-        assert gc.get_freeze_count() >= len(kept)
-    finally:
-        gc.unfreeze()
+def test_a_module_is_imported_frozen_the_first_time_only(tmp_path, monkeypatch):
+    (tmp_path / "regbench_lifetime_probe.py").write_text("NODES = [[i] for i in range(1000)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "regbench_lifetime_probe", raising=False)
+    module = lifetime.imported("regbench_lifetime_probe")
+    assert len(module.NODES) == 1000
+    frozen = gc.get_freeze_count()
+    assert frozen >= 1000
+    gc.unfreeze()
+    assert lifetime.imported("regbench_lifetime_probe") is module
+    assert gc.get_freeze_count() == 0  # imported already: nothing frozen (a later job's garbage would be)
 
 
-def test_a_job_runs_with_its_imports_frozen_and_the_collector_on(monkeypatch):
-    """``regbench train``'s task imports torch and the training code frozen:
-    a single run's full collections (0.2 s each once torch is there) skip them."""
-    from regbench import cli, train
+def test_what_a_sweep_keeps_is_let_go_by_the_next():
+    lifetime.release()  # nothing kept: nothing to undo
+    kept = [[i] for i in range(1000)]
+    lifetime.keep()
+    assert gc.get_freeze_count() >= len(kept)
+    lifetime.release()
+    assert gc.get_freeze_count() == 0
 
-    monkeypatch.setattr(train, "main", lambda cfg: (gc.isenabled(), gc.get_freeze_count()))
-    try:
-        enabled, frozen = cli.task(None)
-        assert enabled
-        assert frozen > 50_000
-    finally:
-        gc.unfreeze()
+
+def test_a_job_imports_the_trainer_frozen_once():
+    """``regbench train``'s task imports torch and the training code frozen
+    (a run's full collections, 0.2 s each once torch is there, skip them),
+    and a second job in the same process (Hydra's basic launcher) freezes
+    nothing more. In a fresh process: here the trainer is imported already."""
+    code = (
+        "import gc\n"
+        "from regbench import cli, lifetime\n"
+        "real = lifetime.imported\n"
+        "def spy(name):\n"
+        "    module = real(name)\n"
+        "    module.main = lambda cfg: (gc.isenabled(), gc.get_freeze_count())\n"
+        "    return module\n"
+        "lifetime.imported = spy\n"
+        "print(*cli.task(None), *cli.task(None))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    enabled, frozen, enabled_again, frozen_again = out.stdout.split()
+    assert enabled == enabled_again == "True"
+    assert int(frozen) > 50_000
+    assert frozen_again == frozen

@@ -392,6 +392,9 @@ class FusedLauncher(Launcher):
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        from regbench import lifetime
+
+        lifetime.release()  # the configs an earlier launch of this process kept (an Optuna search's last batch)
         loader = self.hydra_context.config_loader
         sweep_cfgs, task_cfgs = [], []
         for idx, overrides in enumerate(job_overrides):
@@ -403,8 +406,6 @@ class FusedLauncher(Launcher):
             task_cfgs.append(tc)
         if not task_cfgs:
             return []
-        from regbench import lifetime
-
         lifetime.keep()  # the configs live to the sweep's end: its full collections skip them
         processes = self._n_processes(task_cfgs[0])
         budget = self._budget(task_cfgs[0])
@@ -584,7 +585,9 @@ class FusedLauncher(Launcher):
         results.join_thread()
 
     def _launch_group(self, sweep_cfgs: List[DictConfig], first_idx: int, prepared_hook=None) -> List[JobReturn]:
-        from regbench import train
+        from regbench import lifetime
+
+        train = lifetime.imported("regbench.train")  # torch and the trainer, frozen where first imported here
 
         assert self.hydra_context is not None
         prepared: List[Tuple[DictConfig, str, List[str]]] = []
