@@ -86,9 +86,6 @@ def sweeper_overrides(argv: list[str]) -> list[str]:
 
 def _preflight(argv: list[str], command: str):
     """Compose and check every job before Hydra writes anything (regbench.preflight)."""
-    from . import lifetime
-
-    lifetime.imported("regbench.preflight")  # Hydra and OmegaConf, for the rest of the command
     from .preflight import PreflightError, check
 
     try:
@@ -112,6 +109,9 @@ def train(argv: list[str]) -> int:
 
 
 def _train(argv: list[str]) -> int:
+    from . import lifetime
+
+    lifetime.imported("regbench.preflight")  # Hydra and OmegaConf, for the rest of the command
     from .preflight import reset
 
     try:

@@ -83,3 +83,15 @@ def test_a_job_imports_the_trainer_frozen_once():
     assert enabled == enabled_again == "True"
     assert int(frozen) > 50_000
     assert frozen_again == frozen
+
+
+def test_the_train_command_imports_hydra_frozen(tmp_path):
+    """The sweep process's Hydra and OmegaConf (its full collections walked
+    them while it composed the jobs): frozen as `regbench train` imports
+    them, before preflight (here, a refused dropout rate: exit 2)."""
+    code = "import gc\nfrom regbench import cli\nprint(cli.main(['train', 'model.dropout=1.5']), gc.get_freeze_count())\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    code, frozen = out.stdout.split()[-2:]
+    assert code == "2"
+    assert int(frozen) > 10_000
