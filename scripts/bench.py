@@ -24,6 +24,7 @@ at this machine's measured peak matmul rate).
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 
@@ -131,8 +132,8 @@ def regbench_loop(cfg, data, device, epochs, seeds, models=None):
     return (time.perf_counter() - t) / epochs
 
 
-def fused_in_processes(cfg, data, device, epochs: int, r: int, processes: int) -> float:
-    """Seconds per epoch and seed for R jobs split into ``processes`` groups
+def fused_in_processes(cfg, data, device, epochs: int, models: list, processes: int) -> float:
+    """Seconds per epoch and seed for R jobs (``models``, one per job) split into ``processes`` groups
     training at once, each in a process forked from this one with
     cores/processes threads (as hydra_plugins/regbench_fused_launcher does)."""
     import multiprocessing
@@ -140,7 +141,7 @@ def fused_in_processes(cfg, data, device, epochs: int, r: int, processes: int) -
 
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
-    models = fused_models(cfg, r)
+    r = len(models)
     parts = [list(range(r))[k::processes] for k in range(processes)]
     threads = max(1, (os.cpu_count() or 1) // processes)
 
@@ -227,17 +228,26 @@ def main(argv=None):
         import os
 
         procs = args.processes or (os.cpu_count() or 1)
+        fused = {r: fused_models(cfg, r) for r in (args.fused if name == "mnist1d" else [])}  # made once, before the freeze below
         loops = {
             "standard": lambda: standard(cfg, data, device, epochs),
             "single": lambda: regbench_loop(cfg, data, device, epochs, [0]),
             **{f"replicas R={r}": (lambda r=r: regbench_loop(cfg, data, device, epochs, list(range(r))) / r) for r in rs},
-            **{f"fused R={r}": (lambda r=r: regbench_loop(cfg, data, device, epochs, list(range(r)), fused_models(cfg, r)) / r)
+            **{f"fused R={r}": (lambda r=r: regbench_loop(cfg, data, device, epochs, list(range(r)), fused[r]) / r)
                for r in (args.fused if name == "mnist1d" else [])},
-            **{f"fused R={r} x{procs}": (lambda r=r: fused_in_processes(cfg, data, device, epochs, r, procs))
+            **{f"fused R={r} x{procs}": (lambda r=r: fused_in_processes(cfg, data, device, epochs, fused[r], procs))
                for r in (args.fused if name == "mnist1d" and device.type == "cpu" and procs > 1 else [])},
             "masks": lambda: dropout_masks(cfg, data, device, max(rs)),
         }
         regbench_loop(cfg, data, device, 1, [0])  # warm-up (allocator, first-call overheads)
+        standard(cfg, data, device, 1)  # and its imports (torch.optim's: torch._dynamo), not timed in the first round
+        # What is alive now (torch, Hydra, the data, the fused jobs' configs)
+        # is frozen, as a regbench process freezes its imports and a sweep's
+        # configs (regbench.lifetime): else a full collection walking it
+        # (0.1-0.2 s each, 7 in one run of this script) fell in whichever
+        # loop happened to be timed.
+        gc.collect()
+        gc.freeze()
         # Rounds over all loops, the fastest of each counts: noise on a shared
         # machine only ever adds time, and drifts hit every loop alike.
         times = {k: float("inf") for k in loops}
