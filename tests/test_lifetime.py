@@ -65,24 +65,29 @@ def test_a_job_imports_the_trainer_frozen_once():
     """``regbench train``'s task imports torch and the training code frozen
     (a run's full collections, 0.2 s each once torch is there, skip them),
     and a second job in the same process (Hydra's basic launcher) freezes
-    nothing more. In a fresh process: here the trainer is imported already."""
+    nothing more. In a fresh process: here the trainer is imported already.
+    The freezes are counted (the frozen count itself drops as frozen
+    temporaries are freed)."""
     code = (
         "import gc\n"
         "from regbench import cli, lifetime\n"
+        "freezes = []\n"
+        "real_freeze = gc.freeze\n"
+        "gc.freeze = lambda: (freezes.append(1), real_freeze())[1]\n"
         "real = lifetime.imported\n"
         "def spy(name):\n"
         "    module = real(name)\n"
-        "    module.main = lambda cfg: (gc.isenabled(), gc.get_freeze_count())\n"
+        "    module.main = lambda cfg: (gc.isenabled(), gc.get_freeze_count(), len(freezes))\n"
         "    return module\n"
         "lifetime.imported = spy\n"
         "print(*cli.task(None), *cli.task(None))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    enabled, frozen, enabled_again, frozen_again = out.stdout.split()
+    enabled, frozen, freezes, enabled_again, _, freezes_again = out.stdout.split()
     assert enabled == enabled_again == "True"
     assert int(frozen) > 50_000
-    assert frozen_again == frozen
+    assert freezes == freezes_again == "1"
 
 
 def test_the_train_command_imports_hydra_frozen(tmp_path):
