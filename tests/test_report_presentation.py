@@ -147,7 +147,7 @@ def test_effect_rows_are_emphasised_when_resolved_and_the_correction_is_named(gr
     rows = [r for r in page.rows if r[1]][: len(main_outcome)]  # the open table: the main outcome
     assert [cls == "sig" for cls, _ in rows] == main_outcome["resolved"].tolist()
     text = " ".join(Page(section).text)
-    assert "Holm's step-down method over each outcome's family of contrasts" in text
+    assert "Bonferroni's method over each outcome's family of contrasts" in text
     assert f"({len(main_outcome)} on validation accuracy at lowest val loss" in text
 
 
@@ -206,7 +206,7 @@ def test_a_long_headline_is_summarized_per_factor(tmp_path):
     assert len(a.headline) > render.MAX_ANSWER
     text = render.answer(a)
     resolved = int(a.effects[(a.effects["outcome"] == a.best_col) & (a.effects["kind"] == "main")]["resolved"].sum())
-    assert text.startswith(f"dropout: {resolved} of 6 levels resolved after Holm correction, from ")
+    assert text.startswith(f"dropout: {resolved} of 6 levels resolved after Bonferroni correction, from ")
     assert len(text) < render.MAX_ANSWER
 
 
@@ -215,7 +215,7 @@ def test_console_shows_kind_adjusted_intervals_and_the_level_of_simple_effects(g
     a = stats.analyze(study)
     lines = cli.effect_lines(a)
     assert lines[0].startswith("effects on val_acc at the epoch of lowest val_loss (paired over seeds; "
-                               "simultaneous 95% intervals, Holm over ")
+                               "simultaneous 95% intervals, Bonferroni over ")
     eff = a.effects[a.effects["outcome"] == a.best_col].set_index(["kind", "contrast", "at"])
     r = eff.loc[("main", "batchnorm: false → true", "")]
     adjusted = load.fmt_bounds(r["ci_lo_adj"], r["ci_hi_adj"], a.best_col)

@@ -271,8 +271,6 @@ def _reading(r) -> str:
         return f"no test: {SAME_IN_EVERY_SEED.format(n=int(r['n']))}"
     p = fmt_p(r["p_adj"])
     text = f"{'resolved' if r['resolved'] else 'not resolved'}, p_adj {p if p.startswith('<') else '= ' + p}"
-    if r["resolved"] and not (r["ci_lo_adj"] > 0 or r["ci_hi_adj"] < 0):
-        text += " (Holm's step-down test; the Bonferroni-width interval still touches 0)"
     return text + (" (" + r["scope"] + ")" if r["scope"] else "")
 
 
@@ -282,7 +280,7 @@ MAX_SIMPLE = 8  # simple effects printed; the rest are in the report
 def effect_lines(a: Analysis) -> list[str]:
     """Main effects and interactions on the best-epoch outcome, and the
     resolved simple effects (with the level they are at), each with its
-    simultaneous interval and Holm-adjusted reading. Of more than
+    simultaneous interval and Bonferroni-adjusted reading. Of more than
     ``MAX_SIMPLE`` interactions only the resolved ones are listed, and counted."""
     from .render import CORRECTION, NOT_ESTIMABLE, plural
 

@@ -530,7 +530,7 @@ def plot_forest(effects: pd.DataFrame, seeds: pd.DataFrame, outcome: str, ax: Ax
     by kind: main, interaction, simple): the estimate (diamond), its
     simultaneous interval (``ci_lo_adj``/``ci_hi_adj``), and the contrast of
     each seed (``seeds``, stats.SEED_COLUMNS) as dots. Resolved contrasts
-    (after Holm) are filled blue with a bold label; others grey and open."""
+    (after Bonferroni's correction) are filled blue with a bold label; others grey and open."""
     ax = _new_ax(ax)
     eff = effects[effects["outcome"] == outcome]
     per_seed = seeds[seeds["outcome"] == outcome] if len(seeds) else seeds
@@ -868,7 +868,7 @@ def fig_forest(effects: pd.DataFrame, seeds: pd.DataFrame, outcome: str) -> Figu
     fig = _figure(9.5, 0.24 * rows + 0.9)
     ax = fig.subplots()
     plot_forest(effects, seeds, outcome, ax=ax)
-    _legend(fig, [Line2D([], [], color=OKABE_ITO[0], lw=2.4, marker="D", label="resolved after Holm correction"),
+    _legend(fig, [Line2D([], [], color=OKABE_ITO[0], lw=2.4, marker="D", label="resolved after Bonferroni correction"),
                   Line2D([], [], color="0.5", lw=1.6, marker="D", markerfacecolor="white", label="not resolved"),
                   Line2D([], [], color="0.2", alpha=0.55, marker="o", markersize=3.5, linestyle="none",
                          label="one seed's contrast")],
@@ -1157,9 +1157,9 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             f"Every contrast on {what}, paired by seed: main effects (each level against the first), interactions "
             "(differences of differences) and simple effects (one factor at one level of another). Diamonds: "
             f"estimates; bars: simultaneous {a.level:.0%} intervals over the family of "
-            f"{int(a.effects.loc[a.effects['outcome'] == a.best_col, 'family_size'].max())} contrasts (Bonferroni "
-            "width); dots: the contrast in each seed. Blue, filled, bold: resolved after Holm's correction; grey, "
-            "open: not resolved. The other outcomes are in the effects table.",
+            f"{int(a.effects.loc[a.effects['outcome'] == a.best_col, 'family_size'].max())} contrasts (Bonferroni); "
+            "dots: the contrast in each seed. Blue, filled, bold: resolved after Bonferroni's correction (its "
+            "interval excludes 0); grey, open: not resolved. The other outcomes are in the effects table.",
             fig_forest, (a.effects, a.contrast_seeds, a.best_col), "effects", 1 + size_f / 20))
     for kind, name in (("loss", "loss"), ("acc", "accuracy")):
         if have(f"val_{kind}") and have(f"fit_{kind}"):

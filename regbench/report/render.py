@@ -5,7 +5,7 @@ one Analysis, through the Jinja2 templates in ``templates/``.
 The upper part turns numbers into sentences and table rows; the lower part
 prepares the page as data (:func:`page`), which both templates show in the
 same order: the question and its one-line answer, contents, findings at a
-glance, effects (forest plot, Holm-adjusted table), cells with their caveats
+glance, effects (forest plot, Bonferroni-adjusted table), cells with their caveats
 listed under them, every run (one row per seed), figures, the runs left out
 or flagged, shared settings and the files written. Markup lives in the
 templates only.
@@ -95,7 +95,7 @@ CELLS_NOTE = (
 )
 
 NOT_ESTIMABLE = "a cell it needs has no usable run with a seed shared by the others"
-CORRECTION = "Holm"
+CORRECTION = "Bonferroni"
 
 
 SAME_IN_EVERY_SEED = "the {n} seeds give the same value, so there is no spread to estimate the noise from"
@@ -114,11 +114,7 @@ def verdict(row) -> str:
     if "resolved" not in row:  # an unadjusted table: no verdict on it
         return "unadjusted: no verdict"
     if row["resolved"]:
-        text = f"resolved after {CORRECTION} correction, {_p('p_adj', row['p_adj'])}"
-        if not (row["ci_lo_adj"] > 0 or row["ci_hi_adj"] < 0):
-            # Holm's step-down test is sharper than the single-step Bonferroni interval shown.
-            text += " (Holm's step-down test resolves what the Bonferroni-width interval, still touching 0, does not)"
-        return text
+        return f"resolved after {CORRECTION} correction, {_p('p_adj', row['p_adj'])}"
     if row["ci_lo"] > 0 or row["ci_hi"] < 0:
         return (f"not resolved after {CORRECTION} correction, {_p('p_adj', row['p_adj'])}; "
                 f"unadjusted {_p('p', row['p'])}")
@@ -239,8 +235,9 @@ def findings(a: Analysis) -> list[str]:
             out.append(
                 f"Effects are read after {CORRECTION}'s correction over each outcome's family of contrasts ({size} "
                 f"with an interval on {label(best)}: {members}), with "
-                f"simultaneous {LEVEL:.0%} intervals (Bonferroni width); an effect is resolved when its "
-                f"{CORRECTION}-adjusted p < {1 - LEVEL:.2f}, and effects.csv keeps the unadjusted p and intervals too."
+                f"simultaneous {LEVEL:.0%} intervals; an effect is resolved when its "
+                f"{CORRECTION}-adjusted p < {1 - LEVEL:.2f}, which is when its simultaneous interval excludes 0, "
+                "and effects.csv keeps the unadjusted p and intervals too."
             )
         lost = int(eff["estimate"].isna().sum())
         for _, r in eff[eff["kind"] != "simple"].iterrows():
@@ -337,7 +334,7 @@ def cell_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
 
 def effect_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
     """Every contrast in its adjusted reading: estimate, simultaneous interval,
-    Holm-adjusted p (the unadjusted ones are in effects.csv)."""
+    Bonferroni-adjusted p (the unadjusted ones are in effects.csv)."""
     header = ["outcome", "kind", "contrast", "at", "estimate", f"{LEVEL:.0%} simultaneous CI", "seeds",
               f"p ({CORRECTION})", "reading"]
     rows = [
@@ -673,9 +670,10 @@ def effects_section(a: Analysis, figures: list[Rendered], embed: bool = True, ba
         "interactions as differences of differences, (y[a,b] − y[a0,b]) − (y[a,b0] − y[a0,b0]): how much one factor "
         "changes the other's effect; simple effects: one factor's effect at one level of another. Each is computed "
         "per seed on the seeds shared by all cells involved. "
-        f"Correction: {CORRECTION}'s step-down method over each outcome's family of contrasts ({size} on "
-        f"{label(a.best_col)}: its {members}), with simultaneous {LEVEL:.0%} intervals (Bonferroni width); a "
-        f"contrast is resolved when its {CORRECTION}-adjusted p < {1 - LEVEL:.2f}. Resolved rows are in bold. "
+        f"Correction: {CORRECTION}'s method over each outcome's family of contrasts ({size} on "
+        f"{label(a.best_col)}: its {members}), with simultaneous {LEVEL:.0%} intervals of the same test; a "
+        f"contrast is resolved when its {CORRECTION}-adjusted p < {1 - LEVEL:.2f}, which is when its "
+        "simultaneous interval excludes 0. Resolved rows are in bold. "
         "effects.csv keeps the unadjusted p and intervals too."
     )
     forest = next((f for f in figures if f.section == "effects"), None)

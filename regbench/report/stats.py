@@ -7,8 +7,9 @@ percentile bootstraps (fixed seed), which stay inside the observed range.
 
 Effects are paired by seed and read as a family: every contrast of one
 outcome (main effects, interactions, simple effects) gets a two-sided paired
-t-test, Holm's step-down adjustment over the family, and a simultaneous
-(Bonferroni-width) interval. "Resolved" is said of the adjusted reading only.
+t-test and, over the family, Bonferroni's adjustment and the simultaneous
+(Bonferroni) interval of the same test: a contrast is resolved exactly when
+that interval excludes 0. "Resolved" is said of the adjusted reading only.
 """
 
 from __future__ import annotations
@@ -478,22 +479,20 @@ def t_test_p(mean, std, n) -> float:
     return float(2 * t_sf(abs(t), n - 1))
 
 
-def holm(p: Iterable[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values of one family; NaN entries (no test)
-    are not in the family and stay NaN.
+def bonferroni(p: Iterable[float]) -> np.ndarray:
+    """Bonferroni-adjusted p-values of one family: min(1, m p) over the m
+    finite entries; NaN entries (no test) are not in the family and stay NaN.
 
-    With the m finite p sorted ascending, p_(i) becomes
-    max over j <= i of min(1, (m - j + 1) p_(j)).
+    The single-step adjustment, not Holm's step-down one: Holm's can resolve a
+    contrast whose simultaneous interval still holds 0, and then a report would
+    print "resolved" next to an interval that says the sign is unknown. With
+    Bonferroni, p_adj < 1 - level exactly when the interval of
+    :func:`simultaneous_half_width` excludes 0 (tests/test_report_inference.py).
     """
     p = np.asarray(list(p), dtype=float)
     out = np.full(len(p), np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    m = len(ok)
-    if not m:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
-    out[order] = np.maximum.accumulate(stepped)
+    ok = np.isfinite(p)
+    out[ok] = np.minimum(1.0, ok.sum() * p[ok])
     return out
 
 
@@ -639,14 +638,11 @@ def _effect(per_seed: pd.Series, level: float) -> dict:
 def adjust(effects: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     """Read ``effects`` family by family (a family: every contrast of one
     ``outcome``, main + interaction + simple): ``p`` (two-sided paired t),
-    ``p_adj`` (Holm over the family), ``ci_lo_adj``/``ci_hi_adj``
-    (simultaneous Bonferroni-width t intervals over the same family),
-    ``resolved`` (``p_adj`` < 1 - level), ``family`` (the outcome) and
-    ``family_size`` (contrasts with a test: n >= 2). The raw ``ci_lo``,
-    ``ci_hi`` are kept.
-
-    Holm's step-down test can resolve a contrast whose Bonferroni interval
-    still touches 0 (it is uniformly more powerful); never the reverse.
+    ``p_adj`` (Bonferroni over the family), ``ci_lo_adj``/``ci_hi_adj``
+    (simultaneous Bonferroni t intervals over the same family),
+    ``resolved`` (``p_adj`` < 1 - level, which is the interval excluding 0),
+    ``family`` (the outcome) and ``family_size`` (contrasts with a test:
+    n >= 2). The raw ``ci_lo``, ``ci_hi`` are kept.
     """
     out = effects.copy()
     if "outcome" not in out:
@@ -661,7 +657,7 @@ def adjust(effects: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
         fam = out.loc[idx]
         m = int(np.isfinite(fam["p"]).sum())
         out.loc[idx, "family_size"] = m
-        out.loc[idx, "p_adj"] = holm(fam["p"])
+        out.loc[idx, "p_adj"] = bonferroni(fam["p"])
         half = simultaneous_half_width(fam["std"].astype(float), fam["n"].astype(float), m, level)
         out.loc[idx, "ci_lo_adj"] = fam["estimate"] - half
         out.loc[idx, "ci_hi_adj"] = fam["estimate"] + half
@@ -783,8 +779,8 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
 
 def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: bool = False) -> str:
     """One line answering "what did each factor do" on ``outcome``, adjusted
-    reading only: ``batchnorm: +5.0 pp [+3.6, +6.3], holds after Holm
-    correction; dropout: no resolved effect`` (simultaneous intervals).
+    reading only: ``batchnorm: +5.0 pp [+3.6, +6.3], holds after
+    Bonferroni correction; dropout: no resolved effect`` (simultaneous intervals).
     Resolved interactions are added. ``brief`` (for factors with many
     levels): per factor, how many levels are resolved, with the smallest and
     largest resolved effect, and how many interactions are."""
@@ -807,17 +803,17 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
         elif res.empty:
             parts.append(f"{short[f]}: no resolved effect")
         elif len(rows) == 1:
-            parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Holm correction")
+            parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Bonferroni correction")
         elif brief and len(res) > 1:
             res = res.sort_values("estimate", key=abs)
             lo, hi = res.iloc[0], res.iloc[-1]
-            parts.append(f"{short[f]}: {len(res)} of {len(rows)} levels resolved after Holm correction, from "
+            parts.append(f"{short[f]}: {len(res)} of {len(rows)} levels resolved after Bonferroni correction, from "
                          f"{one(lo)} ({level(lo)}) to {one(hi)} ({level(hi)})")
         else:
             listed = ", ".join(one(r, level(r) + " by") for _, r in res.iterrows())
             verb = "holds" if len(res) == 1 else "hold"
-            parts.append(f"{short[f]}: {listed}, {verb} after Holm correction (other levels: no resolved effect)"
-                         if len(res) < len(rows) else f"{short[f]}: {listed}, {verb} after Holm correction")
+            parts.append(f"{short[f]}: {listed}, {verb} after Bonferroni correction (other levels: no resolved effect)"
+                         if len(res) < len(rows) else f"{short[f]}: {listed}, {verb} after Bonferroni correction")
     if brief:
         inter = eff[eff["kind"] == "interaction"]
         k = int(inter["resolved"].sum())
@@ -826,7 +822,7 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
         return "; ".join(parts)
     inter = eff[(eff["kind"] == "interaction") & eff["resolved"]]
     for _, r in inter.iterrows():
-        parts.append(f"interaction {r['contrast']}: {one(r)}, holds after Holm correction")
+        parts.append(f"interaction {r['contrast']}: {one(r)}, holds after Bonferroni correction")
     return "; ".join(parts)
 
 
