@@ -699,6 +699,8 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
         for j in jobs:  # inside the try: a job whose summary says running is recorded however it stops
             try:
                 j.begin(_columns(j.data, probe), learner.n_params, _describe(learner.module) if len(jobs) == 1 else _describe_job(j))
+                if len(jobs) > 1:  # what it shared its clock with (time_s is its share); a resume may regroup it
+                    j.summary["fused_group"] = {"jobs": len(jobs), "seeds": R}
             except (KeyboardInterrupt, Interrupted):
                 raise
             except Exception as exc:  # this job's folder failed it (e.g. a full disk); the others go on
@@ -734,7 +736,9 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
             metrics = evaluate([i for i, a in enumerate(mask_list) if a])
 
             def record(j, off):
-                j.train_time += dt
+                # The group's clock, shared by its seeds: a job is charged its seeds' share
+                # (a job alone, or with trainer.replicas, gets all of it).
+                j.train_time += dt * len(j.seeds) / R
                 j.step += steps
                 j.record_epoch(epoch, lrs, sums, seen, steps, metrics, off, probe is not None)
 

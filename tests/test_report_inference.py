@@ -432,6 +432,78 @@ def test_time_with_replicas_is_per_seed_with_a_positive_interval(tmp_path):
     assert "Times are per seed" in " ".join(render.findings(a))
 
 
+def test_the_answer_says_not_tested_where_no_contrast_of_a_factor_had_a_test():
+    rows = [{"outcome": "best_val_acc", "kind": "main", "factor": "A", "contrast": "A: 0 → 1", "at": "",
+             "estimate": 0.05, "ci_lo": np.nan, "ci_hi": np.nan, "n": 1, "std": np.nan},
+            {"outcome": "best_val_acc", "kind": "main", "factor": "B", "contrast": "B: 0 → 1", "at": "",
+             "estimate": 0.01, "ci_lo": -0.2, "ci_hi": 0.22, "n": 3, "std": 0.1}]
+    eff = stats.adjust(pd.DataFrame(rows))
+    text = stats.headline(eff, "best_val_acc", ["A", "B"])
+    assert text == "A: not tested (1 seed shared by its cells); B: no resolved effect"
+
+
+def fused_pair(root: Path, fused: bool, later: float = 3.0) -> None:
+    """dropout 0 and 0.5, seeds 0-2; dropout 0.5 reaches 0.55 an epoch later (u_shaped against falling)
+    and, in seconds, ``later`` s per epoch; ``fused``: the summaries say a fused group shared the clock."""
+    from regbench.records import read_summary, write_summary
+    for s in range(3):
+        fast = job(root, f"a{s}", HEADER + u_shaped(s), seed=s)
+        slow = job(root, f"b{s}", HEADER + "".join(f"{s},{e},{later * e},{1.0 - 0.1 * e},{[0.3, 0.4, 0.5, 0.6][e]}\n"
+                                                    for e in range(4)), seed=s, dropout=0.5)
+        if fused:
+            for path in (fast, slow):
+                write_summary(path, {**read_summary(path), "fused_group": {"jobs": 6, "seeds": 6}})
+
+
+def test_cells_that_shared_a_fused_groups_clock_are_not_ranked_by_seconds(tmp_path):
+    fused_pair(tmp_path / "alone", fused=False)
+    text = " ".join(render.findings(stats.analyze(load.load_study([tmp_path / "alone"]), target=0.55)))
+    assert "Fastest to validation accuracy ≥ 55%: dropout=0 (median 2.0 epochs" in text
+    assert "in training time per seed: dropout=0 " in text and "fused groups" not in text
+    fused_pair(tmp_path / "fused", fused=True)
+    study = load.load_study([tmp_path / "fused"])
+    assert study.runs["shared_clock"].all()
+    text = " ".join(render.findings(stats.analyze(study, target=0.55)))
+    assert "Fastest to validation accuracy ≥ 55%: dropout=0 (median 2.0 epochs" in text  # epochs still compare
+    assert "in training time per seed" not in text
+    assert "trained in fused groups" in text and "hydra/launcher=basic" in text
+
+
+def test_cells_that_tie_to_the_target_have_no_fastest_or_slowest(tmp_path):
+    for s in range(3):  # both cells reach 55% at epoch 2 in every run
+        job(tmp_path, f"a{s}", HEADER + u_shaped(s), seed=s)
+        job(tmp_path, f"b{s}", HEADER + u_shaped(s, "0.61"), seed=s, dropout=0.5)
+    text = " ".join(render.findings(stats.analyze(load.load_study([tmp_path]), target=0.55)))
+    assert "Every cell reaches validation accuracy ≥ 55% alike: median 2.0 epochs, 3/3 reached" in text
+    assert "Fastest to" not in text and "; slowest:" not in text
+
+
+def test_an_automatic_target_the_untrained_models_meet_is_dropped(tmp_path):
+    # The weakest cell never gets better than its start (0.3 at epoch 0): nothing to time.
+    for s in range(2):
+        job(tmp_path, f"a{s}", HEADER + u_shaped(s), seed=s)
+        job(tmp_path, f"b{s}", HEADER + "".join(f"{s},{e},{e},1.0,0.3\n" for e in range(4)), seed=s, dropout=0.5)
+    a = stats.analyze(load.load_study([tmp_path]))
+    assert a.target is None and "epochs_to_target" not in a.runs
+    assert "Fastest" not in " ".join(render.findings(a))
+
+
+def test_a_fused_job_is_charged_its_share_of_the_groups_clock(make_cfg, tmp_path, monkeypatch):
+    from regbench import train
+    from regbench.records import read_summary
+    overrides = [["model.dropout=0", "seed=0"], ["model.dropout=0.3", "seed=1"], ["model.dropout=0.5", "seed=2"]]
+    jobs = [(make_cfg(*o), tmp_path / str(i), o) for i, o in enumerate(overrides)]
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(train.time, "perf_counter", lambda: 3.0 * next(ticks))  # every clock reading 3 s later
+    train.run_fused_group(jobs)
+    for i in range(3):
+        summary = read_summary(tmp_path / str(i))
+        assert summary["fused_group"] == {"jobs": 3, "seeds": 3}
+        times = pd.read_csv(tmp_path / str(i) / "metrics.csv")["time_s"]
+        # each epoch's training is timed as 3 s (two readings), shared by the group's 3 seeds: 1 s each
+        assert np.diff(times.to_numpy()) == pytest.approx(1.0), times.tolist()
+
+
 # ---------------------------------------------------------------- 7. direction, factors; 8. test beside val
 
 

@@ -394,6 +394,7 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
             "wall_time_s": summary.get("wall_time_s"),
             "device_used": summary.get("device"),
             "seeds_together": together,
+            "shared_clock": bool(summary.get("fused_group")),  # trained in a fused group: time_s is its share
             "experiment": experiment_name(overrides),
             "started_at": started if isinstance(started, str) else None,
             "path": str(job),
@@ -540,7 +541,7 @@ def load_study(
     keys = [tuple(_sort_key(v) for v in row) for row in runs[factors].itertuples(index=False)]
     order = sorted(range(len(runs)), key=lambda i: (keys[i], runs["seed"].iat[i], runs["job"].iat[i]))
     first = ["run", "job", "seed", "cell", "status", "used", "left_out", "epochs", "planned_epochs", "truncated", "note",
-             "error", "missing_epochs", "duplicate_of", "seeds_together"]
+             "error", "missing_epochs", "duplicate_of", "seeds_together", "shared_clock"]
     runs = runs.iloc[order].reset_index(drop=True)[first + [c for c in runs.columns if c not in first]]
     # Tidy: every epoch row carries its cell and factor values.
     epochs = epochs.merge(runs[["run", "cell", *factors]], on="run", how="left")

@@ -90,8 +90,8 @@ CELLS_NOTE = (
     "validation is chosen on validation data, so its validation value is biased upward and its test value is the "
     "unbiased estimate. Epochs and seconds to target: the median over all used runs, counting runs that never "
     "reached the target as slower than any that did (none where half or more never did), and k/n reached. "
-    "Training time is per seed (a job's clock divided by the seeds it trained together), one value per job, "
-    "with a percentile bootstrap interval."
+    "Training time is per seed (the clock of the model a seed trained in, a job's or a fused group's, divided by "
+    "the seeds that model trained together), one value per job, with a percentile bootstrap interval."
 )
 
 NOT_ESTIMABLE = "a cell it needs has no usable run with a seed shared by the others"
@@ -199,25 +199,42 @@ def findings(a: Analysis) -> list[str]:
         t = f"{a.target:.0%}" if m.endswith("acc") else f"{a.target:g}"
         goal = f"{label(m)} {'≥' if higher_is_better(m) else '≤'} {t}{' (automatic target)' if a.target_auto else ''}"
 
-        def order(col: str) -> list:
-            # Censored: a defined median first, smallest first; then by how many reached.
-            return reach.assign(_m=reach[f"{col}_median"].fillna(np.inf), _k=-reach["n_reached"]) \
-                .sort_values(["_m", "_k"], kind="stable").index.tolist()
+        def order(col: str) -> pd.DataFrame:
+            # Censored: a defined median first, smallest first; then by the share of runs that reached it.
+            return reach.assign(_m=reach[f"{col}_median"].fillna(np.inf), _k=-reach["n_reached"] / reach["n_used"]) \
+                .sort_values(["_m", "_k"], kind="stable")
+
+        def tied(ranked: pd.DataFrame) -> bool:
+            return ranked[["_m", "_k"]].iloc[0].tolist() == ranked[["_m", "_k"]].iloc[-1].tolist()
 
         if "epochs_to_target_median" in reach and reach["epochs_to_target_median"].notna().any():
-            fast = order("epochs_to_target")
-            text = f"Fastest to {goal}: {fast[0]} ({_reached(cells.loc[fast[0]], 'epochs_to_target', ' epochs')})"
-            if "seconds_to_target_median" in reach and reach["seconds_to_target_median"].notna().any():
-                secs = order("seconds_to_target")[0]
-                text += (f"; in training time per seed: {secs} "
-                         f"({_reached(cells.loc[secs], 'seconds_to_target', '')})")
-            text += f"; slowest: {fast[-1]} ({_reached(cells.loc[fast[-1]], 'epochs_to_target', ' epochs')})."
-            out.append(text)
+            ranked = order("epochs_to_target")
+            fast = ranked.index.tolist()
+            if len(fast) > 1 and tied(ranked):
+                text = (f"Every cell reaches {goal} alike: "
+                        f"{_reached(cells.loc[fast[0]], 'epochs_to_target', ' epochs')} (no fastest or slowest)")
+            else:
+                text = f"Fastest to {goal}: {fast[0]} ({_reached(cells.loc[fast[0]], 'epochs_to_target', ' epochs')})"
+            shared = "shared_clock" in a.runs and a.runs.loc[a.runs["used"], "shared_clock"].any()
+            if not shared and "seconds_to_target_median" in reach and reach["seconds_to_target_median"].notna().any():
+                secs = order("seconds_to_target")
+                if not tied(secs):
+                    text += (f"; in training time per seed: {secs.index[0]} "
+                             f"({_reached(cells.loc[secs.index[0]], 'seconds_to_target', '')})")
+            if len(fast) > 1 and not tied(ranked):
+                text += f"; slowest: {fast[-1]} ({_reached(cells.loc[fast[-1]], 'epochs_to_target', ' epochs')})"
+            out.append(text + ". Descriptive: not tested.")
         elif len(reach):
             out.append(f"No cell reached {goal} in more than half of its runs: no median time to it.")
         never = reach.index[reach["n_reached"] == 0].tolist()
         if never:
             out.append(f"Never reached {t} in any run (0/n reached): {'; '.join(never)}.")
+    if "shared_clock" in a.runs and a.runs.loc[a.runs["used"], "shared_clock"].any():
+        out.append("Times are per seed: the runs trained in fused groups (regbench's default launcher), each group "
+                   "as one vectorized model with one clock, and each seed is charged an equal share of it. So the "
+                   "cells of one group train equally fast per epoch by construction: seconds say what the sweep "
+                   "spent, not how fast a cell trains alone (no cell is ranked by them here); time cells with "
+                   "hydra/launcher=basic.")
     together = a.runs.loc[a.runs["used"], "seeds_together"] if "seeds_together" in a.runs else pd.Series(dtype=float)
     if (together > 1).any():
         sizes = " or ".join(str(int(s)) for s in sorted(set(together[together > 1])))
@@ -260,8 +277,10 @@ def findings(a: Analysis) -> list[str]:
             shown = [f"{r['contrast']} at {r['at']} {fmt_diff(r['estimate'], best)} {_interval(r, best)}"
                      for _, r in res.head(8).iterrows()]
             more = f"; {len(res) - 8} more in the effects table" if len(res) > 8 else ""
-            out.append(f"Simple effects (each factor at each level of another): {len(res)} of {len(simple)} resolved"
-                       + (f": {'; '.join(shown)}{more}." if shown else "."))
+            tested = int(simple["p"].notna().sum()) if "p" in simple else len(simple)
+            untested = f" ({len(simple) - tested} more with no test: 1 shared seed or no spread)" if tested < len(simple) else ""
+            out.append(f"Simple effects (each factor at each level of another): {len(res)} of {tested} tested resolved"
+                       + untested + (f": {'; '.join(shown)}{more}." if shown else "."))
         if lost:
             out.append(f"{lost} of {len(eff)} effects are not estimable: {NOT_ESTIMABLE}.")
 

@@ -454,7 +454,8 @@ def auto_target(cells: pd.DataFrame, metric: str) -> float | None:
     value at the epoch of lowest validation loss, rounded to 0.01 towards
     easier (a run's curve reaches its value at that epoch, so a cell whose
     mean is above the target has runs that reach it). None when nothing is
-    known."""
+    known; :func:`analyze` also drops it where an untrained model (epoch 0)
+    already reaches it."""
     col = f"best_{metric}_mean"
     if col not in cells or cells[col].dropna().empty:
         return None
@@ -800,6 +801,9 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
         level = lambda r: r["contrast"].removeprefix(f"{short[f]}: ")  # noqa: E731
         if rows["estimate"].isna().all():
             parts.append(f"{short[f]}: not estimable")
+        elif "p" in rows and rows["p"].isna().all():  # estimated, never tested: "no resolved effect" would read as a null result
+            why = "1 seed shared by its cells" if (rows["n"] < 2).all() else "no spread across seeds"
+            parts.append(f"{short[f]}: not tested ({why})")
         elif res.empty:
             parts.append(f"{short[f]}: no resolved effect")
         elif len(rows) == 1:
@@ -896,6 +900,12 @@ def analyze(study: Study, metric: str = "val_acc", target: float | None = None, 
         used_first, best = first[first["used"]], f"best_{metric}"
         target = (auto_target(aggregate(used_first, ["cell"], [best], level), metric)
                   if best in first and len(used_first) else None)
+        if target is not None and metric in study.epochs:  # a target the untrained models meet times no learning
+            ep = study.epochs
+            untrained = ep.loc[(ep["epoch"] == 0) & ep["run"].isin(used_first["run"]), metric].astype(float)
+            untrained = untrained[np.isfinite(untrained)]
+            if len(untrained) and not (target > untrained.max() if higher_is_better(metric) else target < untrained.min()):
+                target = None
     outcomes = run_outcomes(study.epochs, metric, target)
     runs = study.runs.join(outcomes, on="run")
     runs["lacking"] = lacking_values(runs, outcome_columns(outcomes))
