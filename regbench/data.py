@@ -50,6 +50,7 @@ class Dataset:
     clean_y: Optional[torch.Tensor] = None  # (N_train,) original labels, only with label noise
     corrupted: Optional[torch.Tensor] = None  # (N_train,) bool, label differs from the clean one
     n_corrupted: int = 0  # corrupted.sum(), known on the host
+    source: Optional[dict] = None  # the user's data: where it came from and a fingerprint of its contents
 
     def info(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class Dataset:
             "n_features": self.n_features,
             "n_classes": self.n_classes,
             "n_corrupted": self.n_corrupted,
+            **(self.source or {}),
         }
 
 
@@ -295,8 +297,10 @@ def standardize(train_x: torch.Tensor, mode: str):
 def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     """Load, split, subset, corrupt and standardize ``cfg`` (a DataConfig), on ``device``."""
     x, y, x_test, y_test = _LOADERS[cfg.name](cfg)
+    source = None
     if cfg.name in userdata.USER_DATASETS:
         n_classes = userdata.n_classes(np.asarray(y), None if y_test is None else np.asarray(y_test))
+        source = userdata.source(cfg, x, y, x_test, y_test)  # the report tells different data apart by it
     else:
         n_classes = cfg.n_classes if cfg.name in SYNTHETIC else 10
     x, y = _as_tensors(x, y)
@@ -333,4 +337,5 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
         clean_y=to(clean_y) if clean_y is not None else None,
         corrupted=to(corrupted) if corrupted is not None else None,
         n_corrupted=int(corrupted.sum()) if corrupted is not None else 0,
+        source=source,
     )

@@ -955,8 +955,8 @@ def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], mul
         return _objective(summary)
     final = summary["final"]
     log.info(
-        "%s after %d epochs in %.1f s: val_acc %.4f (best val_loss at epoch %s); records in %s",
-        summary["status"], summary["epochs_completed"], summary["wall_time_s"],
+        "%s after %d epoch%s in %.1f s: val_acc %.4f (best val_loss at epoch %s); records in %s",
+        summary["status"], summary["epochs_completed"], "" if summary["epochs_completed"] == 1 else "s", summary["wall_time_s"],
         final.get("val_acc", float("nan")), summary["best"].get("epoch"), out_dir,
         extra={"job_line": True},
     )

@@ -55,6 +55,26 @@ def n_classes(y: np.ndarray, y_test: Optional[np.ndarray]) -> int:
     return int(max(y.max(), y_test.max() if y_test is not None and len(y_test) else 0)) + 1
 
 
+def source(d: Any, x: np.ndarray, y: np.ndarray, x_test: Optional[np.ndarray], y_test: Optional[np.ndarray]) -> dict:
+    """Where the data came from (``path``: the file, absolute; or ``loader``) and
+    ``fingerprint``: SHA-256 of the checked arrays (dtype, shape and bytes of x,
+    y, x_test, y_test), its first 16 hex digits. Runs on the same path with
+    other contents, or on different files, differ in it: the report refuses
+    to average them together."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (x, y, x_test, y_test):
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    where = {"path": str(_path(str(d.path)).resolve())} if d.name == "file" else {"loader": str(d.loader)}
+    return {**where, "fingerprint": h.hexdigest()[:16]}
+
+
 def shape(d: Any) -> Optional[tuple[int, int, int, Optional[int]]]:
     """(features, classes, training examples, test examples or None) of a file,
     read once per file version; None for a callable (known only once called)."""
@@ -123,10 +143,15 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     except Exception as exc:
         raise UserDataError(f"{source}: not a readable {suffix} table ({type(exc).__name__}: {_first(exc)})") from None
     columns = [str(c) for c in frame.columns]
+    if suffix == ".csv" and columns and all(_is_number(c) for c in columns):
+        raise UserDataError(f"{source}: its first line holds numbers ({_names(columns, 4)}), not column names; "
+                            "a .csv needs a header row naming its columns (one of them data.target)")
     if not target:
         raise UserDataError(f"{source}: a table needs data.target=<label column>; its columns: {_names(columns)}")
     if target not in columns:
         raise UserDataError(f"{source}: data.target={target} is not a column; its columns: {_names(columns)}")
+    if not len(frame):
+        raise UserDataError(f"{source}: the table has a header but no rows")
     frame.columns = columns
     features = frame.drop(columns=[target])
     text_cols = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
@@ -193,9 +218,23 @@ def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
             raise UserDataError(f"{source}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
         if len(x_test) != len(y_test):
             raise UserDataError(f"{source}: x_test has {len(x_test)} rows but y_test has {len(y_test)} labels")
-    if n_classes(y, y_test) < 2:
+    classes = n_classes(y, y_test)
+    missing = np.setdiff1d(np.arange(classes), y)
+    if len(missing):
+        in_test = np.intersect1d(missing, y_test) if y_test is not None else missing[:0]
+        which = f" (y_test has {_numbers(in_test)})" if len(in_test) else ""
+        raise UserDataError(
+            f"{source}: labels must be the classes 0..C-1, each present in the training labels; {y_name} has "
+            f"{_numbers(np.unique(y))} and lacks {_numbers(missing)}{which}: renumber the classes 0..K-1 first")
+    if classes < 2:
         raise UserDataError(f"{source}: every label is 0; at least 2 classes (0 and 1) are needed")
     return x, y, x_test, y_test
+
+
+def _numbers(values: np.ndarray, most: int = 6) -> str:
+    """``0, 10, 20`` or ``1, 2, 3, ... (12 in all)``."""
+    values = [int(v) for v in values]
+    return ", ".join(map(str, values[:most])) + (f", ... ({len(values)} in all)" if len(values) > most else "")
 
 
 def _features(x, source: str, name: str) -> np.ndarray:
@@ -203,6 +242,10 @@ def _features(x, source: str, name: str) -> np.ndarray:
         x = np.asarray(x)
     except Exception as exc:
         raise UserDataError(f"{source}: {name} is not an array ({_first(exc)})") from None
+    if x.ndim >= 1 and len(x) == 0:
+        raise UserDataError(f"{source}: {name} is empty (shape {x.shape}); it needs at least one example")
+    if x.ndim >= 2 and x.size == 0:
+        raise UserDataError(f"{source}: {name} has no features (shape {x.shape}); each example needs at least one")
     if x.dtype == np.uint8:  # images: regbench.data scales them to [0, 1]
         return x.reshape(len(x), -1)
     if x.ndim < 2 or not (np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)):
@@ -236,6 +279,14 @@ def _labels(y, source: str, name: str) -> np.ndarray:
     if len(y) and y.min() < 0:
         raise UserDataError(f"{source}: {name} holds negative labels ({int(y.min())}); labels are classes 0..C-1")
     return y
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _first(exc: BaseException) -> str:

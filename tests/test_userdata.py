@@ -61,6 +61,18 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
          "feature column b not numeric"),
         (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,1\n"), [], "a table needs data.target=<label column>"),
         (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,1\n"), ["data.target=y"], "data.target=y is not a column"),
+        (lambda p: np.savez(p, x=np.zeros((6, 2)), y=np.array([1, 2, 3, 1, 2, 3])), [],
+         "labels must be the classes 0..C-1, each present in the training labels; y has 1, 2, 3 and lacks 0: "
+         "renumber the classes 0..K-1 first"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 10, 0, 20])), [], "y has 0, 10, 20 and lacks 1, 2, 3, 4, 5, 6, ... (18 in all)"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([3, 3, 3, 3])), [], "y has 3 and lacks 0, 1, 2"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 2)), y_test=np.array([2, 0])), [],
+         "y has 0, 1 and lacks 2 (y_test has 2)"),
+        (lambda p: np.savez(p, x=np.zeros((4, 0)), y=np.array([0, 1, 0, 1])), [], "x has no features (shape (4, 0))"),
+        (lambda p: np.savez(p, x=np.zeros((0, 3)), y=np.zeros(0, int)), [], "x is empty (shape (0, 3))"),
+        (lambda p: p.with_suffix(".csv").write_text("1.5,2.5,0\n1,2,1\n"), ["data.target=0"],
+         "its first line holds numbers (1.5, 2.5, 0), not column names; a .csv needs a header row"),
+        (lambda p: p.with_suffix(".csv").write_text("a,b,label\n"), ["data.target=label"], "the table has a header but no rows"),
     ],
 )
 def test_bad_files_are_one_clear_line(tmp_path, make_cfg, write, extra, message):
@@ -115,3 +127,21 @@ def test_cli_trains_your_file_and_refuses_a_bad_one_before_writing(cli, tmp_path
     res = cli("train", "data=callable", "data.loader=loaders:get", *TRAIN, "hydra.run.dir=run2")
     assert res.returncode == 0, res.stderr
     assert records.read_summary(tmp_path / "run2")["data"]["n_train"] == summary["data"]["n_train"]
+
+
+def test_runs_on_different_contents_are_different_datasets_to_the_report(cli, tmp_path):
+    """A run records its file's absolute path and a fingerprint of the contents: runs on another file, or on
+    the same path after its contents changed, are refused together (the report averaged them as one cell)."""
+    from regbench.report import load as report_load
+    from regbench.report.load import ReportError
+    x, y = arrays(n=300)
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    assert cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=runs/a").returncode == 0
+    np.savez(tmp_path / "mine.npz", x=x + 1, y=y)  # the same path, other contents
+    assert cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=runs/b").returncode == 0
+    a, b = (records.read_summary(tmp_path / "runs" / k)["data"] for k in "ab")
+    assert a["path"] == b["path"] == str((tmp_path / "mine.npz").resolve())
+    assert a["fingerprint"] != b["fingerprint"] and len(a["fingerprint"]) == 16
+    with pytest.raises(ReportError, match=r"runs from different datasets: file mine.npz \(\w{16}\) \(1 run\), "):
+        report_load.load_study([tmp_path / "runs"])
+    assert len(report_load.load_study([tmp_path / "runs"], allow_mixed=True).runs) == 2

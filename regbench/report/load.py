@@ -389,7 +389,7 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
             "truncated": truncated,
             "note": "; ".join(notes),
             "error": error.strip().splitlines()[-1] if isinstance(error, str) and error.strip() else "",
-            "dataset": data.get("name", config.get("data.name")),
+            "dataset": dataset_label(data, config),
             "n_params": summary.get("n_params"),
             "wall_time_s": summary.get("wall_time_s"),
             "device_used": summary.get("device"),
@@ -405,6 +405,20 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
     if metrics is not None:
         metrics.insert(0, "run", name + ":" + metrics["seed"].astype(str))
     return rows, metrics
+
+
+def dataset_label(data: dict, config: dict):
+    """The dataset a run trained on, as the report tells datasets apart: its
+    name, and for the user's own data (``data=file``, ``data=callable``) the
+    file or loader and the fingerprint of its contents, so that runs on other
+    files, or on a file whose contents changed, are never averaged together:
+    ``file data.npz (42ec7de707c3d0d2)``."""
+    name = data.get("name", config.get("data.name"))
+    fingerprint = data.get("fingerprint")
+    if not fingerprint:
+        return name
+    where = Path(str(data["path"])).name if data.get("path") else data.get("loader", "")
+    return f"{name} {where} ({fingerprint})"
 
 
 def experiment_name(overrides: Any) -> str | None:
@@ -512,7 +526,7 @@ def load_study(
 
     datasets = runs["dataset"].fillna("unknown").value_counts()
     if len(datasets) > 1 and not allow_mixed:
-        counts = ", ".join(f"{name} ({n} runs)" for name, n in datasets.items())
+        counts = ", ".join(f"{name} ({n} run{'' if n == 1 else 's'})" for name, n in datasets.items())
         raise ReportError(f"runs from different datasets: {counts}; report one dataset at a time, or pass --allow-mixed")
 
     config_keys = [k for k in runs.columns[runs.columns.get_loc("path") + 1 :]]
