@@ -225,7 +225,7 @@ def test_mixed_datasets_need_allow_mixed(tmp_path, capsys):
     job(tmp_path / "b", "r", config={"data.name": "digits"})
     assert report(tmp_path / "a", tmp_path / "b", "-o", tmp_path / "out") == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "digits (1 runs)" in line and "mnist1d (1 runs)" in line and "--allow-mixed" in line
+    assert "digits (1 run)" in line and "mnist1d (1 run)" in line and "--allow-mixed" in line
     assert report(tmp_path / "a", tmp_path / "b", "-o", tmp_path / "out", "--allow-mixed", "--formats", "png") == 0
     assert "data.name" in pd.read_csv(tmp_path / "out" / "cells.csv").columns
 

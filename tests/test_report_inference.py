@@ -442,6 +442,43 @@ def test_the_answer_says_not_tested_where_no_contrast_of_a_factor_had_a_test():
     assert text == "A: not tested (1 seed shared by its cells); B: no resolved effect"
 
 
+def test_a_cell_that_never_learned_is_named_and_never_the_weakest_overfitting(tmp_path):
+    for s in range(3):
+        job(tmp_path, f"a{s}", HEADER + u_shaped(s), seed=s)
+        job(tmp_path, f"b{s}", HEADER + "".join(f"{s},{e},{e},{1.0 + 0.01 * e},0.1\n" for e in range(4)),
+            seed=s, dropout=0.5)
+    a = stats.analyze(load.load_study([tmp_path]))
+    assert a.cells.loc["dropout=0.5", "never_learned"] and not a.cells.loc["dropout=0", "never_learned"]
+    assert "did not learn: lowest val loss at epoch 0 (the untrained model) in 3 of 3 runs" in a.cells.loc["dropout=0.5", "caveats"]
+    text = " ".join(render.findings(a))
+    assert "Did not learn (lowest validation loss at epoch 0, the untrained model, in most runs" in text
+    assert "dropout=0.5 (rise" not in text and "Overfitting in dropout=0:" in text
+
+
+def test_the_settings_table_leaves_out_keys_the_dataset_does_not_read(tmp_path):
+    for s in range(2):
+        job(tmp_path, f"a{s}", HEADER + u_shaped(s), seed=s,
+            config={"data.n_features": 20, "data.n_classes": 5, "data.path": None, "optim.name": "adam", "optim.momentum": 0.9})
+    a = stats.analyze(load.load_study([tmp_path]))
+    header, rows = render.setting_rows(a)
+    keys = dict(rows)
+    assert keys["data (as trained)"] == "4000 train / 1000 val / 0 test examples, 40 features, 10 classes"
+    assert keys["data.name"] == "mnist1d" and keys["optim.name"] == "adam"
+    assert not {"data.n_features", "data.n_classes", "data.path", "optim.momentum"} & set(keys)
+
+
+def test_a_contrast_without_a_test_says_so_in_the_forest_plot():
+    from regbench.report import figures
+    rows = [{"outcome": "y", "kind": "main", "factor": "A", "contrast": "A: 0 → 1", "at": "",
+             "estimate": 0.05, "ci_lo": np.nan, "ci_hi": np.nan, "n": 1, "std": np.nan},
+            {"outcome": "y", "kind": "main", "factor": "B", "contrast": "B: 0 → 1", "at": "",
+             "estimate": 0.01, "ci_lo": -0.2, "ci_hi": 0.22, "n": 3, "std": 0.1}]
+    eff = stats.adjust(pd.DataFrame(rows))
+    ax = figures.plot_forest(eff, pd.DataFrame(columns=stats.SEED_COLUMNS), "y")
+    texts = [t.get_text().strip() for t in ax.texts]
+    assert texts.count("no test: 1 seed") == 1  # A only: B has its interval
+
+
 def fused_pair(root: Path, fused: bool, later: float = 3.0) -> None:
     """dropout 0 and 0.5, seeds 0-2; dropout 0.5 reaches 0.55 an epoch later (u_shaped against falling)
     and, in seconds, ``later`` s per epoch; ``fused``: the summaries say a fused group shared the clock."""

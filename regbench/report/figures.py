@@ -562,7 +562,11 @@ def plot_forest(effects: pd.DataFrame, seeds: pd.DataFrame, outcome: str, ax: Ax
                 y -= 1
                 continue
             colour = OKABE_ITO[0] if r["resolved"] else "0.5"
-            if np.isfinite(r["ci_lo_adj"]) and np.isfinite(r["ci_hi_adj"]):
+            if not (np.isfinite(r["ci_lo_adj"]) and np.isfinite(r["ci_hi_adj"])):  # no bar: say why, not a tight interval
+                n = r["n"]
+                ax.annotate("  no test: 1 seed" if not n >= 2 else "  no test: no spread", (r["estimate"] * scale, y),
+                            xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5, color="0.4")
+            else:
                 ax.plot([r["ci_lo_adj"] * scale, r["ci_hi_adj"] * scale], [y, y], color=colour,
                         lw=2.4 if r["resolved"] else 1.6, solid_capstyle="butt", zorder=3)
             ax.plot(r["estimate"] * scale, y, marker="D", markersize=6.5, color=colour, zorder=4,
@@ -706,7 +710,7 @@ def fig_overfitting(curves: pd.DataFrame, cells: pd.DataFrame, styles: Styles, f
     _legend(fig, [Line2D([], [], color="0.3", ls="-", label=f"validation {what}"),
                   Line2D([], [], color="0.3", ls="--", label=f"fit {what} (train set, eval mode)"),
                   Line2D([], [], color="0.35", ls=":", label="lowest validation loss (mean epoch)")],
-            "outside upper center", ncols=3)
+            "outside upper center", ncols=3 if ncols >= 3 else 2)  # 3 abreast overflow a 2-panel-wide figure
     return fig
 
 
@@ -1167,7 +1171,8 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
                 f"overfitting_{kind}", f"Overfitting: fit vs validation {name}",
                 f"One panel per cell. Dashed: {name} on the whole training set in eval mode (the clean fit, "
                 f"without dropout noise); solid: validation {name}. The dotted line marks the mean epoch of the "
-                f"lowest validation loss: where overfitting starts. {BAND}",
+                "lowest validation loss over the cell's seeds: where validation stops improving (at the last "
+                f"epoch for a cell still improving, which has not begun to overfit). {BAND}",
                 fig_overfitting, (curves, cells, styles, study.factors, study.levels, kind),
                 cost=1 + len(cells) / 3 + size))
     many = len(_ranked(a)) > MANY

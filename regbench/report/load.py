@@ -390,6 +390,7 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
             "note": "; ".join(notes),
             "error": error.strip().splitlines()[-1] if isinstance(error, str) and error.strip() else "",
             "dataset": dataset_label(data, config),
+            "data_shape": data_shape(data),
             "n_params": summary.get("n_params"),
             "wall_time_s": summary.get("wall_time_s"),
             "device_used": summary.get("device"),
@@ -405,6 +406,16 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
     if metrics is not None:
         metrics.insert(0, "run", name + ":" + metrics["seed"].astype(str))
     return rows, metrics
+
+
+def data_shape(data: dict):
+    """``3200 train / 800 val / 1000 test examples, 40 features, 10 classes``
+    from summary.json's ``data``; None where it lacks them."""
+    try:
+        return (f"{int(data['n_train'])} train / {int(data['n_val'])} val / {int(data['n_test'])} test examples, "
+                f"{int(data['n_features'])} features, {int(data['n_classes'])} classes")
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def dataset_label(data: dict, config: dict):

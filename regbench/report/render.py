@@ -165,9 +165,14 @@ def findings(a: Analysis) -> list[str]:
     if still:
         out.append(f"Still improving at the last epoch (lowest validation loss at the last epoch in most runs: "
                    f"train longer before reading their best or final values): {'; '.join(still)}.")
+    stuck = cells.index[cells["never_learned"]].tolist() if "never_learned" in cells else []
+    if stuck:
+        out.append(f"Did not learn (lowest validation loss at epoch 0, the untrained model, in most runs: their "
+                   f"values are those of an untrained network): {'; '.join(stuck)}.")
     if "val_loss_rise_mean" in cells and cells["val_loss_rise_mean"].notna().any():
-        # A cell still improving has not overfitted yet: it is not the "weakest overfitting".
-        rise = cells.loc[~cells.index.isin(still), "val_loss_rise_mean"].dropna().sort_values()
+        # A cell still improving has not overfitted yet, and one that never learned cannot:
+        # neither is the "weakest overfitting".
+        rise = cells.loc[~cells.index.isin(still + stuck), "val_loss_rise_mean"].dropna().sort_values()
         if rise.empty:
             pass
         elif rise.iloc[-1] < 0.01:
@@ -186,7 +191,8 @@ def findings(a: Analysis) -> list[str]:
                 f"{w['best_epoch_mean']:.0f} (mean) and then rises by {fmt_ci(w, 'val_loss_rise')}; weakest in "
                 f"{least} (rise {fmt_ci(cells.loc[least], 'val_loss_rise')}, lowest at epoch "
                 f"{cells.loc[least, 'best_epoch_mean']:.0f})"
-                + (" among the cells no longer improving." if still else ".")
+                + (" among the cells no longer improving" if still else "")
+                + " (cell means over their used runs; descriptive, not tested)."
             )
     if "final_gap_loss_mean" in cells and cells["final_gap_loss_mean"].notna().any():
         gap = cells["final_gap_loss_mean"].dropna().sort_values()
@@ -382,8 +388,39 @@ def flagged_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+# Config keys that only some settings read (regbench/config.py's comments): the
+# settings table leaves them out where the runs' value of the key in front does
+# not read them, e.g. data.n_features=20 beside mnist1d's 40 real features.
+USED_ONLY_WITH = {
+    "data.n_samples": ("data.name", ("blobs", "teacher")),
+    "data.n_features": ("data.name", ("blobs", "teacher")),
+    "data.n_classes": ("data.name", ("blobs", "teacher")),
+    "data.noise": ("data.name", ("blobs", "teacher")),
+    "data.path": ("data.name", ("file",)),
+    "data.target": ("data.name", ("file",)),
+    "data.loader": ("data.name", ("callable",)),
+    "data.download": ("data.name", ("mnist", "fashion_mnist", "kmnist", "cifar10")),
+    "optim.momentum": ("optim.name", ("sgd",)),
+    "optim.nesterov": ("optim.name", ("sgd",)),
+    "optim.step_size": ("optim.schedule", ("step",)),
+    "optim.gamma": ("optim.schedule", ("step",)),
+}
+
+
 def setting_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
-    return ["key", "value"], [[k, fmt_value(v)] for k, v in sorted(a.study.constants.items())]
+    """The config every run shares, without keys its settings do not read; the
+    data's real sizes first (from summary.json), where every run has the same."""
+    const = a.study.constants
+    rows = []
+    shapes = a.runs.loc[a.runs["used"], "data_shape"].dropna().unique() if "data_shape" in a.runs else []
+    if len(shapes) == 1:
+        rows.append(["data (as trained)", shapes[0]])
+    for k, v in sorted(const.items()):
+        rule = USED_ONLY_WITH.get(k)
+        if rule is not None and rule[0] in const and const[rule[0]] not in rule[1]:
+            continue
+        rows.append([k, fmt_value(v)])
+    return ["key", "value"], rows
 
 
 def _intro(a: Analysis, paths: list[str]) -> str:

@@ -322,6 +322,10 @@ def cell_table(
         # Most runs still had their lowest validation loss at the last epoch:
         # the cell was stopped while improving, its numbers are not converged.
         table["still_improving"] = (2 * table["n_best_at_last"] > n_best) & (n_best > 0)
+        # Lowest validation loss at epoch 0: the run never improved on its initialization.
+        at_start = has_best & (used["best_epoch"] == 0)
+        table["n_best_at_start"] = at_start.groupby(used["cell"]).sum().reindex(table.index).fillna(0).astype(int)
+        table["never_learned"] = (2 * table["n_best_at_start"] > n_best) & (n_best > 0)
     if "seeds_together" in used:
         table["seeds_together"] = used.groupby("cell")["seeds_together"].apply(
             lambda v: ", ".join(str(int(x)) for x in sorted(set(v.dropna())))).reindex(table.index).fillna("")
@@ -338,8 +342,9 @@ def cell_table(
         table = table[factors + parts + [c for c in table.columns if c not in factors and c not in parts]]
     count_cols = [c for c in table.columns if c.startswith("n_") and not c.endswith("_n")]
     table[count_cols] = table[count_cols].fillna(0).astype(int)
-    if "still_improving" in table:
-        table["still_improving"] = table["still_improving"].fillna(False).astype(bool)
+    for flag in ("still_improving", "never_learned"):
+        if flag in table:
+            table[flag] = table[flag].fillna(False).astype(bool)
     if "seeds_together" in table:
         table["seeds_together"] = table["seeds_together"].fillna("")
     lacking = runs["lacking"] if "lacking" in runs else lacking_values(runs, columns)
@@ -418,6 +423,9 @@ def _flags(table: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
                 of = f": n = {int(n)} of {row['n_used']}" if finite(n) else ""
                 f.append(f"{', '.join(cs)} missing in {len(w)} used run{'s' if len(w) > 1 else ''} "
                          f"({', '.join(w)}){of}")
+        if row.get("n_best_at_start", 0):
+            f.append(f"did not learn: lowest val loss at epoch 0 (the untrained model) in {row['n_best_at_start']} of "
+                     f"{row['n_used']} runs")
         if row.get("still_improving", False):
             f.append(f"still improving: lowest val loss at the last epoch in {row['n_best_at_last']} of "
                      f"{row['n_used']} runs (train longer)")
