@@ -479,6 +479,15 @@ def test_a_contrast_without_a_test_says_so_in_the_forest_plot():
     assert texts.count("no test: 1 seed") == 1  # A only: B has its interval
 
 
+def test_divergence_per_cell_is_stated_beside_the_effects(tmp_path):
+    from regbench.report.synth import write_sweep
+    write_sweep(tmp_path, dropouts=(0.0, 0.5), seeds=(0, 1, 2), epochs=6, diagnostics=False,
+                diverged=[(0.5, False, 1), (0.5, False, 2)])
+    text = " ".join(render.findings(stats.analyze(load.load_study([tmp_path]))))
+    assert "Diverged (runs per cell): dropout=0.5, batchnorm=false 2/3; none in " in text
+    assert "Means and effects here are over the runs that did not diverge" in text
+
+
 def fused_pair(root: Path, fused: bool, later: float = 3.0) -> None:
     """dropout 0 and 0.5, seeds 0-2; dropout 0.5 reaches 0.55 an epoch later (u_shaped against falling)
     and, in seconds, ``later`` s per epoch; ``fused``: the summaries say a fused group shared the clock."""

@@ -248,6 +248,16 @@ def findings(a: Analysis) -> list[str]:
                    f"clock for all of them (R = {sizes} here), so each seed is charged 1/R of it; the n of a training "
                    "time counts jobs, not seeds.")
 
+    diverged = a.runs[a.runs["status"] == "diverged"] if "status" in a.runs else a.runs.iloc[:0]
+    if len(diverged):
+        # Divergence is an outcome of the settings too: the means and effects are over the runs that did not.
+        total = a.runs.groupby("cell")["run"].count()
+        per_cell = diverged.groupby("cell")["run"].count()
+        listed = "; ".join(f"{cell} {k}/{total[cell]}" for cell, k in per_cell.items())
+        clean = [c for c in total.index if c not in per_cell.index]
+        out.append(f"Diverged (runs per cell): {listed}" + (f"; none in {'; '.join(clean)}" if clean else "")
+                   + ". Means and effects here are over the runs that did not diverge, so they say nothing of "
+                   "how often a setting diverges; the counts above do (descriptive, not tested).")
     if not a.effects.empty:
         eff = a.effects[a.effects["outcome"] == best]
         size = int(eff["family_size"].max()) if len(eff) else 0
