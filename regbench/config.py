@@ -12,6 +12,7 @@ unit (``nn.Dropout(p)``); ``bn_momentum`` is ``nn.BatchNorm1d``'s momentum
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -134,7 +135,7 @@ class TrainerConfig:
     replicas: int = 1  # seeds trained at once as one vectorized model (seed, seed+1, ...), >= 1
     eval_batch_size: int = 8192  # examples per forward pass when evaluating, >= 1 (memory; losses may differ by float rounding, ~1e-6, as sums split differently)
     grad_clip: float = 0.0  # clip the global gradient L2 norm to this, 0 = off
-    diverge_loss: float = 1e4  # a training/fit loss above this (or NaN/inf) ends the run as `diverged`
+    diverge_loss: float = 1e4  # a training/fit loss above this (or NaN/inf) ends the run as `diverged`; inf: only NaN/inf do
     test: bool = True  # also evaluate the test split every epoch (when the dataset has one)
     diagnostics: bool = True  # record BN variance shift, pre-activation percentiles, dead ReLUs, weight and gradient norms
     checkpoint: bool = True  # save checkpoint.pt (model, optimizer, RNG, epoch) as it trains, and at the end
@@ -226,6 +227,17 @@ def register_optuna_sweeper() -> None:
     if optuna_sweeper.TARGET not in plugins.class_name_to_class:
         plugins.class_name_to_class[optuna_sweeper.TARGET] = optuna_sweeper.RegbenchOptunaSweeper
         plugins.plugin_type_to_subclass_list.setdefault(Sweeper, []).append(optuna_sweeper.RegbenchOptunaSweeper)
+
+
+def _floats(node: Any, prefix: str):
+    """(dotted key, value) of every float in a config node, lists included."""
+    items = node.items() if hasattr(node, "items") else enumerate(node)
+    for k, v in items:
+        key = f"{prefix}.{k}" if not isinstance(k, int) else f"{prefix}[{k}]"
+        if isinstance(v, float):
+            yield key, v
+        elif hasattr(v, "items") or isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig":
+            yield from _floats(v, key)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -391,6 +403,10 @@ def validate(cfg: Any) -> None:
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]}")
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
+    for group in ("model", "data", "optim", "trainer"):  # NaN passes `x < 0`-style range checks: refuse it first
+        for key, value in _floats(cfg[group], group):
+            if not math.isfinite(value) and not (key == "trainer.diverge_loss" and value == math.inf):
+                _fail(key, value, "must be a finite number")  # diverge_loss=inf: only NaN/inf losses diverge
 
     widths = list(m.widths)
     if not widths:

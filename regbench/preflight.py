@@ -237,6 +237,65 @@ def folder_refusal(key: str, value: Any, job: bool = False) -> Optional[str]:
     return f"{key}={text} cannot take the records: {why}; choose a writable folder for {key}"
 
 
+# What marks a folder as regbench's: Hydra's .hydra/ (written as a job starts),
+# a summary, a lock, what regbench set aside; a sweep's manifest and Hydra's multirun.yaml.
+RUN_MARKS = (".hydra", records.SUMMARY_FILE, "run.lock")
+SWEEP_MARKS = ("sweep.json", "multirun.yaml")
+ASIDE = (".corrupt-", ".unfinished-", ".regbench")
+
+
+def launcher_refusal(base: DictConfig) -> Optional[str]:
+    """Why the launcher's settings (regbench's fused launcher, joblib's) cannot
+    run a sweep, or None: a value the launcher would crash on, or one that would
+    silently switch fusion off."""
+    target = str(OmegaConf.select(base, "hydra.launcher._target_", default="") or "")
+    launcher = base.hydra.launcher
+
+    def bad(key: str, allowed: str) -> str:
+        return f"hydra.launcher.{key}={OmegaConf.select(launcher, key)!r} is not allowed: {allowed}"
+
+    def number(key: str):
+        value = OmegaConf.select(launcher, key, default=None)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    if target.endswith("FusedLauncher"):
+        if number("max_replicas") is None or number("max_replicas") < 1:
+            return bad("max_replicas", "an integer >= 1 (the most seeds in one vectorized model)")
+        budget = OmegaConf.select(launcher, "memory_budget_gb", default=None)
+        if budget is not None and not (number("memory_budget_gb") is not None and 0 < budget < float("inf")):
+            return bad("memory_budget_gb", "a number of GB > 0, or null for half of the memory that is free")
+        procs = OmegaConf.select(launcher, "processes", default=None)
+        if procs is not None and (number("processes") is None or procs < 1):
+            return bad("processes", "an integer >= 1, or null for one per core as memory allows")
+    elif "joblib" in target.lower():
+        jobs = OmegaConf.select(launcher, "n_jobs", default=None)
+        if jobs is not None and (number("n_jobs") is None or jobs == 0):
+            return bad("n_jobs", "an integer >= 1, or negative for all cores but |n|-1 (joblib's convention)")
+    return None
+
+
+def foreign_folder_refusal(key: str, value: Any, sweep: bool = False) -> Optional[str]:
+    """Why ``key=value``, an existing folder that holds files but no regbench
+    run (or sweep), is not used: the records would go in among someone else's
+    files (``hydra.run.dir=/`` wrote a run into /, and a folder's own
+    metrics.csv was set aside as damaged records). None for a new, empty or
+    regbench folder."""
+    folder = Path(str(value))
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None  # new (or unreadable: folder_refusal says so)
+    marks = SWEEP_MARKS if sweep else RUN_MARKS
+    if not names or any(n in marks or n.startswith(ASIDE) for n in names):
+        return None
+    if sweep and any(os.path.lexists(folder / n / m) for n in names for m in RUN_MARKS):
+        return None  # job folders: a sweep regbench's manifest does not know yet (or copied together)
+    shown = ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
+    what = "sweep (no sweep.json or multirun.yaml)" if sweep else "run (no .hydra/ or summary.json)"
+    return (f"{key}={value} holds files that are not a regbench {what}: {shown}; "
+            f"give a new or empty folder for {key}")
+
+
 def data_root_refusal(d) -> Optional[str]:
     """Why ``data.root`` cannot hold ``data`` (a DataConfig), or None. Only a set
     that will be written into it is checked: mnist1d (generated and cached there)
@@ -465,6 +524,9 @@ def _check(args: list[str], command: str, flag_multirun: bool):
         if not multirun and OmegaConf.select(base, "hydra.sweeper.params"):
             keys = ", ".join(base.hydra.sweeper.params)
             raise PreflightError(f"this config defines a sweep (hydra.sweeper.params: {keys}): add -m to run it")
+        refusal = launcher_refusal(base) if multirun else None
+        if refusal:
+            raise PreflightError(refusal)
         if not OmegaConf.select(base, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
             if multirun and "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")).lower():
                 _check_search_space(base, parsed, loader, args)
@@ -493,7 +555,8 @@ def _check(args: list[str], command: str, flag_multirun: bool):
                 raise PreflightError(refusal)
             if command == "train":  # plan only reads (it may look at an archived, read-only sweep)
                 try:
-                    refusal = folder_refusal("hydra.sweep.dir", base.hydra.sweep.dir)
+                    refusal = (folder_refusal("hydra.sweep.dir", base.hydra.sweep.dir)
+                               or foreign_folder_refusal("hydra.sweep.dir", base.hydra.sweep.dir, sweep=True))
                 except InterpolationResolutionError:
                     refusal = None  # needs the running app: Hydra makes it
                 refusal = refusal or next(
@@ -520,6 +583,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
                     run_dir = Path(cfg.hydra.run.dir)
                     refusal = (
                         (folder_refusal("hydra.run.dir", cfg.hydra.run.dir) if command == "train" else None)
+                        or foreign_folder_refusal("hydra.run.dir", cfg.hydra.run.dir)
                         or records.folder_in_use(run_dir)
                         or existing_run_conflict(run_dir, _without_hydra(cfg))
                     )
@@ -619,6 +683,12 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from hydra.core.override_parser.types import IntervalSweep
+
+    for key in ("n_trials", "n_jobs"):
+        value = OmegaConf.select(base, f"hydra.sweeper.{key}", default=None)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise PreflightError(f"hydra.sweeper.{key}={value!r} is not allowed: an integer >= 1")
     params = [f"{k}={v}" for k, v in (OmegaConf.select(base, "hydra.sweeper.params") or {}).items()]
     searched = OverridesParser.create(config_loader=loader).parse_overrides(params)
     searched += [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
@@ -626,6 +696,10 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
     for override in searched:
         key = override.get_key_element()
         written = override.input_line or f"{key}={override.get_value_string()}"
+        value = override.value()
+        if isinstance(value, IntervalSweep) and not value.start < value.end:
+            raise PreflightError(f"{written}: an interval runs from its lower end to its higher one, "
+                                 f"e.g. interval({min(value.start, value.end)},{max(value.start, value.end)})")
         for value in _search_values(override):
             try:
                 validate(compose(config_name="config", overrides=[*fixed, f"{key}={value}"]))

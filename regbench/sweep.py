@@ -153,7 +153,15 @@ def manifest_conflict(sweep_dir: Path, base: dict[str, Any]) -> Optional[str]:
     if not path.exists():
         return None
     base = records.json_safe(base)  # inf/nan as they read back from JSON
-    old = json.loads(path.read_text()).get("base", {})
+    try:
+        old = json.loads(path.read_text())["base"]
+        if not isinstance(old, dict):
+            raise TypeError("base is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # not written by regbench, or damaged since
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return (f"{path} is damaged ({why}): it records the base config of the sweep in {sweep_dir}, which "
+                f"regbench checks before adding jobs to it; if that folder holds only jobs of this command, move "
+                f"{MANIFEST} aside and run it again (it is rewritten), else use another hydra.sweep.dir")
     diff = [f"{k}: {old.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
     if not diff:
         return None

@@ -167,6 +167,58 @@ def test_a_run_or_sweep_folder_that_cannot_be_one(cli, tmp_path, run_copy, args,
     assert snapshot(tmp_path) == before
 
 
+def test_a_folder_of_other_files_is_not_taken_for_a_run_or_a_sweep(cli, tmp_path):
+    """hydra.run.dir=/ wrote a run into /, and a folder's own metrics.csv was set aside as damaged records."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    (theirs / "metrics.csv").write_text("a,b\n")
+    before = snapshot(tmp_path)
+    assert_refused(cli("train", *TINY, cli.data_arg, f"hydra.run.dir={theirs}"),
+                   f"hydra.run.dir={theirs} holds files that are not a regbench run (no .hydra/ or summary.json): "
+                   "metrics.csv, notes.txt; give a new or empty folder")
+    assert_refused(cli("train", "-m", "seed=0,1", *TINY, cli.data_arg, f"hydra.sweep.dir={theirs}"),
+                   "holds files that are not a regbench sweep (no sweep.json or multirun.yaml)")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["optim.lr=inf"], "optim.lr=inf is not allowed: must be a finite number"),
+        (["optim.weight_decay=nan"], "optim.weight_decay=nan is not allowed: must be a finite number"),
+        (["trainer.grad_clip=nan"], "trainer.grad_clip=nan is not allowed: must be a finite number"),
+        (["model.bn_eps=inf"], "model.bn_eps=inf is not allowed: must be a finite number"),
+        (["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is not allowed"),
+        (["-m", "seed=0,1", "hydra.launcher.processes=0"], "hydra.launcher.processes=0 is not allowed: an integer >= 1"),
+        (["-m", "seed=0,1", "hydra.launcher.max_replicas=0"], "hydra.launcher.max_replicas=0 is not allowed"),
+        (["-m", "seed=0,1", "hydra.launcher.memory_budget_gb=-1"], "hydra.launcher.memory_budget_gb=-1.0 is not allowed"),
+    ],
+    ids=["lr-inf", "decay-nan", "clip-nan", "eps-inf", "joblib-0", "processes-0", "replicas-0", "budget-neg"],
+)
+def test_non_finite_values_and_launcher_settings_that_would_crash_or_mislead(cli, tmp_path, args, fragment):
+    before = snapshot(tmp_path)
+    assert_refused(cli("train", *TINY, cli.data_arg, "hydra.run.dir=run", "hydra.sweep.dir=sweep", *args), fragment)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_infinite_divergence_threshold_is_still_allowed(make_cfg):
+    from regbench.config import validate
+    validate(make_cfg("trainer.diverge_loss=inf"))  # only NaN/inf losses diverge
+
+
+def test_a_damaged_sweep_manifest_is_one_line_and_keeps_the_guard(cli, tmp_path):
+    grid = ["-m", "seed=0,1", *TINY, cli.data_arg, f"hydra.sweep.dir={tmp_path / 's'}"]
+    assert cli("train", *grid).returncode == 0
+    for damage in ("{bad", "[]", '{"base": 3}'):
+        (tmp_path / "s" / "sweep.json").write_text(damage)
+        before = snapshot(tmp_path)
+        assert_refused(cli("train", *grid, "trainer.epochs=3"), "sweep.json is damaged (", "move sweep.json aside")
+        assert snapshot(tmp_path) == before
+        plan = cli("plan", *grid[1:])
+        assert plan.returncode == 2 and "Traceback" not in plan.stderr and "sweep.json is damaged" in plan.stderr
+
+
 def test_data_root_that_cannot_take_mnist1d_is_refused_before_generating(cli, tmp_path, run_copy):
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -240,6 +240,7 @@ def test_mixed_datasets_need_allow_mixed(tmp_path, capsys):
         ("good", ["{tmp}/runs", "--metric", "test_acc"], "--metric test_acc: has no values in these runs; allowed: "),
         ("good", ["{tmp}/runs", "--target", "60"], "--target 60: accuracies are fractions in [0, 1]; did you mean 0.6?"),
         ("good", ["{tmp}/runs", "--formats", "png,gif"], "unknown format 'gif'; allowed: png, svg, pdf"),
+        ("good", ["{tmp}/runs", "-j", "0"], "argument -j/--jobs: 0 is not allowed: at least 1 process"),
         ("good", ["{tmp}/runs", "--x", "width"], "--x width: not a factor of these runs; allowed: none"),
         ("five", ["{tmp}/runs", "--style", "dropout"], "--style model.dropout: 5 levels, but line styles tell apart at most 4"),
         ("five", ["{tmp}/runs", "--color", "lr"], "--color lr: not a factor of these runs; allowed: model.dropout"),

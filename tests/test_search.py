@@ -107,6 +107,8 @@ def test_the_sweeper_class_is_one_hydra_can_instantiate():
     ("model.dropuot=interval(0,0.5)", "model.dropuot is not a config key"),
     ("model.dropout=interval(0.5,1.5)", "model.dropout=1.5 is not allowed: must be in [0, 1)"),
     ("model.activation=choice(relu,foo)", "model.activation='foo' is not allowed"),
+    ("model.dropout=interval(0.5,0.1)", "model.dropout=interval(0.5,0.1): an interval runs from its lower end to its "
+                                        "higher one, e.g. interval(0.1,0.5)"),
 ])
 def test_a_search_space_with_a_bad_key_or_value_is_one_line_before_any_trial(cli, tmp_path, search, says):
     sweep = tmp_path / "sweep"
@@ -115,6 +117,13 @@ def test_a_search_space_with_a_bad_key_or_value_is_one_line_before_any_trial(cli
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.startswith(f"regbench train: error: {says}") and res.stderr.count("\n") == 1, res.stderr
     assert search in res.stderr and not sweep.exists()
+
+
+@pytest.mark.parametrize("trials", ["0", "-1"])
+def test_a_search_of_no_trials_is_one_line(cli, tmp_path, trials):
+    res = cli("train", "-m", "hydra/sweeper=optuna", "model.dropout=interval(0,0.5)", f"hydra.sweeper.n_trials={trials}",
+              *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", cli.data_arg)
+    assert res.returncode == 2 and res.stderr == f"regbench train: error: hydra.sweeper.n_trials={trials} is not allowed: an integer >= 1\n"
 
 
 @pytest.mark.slow

@@ -178,7 +178,9 @@ def test_ctrl_c_stops_a_sweep_piped_to_tee(cli, tmp_path):
                            preexec_fn=lambda: os.setpgid(0, proc.pid))
     proc.stdout.close()  # tee holds the only reading end: when it dies, the pipe is closed
     try:
-        wait_for(training(sweep, 1), STARTUP_S, "the first job to train")
+        # The default launcher trains the 3 jobs at once, perhaps in 2 processes that start apart:
+        # wait for all of them, or a job whose process was slower looks as if it started after the signal.
+        wait_for(training(sweep, 3), STARTUP_S, "the 3 jobs to train")
         before = statuses(sweep)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 130

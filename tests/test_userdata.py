@@ -127,6 +127,9 @@ def test_cli_trains_your_file_and_refuses_a_bad_one_before_writing(cli, tmp_path
     res = cli("train", "data=callable", "data.loader=loaders:get", *TRAIN, "hydra.run.dir=run2")
     assert res.returncode == 0, res.stderr
     assert records.read_summary(tmp_path / "run2")["data"]["n_train"] == summary["data"]["n_train"]
+    # a sweep on a loader under the default (fused) launcher: its size is unknown until called (it crashed)
+    res = cli("train", "-m", "data=callable", "data.loader=loaders:get", "model.dropout=0,0.5", *TRAIN, "hydra.sweep.dir=sw")
+    assert res.returncode == 0 and "2 jobs: 2 completed" in res.stdout, res.stdout + res.stderr
 
 
 def test_runs_on_different_contents_are_different_datasets_to_the_report(cli, tmp_path):

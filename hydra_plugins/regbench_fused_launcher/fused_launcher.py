@@ -90,6 +90,8 @@ def job_cost(task_cfg: DictConfig) -> Tuple[int, int]:
         est = memory_estimate(task_cfg)
     except Exception:  # a config the job itself will refuse: costs nothing here
         return 0, 0
+    if est is None:  # data=callable: its size is known only once called; the replica cap still bounds the group
+        return 0, 0
     return est["params"] + est["activations"], est["data"]
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import optimize
-from .options import FORMATS, PROG, build_parser, parse_formats  # noqa: F401  (build_parser, FORMATS: the API's, the tests')
+from .options import FORMATS, PROG, OneLineParser, build_parser, parse_formats  # noqa: F401  (build_parser, FORMATS: the API's, the tests')
 from .load import COMBINED_SEP, ReportError, Study, confounding_notes, fmt_bounds, fmt_diff, fmt_p, load_study, \
     short_names
 from .stats import Analysis, analyze, left_out_count
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     # every object for cycles (Python's last collections took 0.2-0.5 s here).
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
-    parser = build_parser()
+    parser = build_parser(OneLineParser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage or help

@@ -39,11 +39,21 @@ def build_parser(parser_class: type = argparse.ArgumentParser) -> argparse.Argum
                    "by the factors not on its x axis)")
     p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
     p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
-    p.add_argument("-j", "--jobs", type=int, metavar="N",
+    p.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                    help="processes that draw figures, this one included (default: one per CPU, up to 4, unless "
                         "there are only a few small figures)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not allowed: at least 1 process")
+    return n
 
 
 def parse_formats(text: str) -> list[str]:
@@ -53,6 +63,13 @@ def parse_formats(text: str) -> list[str]:
     if bad:
         raise ValueError(f"--formats {text}: unknown format {bad[0]!r}; allowed: {', '.join(FORMATS)}")
     return list(dict.fromkeys(["png", *asked]))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one line (it prints its usage first), as every other refusal."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _Refused(Exception):
