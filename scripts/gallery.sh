@@ -12,7 +12,7 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(dropout_rate dropout_vs_bn bn_dropout_position label_noise_dropout train_size_dropout)
 for name in "${names[@]}"; do
   start=$(date +%s)
-  rm -rf "outputs/sweeps/$name"   # the gallery is made from scratch
+  rm -rf "outputs/sweeps/$name" && mkdir -p outputs/sweeps   # the gallery is made from scratch
   "$regbench" train -m "+experiment=$name" > "outputs/sweeps/$name.log" 2>&1 \
     || { tail -5 "outputs/sweeps/$name.log"; exit 1; }
   grep "^sweep " "outputs/sweeps/$name.log" | tail -1
