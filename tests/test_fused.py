@@ -194,8 +194,10 @@ def test_the_eta_counts_the_groups_still_training_and_waiting():
 
 @pytest.mark.slow
 def test_kill_9_mid_group_then_rerun_resumes_every_job_exactly(cli, tmp_path, make_cfg):
+    # 20 epochs: the group may train as 2 processes that start apart (a loaded machine); the first must
+    # not finish before the second has trained a few epochs (at 10 it did, in a CI run)
     grid = ["model.dropout=0,0.3", "seed=0,1", "model.batchnorm=false", *TINY, cli.data_arg,
-            "data.n_samples=3000", "trainer.epochs=10"]
+            "data.n_samples=3000", "trainer.epochs=20"]
     sweep = tmp_path / "killed"
     # its own process group: the kill takes the regbench process and its worker
     # processes at once, mid-epoch, as the OOM killer or a lost node would
@@ -204,19 +206,19 @@ def test_kill_9_mid_group_then_rerun_resumes_every_job_exactly(cli, tmp_path, ma
     deadline = time.time() + 120
     while time.time() < deadline:
         done = [len(read_metrics(j)) for j in jobs_of(sweep).values() if (j / records.METRICS_FILE).exists()]
-        if len(done) == 4 and min(done) >= 4:
+        if len(done) == 4 and min(done) >= 3:
             break
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = {n: len(read_metrics(j)) for n, j in jobs_of(sweep).items()}
-    assert killed_at and max(killed_at.values()) < 11, killed_at  # stopped mid-way
+    assert killed_at and max(killed_at.values()) < 21, killed_at  # stopped mid-way
     again = cli("train", "-m", *grid, f"hydra.sweep.dir={sweep}")
     assert again.returncode == 0 and "4 jobs: 4 completed" in again.stdout, again.stdout + again.stderr
     a = jobs_of(sweep)
     assert len(a) == 4
     settings = [(d, s) for d in ("0", "0.3") for s in (0, 1)]
-    straight = train.run_group([(make_cfg("model.batchnorm=false", "data.n_samples=3000", "trainer.epochs=10",
+    straight = train.run_group([(make_cfg("model.batchnorm=false", "data.n_samples=3000", "trainer.epochs=20",
                                           f"model.dropout={d}", f"seed={s}"), tmp_path / f"straight{d}_{s}", [])
                                 for d, s in settings])
     assert all(o["status"] == "completed" for o in straight)
