@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from . import records
 from .sweep import (
-    LEGEND, base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds,
+    LEGEND, base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds, resume_note,
 )
 
 
@@ -23,7 +23,8 @@ def table(sweep_dir: Path, names: list[str]) -> str:
         state, done, planned = job_state(sweep_dir / name)
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"
-        lines.append(f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}")
+        note = resume_note(sweep_dir / name, state, done)
+        lines.append(f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}{note}")
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     notes = [f"{state}: {text}" for state, text in LEGEND.items() if state in counts]
     return f"sweep {sweep_dir}: {len(names)} jobs ({tally})\n" + "\n".join(lines + notes)

@@ -147,6 +147,23 @@ def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
     return state, done, config.get("trainer.epochs")
 
 
+def resume_note(job_dir: Path, state: str, done: int) -> str:
+    """For a job that stopped part-way (interrupted, dead): what the same command
+    keeps of its ``done`` epochs, as its checkpoint says; "" where it keeps them
+    all, or where an older record does not say."""
+    if state not in ("interrupted", DEAD) or done < 1:
+        return ""
+    if not (job_dir / records.CHECKPOINT_FILE).exists():
+        return "  (no checkpoint yet: the same command starts it over)"
+    try:
+        kept = records.read_summary(job_dir).get("checkpoint_epoch")
+    except (OSError, ValueError):
+        return ""
+    if isinstance(kept, int) and 0 <= kept < done:
+        return f"  (checkpoint at epoch {kept}: the same command resumes from there)"
+    return ""
+
+
 def manifest_conflict(sweep_dir: Path, base: dict[str, Any]) -> Optional[str]:
     """Why ``sweep_dir`` cannot take a sweep with this base config, or None (reads only)."""
     path = sweep_dir / MANIFEST

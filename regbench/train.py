@@ -468,6 +468,7 @@ class JobRun:
             "n_params": n_params,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumed_after_epoch": self.start - 1 if ckpt is not None else None,
+            **({"checkpoint_epoch": self.start - 1} if ckpt is not None else {}),
             # command line, git commit, versions, host: of this process; a resume keeps the earlier ones
             "provenance": provenance.collect(self.device),
         }
@@ -570,6 +571,7 @@ class JobRun:
                     "seed_status": [(self.per_seed[s]["status"], self.per_seed[s]["error"]) for s in seeds],
                 },
             )
+            self.summary["checkpoint_epoch"] = epoch  # where a resume starts from (`regbench status` says it)
         if epoch < self.epochs:
             self.update_summary()
             self.summary["wall_time_s"] = self.wall_before + time.perf_counter() - self.t_start

@@ -211,3 +211,22 @@ def test_a_sweep_with_its_own_subdir_is_counted_from_its_folders(cli, tmp_path):
     assert res.returncode == 0 and "2 jobs: 2 completed" in res.stdout, res.stdout + res.stderr
     status = cli("status", str(sweep))
     assert "2 jobs (2 completed)" in status.stdout and "missing" not in status.stdout
+
+
+def test_status_says_what_a_resume_keeps_of_a_job_stopped_part_way(make_cfg, tmp_path):
+    """`status` showed "interrupted 47/300" for a job whose resume started over (no checkpoint yet)."""
+    from regbench import train
+    from regbench.plan import table
+
+    job = tmp_path / "sweep" / "j"
+    train.run(make_cfg("trainer.epochs=3"), job, show_progress=False)
+    summary = records.read_summary(job)
+    assert summary["checkpoint_epoch"] == 3  # the last save
+    assert "checkpoint at" not in table(tmp_path / "sweep", ["j"])  # completed: nothing to say
+    # as a summary reads after Ctrl-C at epoch 3 with the last checkpoint at epoch 1
+    records.write_summary(job, {**summary, "status": "interrupted", "checkpoint_epoch": 1})
+    line = table(tmp_path / "sweep", ["j"]).splitlines()[1]
+    assert line.split()[:2] == ["interrupted", "3/3"] and line.endswith(
+        "j  (checkpoint at epoch 1: the same command resumes from there)"), line
+    (job / records.CHECKPOINT_FILE).unlink()
+    assert table(tmp_path / "sweep", ["j"]).splitlines()[1].endswith("(no checkpoint yet: the same command starts it over)")
