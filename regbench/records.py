@@ -203,10 +203,12 @@ class DamagedRecord(ValueError):
     """metrics.csv cannot be trusted to resume from; the message says why."""
 
 
-def read_metrics_upto(path: str | os.PathLike, last: Mapping[int, int]) -> tuple[list[str], list[dict[str, Any]]]:
+def read_metrics_upto(path: str | os.PathLike, last: Mapping[int, int],
+                      upto: str = "the checkpoint") -> tuple[list[str], list[dict[str, Any]]]:
     """The header and rows of a metrics.csv that a resume keeps, verified.
 
-    ``last`` maps each seed to the last epoch it must have (the checkpoint's).
+    ``last`` maps each seed to the last epoch it must have (the checkpoint's;
+    ``upto`` names where that epoch comes from in the error).
     Only newline-terminated lines are read (a kill can cut the last line inside
     a number); rows past a seed's last epoch are ignored (written after the
     checkpoint, before a kill). Every kept row must parse completely, and each
@@ -254,7 +256,7 @@ def read_metrics_upto(path: str | os.PathLike, last: Mapping[int, int]) -> tuple
             have = epochs
             lacking = sorted(set(range(last[seed] + 1)) - set(epochs))
             what = f"lacks epoch{'s' if len(lacking) > 1 else ''} {_span(lacking)}" if lacking else f"has epochs {_span(have)} out of order or twice"
-            raise DamagedRecord(f"metrics.csv {what} of seed {seed} (the checkpoint is at epoch {last[seed]})")
+            raise DamagedRecord(f"metrics.csv {what} of seed {seed} ({upto} is at epoch {last[seed]})")
     return header, rows
 
 

@@ -201,7 +201,8 @@ def _best(rows: list[dict]) -> dict[str, Any]:
 class Resume:
     """What an existing job folder holds, decided before anything in it changes.
 
-    completed / diverged -> skip. interrupted (or ``running``, left by a kill
+    completed / diverged -> skip, while metrics.csv holds every epoch the
+    summary reports (else start afresh). interrupted (or ``running``, left by a kill
     -9 or a full disk) -> resume after the checkpoint's epoch, but only when
     the checkpoint was written by this very config (its fingerprint) and
     metrics.csv holds one complete row per seed for every epoch up to it.
@@ -241,6 +242,8 @@ class Resume:
             self.fresh("it failed before; running it again", "failed")
         elif not self.done:
             self.fresh(f"summary.json has an unknown status {status!r}")
+        else:
+            self._verify_done(status)
 
     def fresh(self, why: str, label: str = "corrupt") -> None:
         """Decide to start afresh (nothing moves until :meth:`begin`)."""
@@ -271,6 +274,21 @@ class Resume:
             return
         self.checkpoint = ckpt
         self.note = f"resuming after epoch {ckpt['epoch']}"
+
+    def _verify_done(self, status: str) -> None:
+        """A completed (or diverged) job is skipped only while metrics.csv holds
+        every epoch its summary reports, one row per seed: a truncated or damaged
+        file was skipped for ever, and only the report noticed."""
+        per_seed = self.summary.get("per_seed")
+        try:
+            last = {s: int(per_seed[str(s)]["final"]["epoch"]) for s in self.seeds}
+        except (KeyError, TypeError, ValueError):
+            return  # a summary without per-seed finals (none ended an epoch, or an older regbench): as before
+        try:
+            records.read_metrics_upto(self.out / records.METRICS_FILE, last, upto="its summary's last epoch")
+        except records.DamagedRecord as exc:
+            self.summary = None  # not done: trained again, the old records set aside
+            self.fresh(f"it {status}, but {exc}")
 
     @property
     def done(self) -> bool:

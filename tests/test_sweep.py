@@ -1,6 +1,7 @@
 """Sweeps that finish: kill and re-run, failure isolation, launchers, plan/status."""
 
 import csv
+import io
 import os
 import re
 import signal
@@ -230,3 +231,24 @@ def test_status_says_what_a_resume_keeps_of_a_job_stopped_part_way(make_cfg, tmp
         "j  (checkpoint at epoch 1: the same command resumes from there)"), line
     (job / records.CHECKPOINT_FILE).unlink()
     assert table(tmp_path / "sweep", ["j"]).splitlines()[1].endswith("(no checkpoint yet: the same command starts it over)")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "cut mid-line", "garbage"])
+def test_a_completed_job_whose_metrics_were_damaged_is_trained_again_not_skipped(make_cfg, tmp_path, damage):
+    from regbench import train
+
+    cfg = make_cfg("trainer.epochs=3")
+    first = train.run(cfg, tmp_path / "j", show_progress=False)
+    metrics = tmp_path / "j" / records.METRICS_FILE
+    good = metrics.read_text()
+    lines = good.splitlines(keepends=True)
+    metrics.write_text({"truncate": "".join(lines[:2]), "cut mid-line": good[: len(good) - 7],
+                        "garbage": "".join(lines[:3]) + "x,y,z\n" + "".join(lines[4:])}[damage])
+    again = train.run(cfg, tmp_path / "j", show_progress=False)
+    assert not again.get("skipped") and again["status"] == "completed"
+    assert metrics_without_time(tmp_path / "j") == [{k: v for k, v in r.items() if k != "time_s"}
+                                                    for r in csv.DictReader(io.StringIO(good))]  # the same numbers again
+    (aside,) = [p for p in (tmp_path / "j").iterdir() if p.name.startswith(".corrupt-")]
+    assert (aside / records.METRICS_FILE).exists()  # the damaged file kept, not deleted
+    assert train.run(cfg, tmp_path / "j", show_progress=False)["skipped"]  # and now it is whole
+    assert first["status"] == "completed"
