@@ -187,6 +187,26 @@ class RegbenchConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
+def flat_defaults() -> dict[str, Any]:
+    """The schema's own default of every config key, as flat dotted keys
+    (``data.noise``: 1.0): what a key that an older regbench did not have yet
+    meant in its runs. Keys without a default (MISSING) are left out."""
+    import dataclasses
+
+    out: dict[str, Any] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif value is not MISSING and value != "???":
+                out[f"{prefix}{f.name}"] = list(value) if isinstance(value, (list, tuple)) else value
+
+    walk(RegbenchConfig(), "")
+    return out
+
+
 def register_configs() -> None:
     ConfigStore.instance().store(name="regbench_schema", node=RegbenchConfig)
     register_fused_launcher()

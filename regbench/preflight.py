@@ -162,7 +162,10 @@ def existing_run_conflict(run_dir: Path, cfg: DictConfig) -> Optional[str]:
         summary = records.read_summary(run_dir)
     except (OSError, ValueError):
         return None
-    return records.config_conflict(run_dir, summary.get("config", {}), records.flatten(OmegaConf.to_container(cfg, resolve=True)))
+    from .config import flat_defaults
+
+    return records.config_conflict(run_dir, summary.get("config", {}), records.flatten(OmegaConf.to_container(cfg, resolve=True)),
+                                   flat_defaults())
 
 
 def _device_unavailable(device: str) -> Optional[str]:

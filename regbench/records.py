@@ -332,12 +332,17 @@ def find_job_dirs(*roots: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def config_conflict(folder: Path, old: dict, new: dict) -> Optional[str]:
+def config_conflict(folder: Path, old: dict, new: dict, defaults: Optional[dict] = None) -> Optional[str]:
     """Why ``folder``, holding a run of flat config ``old``, cannot take a run of
-    ``new`` (a result-relevant key differs), or None."""
+    ``new`` (a result-relevant key differs), or None. ``defaults`` (the
+    schema's, regbench.config.flat_defaults): a key ``old`` lacks is no
+    difference where ``new`` gives it its default, as a key added to regbench
+    after that run was recorded does (else every earlier sweep was refused)."""
     new = json_safe(new)  # inf/nan as they read back from JSON
+    defaults = json_safe(defaults or {})
     keys = sorted(k for k in set(old) | set(new) if not is_runtime_key(k))
-    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)
+            and not (k not in old and k in defaults and new.get(k) == defaults[k])]
     if not diff:
         return None
     return (f"{folder} holds a run with another config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}): "

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, progress, provenance, records, signals
-from .config import ConfigError, validate
+from .config import ConfigError, flat_defaults, validate
 from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
 from .learner import Learner
@@ -232,7 +232,7 @@ class Resume:
         except (OSError, ValueError) as exc:
             self.fresh(f"summary.json is unreadable ({exc})")
             return
-        conflict = records.config_conflict(out, self.summary.get("config") or {}, config)
+        conflict = records.config_conflict(out, self.summary.get("config") or {}, config, flat_defaults())
         if conflict:
             raise ConfigError(conflict)
         status = self.summary.get("status")

@@ -252,3 +252,19 @@ def test_a_completed_job_whose_metrics_were_damaged_is_trained_again_not_skipped
     assert (aside / records.METRICS_FILE).exists()  # the damaged file kept, not deleted
     assert train.run(cfg, tmp_path / "j", show_progress=False)["skipped"]  # and now it is whole
     assert first["status"] == "completed"
+
+
+def test_a_run_recorded_before_a_config_key_existed_is_still_this_config(make_cfg, tmp_path):
+    """A key added to regbench after a run was recorded: at its default, the run is the same config (every earlier
+    sweep was refused as 'another config'); at another value, it is not."""
+    from regbench import train
+
+    cfg = make_cfg("trainer.epochs=2")
+    train.run(cfg, tmp_path / "j", show_progress=False)
+    summary = records.read_summary(tmp_path / "j")
+    assert summary["config"]["model.bn_eps"] == 1e-5  # the schema's default
+    older = {k: v for k, v in summary["config"].items() if k != "model.bn_eps"}
+    records.write_summary(tmp_path / "j", {**summary, "config": older})
+    assert train.run(cfg, tmp_path / "j", show_progress=False)["skipped"]
+    with pytest.raises(train.ConfigError, match=r"holds a run with another config \(model.bn_eps: None -> 0.001\)"):
+        train.run(make_cfg("trainer.epochs=2", "model.bn_eps=1e-3"), tmp_path / "j", show_progress=False)
