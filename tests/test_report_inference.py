@@ -581,3 +581,10 @@ def test_test_accuracy_is_shown_beside_validation_with_the_selection_sentence(tm
     assert header[2:4] == ["validation accuracy at lowest val loss", "test accuracy at the same epoch"]
     text = " ".join(render.findings(a))
     assert "biased upward" in text and "55.0" in text
+
+
+def test_each_effects_table_says_whether_its_outcome_is_the_primary_one(tmp_path):
+    a = analysis_of_factorial(tmp_path)
+    titles = [t["title"] for t in render.effects_section(a, [])["tables"]]
+    assert titles[0].endswith("(primary outcome)") and titles[0].startswith("validation accuracy at lowest val loss")
+    assert len(titles) > 1 and all("secondary outcome, corrected within its own family" in t for t in titles[1:])

@@ -722,8 +722,10 @@ def effects_section(a: Analysis, figures: list[Rendered], embed: bool = True, ba
         idx = [i for i, out in enumerate(a.effects["outcome"]) if out == o]
         fam = a.effects[a.effects["outcome"] == o]
         n_res = int(fam["resolved"].sum())
+        role = ("primary outcome" if o == a.best_col else
+                "secondary outcome, corrected within its own family: read with the primary one, not as extra evidence")
         tables.append({
-            "title": f"{label(o)}: {n_res} of {int(fam['family_size'].max())} contrasts resolved",
+            "title": f"{label(o)}: {n_res} of {int(fam['family_size'].max())} contrasts resolved ({role})",
             "open": o == a.best_col,
             "table": _table(header[1:], [rows[i][1:] for i in idx], ["sig" if resolved[i] else "" for i in idx]),
         })
