@@ -588,3 +588,17 @@ def test_each_effects_table_says_whether_its_outcome_is_the_primary_one(tmp_path
     titles = [t["title"] for t in render.effects_section(a, [])["tables"]]
     assert titles[0].endswith("(primary outcome)") and titles[0].startswith("validation accuracy at lowest val loss")
     assert len(titles) > 1 and all("secondary outcome, corrected within its own family" in t for t in titles[1:])
+    assert "best_test_acc" not in a.effect_outcomes  # these records have no test split
+
+
+def test_test_accuracy_at_the_val_chosen_epoch_is_an_effects_outcome(tmp_path):
+    header = "seed,epoch,time_s,val_loss,val_acc,test_acc\n"
+    for s in range(3):
+        for name, dropout, bump in (("a", 0.0, 0.0), ("b", 0.5, 0.05)):
+            rows = "".join(f"{s},{e},{e},{1.0 - 0.1 * e},{0.3 + 0.1 * e + bump},{0.31 + 0.1 * e + bump + 0.01 * s}\n"
+                           for e in range(4))
+            job(tmp_path, f"{name}{s}", header + rows, seed=s, dropout=dropout)
+    a = stats.analyze(load.load_study([tmp_path]))
+    assert a.effect_outcomes[:2] == ["best_val_acc", "best_test_acc"]
+    row = a.effects[(a.effects["outcome"] == "best_test_acc") & (a.effects["kind"] == "main")].iloc[0]
+    assert row["estimate"] == pytest.approx(0.05)  # test accuracy at epoch 3, each run's lowest val loss

@@ -921,7 +921,11 @@ def analyze(study: Study, metric: str = "val_acc", target: float | None = None, 
     used_epochs = study.epochs[study.epochs["run"].isin(study.used["run"])]
     columns = [c for c in study.metric_columns if used_epochs[c].notna().any()]
     curves = epoch_curves(used_epochs, columns, level)
-    effect_outcomes = [c for c in dict.fromkeys([f"best_{metric}", f"final_{metric}", "final_gap_loss"]) if c in runs]
+    # Test accuracy at each run's val-chosen epoch beside it: the validation value at an epoch chosen on
+    # validation data is biased upward, by more where curves are noisier; the test value is not.
+    test = "best_test_acc" if metric == "val_acc" and "best_test_acc" in runs and runs["best_test_acc"].notna().any() else None
+    effect_outcomes = [c for c in dict.fromkeys([f"best_{metric}", test, f"final_{metric}", "final_gap_loss"])
+                       if c is not None and c in runs]
     used = runs[runs["used"]]
     if not effects:
         return Analysis(study, metric, target, target_auto, runs, cells, curves,
