@@ -602,3 +602,12 @@ def test_test_accuracy_at_the_val_chosen_epoch_is_an_effects_outcome(tmp_path):
     assert a.effect_outcomes[:2] == ["best_val_acc", "best_test_acc"]
     row = a.effects[(a.effects["outcome"] == "best_test_acc") & (a.effects["kind"] == "main")].iloc[0]
     assert row["estimate"] == pytest.approx(0.05)  # test accuracy at epoch 3, each run's lowest val loss
+
+
+def test_the_epoch_of_lowest_val_loss_and_the_rise_after_it_have_intervals_that_stay_positive(tmp_path):
+    for s, (best_at, rise) in enumerate([(0, 0.5), (0, 0.4), (3, 0.0)]):
+        losses = [1.0, 1.1, 1.2, 1.0 + rise] if best_at == 0 else [1.0, 0.9, 0.8, 0.7]
+        job(tmp_path, f"a{s}", HEADER + "".join(f"{s},{e},{e},{v},0.5\n" for e, v in enumerate(losses)), seed=s)
+    cell = stats.analyze(load.load_study([tmp_path])).cells.loc["all runs"]
+    for col in ("best_epoch", "val_loss_rise"):
+        assert 0 <= cell[f"{col}_ci_lo"] <= cell[f"{col}_mean"] <= cell[f"{col}_ci_hi"], col
