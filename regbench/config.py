@@ -249,6 +249,10 @@ def register_optuna_sweeper() -> None:
         plugins.plugin_type_to_subclass_list.setdefault(Sweeper, []).append(optuna_sweeper.RegbenchOptunaSweeper)
 
 
+# Where +inf means something: only NaN/inf losses diverge; save only after the last epoch.
+INFINITE_ALLOWED = ("trainer.diverge_loss", "trainer.save_every_s")
+
+
 def _floats(node: Any, prefix: str):
     """(dotted key, value) of every float in a config node, lists included."""
     items = node.items() if hasattr(node, "items") else enumerate(node)
@@ -425,8 +429,8 @@ def validate(cfg: Any) -> None:
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
     for group in ("model", "data", "optim", "trainer"):  # NaN passes `x < 0`-style range checks: refuse it first
         for key, value in _floats(cfg[group], group):
-            if not math.isfinite(value) and not (key == "trainer.diverge_loss" and value == math.inf):
-                _fail(key, value, "must be a finite number")  # diverge_loss=inf: only NaN/inf losses diverge
+            if not math.isfinite(value) and not (key in INFINITE_ALLOWED and value == math.inf):
+                _fail(key, value, "must be a finite number")
 
     widths = list(m.widths)
     if not widths:

@@ -332,17 +332,40 @@ def find_job_dirs(*roots: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
+def done_records_damaged(job_dir: Path, summary: dict, seeds) -> Optional[str]:
+    """Why a completed (or diverged) job's metrics.csv lacks what its summary
+    reports (every epoch up to each seed's final one), or None. None too where
+    the summary does not say (no per-seed finals: an older regbench)."""
+    per_seed = summary.get("per_seed")
+    try:
+        last = {int(s): int(per_seed[str(s)]["final"]["epoch"]) for s in seeds}
+    except (KeyError, TypeError, ValueError):
+        return None
+    try:
+        read_metrics_upto(Path(job_dir) / METRICS_FILE, last, upto="its summary's last epoch")
+    except DamagedRecord as exc:
+        return str(exc)
+    return None
+
+
+def config_diff(old: dict, new: dict, defaults: Optional[dict] = None) -> list[str]:
+    """``key: old -> new`` for each result-relevant flat key that differs; a key
+    ``old`` lacks is no difference where ``new`` gives it its default in
+    ``defaults`` (a key regbench gained after ``old`` was recorded)."""
+    new = json_safe(new)  # inf/nan as they read back from JSON
+    defaults = json_safe(defaults or {})
+    keys = sorted(k for k in set(old) | set(new) if not is_runtime_key(k))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)
+            and not (k not in old and k in defaults and new.get(k) == defaults[k])]
+
+
 def config_conflict(folder: Path, old: dict, new: dict, defaults: Optional[dict] = None) -> Optional[str]:
     """Why ``folder``, holding a run of flat config ``old``, cannot take a run of
     ``new`` (a result-relevant key differs), or None. ``defaults`` (the
     schema's, regbench.config.flat_defaults): a key ``old`` lacks is no
     difference where ``new`` gives it its default, as a key added to regbench
     after that run was recorded does (else every earlier sweep was refused)."""
-    new = json_safe(new)  # inf/nan as they read back from JSON
-    defaults = json_safe(defaults or {})
-    keys = sorted(k for k in set(old) | set(new) if not is_runtime_key(k))
-    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)
-            and not (k not in old and k in defaults and new.get(k) == defaults[k])]
+    diff = config_diff(old, new, defaults)
     if not diff:
         return None
     return (f"{folder} holds a run with another config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}): "

@@ -148,9 +148,18 @@ def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
 
 
 def resume_note(job_dir: Path, state: str, done: int) -> str:
-    """For a job that stopped part-way (interrupted, dead): what the same command
-    keeps of its ``done`` epochs, as its checkpoint says; "" where it keeps them
-    all, or where an older record does not say."""
+    """What the same command does with a job that stopped part-way (interrupted,
+    dead: what it keeps of its ``done`` epochs, as its checkpoint says) or a
+    finished one whose metrics.csv lacks what its summary reports (trains it
+    again); "" where nothing needs saying, or an older record does not say."""
+    if state in ("completed", "diverged"):
+        try:
+            summary = records.read_summary(job_dir)
+            seeds = summary.get("seeds") or []
+        except (OSError, ValueError):
+            return ""
+        why = records.done_records_damaged(job_dir, summary, seeds)
+        return f"  ({why}: the same command trains it again)" if why else ""
     if state not in ("interrupted", DEAD) or done < 1:
         return ""
     if not (job_dir / records.CHECKPOINT_FILE).exists():
@@ -179,7 +188,9 @@ def manifest_conflict(sweep_dir: Path, base: dict[str, Any]) -> Optional[str]:
         return (f"{path} is damaged ({why}): it records the base config of the sweep in {sweep_dir}, which "
                 f"regbench checks before adding jobs to it; if that folder holds only jobs of this command, move "
                 f"{MANIFEST} aside and run it again (it is rewritten), else use another hydra.sweep.dir")
-    diff = [f"{k}: {old.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
+    from .config import flat_defaults
+
+    diff = records.config_diff(old, base, flat_defaults())
     if not diff:
         return None
     return (f"{sweep_dir} holds a sweep with another base config ({'; '.join(diff[:3])}"

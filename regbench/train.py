@@ -279,16 +279,10 @@ class Resume:
         """A completed (or diverged) job is skipped only while metrics.csv holds
         every epoch its summary reports, one row per seed: a truncated or damaged
         file was skipped for ever, and only the report noticed."""
-        per_seed = self.summary.get("per_seed")
-        try:
-            last = {s: int(per_seed[str(s)]["final"]["epoch"]) for s in self.seeds}
-        except (KeyError, TypeError, ValueError):
-            return  # a summary without per-seed finals (none ended an epoch, or an older regbench): as before
-        try:
-            records.read_metrics_upto(self.out / records.METRICS_FILE, last, upto="its summary's last epoch")
-        except records.DamagedRecord as exc:
+        why = records.done_records_damaged(self.out, self.summary, self.seeds)
+        if why is not None:
             self.summary = None  # not done: trained again, the old records set aside
-            self.fresh(f"it {status}, but {exc}")
+            self.fresh(f"it {status}, but {why}")
 
     @property
     def done(self) -> bool:

@@ -143,7 +143,7 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     except Exception as exc:
         raise UserDataError(f"{source}: not a readable {suffix} table ({type(exc).__name__}: {_first(exc)})") from None
     columns = [str(c) for c in frame.columns]
-    if suffix == ".csv" and columns and all(_is_number(c) for c in columns):
+    if suffix == ".csv" and columns and all(_is_number(c) for c in columns) and target not in columns:
         raise UserDataError(f"{source}: its first line holds numbers ({_names(columns, 4)}), not column names; "
                             "a .csv needs a header row naming its columns (one of them data.target)")
     if not target:
@@ -219,22 +219,27 @@ def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
         if len(x_test) != len(y_test):
             raise UserDataError(f"{source}: x_test has {len(x_test)} rows but y_test has {len(y_test)} labels")
     classes = n_classes(y, y_test)
-    missing = np.setdiff1d(np.arange(classes), y)
-    if len(missing):
-        in_test = np.intersect1d(missing, y_test) if y_test is not None else missing[:0]
-        which = f" (y_test has {_numbers(in_test)})" if len(in_test) else ""
+    present = np.unique(y)  # sorted; the work grows with N, never with the largest label
+    if len(present) < classes:
+        lacking = classes - len(present)
+        first = np.setdiff1d(np.arange(min(classes, len(present) + 6)), present)  # the first few gaps
+        in_test = np.intersect1d(np.setdiff1d(np.unique(y_test), present), np.arange(classes)) if y_test is not None else first[:0]
+        which = f" (y_test has {_numbers(in_test, total=len(in_test))})" if len(in_test) else ""
         raise UserDataError(
             f"{source}: labels must be the classes 0..C-1, each present in the training labels; {y_name} has "
-            f"{_numbers(np.unique(y))} and lacks {_numbers(missing)}{which}: renumber the classes 0..K-1 first")
+            f"{_numbers(present, total=len(present))} and lacks {_numbers(first, total=lacking)}{which}: "
+            "renumber the classes 0..K-1 first")
     if classes < 2:
         raise UserDataError(f"{source}: every label is 0; at least 2 classes (0 and 1) are needed")
     return x, y, x_test, y_test
 
 
-def _numbers(values: np.ndarray, most: int = 6) -> str:
-    """``0, 10, 20`` or ``1, 2, 3, ... (12 in all)``."""
-    values = [int(v) for v in values]
-    return ", ".join(map(str, values[:most])) + (f", ... ({len(values)} in all)" if len(values) > most else "")
+def _numbers(values: np.ndarray, most: int = 6, total: Optional[int] = None) -> str:
+    """``0, 10, 20`` or ``1, 2, 3, ... (12 in all)``; ``total``: how many there are
+    in all, where ``values`` holds only the first ones."""
+    total = len(values) if total is None else total
+    shown = [int(v) for v in values[:most]]
+    return ", ".join(map(str, shown)) + (f", ... ({total} in all)" if total > most else "")
 
 
 def _features(x, source: str, name: str) -> np.ndarray:

@@ -202,9 +202,12 @@ def test_non_finite_values_and_launcher_settings_that_would_crash_or_mislead(cli
     assert snapshot(tmp_path) == before
 
 
-def test_an_infinite_divergence_threshold_is_still_allowed(make_cfg):
-    from regbench.config import validate
+def test_an_infinite_divergence_threshold_or_save_interval_is_still_allowed(make_cfg):
+    from regbench.config import ConfigError, validate
     validate(make_cfg("trainer.diverge_loss=inf"))  # only NaN/inf losses diverge
+    validate(make_cfg("trainer.save_every_s=inf"))  # checkpoint and summary after the last epoch only
+    with pytest.raises(ConfigError, match="trainer.save_every_s=nan is not allowed: must be a finite number"):
+        validate(make_cfg("trainer.save_every_s=nan"))
 
 
 def test_a_damaged_sweep_manifest_is_one_line_and_keeps_the_guard(cli, tmp_path):

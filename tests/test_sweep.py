@@ -244,8 +244,11 @@ def test_a_completed_job_whose_metrics_were_damaged_is_trained_again_not_skipped
     lines = good.splitlines(keepends=True)
     metrics.write_text({"truncate": "".join(lines[:2]), "cut mid-line": good[: len(good) - 7],
                         "garbage": "".join(lines[:3]) + "x,y,z\n" + "".join(lines[4:])}[damage])
+    from regbench.plan import table
+    assert "metrics.csv " in table(tmp_path, ["j"]) and "the same command trains it again" in table(tmp_path, ["j"])
     again = train.run(cfg, tmp_path / "j", show_progress=False)
     assert not again.get("skipped") and again["status"] == "completed"
+    assert "trains it again" not in table(tmp_path, ["j"])
     assert metrics_without_time(tmp_path / "j") == [{k: v for k, v in r.items() if k != "time_s"}
                                                     for r in csv.DictReader(io.StringIO(good))]  # the same numbers again
     (aside,) = [p for p in (tmp_path / "j").iterdir() if p.name.startswith(".corrupt-")]
@@ -268,3 +271,25 @@ def test_a_run_recorded_before_a_config_key_existed_is_still_this_config(make_cf
     assert train.run(cfg, tmp_path / "j", show_progress=False)["skipped"]
     with pytest.raises(train.ConfigError, match=r"holds a run with another config \(model.bn_eps: None -> 0.001\)"):
         train.run(make_cfg("trainer.epochs=2", "model.bn_eps=1e-3"), tmp_path / "j", show_progress=False)
+
+
+
+def test_a_sweep_recorded_before_a_config_key_existed_is_resumed_not_refused(cli, tmp_path):
+    """sweep.json's base config is compared as a job's config is: a key it lacks is no difference at its default."""
+    import json
+
+    grid = ["-m", "seed=0,1", *TINY, cli.data_arg, f"hydra.sweep.dir={tmp_path / 's'}"]
+    assert cli("train", *grid).returncode == 0
+    manifest = tmp_path / "s" / "sweep.json"
+    older = json.loads(manifest.read_text())
+    del older["base"]["trainer.diverge_loss"]  # as a regbench without that key wrote it
+    manifest.write_text(json.dumps(older))
+    for job in (tmp_path / "s").iterdir():
+        if (job / records.SUMMARY_FILE).exists():
+            summary = records.read_summary(job)
+            del summary["config"]["trainer.diverge_loss"]
+            records.write_summary(job, summary)
+    again = cli("train", *grid)
+    assert again.returncode == 0 and "2 jobs: 2 skipped" in again.stdout, again.stdout + again.stderr
+    changed = cli("train", *grid, "trainer.diverge_loss=100")
+    assert changed.returncode == 2 and "another base config (trainer.diverge_loss: None -> 100.0)" in changed.stderr

@@ -66,11 +66,13 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
          "renumber the classes 0..K-1 first"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 10, 0, 20])), [], "y has 0, 10, 20 and lacks 1, 2, 3, 4, 5, 6, ... (18 in all)"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([3, 3, 3, 3])), [], "y has 3 and lacks 0, 1, 2"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 2, 10**12])), [],  # at once, not 7 TiB of classes
+         "y has 0, 1, 2, 1000000000000 and lacks 3, 4, 5, 6, 7, 8, ... (999999999997 in all)"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 2)), y_test=np.array([2, 0])), [],
          "y has 0, 1 and lacks 2 (y_test has 2)"),
         (lambda p: np.savez(p, x=np.zeros((4, 0)), y=np.array([0, 1, 0, 1])), [], "x has no features (shape (4, 0))"),
         (lambda p: np.savez(p, x=np.zeros((0, 3)), y=np.zeros(0, int)), [], "x is empty (shape (0, 3))"),
-        (lambda p: p.with_suffix(".csv").write_text("1.5,2.5,0\n1,2,1\n"), ["data.target=0"],
+        (lambda p: p.with_suffix(".csv").write_text("1.5,2.5,0\n1,2,1\n"), ["data.target=label"],
          "its first line holds numbers (1.5, 2.5, 0), not column names; a .csv needs a header row"),
         (lambda p: p.with_suffix(".csv").write_text("a,b,label\n"), ["data.target=label"], "the table has a header but no rows"),
     ],
@@ -148,3 +150,16 @@ def test_runs_on_different_contents_are_different_datasets_to_the_report(cli, tm
     with pytest.raises(ReportError, match=r"runs from different datasets: file mine.npz \(\w{16}\) \(1 run\), "):
         report_load.load_study([tmp_path / "runs"])
     assert len(report_load.load_study([tmp_path / "runs"], allow_mixed=True).runs) == 2
+    # a run recorded before fingerprints: refused with a hint, not silently merged
+    summary = records.read_summary(tmp_path / "runs" / "b")
+    del summary["data"]["fingerprint"], summary["data"]["path"]
+    records.write_summary(tmp_path / "runs" / "b", summary)
+    with pytest.raises(ReportError, match="runs labelled only file were recorded before regbench kept a fingerprint"):
+        report_load.load_study([tmp_path / "runs"])
+
+
+def test_a_csv_whose_header_is_pandas_default_column_numbers_is_read(tmp_path, make_cfg):
+    x, y = arrays()
+    pd.DataFrame(np.c_[x, y]).to_csv(tmp_path / "d.csv", index=False)  # header 0,1,2,3,4,5
+    gx, gy, _, _ = load(make_cfg("data=file", f"data.path={tmp_path / 'd.csv'}", "data.target=5").data)
+    assert np.allclose(gx, x) and np.array_equal(gy, y)

@@ -538,7 +538,12 @@ def load_study(
     datasets = runs["dataset"].fillna("unknown").value_counts()
     if len(datasets) > 1 and not allow_mixed:
         counts = ", ".join(f"{name} ({n} run{'' if n == 1 else 's'})" for name, n in datasets.items())
-        raise ReportError(f"runs from different datasets: {counts}; report one dataset at a time, or pass --allow-mixed")
+        names = [str(d) for d in datasets.index]
+        older = [n for n in names if n in ("file", "callable") and any(m.startswith(f"{n} ") for m in names)]
+        hint = (f" (runs labelled only {' or '.join(older)} were recorded before regbench kept a fingerprint of "
+                "your data: if they trained on the same data, --allow-mixed reports them together)") if older else ""
+        raise ReportError(f"runs from different datasets: {counts}; report one dataset at a time, or pass "
+                          f"--allow-mixed{hint}")
 
     config_keys = [k for k in runs.columns[runs.columns.get_loc("path") + 1 :]]
     factors, constants = [], {}
