@@ -432,12 +432,17 @@ def test_time_with_replicas_is_per_seed_with_a_positive_interval(tmp_path):
     assert "Times are per seed" in " ".join(render.findings(a))
 
 
-def test_the_answer_says_not_tested_where_no_contrast_of_a_factor_had_a_test():
-    rows = [{"outcome": "best_val_acc", "kind": "main", "factor": "A", "contrast": "A: 0 → 1", "at": "",
+def one_untested_one_tested(outcome: str) -> pd.DataFrame:
+    """Two main effects, adjusted: A from 1 shared seed (no test), B from 3 seeds."""
+    rows = [{"outcome": outcome, "kind": "main", "factor": "A", "contrast": "A: 0 → 1", "at": "",
              "estimate": 0.05, "ci_lo": np.nan, "ci_hi": np.nan, "n": 1, "std": np.nan},
-            {"outcome": "best_val_acc", "kind": "main", "factor": "B", "contrast": "B: 0 → 1", "at": "",
+            {"outcome": outcome, "kind": "main", "factor": "B", "contrast": "B: 0 → 1", "at": "",
              "estimate": 0.01, "ci_lo": -0.2, "ci_hi": 0.22, "n": 3, "std": 0.1}]
-    eff = stats.adjust(pd.DataFrame(rows))
+    return stats.adjust(pd.DataFrame(rows))
+
+
+def test_the_answer_says_not_tested_where_no_contrast_of_a_factor_had_a_test():
+    eff = one_untested_one_tested("best_val_acc")
     text = stats.headline(eff, "best_val_acc", ["A", "B"])
     assert text == "A: not tested (1 seed shared by its cells); B: no resolved effect"
 
@@ -469,11 +474,7 @@ def test_the_settings_table_leaves_out_keys_the_dataset_does_not_read(tmp_path):
 
 def test_a_contrast_without_a_test_says_so_in_the_forest_plot():
     from regbench.report import figures
-    rows = [{"outcome": "y", "kind": "main", "factor": "A", "contrast": "A: 0 → 1", "at": "",
-             "estimate": 0.05, "ci_lo": np.nan, "ci_hi": np.nan, "n": 1, "std": np.nan},
-            {"outcome": "y", "kind": "main", "factor": "B", "contrast": "B: 0 → 1", "at": "",
-             "estimate": 0.01, "ci_lo": -0.2, "ci_hi": 0.22, "n": 3, "std": 0.1}]
-    eff = stats.adjust(pd.DataFrame(rows))
+    eff = one_untested_one_tested("y")
     ax = figures.plot_forest(eff, pd.DataFrame(columns=stats.SEED_COLUMNS), "y")
     texts = [t.get_text().strip() for t in ax.texts]
     assert texts.count("no test: 1 seed") == 1  # A only: B has its interval
