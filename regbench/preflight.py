@@ -462,6 +462,69 @@ def shared_folders(jobs: list[list[str]], folders: list[Path], typed: Optional[d
     return None
 
 
+SINGLE_CHOICE = {"data": "dataset", "model": "model", "optim": "optimizer"}  # groups of which a job takes one option
+
+
+def _bool_keys() -> tuple[set[str], set[str]]:
+    """Dotted keys of the schema's booleans, and of its lists of booleans."""
+    scalars: set[str] = set()
+    lists: set[str] = set()
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            kind = str(f.type).replace(" ", "")
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif kind == "bool":
+                scalars.add(f"{prefix}{f.name}")
+            elif kind in ("List[bool]", "Optional[List[bool]]"):
+                lists.add(f"{prefix}{f.name}")
+
+    walk(RegbenchConfig(), "")
+    return scalars, lists
+
+
+def _values(override) -> list:
+    """The values an override sets: one, or each of a sweep's (none for a glob)."""
+    try:
+        return list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    except Exception:  # a glob over a group's options needs the config loader: nothing typed to check here
+        return []
+
+
+def override_value_refusal(parsed: list) -> Optional[str]:
+    """What OmegaConf would take without a word: a boolean given as anything
+    but true/false (``model.batchnorm=2`` or ``=yes`` read as true), or a list
+    of options of a group a job takes one of (``data=[digits,blobs]`` merged
+    the two datasets' keys and trained blobs). Why, or None."""
+    scalars, lists = _bool_keys()
+    interpolation = lambda v: isinstance(v, str) and v.startswith("${")  # noqa: E731
+    for o in parsed:
+        if o.is_delete() or o.is_hydra_override():
+            continue
+        key = o.key_or_group.lstrip("+~")
+        values = _values(o)
+        if key in SINGLE_CHOICE and o.package is None:
+            chosen = next((v for v in values if isinstance(v, list)), None)
+            if chosen is not None:
+                names = [str(v) for v in chosen] or ["..."]
+                return (f"{o.input_line}: a job trains on one {SINGLE_CHOICE[key]} ({key}={names[0]}); to train one job "
+                        f"on each, sweep over them: regbench train -m {key}={','.join(names)}")
+        if key in scalars:
+            bad = next((v for v in values if not isinstance(v, bool) and not interpolation(v)), None)
+            if bad is not None:
+                return f"{o.input_line} is not allowed: {key} is true or false (got {bad!r})"
+        elif key in lists:
+            for v in values:
+                items = v if isinstance(v, list) else [] if v is None or interpolation(v) else [v]
+                bad = next((x for x in items if not isinstance(x, bool) and not interpolation(x)), None)
+                if bad is not None or not (v is None or isinstance(v, list) or interpolation(v)):
+                    return (f"{o.input_line} is not allowed: {key} is a list of true/false, one per hidden layer "
+                            f"(e.g. {key}=[true,false]; got {bad if bad is not None else v!r})")
+    return None
+
+
 def check(argv: list[str], command: str = "train") -> Optional[tuple[DictConfig, list[list[str]]]]:
     """Compose and check what ``regbench <command> argv`` will run.
 
@@ -511,6 +574,12 @@ def _check(args: list[str], command: str, flag_multirun: bool):
         loader = GlobalHydra.instance().config_loader()
         try:
             parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
+        except Exception as exc:
+            raise PreflightError(describe(exc, loader, args)) from None
+        refusal = override_value_refusal(parsed)
+        if refusal:
+            raise PreflightError(refusal)
+        try:
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
         except Exception as exc:

@@ -9,7 +9,19 @@ BAD = [
     (["model.dropuot=0.1"], "model.dropuot is not a config key; keys there: widths, activation,"),
     (["+model.dropuot=0.1"], "unknown config key model.dropuot (allowed in model: widths,"),
     (["model.dropout=abc"], "model.dropout: Value 'abc' of type 'str' could not be converted to Float"),
-    (["model.batchnorm=maybe"], "model.batchnorm: Value 'maybe' is not a valid bool"),
+    (["model.batchnorm=maybe"], "model.batchnorm=maybe is not allowed: model.batchnorm is true or false (got 'maybe')"),
+    # OmegaConf reads these as true without a word
+    (["model.batchnorm=2"], "model.batchnorm=2 is not allowed: model.batchnorm is true or false (got 2)"),
+    (["model.batchnorm=yes"], "model.batchnorm=yes is not allowed: model.batchnorm is true or false (got 'yes')"),
+    (["-m", "model.batchnorm=false,1"], "model.batchnorm=false,1 is not allowed: model.batchnorm is true or false (got 1)"),
+    (["trainer.test=0"], "trainer.test=0 is not allowed: trainer.test is true or false (got 0)"),
+    (["model.bn_layers=[true,2]"], "model.bn_layers=[true,2] is not allowed: model.bn_layers is a list of true/false, "
+                                   "one per hidden layer (e.g. model.bn_layers=[true,false]; got 2)"),
+    (["model.bn_layers=true"], "model.bn_layers=true is not allowed: model.bn_layers is a list of true/false"),
+    # a list of a group's options merged them (data=[digits,blobs] trained blobs)
+    (["data=[digits,blobs]"], "data=[digits,blobs]: a job trains on one dataset (data=digits); to train one job on each, "
+                              "sweep over them: regbench train -m data=digits,blobs"),
+    (["-m", "optim=[adam,sgd]", "seed=0,1"], "optim=[adam,sgd]: a job trains on one optimizer (optim=adam)"),
     (["model.widths=[2.5]"], "model.widths[0]: Value '2.5'"),
     (["data=foo"], "data=foo: no such option; allowed: blobs, callable, cifar10, digits, fashion_mnist, file,"),
     (["optim=rmsprop"], "optim=rmsprop: no such option; allowed: adam, adamw, sgd"),
@@ -61,6 +73,13 @@ def test_a_sweep_expands_to_its_jobs_and_flags_are_left_to_hydra():
     cfg, jobs = check(["-m", "model.dropout=0,0.5", "optim=glob(*,exclude=sgd)", "trainer.epochs=2"])
     assert len(jobs) == 4 and ["model.dropout=0.5", "optim=adamw", "trainer.epochs=2"] in jobs
     assert check(["--cfg", "job", "model.dropout=abc"]) is None  # Hydra prints/handles these itself
+
+
+def test_booleans_and_group_lists_that_are_allowed_pass():
+    for argv in (["model.batchnorm=True"], ["model.bn_layers=[true,false]"], ["model.bn_layers=null"],
+                 ["model.batchnorm=${trainer.test}"], ["logger=[tensorboard,mlflow]"], ["-m", "data=digits,blobs"],
+                 ["-m", "model.batchnorm=false,true"]):
+        assert check(argv) is not None, argv
 
 
 def test_a_run_folder_with_another_config_is_refused_before_hydra_writes(tmp_path):
