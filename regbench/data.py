@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import userdata
+from .provenance import from_launch_dir
 from .config import CIFAR_FILES, DATASET_FILES, MNIST1D_SEED, split_sizes  # noqa: F401 (MNIST1D_SEED: re-exported)
 
 
@@ -66,7 +67,7 @@ class Dataset:
 
 
 def _root(cfg) -> Path:
-    return Path(os.path.expanduser(cfg.root))
+    return from_launch_dir(str(cfg.root))
 
 
 # ---------------------------------------------------------------- raw loaders

@@ -19,6 +19,7 @@ import platform
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 ENV = "REGBENCH_INVOCATION"  # JSON: {"command": [...], "cwd": "..."}
@@ -37,6 +38,28 @@ def invocation() -> tuple[list[str], str]:
         return [str(a) for a in found["command"]], str(found["cwd"])
     except (ValueError, KeyError, TypeError):
         return list(sys.argv), os.getcwd()
+
+
+def launch_dir() -> str:
+    """The folder the command was typed in: relative paths in the config
+    (data.path, data.root, data.loader's module) are read from there, also
+    where Hydra changed into the job's folder (hydra.job.chdir=true)."""
+    if "hydra.core.hydra_config" not in sys.modules:  # not under Hydra (the Python API): no other folder to know
+        return os.getcwd()
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return HydraConfig.get().runtime.cwd or os.getcwd()
+    except Exception:  # no Hydra here, or a config without its runtime node (the Python API)
+        pass
+    return os.getcwd()
+
+
+def from_launch_dir(text: str) -> Path:
+    """``text`` as a path, ``~`` expanded, relative to :func:`launch_dir`."""
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else Path(launch_dir()) / path
 
 
 def _git(cwd: str, *args: str) -> Optional[str]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from . import records
+from .provenance import from_launch_dir
 from .signals import Interrupted
 
 log = logging.getLogger("regbench.trackers")
@@ -110,7 +111,7 @@ class TensorBoardTracker:
         except ImportError as exc:
             raise _needs(self.name, exc) from None
         save_dir = getattr(spec, "save_dir", None) if spec is not None else None
-        self.root = root if root is not None else (Path(save_dir).expanduser() / out.name if save_dir else out / "tensorboard")
+        self.root = root if root is not None else (from_launch_dir(save_dir) / out.name if save_dir else out / "tensorboard")
         self._writer_class, self._hparams = SummaryWriter, hparams
         self.config = {k: _hparam(v) for k, v in config.items()}
         self.seeds = seeds
@@ -159,10 +160,11 @@ class TensorBoardTracker:
 
 
 def mlflow_uri(tracking_uri: Optional[str]) -> str:
-    """The tracking URI: as given, or the file store outputs/mlruns under the current folder."""
+    """The tracking URI: as given, or the file store outputs/mlruns under the
+    folder the command was typed in (also with hydra.job.chdir=true)."""
     if tracking_uri:
         return tracking_uri
-    return Path(DEFAULT_MLFLOW_DIR).resolve().as_uri()
+    return from_launch_dir(DEFAULT_MLFLOW_DIR).resolve().as_uri()
 
 
 def mlflow_client(tracking_uri: Optional[str]):

@@ -29,6 +29,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .provenance import from_launch_dir, launch_dir
+
 USER_DATASETS = ("file", "callable")
 SUFFIXES = (".npz", ".csv", ".parquet")
 LOADER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -80,14 +82,15 @@ def shape(d: Any) -> Optional[tuple[int, int, int, Optional[int]]]:
     read once per file version; None for a callable (known only once called)."""
     if d.name != "file":
         return None
-    path = _path(str(d.path) if d.path is not None else "")
-    stat = path.stat()
-    return _shape(str(path), stat.st_mtime_ns, stat.st_size, d.target)
+    text = str(d.path) if d.path is not None else ""
+    stat = _path(text).stat()
+    return _shape(text, str(_path(text)), stat.st_mtime_ns, stat.st_size, d.target)
 
 
 @functools.lru_cache(maxsize=8)
-def _shape(path: str, mtime_ns: int, size: int, target: Optional[str]) -> tuple[int, int, int, Optional[int]]:
-    x, y, x_test, y_test = _read_file(path, target)
+def _shape(text: str, path: str, mtime_ns: int, size: int, target: Optional[str]) -> tuple[int, int, int, Optional[int]]:
+    """(``path``: the file ``text`` names, so that the cache tells two folders' files of one name apart.)"""
+    x, y, x_test, y_test = _read_file(text, target)
     return x.shape[1], n_classes(y, y_test), len(y), (len(y_test) if y_test is not None else None)
 
 
@@ -102,7 +105,7 @@ def check_loader(spec: Optional[str]) -> None:
 def _path(text: str) -> Path:
     if not text:
         raise UserDataError(f"data=file needs data.path=PATH: a {', '.join(SUFFIXES)} file")
-    path = Path(os.path.expanduser(text))
+    path = from_launch_dir(text)
     if not path.is_file():
         raise UserDataError(f"data.path={text}: no such file ({'a folder' if path.is_dir() else 'not found'}); "
                             f"give a {', '.join(SUFFIXES)} file")
@@ -172,8 +175,9 @@ def _function(spec: Optional[str]):
         raise UserDataError(f"data.loader={spec}: give the function as module:function, "
                             "e.g. data.loader=mypkg.datasets:load_mine")
     module_name, func_name = str(spec).split(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would: the current folder first
-        sys.path.insert(0, os.getcwd())
+    here = launch_dir()  # as `python -m` would: the current folder first (where the command was typed)
+    if here not in sys.path and not ("" in sys.path and here == os.getcwd()):
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:

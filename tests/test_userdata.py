@@ -163,3 +163,21 @@ def test_a_csv_whose_header_is_pandas_default_column_numbers_is_read(tmp_path, m
     pd.DataFrame(np.c_[x, y]).to_csv(tmp_path / "d.csv", index=False)  # header 0,1,2,3,4,5
     gx, gy, _, _ = load(make_cfg("data=file", f"data.path={tmp_path / 'd.csv'}", "data.target=5").data)
     assert np.allclose(gx, x) and np.array_equal(gy, y)
+
+
+def test_relative_paths_are_read_from_where_the_command_was_typed_also_when_hydra_changes_folder(cli, tmp_path):
+    """hydra.job.chdir=true runs a job in its own folder: data.path, data.root and data.loader's module,
+    given relative to the folder the command was typed in, were looked for in the job's folder
+    ("no such file" for a file that is there)."""
+    x, y = arrays(n=300)
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    (tmp_path / "my_loaders.py").write_text("import numpy as np\ndef get():\n    return np.ones((90, 3), 'float32'), np.arange(90) % 2\n")
+    res = cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=run", "hydra.job.chdir=true")
+    assert res.returncode == 0, res.stderr
+    assert records.read_summary(tmp_path / "run")["data"]["path"] == str((tmp_path / "mine.npz").resolve())
+    res = cli("train", "-m", "hydra/launcher=basic", "data=callable", "data.loader=my_loaders:get", "seed=0,1", *TRAIN,
+              "hydra.sweep.dir=sw", "hydra.job.chdir=true")
+    assert res.returncode == 0 and "2 jobs: 2 completed" in res.stdout, res.stdout + res.stderr
+    res = cli("train", "data=mnist1d", "data.root=cache", "trainer.epochs=1", "hydra.run.dir=run3", "hydra.job.chdir=true")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "cache" / "mnist1d").is_dir() and not (tmp_path / "run3" / "cache").exists()
