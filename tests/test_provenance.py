@@ -115,3 +115,15 @@ def test_another_command_line_or_commit_still_resumes(make_cfg, tmp_path, monkey
     assert summary["provenance"]["command"] == ["regbench", "train", "second"]
     assert summary["provenance"]["git_commit"] == "f" * 40
     assert summary["earlier_provenance"] == [first]
+
+
+def test_relative_paths_are_taken_from_the_folder_the_command_was_typed_in(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from regbench import provenance, trackers
+
+    monkeypatch.setattr(provenance, "launch_dir", lambda: str(tmp_path / "typed_here"))
+    assert provenance.from_launch_dir("a/b.npz") == tmp_path / "typed_here" / "a" / "b.npz"
+    assert provenance.from_launch_dir("/abs/b.npz") == Path("/abs/b.npz")
+    assert provenance.from_launch_dir("~/b.npz") == Path.home() / "b.npz"
+    assert trackers.mlflow_uri(None) == (tmp_path / "typed_here" / trackers.DEFAULT_MLFLOW_DIR).resolve().as_uri()
