@@ -495,3 +495,20 @@ def test_a_figure_is_drawn_once_into_the_pixels_savefig_gives():
     build().savefig(buf, format="png", dpi=figures.DPI)
     theirs = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
     assert ours.shape == theirs.shape and np.array_equal(ours, theirs)
+
+
+def test_a_p_value_is_never_rounded_across_the_threshold_it_is_read_against():
+    from regbench.report.load import fmt_p
+
+    assert fmt_p(0.0499) == "0.0499" and fmt_p(0.04999) == "0.04999" and fmt_p(0.0499999) == "< 0.05"
+    assert fmt_p(0.0501) == "0.050" and fmt_p(0.05) == "0.050"  # not resolved: "0.050" reads as not below 0.05
+    assert fmt_p(0.0312) == "0.031" and fmt_p(0.0004) == "< 0.001" and fmt_p(float("nan")) == "–"
+
+
+def test_an_interval_end_beside_zero_shows_its_side():
+    from regbench.report.load import fmt_bounds, fmt_diff
+
+    assert fmt_diff(-0.0003, "val_acc") == "-0.03 pp" and fmt_diff(0.0, "val_acc") == "+0.0 pp"
+    assert fmt_bounds(-0.118, -0.0003, "val_acc") == "[-11.8, -0.03]"
+    assert fmt_bounds(0.031, 0.042, "val_acc") == "[+3.1, +4.2]"
+    assert fmt_diff(-0.0000001, "val_acc") == "-0.000 pp"  # at most two more decimals

@@ -150,12 +150,22 @@ def fmt_num(v: Any, col: str) -> str:
     return f"{v * scale:.{dec}f}{u}"
 
 
+def _signed(x: float, dec: int) -> str:
+    """``x`` with its sign and ``dec`` decimals, or up to two more where that
+    would print a value that is not 0 as ``-0.0``/``+0.0`` (an interval's end
+    beside 0 says on which side it is: [-11.8, -0.03], not [-11.8, -0.0])."""
+    for d in range(dec, dec + 3):
+        if round(x, d) != 0:
+            return f"{x:+.{d}f}"
+    return f"{x:+.{dec + 2}f}" if x != 0 else f"{x:+.{dec}f}"
+
+
 def fmt_diff(v: Any, col: str) -> str:
     """A signed difference; of accuracies in percentage points."""
     if not finite(v):
         return "–"
     scale, dec, u = unit(col)
-    return f"{v * scale:+.{dec}f}{' pp' if u == '%' else u}"
+    return f"{_signed(v * scale, dec)}{' pp' if u == '%' else u}"
 
 
 def fmt_bounds(lo: Any, hi: Any, col: str) -> str:
@@ -163,14 +173,22 @@ def fmt_bounds(lo: Any, hi: Any, col: str) -> str:
     if not (finite(lo) and finite(hi)):
         return ""
     scale, dec, _ = unit(col)
-    return f"[{lo * scale:+.{dec}f}, {hi * scale:+.{dec}f}]"
+    return f"[{_signed(lo * scale, dec)}, {_signed(hi * scale, dec)}]"
 
 
-def fmt_p(p: Any) -> str:
-    """``p = 0.031``, ``p < 0.001``; ``–`` without a test."""
+def fmt_p(p: Any, alpha: float = 0.05) -> str:
+    """``0.031``, ``< 0.001``; ``–`` without a test. Never rounded across
+    ``alpha``: a resolved p of 0.0499 is ``0.0499``, not ``0.050`` beside
+    "resolved"."""
     if not finite(p):
         return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    if p < 0.001:
+        return "< 0.001"
+    for decimals in (3, 4, 5):
+        text = f"{p:.{decimals}f}"
+        if (float(text) < alpha) == (p < alpha):
+            return text
+    return f"< {alpha:g}"
 
 
 def is_combined(factor: str) -> bool:
