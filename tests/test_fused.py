@@ -438,11 +438,18 @@ def test_worker_processes_follow_cores_and_memory_with_a_cap(monkeypatch):
 ROUNDED = ("train_loss", "fit_loss", "val_loss", "test_loss", "gap_loss", "grad_norm")  # sums over other layouts
 
 
+def rounded(key: str) -> bool:
+    """Columns a group computes with other kernels or sums in another order: the
+    losses, the gradient norm, and the pre-activation percentiles (the group's
+    evaluation forward is one batched matmul: 3e-8 apart on digits)."""
+    return key in ROUNDED or key.startswith("preact_")
+
+
 def test_without_batchnorm_a_fused_job_trains_to_the_same_bits_as_alone(make_cfg, tmp_path):
     """Training itself is exactly the job's own: the optimizer updates each
     replica's slice (its scalar tail as alone), the head's gradients are taken
-    in nn.Linear's layouts. Only the losses and the gradient norm, which the
-    group sums in another order, may differ, by float rounding."""
+    in nn.Linear's layouts. Only the losses, the gradient norm and the
+    pre-activation percentiles (:func:`rounded`) may differ, by float rounding."""
     common = ["model.batchnorm=false", "trainer.epochs=8", "model.dropout_layers=[0.3,0]"]
     settings = [["seed=0", "data.label_noise=0.2"], ["seed=1", "model.dropout_layers=[0,0]"], ["seed=2"]]
     group = train.run_group([(make_cfg(*common, *s), tmp_path / "group" / str(i), s) for i, s in enumerate(settings)])
@@ -452,8 +459,8 @@ def test_without_batchnorm_a_fused_job_trains_to_the_same_bits_as_alone(make_cfg
         a, b = rows(tmp_path / "group" / str(i)), rows(tmp_path / "alone" / str(i))
         assert len(a) == len(b) == 9
         for x, y in zip(a, b):
-            assert {k: v for k, v in x.items() if k not in ROUNDED} == {k: v for k, v in y.items() if k not in ROUNDED}, (s, x["epoch"])
-            for k in ROUNDED:
+            assert {k: v for k, v in x.items() if not rounded(k)} == {k: v for k, v in y.items() if not rounded(k)}, (s, x["epoch"])
+            for k in filter(rounded, x):
                 if x[k] != y[k]:
                     assert float(x[k]) == pytest.approx(float(y[k]), abs=1e-6), (s, x["epoch"], k)
 
