@@ -303,8 +303,9 @@ def data_root_refusal(d) -> Optional[str]:
     """Why ``data.root`` cannot hold ``data`` (a DataConfig), or None. Only a set
     that will be written into it is checked: mnist1d (generated and cached there)
     or a torchvision set with data.download=true, and only when its files are not
-    there yet; a read-only root that holds them (a shared cache) is fine, and a
-    missing set with data.download=false is named by the loader."""
+    there yet; a read-only root that holds them (a shared cache) is fine. A
+    torchvision set that is not there with data.download=false is refused too
+    (what to put where), before Hydra writes the run folder."""
     if d.name not in DATASET_FILES:
         return None  # made in code: touches no files
     sub, files = DATASET_FILES[d.name]
@@ -315,8 +316,10 @@ def data_root_refusal(d) -> Optional[str]:
     legacy = folder.parent / "processed"  # torchvision's pre-0.9 MNIST cache, still read
     if sub.endswith("/raw") and all(os.path.isfile(legacy / f) for f in ("training.pt", "test.pt")):
         return None
-    if d.name != "mnist1d" and not d.download:
-        return None
+    if d.name != "mnist1d" and not d.download:  # the loader would say this once Hydra had written the run folder
+        return (f"data={d.name}: dataset not found in {folder} and data.download=false; put {', '.join(files)} there"
+                + (" (unpacked)" if d.name != "cifar10" else " (the python version, cifar-10-python.tar.gz, unpacked)")
+                + f", or set data.root to the folder that holds {sub}, or data.download=true")
     # torchvision downloads CIFAR-10's archive into data.root itself, the MNIST files into <Class>/raw
     why = cannot_make(root if d.name == "cifar10" else folder)
     if why is None:

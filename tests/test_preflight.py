@@ -193,7 +193,13 @@ def test_data_root_is_checked_only_where_a_set_is_written_into_it(tmp_path):
     assert "mnist1d/mnist1d_seed42.npz" in msg
     assert "downloaded into data.root" in data_root_refusal(data("mnist"))
     assert data_root_refusal(data("cifar10"))
-    assert data_root_refusal(data("mnist", download=False)) is None  # nothing is written: the loader names the files
+    # nothing would be written, but the loader would only say so after Hydra wrote the run folder
+    assert data_root_refusal(data("mnist", download=False)) == (
+        f"data=mnist: dataset not found in {bad}/MNIST/raw and data.download=false; put train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte there (unpacked), or set data.root to "
+        "the folder that holds MNIST/raw, or data.download=true")
+    with pytest.raises(PreflightError, match="data=cifar10: dataset not found in .* and data.download=false"):
+        check([f"data.root={tmp_path}", "data=cifar10", "data.download=false"])
     for name in ("digits", "blobs", "teacher"):
         assert data_root_refusal(data(name)) is None  # made in code
     with pytest.raises(PreflightError, match="cannot take data=mnist1d"):
