@@ -915,6 +915,30 @@ def run_fused_group(jobs: list[tuple], launcher: str = "fused") -> list[Optional
     return [job_result(o, cfg, out, overrides, True) for o, (cfg, out, overrides) in zip(outcomes, jobs)]
 
 
+UNSTARTED = {".hydra", "train.log", records.LOCK_FILE, records.EXCL_LOCK_FILE}  # what a run refused at its data leaves
+
+
+def _discard_unstarted(out_dir) -> None:
+    """A single run refused before training (its data could not be loaded or
+    downloaded, which preflight cannot know without loading it): take away
+    what Hydra and the run wrote, so that the refusal leaves no run folder
+    behind, as preflight's do. A folder holding anything else (an earlier
+    run's records) is left as it is."""
+    import shutil
+
+    folder = Path(out_dir)
+    try:
+        names = {p.name for p in folder.iterdir()}
+        if not names <= UNSTARTED or (folder / "train.log").is_dir():
+            return
+        shutil.rmtree(folder / ".hydra", ignore_errors=True)
+        for name in names - {".hydra"}:
+            (folder / name).unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:  # read-only, or someone else's file appeared: leave it
+        pass
+
+
 def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], multirun: bool) -> Optional[float]:
     """What a job's outcome (its summary, or the exception that ended it) means
     for the user: alone, a failure is an error message and an exit code; in a
@@ -926,6 +950,7 @@ def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], mul
     except (ConfigError, DataError) as exc:
         if not multirun:
             print(f"regbench train: error: {exc}", file=sys.stderr)
+            _discard_unstarted(out_dir)
             sys.exit(2)
         log.error("failed before training: %s", exc)
         seeds = [int(cfg.seed) + i for i in range(max(1, cfg.trainer.replicas))]

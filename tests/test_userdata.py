@@ -181,3 +181,28 @@ def test_relative_paths_are_read_from_where_the_command_was_typed_also_when_hydr
     res = cli("train", "data=mnist1d", "data.root=cache", "trainer.epochs=1", "hydra.run.dir=run3", "hydra.job.chdir=true")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "cache" / "mnist1d").is_dir() and not (tmp_path / "run3" / "cache").exists()
+
+
+def test_a_single_run_refused_at_its_data_leaves_no_run_folder(cli, tmp_path):
+    """A loader that raises is found only once the run has started (preflight does not call it): the one-line
+    refusal takes away the .hydra/, empty train.log and run.lock it left; a folder with records is kept."""
+    (tmp_path / "flaky.py").write_text(
+        "import os, numpy as np\n"
+        "def get():\n"
+        "    if os.path.exists('broken'):\n"
+        "        raise ValueError('my loader broke')\n"
+        "    return np.ones((90, 3), 'float32'), np.arange(90) % 2\n")
+    (tmp_path / "broken").write_text("")
+    res = cli("train", "data=callable", "data.loader=flaky:get", *TRAIN, "hydra.run.dir=run")
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "regbench train: error: data.loader=flaky:get raised ValueError: my loader broke"), res.stderr
+    assert not (tmp_path / "run").exists()
+    from regbench.train import _discard_unstarted
+
+    for extra in ("summary.json", "metrics.csv", "notes.txt"):  # a run's records, or anything else: kept
+        folder = tmp_path / extra
+        (folder / ".hydra").mkdir(parents=True)
+        for name in ("train.log", "run.lock", extra):
+            (folder / name).write_text("")
+        _discard_unstarted(folder)
+        assert sorted(p.name for p in folder.iterdir()) == sorted([".hydra", "train.log", "run.lock", extra])
