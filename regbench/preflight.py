@@ -557,10 +557,67 @@ def reset() -> None:
 def _job_folders(base: DictConfig, jobs: list[list[str]]) -> list[Path]:
     from .sweep import job_folder, names_job_folders
 
-    if not names_job_folders(base):
-        return []
     sweep_dir = Path(base.hydra.sweep.dir)
+    if not names_job_folders(base):
+        return _own_subdirs(base, jobs, sweep_dir)
     return [sweep_dir / job_folder(base, job) for job in jobs]
+
+
+def _own_subdirs(base: DictConfig, jobs: list[list[str]], sweep_dir: Path) -> list[Path]:
+    """Each job's folder under a user's own ``hydra.sweep.subdir``, resolved as
+    Hydra will (``hydra.job.num``, ``hydra.job.override_dirname`` and the
+    job's own values set); [] where one cannot be known before the job runs."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.hydra_config import HydraConfig
+
+    from .sweep import _parser
+
+    od = base.hydra.job.config.override_dirname
+    folders = []
+    try:
+        for num, job in enumerate(jobs):
+            cfg = copy.deepcopy(base)
+            parsed = _parser().parse_overrides(list(job))
+            with open_dict(cfg):
+                cfg.hydra.job.num = num
+                cfg.hydra.job.override_dirname = get_overrides_dirname(parsed, list(od.exclude_keys), od.item_sep, od.kv_sep)
+                for o in parsed:  # the job's values, for ${seed}-style subdirs (a group's option is left as it is)
+                    key = o.key_or_group.lstrip("+~")
+                    if not o.is_hydra_override() and "/" not in key and not isinstance(OmegaConf.select(cfg, key), DictConfig):
+                        OmegaConf.update(cfg, key, o.value(), force_add=True)
+            HydraConfig.instance().set_config(cfg)
+            folders.append(sweep_dir / str(cfg.hydra.sweep.subdir))
+    except Exception:  # an interpolation only the running job has: Hydra makes it
+        return []
+    finally:
+        HydraConfig.instance().set_config(copy.deepcopy(base))
+    return folders
+
+
+def own_subdir_refusal(base: DictConfig, jobs: list[list[str]], folders: list[Path]) -> Optional[str]:
+    """A user's ``hydra.sweep.subdir`` that gives two jobs one folder (the second
+    overwrote the first's .hydra/ record, or never trained), or puts a job at the
+    sweep folder itself or outside it. Why, or None."""
+    from .sweep import names_job_folders
+
+    if names_job_folders(base) or not folders:
+        return None
+    raw = OmegaConf.to_container(base.hydra.sweep, resolve=False).get("subdir")
+    sweep_dir = Path(os.path.abspath(base.hydra.sweep.dir))
+    fix = "leave hydra.sweep.subdir unset (job folders named from their overrides), or use ${hydra.job.num}"
+    varying = {k for k in {k for j in jobs for k in _as_dict(j)} if len({_as_dict(j).get(k) for j in jobs}) > 1}
+    label = lambda job: ",".join(o for o in job if o.lstrip("+~").split("=", 1)[0] in varying) or ",".join(job) or "(no overrides)"  # noqa: E731
+    seen: dict[str, list[str]] = {}
+    for job, folder in zip(jobs, folders):
+        where = Path(os.path.abspath(folder))
+        if where == sweep_dir or sweep_dir not in where.parents:
+            place = "the sweep folder itself" if where == sweep_dir else f"outside the sweep folder {base.hydra.sweep.dir}"
+            return f"hydra.sweep.subdir={raw} puts job {label(job)} at {folder}, {place}: each job needs its own folder in it; {fix}"
+        first = seen.setdefault(str(where), job)
+        if first is not job:
+            return (f"hydra.sweep.subdir={raw} gives jobs {label(first)} and {label(job)} one folder ({folder}): the second "
+                    f"would overwrite the first's records; {fix}")
+    return None
 
 
 def _check(args: list[str], command: str, flag_multirun: bool):
@@ -625,7 +682,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             folders = _job_folders(base, jobs)
             typed = {f"{k}": f"{k}={v}" for k, v in (OmegaConf.select(base, "hydra.sweeper.params") or {}).items()}
             typed.update({o.get_key_element().lstrip("+~"): o.input_line for o in sweeps})
-            refusal = shared_folders(jobs, folders, typed)
+            refusal = own_subdir_refusal(base, jobs, folders) or shared_folders(jobs, folders, typed)
             if refusal:
                 raise PreflightError(refusal)
             if command == "train":  # plan only reads (it may look at an archived, read-only sweep)

@@ -18,6 +18,15 @@ BAD = [
     (["model.bn_layers=[true,2]"], "model.bn_layers=[true,2] is not allowed: model.bn_layers is a list of true/false, "
                                    "one per hidden layer (e.g. model.bn_layers=[true,false]; got 2)"),
     (["model.bn_layers=true"], "model.bn_layers=true is not allowed: model.bn_layers is a list of true/false"),
+    # a user's own job folder name that every job shares (the second overwrote the first's .hydra record), or that
+    # is the sweep folder itself or outside it
+    (["-m", "model.dropout=0,0.5", "hydra.sweep.dir=sw", "hydra.sweep.subdir=same"],
+     "hydra.sweep.subdir=same gives jobs model.dropout=0 and model.dropout=0.5 one folder (sw/same): the second would "
+     "overwrite the first's records; leave hydra.sweep.subdir unset"),
+    (["-m", "seed=0,1", "hydra.sweep.dir=sw", "hydra.sweep.subdir=d${model.dropout}"], "gives jobs seed=0 and seed=1 one folder (sw/d0.0)"),
+    (["-m", "seed=0,1", "hydra.sweep.dir=sw", "hydra.sweep.subdir=."], "hydra.sweep.subdir=. puts job seed=0 at sw, the sweep folder itself"),
+    (["-m", "seed=0,1", "hydra.sweep.dir=sw", "hydra.sweep.subdir=../x${hydra.job.num}"],
+     "hydra.sweep.subdir=../x${hydra.job.num} puts job seed=0 at sw/../x0, outside the sweep folder sw"),
     # a list of a group's options merged them (data=[digits,blobs] trained blobs)
     (["data=[digits,blobs]"], "data=[digits,blobs]: a job trains on one dataset (data=digits); to train one job on each, "
                               "sweep over them: regbench train -m data=digits,blobs"),
@@ -73,6 +82,13 @@ def test_a_sweep_expands_to_its_jobs_and_flags_are_left_to_hydra():
     cfg, jobs = check(["-m", "model.dropout=0,0.5", "optim=glob(*,exclude=sgd)", "trainer.epochs=2"])
     assert len(jobs) == 4 and ["model.dropout=0.5", "optim=adamw", "trainer.epochs=2"] in jobs
     assert check(["--cfg", "job", "model.dropout=abc"]) is None  # Hydra prints/handles these itself
+
+
+def test_own_job_folder_names_that_differ_per_job_pass():
+    for subdir in ("${hydra.job.num}", "${hydra.job.override_dirname}", "d${model.dropout}_${seed}"):
+        assert check(["-m", "model.dropout=0,0.5", "seed=0,1", "hydra.sweep.dir=sw", f"hydra.sweep.subdir={subdir}"]), subdir
+    with pytest.raises(PreflightError, match=r"gives jobs model.dropout=0,seed=0 and model.dropout=0.5,seed=0 one folder \(sw/s0\)"):
+        check(["-m", "model.dropout=0,0.5", "seed=0,1", "hydra.sweep.dir=sw", "hydra.sweep.subdir=s${seed}"])
 
 
 def test_booleans_and_group_lists_that_are_allowed_pass():
