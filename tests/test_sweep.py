@@ -91,18 +91,19 @@ def test_sigkilled_sweep_rerun_completes_every_epoch_exactly_once(cli, tmp_path)
 
 def test_diverged_and_failed_jobs_do_not_stop_the_sweep(cli, tmp_path):
     sweep = tmp_path / "sweep"
-    res = cli("train", "-m", "data=blobs,cifar10", "optim=sgd", "optim.lr=0.01,1e8", *TINY[1:],
-              f"data.root={tmp_path / 'no-data'}", "data.download=false", f"hydra.sweep.dir={sweep}")
+    (tmp_path / "no_data.py").write_text("def get():\n    raise FileNotFoundError('no data here')\n")  # fails once called
+    res = cli("train", "-m", "data=blobs,callable", "data.loader=no_data:get", "optim=sgd", "optim.lr=0.01,1e8", *TINY[1:],
+              f"hydra.sweep.dir={sweep}")
     assert res.returncode == 1, res.stderr
     last, hint = res.stdout.strip().splitlines()[-2:]
     assert "4 jobs: 1 completed, 1 diverged, 2 failed; failed: " in last
     assert hint.startswith("next: run the same command again to resume or retry the 2 unfinished jobs")
     named = last.split("; failed: ")[1].split()
-    assert len(named) == 2 and all("data=cifar10" in n for n in named)
+    assert len(named) == 2 and all("data=callable" in n for n in named)
     job = lambda data, lr: next(p for p in sweep.iterdir() if f"data={data}," in p.name and f"optim.lr={lr}," in p.name)
     assert records.read_summary(job("blobs", "100000000.0"))["status"] == "diverged"
-    failed = records.read_summary(job("cifar10", "0.01"))
-    assert failed["status"] == "failed" and "dataset not found" in failed["error"]
+    failed = records.read_summary(job("callable", "0.01"))
+    assert failed["status"] == "failed" and "raised FileNotFoundError: no data here" in failed["error"]
 
 
 def test_joblib_sweep_with_two_workers(cli, tmp_path):
