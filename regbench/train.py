@@ -432,6 +432,11 @@ class JobRun:
         self.start = 1
         if ckpt is None:
             return
+        was = ((self.previous.summary or {}).get("data") or {}).get("fingerprint")
+        now = (self.data.source or {}).get("fingerprint")
+        if was is not None and now is not None and was != now:  # the user's file or loader gives other data now
+            self.previous.fresh(f"its epochs were trained on other data (fingerprint {was}, now {now})", "other-data")
+            return
         try:
             learner = Learner(self.cfg.model, self.cfg.optim, self.cfg.trainer.epochs, self.data.n_features,
                               self.data.n_classes, self.seeds, self.device)

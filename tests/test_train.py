@@ -461,3 +461,24 @@ def test_a_sigterm_swallowed_by_a_log_handler_still_stops_the_run(make_cfg, tmp_
     assert SignalOnce.sent
     summary = records.read_summary(tmp_path)
     assert summary["status"] == "interrupted" and summary["epochs_completed"] < 6
+
+
+def test_a_run_resumed_on_changed_data_starts_afresh_and_keeps_the_old_records(make_cfg, tmp_path, monkeypatch):
+    """An interrupted run on the user's file whose contents changed before the re-run: its epochs were
+    trained on the old data, so they are set aside (not resumed under the new fingerprint)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=rng.normal(size=(120, 4)).astype("float32"), y=np.arange(120) % 3)
+    cfg = make_cfg("data=file", f"data.path={path}", "trainer.epochs=4")
+    interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path / "job")
+    old = records.read_summary(tmp_path / "job")["data"]["fingerprint"]
+    np.savez(path, x=rng.normal(size=(120, 4)).astype("float32"), y=np.arange(120) % 3)
+    summary = train.run(cfg, tmp_path / "job")
+    assert summary["status"] == "completed" and summary["data"]["fingerprint"] != old
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path / "job")] == [0, 1, 2, 3, 4]  # trained from the start
+    (aside,) = (tmp_path / "job").glob(".other-data-*")
+    assert records.read_summary(aside)["data"]["fingerprint"] == old
