@@ -119,7 +119,7 @@ def job_folder(config: DictConfig, job_overrides: list[str]) -> str:
 
 DEAD = "dead"  # summary says running, but no process holds the job's lock
 # States after which a sweep has not done its work: `regbench train` exits non-zero.
-UNDONE = ("failed", DEAD, records.INTERRUPTED, records.RUNNING, "unreadable")
+UNDONE = ("failed", DEAD, records.INTERRUPTED, records.RUNNING, "unreadable", "missing")  # missing: never recorded
 LEGEND = {
     DEAD: "stopped without recording why (kill -9, a lost node, a full disk); the same command resumes it",
     "unreadable": "summary.json is damaged; the same command sets it aside and runs the job afresh",

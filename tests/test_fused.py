@@ -270,6 +270,17 @@ def test_groups_train_at_once_in_workers_and_a_dead_worker_costs_only_its_group(
     assert "4 jobs: 4 completed" in one.stdout
 
 
+def test_a_worker_killed_before_its_jobs_record_anything_leaves_the_sweep_undone(cli, tmp_path):
+    """Out of memory while a group loads its data: no job wrote a record. The sweep
+    said `2 missing`, `next: regbench report` and exited 0."""
+    (tmp_path / "oom.py").write_text("import os, signal\ndef load():\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    res = cli("train", "-m", "data=callable", "data.loader=oom:load", "model.dropout=0,0.5", *TINY[1:], "hydra.sweep.dir=sw")
+    assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr, res.stdout + res.stderr
+    last, hint = res.stdout.strip().splitlines()[-2:]
+    assert last.endswith("2 jobs: 2 missing")
+    assert hint.startswith("next: run the same command again to resume or retry the 2 unfinished jobs")
+
+
 @pytest.mark.parametrize("template,job", [
     (["seed=0", "model.dropout=0.3"], ["seed=4", "model.dropout=0.5"]),
     (["model.dropout=0", "model.batchnorm=false", "seed=0", "trainer.epochs=50"],

@@ -435,6 +435,11 @@ class FusedLauncher(Launcher):
                 for i, ret in zip(groups[order[k]], rets):
                     runs[i] = ret
                 self._progress.done(groups[order[k]], rets, estimate_left(works, self.started, self.ended, processes, time.time()))
+            never = [i for i, r in enumerate(runs) if r is None]  # every worker ended before it took their group
+            if never:
+                log.error(f"the worker processes ended before {len(never)} jobs started; they did not run")
+                for i in never:
+                    runs[i] = self._lost(sweep_cfgs[i], None)
         else:
             for group in groups:
                 rets = self._launch_group([sweep_cfgs[i] for i in group], initial_job_idx + group[0])
