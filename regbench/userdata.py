@@ -120,6 +120,11 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     source = f"data.path={text}"
     suffix = path.suffix.lower()
     if suffix == ".npz":
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head[:2] != b"PK":  # np.load reads anything else as a pickle, and says so
+            what = "a .npy array" if head[:4] == b"\x93NUM" else "not a zip archive"
+            raise UserDataError(f"{source}: not a .npz ({what}); {NPZ_HELP}")
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
@@ -259,7 +264,16 @@ def _features(x, source: str, name: str) -> np.ndarray:
         return x.reshape(len(x), -1)
     if x.ndim < 2 or not (np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)):
         raise UserDataError(f"{source}: {name} must be numbers shaped (N, features...), not {x.dtype} {x.shape}")
-    x = x.reshape(len(x), -1).astype(np.float32)
+    x = x.reshape(len(x), -1)
+    if np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4 or np.issubdtype(x.dtype, np.integer) and x.dtype.itemsize > 8:
+        big = np.isfinite(x) & (np.abs(x) > np.finfo(np.float32).max)  # finite, but inf once float32 (the model's type)
+        if big.any():
+            rows = np.flatnonzero(big.any(1))
+            raise UserDataError(f"{source}: {name} holds {int(big.sum())} value{'s' if big.sum() > 1 else ''} too large "
+                                f"for float32 (|v| > 3.4e38; e.g. {x[big][0]:.3g} in row {rows[0]}), which the model "
+                                "computes in; rescale them first")
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
     bad = int((~np.isfinite(x)).sum())
     if bad:
         rows = np.flatnonzero(~np.isfinite(x).all(1))

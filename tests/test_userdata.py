@@ -75,6 +75,11 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
         (lambda p: p.with_suffix(".csv").write_text("1.5,2.5,0\n1,2,1\n"), ["data.target=label"],
          "its first line holds numbers (1.5, 2.5, 0), not column names; a .csv needs a header row"),
         (lambda p: p.with_suffix(".csv").write_text("a,b,label\n"), ["data.target=label"], "the table has a header but no rows"),
+        # finite, but inf as float32: it said "NaN/inf values", with numpy's overflow warning on stderr
+        (lambda p: np.savez(p, x=np.array([[1.0, 1e39], [0, 0], [1, 1], [2, 2]]), y=np.array([0, 1, 0, 1])), [],
+         "x holds 1 value too large for float32 (|v| > 3.4e38; e.g. 1e+39 in row 0)"),
+        (lambda p: p.write_bytes(b"not an archive"), [], "not a .npz (not a zip archive); a .npz needs arrays x"),  # "pickled data"
+        (lambda p: np.save(open(p, "wb"), np.zeros(3)), [], "not a .npz (a .npy array)"),
     ],
 )
 def test_bad_files_are_one_clear_line(tmp_path, make_cfg, write, extra, message):
