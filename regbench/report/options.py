@@ -26,7 +26,7 @@ def build_parser(parser_class: type = argparse.ArgumentParser) -> argparse.Argum
     p.add_argument("--metric", default="val_acc",
                    help="metrics.csv column to rank and compare cells by (default: val_acc); *_acc is "
                         "better higher, anything else lower")
-    p.add_argument("--target", type=float, metavar="VALUE",
+    p.add_argument("--target", type=_finite_float, metavar="VALUE",
                    help="target value of --metric for 'epochs/seconds to target' (accuracy as a fraction, e.g. "
                         "0.6; default: the weakest cell's mean best)")
     p.add_argument("--formats", default="png",
@@ -44,6 +44,16 @@ def build_parser(parser_class: type = argparse.ArgumentParser) -> argparse.Argum
                         "there are only a few small figures)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     return p
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: a finite number")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -69,6 +79,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse's errors as one line (it prints its usage first), as every other refusal."""
 
     def error(self, message: str):
+        if message == "argument --target: expected one argument":  # argparse reads -1e-3 as another option
+            message += " (a negative value is written --target=-1e-3)"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
