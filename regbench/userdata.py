@@ -200,6 +200,9 @@ def _call(spec: str) -> tuple:
         out = func()
     except Exception as exc:
         raise UserDataError(f"data.loader={spec} raised {type(exc).__name__}: {_first(exc)}") from None
+    except SystemExit as exc:  # it would end regbench silently, with its code
+        raise UserDataError(f"data.loader={spec} called sys.exit({exc.code!r}); a loader returns its arrays "
+                            "(or raises an error that says what is wrong)") from None
     if isinstance(out, dict):
         if "x" not in out or "y" not in out:
             raise UserDataError(f"data.loader={spec} returned a dict without x and y (keys: {_names(list(out))})")

@@ -107,9 +107,11 @@ def test_parquet_needs_pyarrow_or_reads_like_csv(tmp_path, make_cfg):
 
 
 def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch):
-    (tmp_path / "bad.py").write_text("def boom():\n    raise OSError('disk gone')\ndef single():\n    return 3\n")
+    (tmp_path / "bad.py").write_text("import sys\ndef boom():\n    raise OSError('disk gone')\ndef single():\n    return 3\n"
+                                     "def leave():\n    sys.exit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for loader, message in [("bad:boom", "raised OSError: disk gone"), ("bad:single", "returned int; it must return"),
+                            ("bad:leave", r"called sys.exit\(3\); a loader returns its arrays"),  # regbench exited 3, silent
                             ("bad:nothing", "bad has no function nothing"), ("no_such_mod:f", "cannot import no_such_mod"),
                             ("bad", "give the function as module:function")]:
         with pytest.raises((UserDataError, DataError), match=message):
