@@ -244,7 +244,7 @@ def folder_refusal(key: str, value: Any, job: bool = False) -> Optional[str]:
 # a summary, a lock, what regbench set aside; a sweep's manifest and Hydra's multirun.yaml.
 RUN_MARKS = (".hydra", records.SUMMARY_FILE, "run.lock")
 SWEEP_MARKS = ("sweep.json", "multirun.yaml")
-ASIDE = (".corrupt-", ".unfinished-", ".regbench")
+ASIDE = (".corrupt-", ".unfinished-", ".failed-", ".other-data-", ".regbench")
 
 
 def launcher_refusal(base: DictConfig) -> Optional[str]:
@@ -685,12 +685,18 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             refusal = own_subdir_refusal(base, jobs, folders) or shared_folders(jobs, folders, typed)
             if refusal:
                 raise PreflightError(refusal)
-            if command == "train":  # plan only reads (it may look at an archived, read-only sweep)
-                try:
-                    refusal = (folder_refusal("hydra.sweep.dir", base.hydra.sweep.dir)
-                               or foreign_folder_refusal("hydra.sweep.dir", base.hydra.sweep.dir, sweep=True))
-                except InterpolationResolutionError:
-                    refusal = None  # needs the running app: Hydra makes it
+            try:  # plan only reads (it may look at an archived, read-only sweep), but says what train would refuse
+                where = str(base.hydra.sweep.dir)
+                refusal = foreign_folder_refusal("hydra.sweep.dir", where, sweep=True)
+                if command == "train":
+                    refusal = folder_refusal("hydra.sweep.dir", where) or refusal
+                elif os.path.lexists(where) and not os.path.isdir(where):
+                    refusal = f"hydra.sweep.dir={where} is a file, not a sweep folder"
+            except InterpolationResolutionError:
+                refusal = None  # needs the running app: Hydra makes it
+            if refusal:
+                raise PreflightError(refusal)
+            if command == "train":
                 refusal = refusal or next(
                     (r for f in folders if os.path.isdir(f) for r in [folder_refusal("hydra.sweep.dir", f, job=True)] if r), None
                 )

@@ -254,8 +254,10 @@ def test_a_read_only_data_root_that_holds_the_files_is_fine(cli, tmp_path):
             check(["data=kmnist", f"data.root={cache}", f"hydra.run.dir={tmp_path / 'k'}"])
         with pytest.raises(PreflightError, match="data=kmnist: dataset not found in .*KMNIST/raw and data.download=false"):
             check(["data=kmnist", f"data.root={cache}", "data.download=false", f"hydra.run.dir={tmp_path / 'k'}"])
-        # plan only reads: an archived, read-only sweep can still be planned
-        res = cli("plan", "model.dropout=0,0.1", *TINY, f"hydra.sweep.dir={cache}")
+    archived = tmp_path / "archived"
+    archived.mkdir()
+    with read_only(archived):  # plan only reads: an archived, read-only sweep can still be planned
+        res = cli("plan", "model.dropout=0,0.1", *TINY, f"hydra.sweep.dir={archived}")
         assert res.returncode == 0, res.stderr
 
 

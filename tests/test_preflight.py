@@ -267,3 +267,15 @@ def test_a_derived_setting_is_the_config_hydra_composes(sweep, derives, monkeypa
         for job, cfg in seen:
             if cfg is not None:
                 assert OmegaConf.to_container(cfg) == OmegaConf.to_container(compose(config_name="config", overrides=job)), job
+
+
+def test_plan_refuses_the_sweep_folders_train_refuses(tmp_path):
+    """plan said "2 unreadable: summary.json is damaged" for a file, and "2 missing" for someone else's folder,
+    both of which train refuses."""
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("mine")
+    for where, message in ((tmp_path / "theirs" / "notes.txt", "is a file, not a sweep folder"),
+                           (tmp_path / "theirs", "holds files that are not a regbench sweep")):
+        for command in ("plan", "train"):
+            with pytest.raises(PreflightError, match=message if command == "plan" else "hydra.sweep.dir="):
+                check(["-m", "model.dropout=0,0.5", f"hydra.sweep.dir={where}"], command=command)
