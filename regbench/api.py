@@ -41,6 +41,19 @@ def compose(overrides: Overrides = ()) -> "DictConfig":
     GlobalHydra.instance().clear()  # a notebook may have initialized Hydra before
     with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
         try:
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            from .preflight import override_value_refusal
+
+            parsed = OverridesParser.create().parse_overrides(list(overrides))
+            sweep = next((o for o in parsed if o.is_sweep_override()), None)
+            why = (f"{sweep.input_line} sweeps over values: compose() makes one config; call it once per value "
+                   f"(or sweep from the shell: regbench train -m {sweep.input_line})") if sweep else override_value_refusal(parsed)
+        except Exception:  # the grammar error: compose says it below
+            why = None
+        if why:
+            raise ValueError(why)
+        try:
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
         except Exception as exc:
             raise ValueError(describe(exc, GlobalHydra.instance().config_loader())) from None
@@ -66,6 +79,11 @@ def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, pro
 
     from .train import run as train_run
 
+    from .preflight import folder_refusal, foreign_folder_refusal
+
+    why = folder_refusal("out_dir", out_dir) or foreign_folder_refusal("out_dir", out_dir)
+    if why:
+        raise ValueError(why)
     if isinstance(cfg_or_overrides, DictConfig):
         cfg, overrides = cfg_or_overrides, None
     else:  # recorded in summary.json and shown on the bar, as the CLI does with its overrides
@@ -82,9 +100,14 @@ def load(*paths: PathLike, allow_mixed: bool = False) -> "Study":
     from .report.load import load_study
     from .report.stats import analyze
 
+    from .report.load import ReportError
+
     if not paths:
         raise TypeError("load() needs at least one folder of run records")
-    study = load_study(list(paths), allow_mixed=allow_mixed, warn=lambda message: None)
+    try:
+        study = load_study(list(paths), allow_mixed=allow_mixed, warn=lambda message: None)
+    except ReportError as exc:  # one line, as report() raises it
+        raise ValueError(str(exc)) from None
     study.cells = analyze(study, effects=False).cells
     return study
 
@@ -97,7 +120,12 @@ def report(paths: Union[PathLike, Iterable[PathLike]], out: PathLike, *options: 
     from .report.cli import run as report_run
     from .report.load import ReportError
 
+    from .report.options import refusal
+
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    why = refusal([str(o) for o in options])  # argparse would print its usage and exit
+    if why:
+        raise ValueError(why)
     args = build_parser().parse_args([*map(str, paths), "-o", str(out), "-q", *options])
     try:
         report_run(args)

@@ -35,6 +35,18 @@ def test_bad_input_is_one_clear_error(tmp_path):
         regbench.compose(["model.dropuot=0.1"])
     with pytest.raises(ValueError, match="no run records under"):
         regbench.report([tmp_path], tmp_path / "out")
+    # each of these left the API's promise: usage and SystemExit, ReportError, FileExistsError, Hydra's "Ambiguous value"
+    with pytest.raises(ValueError, match="unrecognized arguments: --bogus; allowed: --out, --metric"):
+        regbench.report([tmp_path], tmp_path / "out", "--bogus")
+    with pytest.raises(ValueError, match="nowhere: no such folder"):
+        regbench.load(tmp_path / "nowhere")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="a_file exists and is not a folder"):
+        regbench.run(["data=blobs"], tmp_path / "a_file")
+    with pytest.raises(ValueError, match=r"model.dropout=0,0.5 sweeps over values: compose\(\) makes one config"):
+        regbench.compose(["model.dropout=0,0.5"])
+    with pytest.raises(ValueError, match="model.batchnorm=2 is not allowed: model.batchnorm is true or false"):
+        regbench.compose(["model.batchnorm=2"])
 
 
 def test_import_regbench_is_instant():
