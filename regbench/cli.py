@@ -111,6 +111,12 @@ def train(argv: list[str]) -> int:
 def _train(argv: list[str]) -> int:
     from . import lifetime
 
+    if any(a in ("-sc", "--shell-completion") for a in argv) and not any(
+            a.split("=", 1)[0] in ("install", "uninstall", "query") for a in argv):
+        print("regbench train: error: --shell-completion needs install=SHELL, uninstall=SHELL or query=SHELL "
+              "(e.g. eval \"$(regbench train -sc install=bash)\")", file=sys.stderr)
+        return 2
+
     lifetime.imported("regbench.preflight")  # Hydra and OmegaConf, for the rest of the command
     from .preflight import reset
 
@@ -134,6 +140,12 @@ def _train(argv: list[str]) -> int:
     try:
         with signals.stop_handlers():
             app()
+    except ValueError as exc:
+        # Hydra checks its own flags before it runs anything (--resolve without
+        # --cfg, -m with --cfg, --shell-completion without install/query); an
+        # error in a job is reported by Hydra around the job, not raised here.
+        print(f"regbench train: error: {str(exc).strip().splitlines()[0]} (see regbench train --help)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM between jobs, or in a joblib sweep, whose workers
         # have recorded their jobs by now (signals.stop_handlers). A job

@@ -199,3 +199,15 @@ assert not any(m.split(".")[0] in ("mlflow", "tensorboard") for m in sys.modules
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--resolve"], "The --resolve flag can only be used in conjunction with --cfg or --help"),
+    (["-m", "--cfg", "hydra"], "Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"),
+    (["--shell-completion"], "--shell-completion needs install=SHELL, uninstall=SHELL or query=SHELL"),
+])
+def test_hydra_flag_mistakes_are_one_line(cli, tmp_path, argv, message):
+    """Hydra's own checks of its flags raised ValueError past regbench: a 20-line traceback."""
+    res = cli("train", *argv)
+    assert res.returncode == 2 and res.stderr.startswith(f"regbench train: error: {message}"), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not job_dirs(tmp_path)
