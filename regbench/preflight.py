@@ -827,6 +827,26 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
         value = OmegaConf.select(base, f"hydra.sweeper.{key}", default=None)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise PreflightError(f"hydra.sweeper.{key}={value!r} is not allowed: an integer >= 1")
+    direction = OmegaConf.select(base, "hydra.sweeper.direction", default=None)
+    for d in (list(direction) if isinstance(direction, (list, tuple)) or type(direction).__name__ == "ListConfig" else [direction]):
+        if str(d).lower() not in ("minimize", "maximize", "none"):
+            raise PreflightError(f"hydra.sweeper.direction={d} is not allowed: maximize (regbench's objective, "
+                                 "validation accuracy) or minimize")
+    storage = str(OmegaConf.select(base, "hydra.sweeper.storage", default=None) or "")
+    if storage.startswith("sqlite:///") and storage != "sqlite:///:memory:":
+        db = Path(storage[len("sqlite:///"):])
+        why = f"{db} is a folder" if db.is_dir() else None
+        if why is None and not (db.is_file() and os.access(db, os.W_OK)):
+            why = cannot_make(db.parent)
+            if why is None and db.parent.is_dir():
+                try:  # a probe file: some file systems (/proc) refuse new files whatever access(2) says
+                    os.close(fd := os.open(db.parent / f".regbench-probe-{os.getpid()}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    os.unlink(db.parent / f".regbench-probe-{os.getpid()}")
+                except OSError as exc:
+                    why = f"cannot create a file in {db.parent} ({exc.strerror or exc})"
+        if why:
+            raise PreflightError(f"hydra.sweeper.storage={storage}: the study's database cannot be written ({why}); "
+                                 "give a writable path, e.g. hydra.sweeper.storage=sqlite:///outputs/optuna.db")
     params = [f"{k}={v}" for k, v in (OmegaConf.select(base, "hydra.sweeper.params") or {}).items()]
     searched = OverridesParser.create(config_loader=loader).parse_overrides(params)
     searched += [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]

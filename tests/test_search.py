@@ -119,6 +119,20 @@ def test_a_search_space_with_a_bad_key_or_value_is_one_line_before_any_trial(cli
     assert search in res.stderr and not sweep.exists()
 
 
+@pytest.mark.parametrize("setting, says", [
+    ("hydra.sweeper.direction=sideways", "hydra.sweeper.direction=sideways is not allowed: maximize (regbench's objective, "
+                                         "validation accuracy) or minimize"),
+    ("hydra.sweeper.storage=sqlite:////proc/study.db", "hydra.sweeper.storage=sqlite:////proc/study.db: the study's "
+                                                       "database cannot be written (cannot create a file in /proc"),
+])
+def test_a_search_the_sweeper_would_crash_on_is_one_line(cli, tmp_path, setting, says):
+    """Optuna raised these after Hydra had set up the sweep: 22- and 127-line tracebacks."""
+    res = cli("train", "-m", "hydra/sweeper=optuna", "model.dropout=interval(0,0.5)", "hydra.sweeper.n_trials=1", setting,
+              *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", cli.data_arg)
+    assert res.returncode == 2 and res.stderr.startswith(f"regbench train: error: {says}") and res.stderr.count("\n") == 1
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("trials", ["0", "-1"])
 def test_a_search_of_no_trials_is_one_line(cli, tmp_path, trials):
     res = cli("train", "-m", "hydra/sweeper=optuna", "model.dropout=interval(0,0.5)", f"hydra.sweeper.n_trials={trials}",
