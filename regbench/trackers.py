@@ -177,7 +177,28 @@ def mlflow_client(tracking_uri: Optional[str]):
         from mlflow.tracking import MlflowClient
     except ImportError as exc:
         raise _needs("mlflow", exc) from None
+    _reachable(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+REACH_TIMEOUT_S = 5.0  # MLflow's own client retries a server that is down for about 4 minutes
+
+
+def _reachable(uri: str) -> None:
+    """An http(s) tracking server that accepts no connection: TrackerError at
+    once (one warning), not after MLflow's seven retries with backoff."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    import socket
+
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise TrackerError(f"the MLflow tracking server {uri} cannot be reached ({exc.strerror or type(exc).__name__})") from None
 
 
 class MlflowTracker:

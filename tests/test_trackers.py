@@ -167,6 +167,26 @@ def test_a_failing_logger_warns_once_and_costs_nothing(make_cfg, tmp_path, caplo
     assert all("\n" not in w for w in warnings)
 
 
+def test_a_tracking_server_that_is_down_is_one_warning_at_once(make_cfg, tmp_path, caplog):
+    """MLflow's client retried a server that refuses connections for about 4 minutes before the warning."""
+    import socket
+    import time
+
+    from regbench.train import run
+
+    pytest.importorskip("mlflow")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    caplog.set_level(logging.WARNING)
+    start = time.monotonic()
+    summary = run(make_cfg("logger=mlflow", f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}"), tmp_path / "job",
+                  show_progress=False)
+    assert summary["status"] == "completed" and time.monotonic() - start < 30
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and f"the MLflow tracking server http://127.0.0.1:{port} cannot be reached" in warnings[0]
+
+
 def test_resumed_job_logs_each_epoch_once(make_cfg, tmp_path, monkeypatch):
     """Interrupted after epoch 1's checkpoint (epoch 2's rows already logged):
     the resumed job goes on in the same MLflow run and TensorBoard folder."""
