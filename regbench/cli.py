@@ -227,7 +227,13 @@ def main(argv: list[str] | None = None) -> int:
 
         remember_invocation(argv)  # each job's summary.json records the command the user typed
     try:
-        code = _dispatch(argv)
+        with signals.early_handlers():
+            try:
+                code = _dispatch(argv)
+            except Exception:
+                if not signals.signalled():
+                    raise
+                raise KeyboardInterrupt from None  # what went wrong after Ctrl-C/SIGTERM came from it
         sys.stdout.flush()  # a closed pipe met here is an exit status, not a message at exit
         return code
     except KeyboardInterrupt:

@@ -838,6 +838,8 @@ def _install_sigterm():
 def _stop_if_signalled() -> None:
     if _sigterm_seen:
         raise Interrupted("signal 15 (after a handler swallowed the first raise)")
+    if signals.signalled():  # Ctrl-C in the regbench process, its KeyboardInterrupt swallowed on the way
+        raise Interrupted("signal 2 (after a handler swallowed the first raise)")
 
 
 def _describe(model: torch.nn.Module) -> str:

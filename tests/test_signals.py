@@ -340,3 +340,39 @@ def test_fused_sweep_stops_its_workers_in_one_line(cli, tmp_path, how):
         assert sum("interrupted" in line for line in out.splitlines()) == 1, out
         return  # resuming after an interrupt: tests/test_fused.py, test_sweep.py
     assert_resumed(cli, args, sweep, before)
+
+
+def test_a_ctrl_c_whose_keyboardinterrupt_was_swallowed_still_stops_the_command():
+    """Ctrl-C early in `regbench train` raised KeyboardInterrupt where something swallowed it (2 of 64 tries
+    trained to the end, exit 0) or replaced it with another error (4 of 64: a traceback). The flag stays."""
+    from regbench import signals as sig
+    from regbench.train import Interrupted, _stop_if_signalled
+
+    with sig.early_handlers():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # swallowed, as a finalizer or an import's cleanup would
+        assert sig.signalled()
+        with pytest.raises(Interrupted):
+            _stop_if_signalled()  # the training loop's check between epochs
+        with pytest.raises(KeyboardInterrupt):
+            with sig.stop_handlers():  # the sweep's handlers: it stops before Hydra runs a job
+                pass
+    assert not sig.signalled() and signal.getsignal(signal.SIGINT) is not sig._early
+
+
+def test_an_error_after_ctrl_c_is_the_interrupt_not_a_traceback(monkeypatch, capsys):
+    from regbench import cli
+
+    def dispatch(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'") from None
+
+    monkeypatch.setattr(cli, "_dispatch", dispatch)
+    assert cli.main(["train"]) == 130
+    assert capsys.readouterr().err == "regbench train: interrupted\n"
