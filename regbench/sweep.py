@@ -291,6 +291,11 @@ class JobProgress:
     def _state(self, folder: Optional[str]) -> tuple[str, Optional[float]]:
         if folder is None:
             return "failed", None
+        try:  # it failed to start beside earlier records, which it left as they were (train.job_result)
+            if os.path.getmtime(Path(folder) / records.ERROR_FILE) >= self.t0:
+                return "failed", None
+        except OSError:
+            pass
         try:
             summary = records.read_summary(Path(folder))
         except Exception:

@@ -294,3 +294,21 @@ def test_a_sweep_recorded_before_a_config_key_existed_is_resumed_not_refused(cli
     assert again.returncode == 0 and "2 jobs: 2 skipped" in again.stdout, again.stdout + again.stderr
     changed = cli("train", *grid, "trainer.diverge_loss=100")
     assert changed.returncode == 2 and "another base config (trainer.diverge_loss: None -> 100.0)" in changed.stderr
+
+
+def test_a_job_refused_beside_its_earlier_records_is_failed_in_its_line_too(cli, tmp_path):
+    """A completed job whose recorded config differs (a hand-edited summary.json) is refused; its progress
+    line said "skipped (already completed)" while the closing count said failed."""
+    import json
+
+    grid = ["-m", "model.dropout=0,0.5", *TINY, f"hydra.sweep.dir={tmp_path / 'sw'}"]
+    assert cli("train", *grid).returncode == 0
+    (job,) = [p for p in (tmp_path / "sw").iterdir() if "model.dropout=0," in p.name]
+    summary = json.loads((job / "summary.json").read_text())
+    summary["config"]["data.n_features"] = 3
+    (job / "summary.json").write_text(json.dumps(summary))
+    res = cli("train", *grid)
+    assert res.returncode == 1 and "1 skipped, 1 failed" in res.stdout
+    line = next(line for line in (res.stdout + res.stderr).splitlines() if "] [" in line and "model.dropout=0," in line)
+    assert line.rstrip().endswith("failed") or " failed;" in line, line
+    assert json.loads((job / "summary.json").read_text())["status"] == "completed"  # left as it was
