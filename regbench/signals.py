@@ -127,24 +127,34 @@ def _early(signum, frame) -> None:
 
 
 @contextmanager
-def early_handlers() -> Iterator[None]:
-    """From a command's first line: Ctrl-C and SIGTERM raise KeyboardInterrupt
-    and are remembered (:func:`signalled`), until :func:`stop_handlers` or the
-    trainer take over; the previous handlers come back after (tests call
-    ``cli.main`` in pytest's own process)."""
-    global _signalled, _owner
-    _signalled, _owner = False, os.getpid()
+def _handling(handler) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside; the previous handlers come
+    back after (tests call ``cli.main`` in pytest's own process). Outside the
+    main thread, signals are left alone."""
     previous = {}
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _early)
-    except ValueError:  # not the main thread: leave signals alone
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:
         pass
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextmanager
+def early_handlers() -> Iterator[None]:
+    """From a command's first line: Ctrl-C and SIGTERM raise KeyboardInterrupt
+    and are remembered (:func:`signalled`), until :func:`stop_handlers` or the
+    trainer take over."""
+    global _signalled, _owner
+    _signalled, _owner = False, os.getpid()
+    try:
+        with _handling(_early):
+            yield
+    finally:
         _signalled = False
 
 
@@ -173,25 +183,15 @@ def _stop(signum, frame) -> None:
 @contextmanager
 def stop_handlers() -> Iterator[None]:
     """Ctrl-C and SIGTERM stop the regbench process through :func:`_stop` while
-    inside; the previous handlers come back after (tests call ``cli.main`` in
-    pytest's own process)."""
+    inside; the previous handlers come back after."""
     global _stopping
-    _stopping = False
-    previous = {}
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _stop)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    if _signalled:  # before these handlers, and its KeyboardInterrupt went astray
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    if _signalled:  # it came before these handlers, and its KeyboardInterrupt went astray
         raise KeyboardInterrupt
+    _stopping = False
     try:
-        yield
+        with _handling(_stop):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         _stopping = False
 
 
