@@ -14,6 +14,7 @@ import atexit
 import gc
 import logging
 import os
+import re
 import sys
 from typing import Optional
 
@@ -123,6 +124,7 @@ def _train(argv: list[str]) -> int:
     try:
         checked = _preflight(argv, "train")  # before torch is imported: a refusal comes in well under a second
         sweep_dir = _fixed_sweep_dir(argv, checked)
+        _note_new_run_dir(argv, checked)
     finally:
         reset()
 
@@ -189,6 +191,30 @@ def _fixed_sweep_dir(argv: list[str], checked) -> Optional[str]:
         return str(base.hydra.sweep.dir)
     except Exception:  # an interpolation only the running app resolves: the line names no folder
         return None
+
+
+NEW_RUN_DIR_ENV = "REGBENCH_NEW_RUN_DIR"  # a single run's folder that Hydra makes (it was not there before)
+STAMPED = "<stamped to the microsecond>"  # ... or: whatever folder Hydra names from ${now:...%f}
+
+
+def _note_new_run_dir(argv: list[str], checked) -> None:
+    """For a single run whose folder does not exist yet (the default, stamped
+    to the microsecond, or a new hydra.run.dir): its absolute path, so that a
+    run refused at its data may take away the folder Hydra made for it, and
+    never one that was there before (regbench.train._discard_unstarted)."""
+    from omegaconf import OmegaConf
+
+    os.environ.pop(NEW_RUN_DIR_ENV, None)
+    if checked is None or any(a in MULTIRUN_FLAGS for a in argv) or str(OmegaConf.select(checked[0], "hydra.mode")) == "MULTIRUN":
+        return
+    raw = OmegaConf.to_container(checked[0].hydra.run, resolve=False).get("dir")
+    if not isinstance(raw, str):
+        return
+    stamps = re.findall(r"\$\{([^}]*)\}", raw)
+    if stamps and all(t.startswith("now:") for t in stamps) and any("%f" in t for t in stamps):
+        os.environ[NEW_RUN_DIR_ENV] = STAMPED  # the default: named by Hydra to the microsecond, so new
+    elif "${" not in raw and not os.path.lexists(raw):
+        os.environ[NEW_RUN_DIR_ENV] = os.path.abspath(raw)
 
 
 def _completion(argv: list[str]) -> None:

@@ -517,7 +517,9 @@ def override_value_refusal(parsed: list) -> Optional[str]:
         if key in scalars:
             bad = next((v for v in values if not isinstance(v, bool) and not interpolation(v)), None)
             if bad is not None:
-                return f"{o.input_line} is not allowed: {key} is true or false (got {bad!r})"
+                quoted = isinstance(bad, str) and bad.lower() in ("true", "false")
+                return (f"{o.input_line} is not allowed: {key} is true or false (got "
+                        + (f"the string {bad!r}: write it without quotes)" if quoted else f"{bad!r})"))
         elif key in lists:
             for v in values:
                 items = v if isinstance(v, list) else [] if v is None or interpolation(v) else [v]
@@ -573,6 +575,12 @@ def _own_subdirs(base: DictConfig, jobs: list[list[str]], sweep_dir: Path) -> li
     from .sweep import _parser
 
     od = base.hydra.job.config.override_dirname
+    raw = str(OmegaConf.to_container(base.hydra.sweep, resolve=False).get("subdir"))
+    per_job = {"hydra.job.num", "hydra.job.id", "hydra.job.override_dirname"}
+    if "runtime.choices" in raw or any(
+            ("/" in o.lstrip("+~").split("=", 1)[0] or isinstance(OmegaConf.select(base, o.lstrip("+~").split("=", 1)[0]), DictConfig))
+            for job in jobs for o in job) and not set(re.findall(r"\$\{([^}]*)\}", raw)) <= per_job:
+        return []  # a job's group choice (data=blobs,teacher with ${data.name}) needs its own composition: Hydra makes it
     folders = []
     try:
         for num, job in enumerate(jobs):

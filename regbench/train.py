@@ -929,11 +929,16 @@ def _discard_unstarted(out_dir) -> None:
     """A single run refused before training (its data could not be loaded or
     downloaded, which preflight cannot know without loading it): take away
     what Hydra and the run wrote, so that the refusal leaves no run folder
-    behind, as preflight's do. A folder holding anything else (an earlier
-    run's records) is left as it is."""
+    behind, as preflight's do. Only a folder that Hydra made for this run
+    (regbench.cli notes it) and that holds nothing else."""
     import shutil
 
+    from .cli import NEW_RUN_DIR_ENV, STAMPED
+
     folder = Path(out_dir)
+    made = os.environ.get(NEW_RUN_DIR_ENV)  # regbench train found no folder there before Hydra made it
+    if made is None or (made != STAMPED and made != os.path.abspath(folder)) or records.folder_in_use(folder):
+        return  # a folder that was there (the user's own, or the current one): only what it holds is known
     try:
         names = {p.name for p in folder.iterdir()}
         if not names <= UNSTARTED or (folder / "train.log").is_dir():

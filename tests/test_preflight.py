@@ -13,6 +13,8 @@ BAD = [
     # OmegaConf reads these as true without a word
     (["model.batchnorm=2"], "model.batchnorm=2 is not allowed: model.batchnorm is true or false (got 2)"),
     (["model.batchnorm=yes"], "model.batchnorm=yes is not allowed: model.batchnorm is true or false (got 'yes')"),
+    (["model.batchnorm='true'"], "model.batchnorm='true' is not allowed: model.batchnorm is true or false (got the string "
+                                 "'true': write it without quotes)"),
     (["-m", "model.batchnorm=false,1"], "model.batchnorm=false,1 is not allowed: model.batchnorm is true or false (got 1)"),
     (["trainer.test=0"], "trainer.test=0 is not allowed: trainer.test is true or false (got 0)"),
     (["model.bn_layers=[true,2]"], "model.bn_layers=[true,2] is not allowed: model.bn_layers is a list of true/false, "
@@ -87,6 +89,8 @@ def test_a_sweep_expands_to_its_jobs_and_flags_are_left_to_hydra():
 def test_own_job_folder_names_that_differ_per_job_pass():
     for subdir in ("${hydra.job.num}", "${hydra.job.override_dirname}", "d${model.dropout}_${seed}"):
         assert check(["-m", "model.dropout=0,0.5", "seed=0,1", "hydra.sweep.dir=sw", f"hydra.sweep.subdir={subdir}"]), subdir
+    for subdir in ("${data.name}", "${hydra:runtime.choices.data}"):  # a group's choice: composed per job by Hydra
+        assert check(["-m", "data=blobs,teacher", "hydra.sweep.dir=sw", f"hydra.sweep.subdir={subdir}"]), subdir
     with pytest.raises(PreflightError, match=r"gives jobs model.dropout=0,seed=0 and model.dropout=0.5,seed=0 one folder \(sw/s0\)"):
         check(["-m", "model.dropout=0,0.5", "seed=0,1", "hydra.sweep.dir=sw", "hydra.sweep.subdir=s${seed}"])
 

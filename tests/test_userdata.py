@@ -1,5 +1,7 @@
 """Your own data: data=file (.npz, .csv, .parquet) and data=callable."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -204,12 +206,26 @@ def test_a_single_run_refused_at_its_data_leaves_no_run_folder(cli, tmp_path):
     assert res.returncode == 2 and res.stderr.strip() == (
         "regbench train: error: data.loader=flaky:get raised ValueError: my loader broke"), res.stderr
     assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()  # a folder that was there before (the user's own, or the current one): kept
+    res = cli("train", "data=callable", "data.loader=flaky:get", *TRAIN, "hydra.run.dir=mine")
+    assert res.returncode == 2 and (tmp_path / "mine").is_dir()
+    res = cli("train", "data=callable", "data.loader=flaky:get", *TRAIN, "hydra.run.dir=.", cwd=tmp_path / "mine")
+    assert res.returncode == 2 and (tmp_path / "mine").is_dir()
+    res = cli("train", "data=callable", "data.loader=flaky:get", *TRAIN)  # the default folder, stamped: taken away
+    assert res.returncode == 2 and not list((tmp_path / "outputs" / "runs").glob("*/*"))
+
+    from regbench.cli import NEW_RUN_DIR_ENV, STAMPED
     from regbench.train import _discard_unstarted
 
-    for extra in ("summary.json", "metrics.csv", "notes.txt"):  # a run's records, or anything else: kept
-        folder = tmp_path / extra
+    for extra in ("summary.json", "metrics.csv", "notes.txt", None):  # a run's records, or anything else: kept
+        folder = tmp_path / str(extra)
         (folder / ".hydra").mkdir(parents=True)
         for name in ("train.log", "run.lock", extra):
-            (folder / name).write_text("")
-        _discard_unstarted(folder)
-        assert sorted(p.name for p in folder.iterdir()) == sorted([".hydra", "train.log", "run.lock", extra])
+            if name:
+                (folder / name).write_text("")
+        os.environ[NEW_RUN_DIR_ENV] = STAMPED if extra else str(tmp_path / "another")  # None: not the folder made
+        try:
+            _discard_unstarted(folder)
+        finally:
+            del os.environ[NEW_RUN_DIR_ENV]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(filter(None, [".hydra", "train.log", "run.lock", extra]))
