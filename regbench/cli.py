@@ -144,8 +144,10 @@ def _train(argv: list[str]) -> int:
             app()
     except ValueError as exc:
         # Hydra checks its own flags before it runs anything (--resolve without
-        # --cfg, -m with --cfg, --shell-completion without install/query); an
-        # error in a job is reported by Hydra around the job, not raised here.
+        # --cfg, -m with --cfg): one line. Anything else (a job's error that
+        # HYDRA_FULL_ERROR=1 or a debugger asked Hydra to re-raise) goes on.
+        if not _from_hydras_flag_check(exc):
+            raise
         print(f"regbench train: error: {str(exc).strip().splitlines()[0]} (see regbench train --help)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -191,6 +193,16 @@ def _fixed_sweep_dir(argv: list[str], checked) -> Optional[str]:
         return str(base.hydra.sweep.dir)
     except Exception:  # an interpolation only the running app resolves: the line names no folder
         return None
+
+
+def _from_hydras_flag_check(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by Hydra's own check of its command-line flags
+    (in hydra._internal.utils._run_hydra itself, not in anything it called)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code if tb is not None else None
+    return code is not None and code.co_name == "_run_hydra" and code.co_filename.replace("\\", "/").endswith("hydra/_internal/utils.py")
 
 
 NEW_RUN_DIR_ENV = "REGBENCH_NEW_RUN_DIR"  # a single run's folder that Hydra makes (it was not there before)

@@ -193,6 +193,10 @@ def _reachable(uri: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return
     import socket
+    import urllib.request
+
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname):
+        return  # MLflow's client goes through the proxy (HTTP(S)_PROXY): the host may be out of direct reach
 
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:

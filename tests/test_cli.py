@@ -211,3 +211,17 @@ def test_hydra_flag_mistakes_are_one_line(cli, tmp_path, argv, message):
     res = cli("train", *argv)
     assert res.returncode == 2 and res.stderr.startswith(f"regbench train: error: {message}"), res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not job_dirs(tmp_path)
+
+
+def test_a_jobs_value_error_that_hydra_re_raises_keeps_its_traceback(monkeypatch, tmp_path):
+    """With HYDRA_FULL_ERROR=1 Hydra re-raises a job's error: it is not made into a one-line flag error."""
+    from regbench import cli, train
+
+    def broken(cfg):
+        raise ValueError("a bug deep in training")
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(train, "main", broken)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="a bug deep in training"):
+        cli.main(["train", "data=blobs", "data.n_samples=300", "trainer.epochs=1", "hydra.run.dir=run"])

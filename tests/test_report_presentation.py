@@ -498,10 +498,26 @@ def test_a_figure_is_drawn_once_into_the_pixels_savefig_gives():
 
 
 def test_a_p_value_is_never_rounded_across_the_threshold_it_is_read_against():
+    from regbench.report import stats
     from regbench.report.load import fmt_p
 
+    import pandas as pd
+
+    assert stats.ALPHA == 0.05  # p_adj = 0.05 (0.025 x 2) is not resolved, as it prints: "p_adj = 0.050"
+    effects = pd.DataFrame({"estimate": [1.0, 1.0], "std": [1.0, 1.0], "n": [5, 5], "outcome": ["val_acc"] * 2,
+                            **{k: ["x"] * 2 for k in ("kind", "factor", "contrast", "at")}, "ci_lo": [0.0] * 2, "ci_hi": [2.0] * 2})
+    p = stats.t_test_p(1.0, 1.0, 5)
+    adjusted = stats.adjust(effects)
+    assert adjusted["p_adj"].tolist() == [min(1.0, 2 * p)] * 2
+    at = stats.adjust(effects.assign(outcome=["a", "b"]))  # families of 1: p_adj = p
+    assert (at["resolved"] == (at["p_adj"] < 0.05)).all()
+    from unittest import mock
+    with mock.patch.object(stats, "t_test_p", return_value=0.025):  # Bonferroni over 2: exactly 0.05
+        exact = stats.adjust(effects)
+    assert exact["p_adj"].tolist() == [0.05, 0.05] and not exact["resolved"].any()
+
     assert fmt_p(0.0499) == "0.0499" and fmt_p(0.04999) == "0.04999" and fmt_p(0.0499999) == "< 0.05"
-    assert fmt_p(0.0501) == "0.050" and fmt_p(0.05) == "0.050"  # not resolved: "0.050" reads as not below 0.05
+    assert fmt_p(0.0501) == "0.050" and fmt_p(0.05) == "0.050"  # not resolved (stats.ALPHA is 0.05 exactly)
     assert fmt_p(0.0312) == "0.031" and fmt_p(0.0004) == "< 0.001" and fmt_p(float("nan")) == "–"
 
 

@@ -9,6 +9,7 @@ command line with the same parser.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Optional
 
 FORMATS = ("png", "svg", "pdf")
@@ -78,9 +79,15 @@ def parse_formats(text: str) -> list[str]:
 class OneLineParser(argparse.ArgumentParser):
     """argparse's errors as one line (it prints its usage first), as every other refusal."""
 
+    def parse_args(self, args=None, namespace=None):
+        self._args = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
+
     def error(self, message: str):
-        if message == "argument --target: expected one argument":  # argparse reads -1e-3 as another option
-            message += " (a negative value is written --target=-1e-3)"
+        args = getattr(self, "_args", [])
+        after = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--target"]
+        if message == "argument --target: expected one argument" and any(a[:2] in ("-0", "-1", "-2", "-3", "-4", "-5", "-6", "-7", "-8", "-9", "-.") for a in after):
+            message += " (a negative value is written --target=-1e-3)"  # argparse read it as another option
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

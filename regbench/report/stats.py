@@ -45,7 +45,16 @@ from .load import (
 )
 
 LEVEL = 0.95  # confidence level of every interval in the report
-ALPHA = 1 - LEVEL  # family-wise error rate of the effects
+
+
+def alpha_of(level: float) -> float:
+    """The family-wise error rate of intervals at ``level``: 0.05 for 0.95, not
+    1 - 0.95 = 0.050000000000000044, below which a p_adj of exactly 0.05 (0.025
+    x 2) fell: "resolved" beside a printed p_adj = 0.050."""
+    return round(1 - level, 12)
+
+
+ALPHA = alpha_of(LEVEL)  # family-wise error rate of the effects
 STATS = ("mean", "std", "n", "ci_lo", "ci_hi")
 N_BOOT = 2000  # bootstrap resamples for intervals of positive quantities (times)
 BOOT_SEED = 0  # fixed: the same records give the same report
@@ -672,7 +681,7 @@ def adjust(effects: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
         half = simultaneous_half_width(fam["std"].astype(float), fam["n"].astype(float), m, level)
         out.loc[idx, "ci_lo_adj"] = fam["estimate"] - half
         out.loc[idx, "ci_hi_adj"] = fam["estimate"] + half
-    out["resolved"] = (out["p_adj"] < 1 - level).fillna(False).astype(bool)
+    out["resolved"] = (out["p_adj"] < alpha_of(level)).fillna(False).astype(bool)
     out["family_size"] = out["family_size"].astype(int)
     if "scope" not in out:
         out["scope"] = ""
