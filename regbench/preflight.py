@@ -556,6 +556,29 @@ def reset() -> None:
     HydraConfig.instance().cfg = None
 
 
+def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> list[str]:
+    """A value typed on the command line that no job reads (``data=digits
+    data.n_classes=3`` trains digits' 10 classes): one sentence each, for a
+    warning. A sweep over datasets that reads it in some jobs says nothing."""
+    group_of = {"data.name": "data", "optim.name": "optim"}  # the group option that sets the deciding key
+    said = []
+    for o in parsed:
+        key = o.key_or_group.lstrip("+~")
+        rule = records.USED_ONLY_WITH.get(key)
+        if rule is None or o.is_hydra_override():
+            continue
+        decider, readers = rule
+        values = set()
+        for job in jobs or [[]]:
+            typed = _as_dict(job)
+            where = group_of.get(decider, decider)
+            values.add(typed[where] if where in typed else str(OmegaConf.select(base, decider)))
+        if not values & set(readers):
+            said.append(f"{o.input_line} has no effect with {decider}={','.join(sorted(values))}: only "
+                        f"{', '.join(readers)} read it")
+    return said
+
+
 def _job_folders(base: DictConfig, jobs: list[list[str]]) -> list[Path]:
     from .sweep import job_folder, names_job_folders
 
@@ -745,6 +768,8 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             refusal = records.folder_in_use(folder)
             if refusal:
                 raise PreflightError(refusal)
+        for warning in unused_settings(base, jobs if multirun else [], parsed):
+            print(f"regbench {command}: warning: {warning}", file=sys.stderr)
     return base, jobs
 
 

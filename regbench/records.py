@@ -68,6 +68,25 @@ RUNTIME_KEYS = (
 RUNTIME_PREFIXES = ("logger.", "report.")
 
 
+# Keys read only by some settings: (the key that decides, the values that read it).
+# The report's settings table leaves them out where no run reads them; `regbench
+# train` warns when one is set on the command line and no job would read it.
+USED_ONLY_WITH = {
+    "data.n_samples": ("data.name", ("blobs", "teacher")),
+    "data.n_features": ("data.name", ("blobs", "teacher")),
+    "data.n_classes": ("data.name", ("blobs", "teacher")),
+    "data.noise": ("data.name", ("blobs", "teacher")),
+    "data.path": ("data.name", ("file",)),
+    "data.target": ("data.name", ("file",)),
+    "data.loader": ("data.name", ("callable",)),
+    "data.download": ("data.name", ("mnist", "fashion_mnist", "kmnist", "cifar10")),
+    "optim.momentum": ("optim.name", ("sgd",)),
+    "optim.nesterov": ("optim.name", ("sgd",)),
+    "optim.step_size": ("optim.schedule", ("step",)),
+    "optim.gamma": ("optim.schedule", ("step",)),
+}
+
+
 def is_runtime_key(key: str) -> bool:
     """A flat config key that says how a run executes or is mirrored (RUNTIME_KEYS, RUNTIME_PREFIXES)."""
     return key in RUNTIME_KEYS or key == "logger" or key.startswith(RUNTIME_PREFIXES)

@@ -283,3 +283,15 @@ def test_plan_refuses_the_sweep_folders_train_refuses(tmp_path):
         for command in ("plan", "train"):
             with pytest.raises(PreflightError, match=message if command == "plan" else "hydra.sweep.dir="):
                 check(["-m", "model.dropout=0,0.5", f"hydra.sweep.dir={where}"], command=command)
+
+
+def test_a_typed_value_no_job_reads_is_a_warning(capsys):
+    """data=digits data.n_classes=3 trained digits' 10 classes without a word."""
+    assert check(["data=digits", "data.n_classes=3"])
+    assert capsys.readouterr().err == ("regbench train: warning: data.n_classes=3 has no effect with data.name=digits: "
+                                       "only blobs, teacher read it\n")
+    assert check(["-m", "optim=adam,adamw", "optim.momentum=0.5"])
+    assert "optim.momentum=0.5 has no effect with optim.name=adam,adamw: only sgd read it" in capsys.readouterr().err
+    for argv in (["-m", "data=digits,blobs", "data.n_classes=3"], ["optim=sgd", "optim.momentum=0.5"],
+                 ["optim.schedule=step", "optim.gamma=0.5"], ["data=digits"]):
+        assert check(argv) and capsys.readouterr().err == "", argv  # read by some job, or nothing typed

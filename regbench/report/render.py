@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..records import USED_ONLY_WITH
 from . import optimize
 from .figures import PX_PER_IN, Rendered, label
 from .load import confounding_notes, experiment_header, finite, fmt_bounds, fmt_diff, fmt_num, fmt_p, fmt_value, \
@@ -401,20 +402,6 @@ def flagged_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
 # Config keys that only some settings read (regbench/config.py's comments): the
 # settings table leaves them out where the runs' value of the key in front does
 # not read them, e.g. data.n_features=20 beside mnist1d's 40 real features.
-USED_ONLY_WITH = {
-    "data.n_samples": ("data.name", ("blobs", "teacher")),
-    "data.n_features": ("data.name", ("blobs", "teacher")),
-    "data.n_classes": ("data.name", ("blobs", "teacher")),
-    "data.noise": ("data.name", ("blobs", "teacher")),
-    "data.path": ("data.name", ("file",)),
-    "data.target": ("data.name", ("file",)),
-    "data.loader": ("data.name", ("callable",)),
-    "data.download": ("data.name", ("mnist", "fashion_mnist", "kmnist", "cifar10")),
-    "optim.momentum": ("optim.name", ("sgd",)),
-    "optim.nesterov": ("optim.name", ("sgd",)),
-    "optim.step_size": ("optim.schedule", ("step",)),
-    "optim.gamma": ("optim.schedule", ("step",)),
-}
 
 
 def setting_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
