@@ -77,9 +77,8 @@ def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, pro
     is refused."""
     from omegaconf import DictConfig  # noqa: F811 (the real class, at run time)
 
-    from .train import run as train_run
-
     from .preflight import folder_refusal, foreign_folder_refusal
+    from .train import run as train_run
 
     why = folder_refusal("out_dir", out_dir) or foreign_folder_refusal("out_dir", out_dir)
     if why:
@@ -97,10 +96,8 @@ def load(*paths: PathLike, allow_mixed: bool = False) -> "Study":
     (one row per run and epoch, every metrics.csv column), and ``.cells`` (per
     cell: mean, std, n and 95% interval of each outcome over seeds, as in the
     report's cells.csv). ``.factors`` names the config keys that vary."""
-    from .report.load import load_study
+    from .report.load import ReportError, load_study
     from .report.stats import analyze
-
-    from .report.load import ReportError
 
     if not paths:
         raise TypeError("load() needs at least one folder of run records")
@@ -119,7 +116,6 @@ def report(paths: Union[PathLike, Iterable[PathLike]], out: PathLike, *options: 
     from .report.cli import build_parser
     from .report.cli import run as report_run
     from .report.load import ReportError
-
     from .report.options import refusal
 
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)

@@ -187,24 +187,25 @@ class RegbenchConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
+def schema_fields(obj: Any = None, prefix: str = ""):
+    """(dotted key, dataclass field, default) of every leaf of the schema."""
+    import dataclasses
+
+    obj = RegbenchConfig() if obj is None else obj
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from schema_fields(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, value
+
+
 def flat_defaults() -> dict[str, Any]:
     """The schema's own default of every config key, as flat dotted keys
     (``data.noise``: 1.0): what a key that an older regbench did not have yet
     meant in its runs. Keys without a default (MISSING) are left out."""
-    import dataclasses
-
-    out: dict[str, Any] = {}
-
-    def walk(obj: Any, prefix: str) -> None:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                walk(value, f"{prefix}{f.name}.")
-            elif value is not MISSING and value != "???":
-                out[f"{prefix}{f.name}"] = list(value) if isinstance(value, (list, tuple)) else value
-
-    walk(RegbenchConfig(), "")
-    return out
+    return {key: list(value) if isinstance(value, (list, tuple)) else value
+            for key, _, value in schema_fields() if value is not MISSING and value != "???"}
 
 
 def register_configs() -> None:

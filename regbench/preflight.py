@@ -38,7 +38,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import records
 from .cli import MULTIRUN_FLAGS
-from .config import DATASET_FILES, ConfigError, RegbenchConfig, memory_estimate, register_configs, report_refusal, validate
+from .config import DATASET_FILES, ConfigError, RegbenchConfig, memory_estimate, register_configs, report_refusal, schema_fields, \
+    validate
 
 SEED = re.compile(r"seed=-?\d+")
 MAX_SETTINGS = 256  # distinct settings of a sweep composed up front (about 60 ms each)
@@ -470,22 +471,9 @@ SINGLE_CHOICE = {"data": "dataset", "model": "model", "optim": "optimizer"}  # g
 
 def _bool_keys() -> tuple[set[str], set[str]]:
     """Dotted keys of the schema's booleans, and of its lists of booleans."""
-    scalars: set[str] = set()
-    lists: set[str] = set()
-
-    def walk(obj: Any, prefix: str) -> None:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            kind = str(f.type).replace(" ", "")
-            if dataclasses.is_dataclass(value):
-                walk(value, f"{prefix}{f.name}.")
-            elif kind == "bool":
-                scalars.add(f"{prefix}{f.name}")
-            elif kind in ("List[bool]", "Optional[List[bool]]"):
-                lists.add(f"{prefix}{f.name}")
-
-    walk(RegbenchConfig(), "")
-    return scalars, lists
+    kinds = {key: str(f.type).replace(" ", "") for key, f, _ in schema_fields()}
+    return ({k for k, t in kinds.items() if t == "bool"},
+            {k for k, t in kinds.items() if t in ("List[bool]", "Optional[List[bool]]")})
 
 
 def _values(override) -> list:
@@ -599,23 +587,19 @@ def _own_subdirs(base: DictConfig, jobs: list[list[str]], sweep_dir: Path) -> li
 
     od = base.hydra.job.config.override_dirname
     raw = str(OmegaConf.to_container(base.hydra.sweep, resolve=False).get("subdir"))
-    per_job = {"hydra.job.num", "hydra.job.id", "hydra.job.override_dirname"}
-    if "runtime.choices" in raw or any(
-            ("/" in o.lstrip("+~").split("=", 1)[0] or isinstance(OmegaConf.select(base, o.lstrip("+~").split("=", 1)[0]), DictConfig))
-            for job in jobs for o in job) and not set(re.findall(r"\$\{([^}]*)\}", raw)) <= per_job:
-        return []  # a job's group choice (data=blobs,teacher with ${data.name}) needs its own composition: Hydra makes it
+    only_job_keys = set(re.findall(r"\$\{([^}]*)\}", raw)) <= {"hydra.job.num", "hydra.job.id", "hydra.job.override_dirname"}
     folders = []
     try:
         for num, job in enumerate(jobs):
-            cfg = copy.deepcopy(base)
             parsed = _parser().parse_overrides(list(job))
+            cfg = with_values_set(parsed, base, base)  # the job's config, where its overrides are plain values
+            if cfg is None:  # a group's choice (data=blobs,teacher): only Hydra's composition knows ${data.name}
+                if not only_job_keys:
+                    return []
+                cfg = copy.deepcopy(base)
             with open_dict(cfg):
                 cfg.hydra.job.num = num
                 cfg.hydra.job.override_dirname = get_overrides_dirname(parsed, list(od.exclude_keys), od.item_sep, od.kv_sep)
-                for o in parsed:  # the job's values, for ${seed}-style subdirs (a group's option is left as it is)
-                    key = o.key_or_group.lstrip("+~")
-                    if not o.is_hydra_override() and "/" not in key and not isinstance(OmegaConf.select(cfg, key), DictConfig):
-                        OmegaConf.update(cfg, key, o.value(), force_add=True)
             HydraConfig.instance().set_config(cfg)
             folders.append(sweep_dir / str(cfg.hydra.sweep.subdir))
     except Exception:  # an interpolation only the running job has: Hydra makes it
@@ -873,8 +857,9 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
             why = cannot_make(db.parent)
             if why is None and db.parent.is_dir():
                 try:  # a probe file: some file systems (/proc) refuse new files whatever access(2) says
-                    os.close(fd := os.open(db.parent / f".regbench-probe-{os.getpid()}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                    os.unlink(db.parent / f".regbench-probe-{os.getpid()}")
+                    fd, probe = tempfile.mkstemp(prefix=".regbench-probe-", dir=db.parent)
+                    os.close(fd)
+                    os.unlink(probe)
                 except OSError as exc:
                     why = f"cannot create a file in {db.parent} ({exc.strerror or exc})"
         if why:
