@@ -10,7 +10,8 @@ just more channels (``scripts/bench_kernels.py``, "BN layer"). So :func:`forward
 MLP's layers itself: ``Linear`` as one batched matmul, ``BatchNorm1d`` as one
 ``F.batch_norm`` over R*C channels (each channel's statistics over the same B
 examples as in a single run, running statistics and ``num_batches_tracked``
-updated in place in the stacked buffers), activations elementwise, regbench's
+updated in place in the stacked buffers), activations elementwise (a ReLU in
+place on what a Linear or BatchNorm just made), regbench's
 ``Dropout`` as its replica's mask. In evaluation (``training=False``, the
 input (B, D) shared by all replicas) a Linear is one baddbmm against the
 expanded input, bias included, and BatchNorm each replica's affine map from
@@ -61,6 +62,7 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
     of ``module``): given each replica's BatchNorm input, pre-activation and
     weights, with a leading replica dimension.
     """
+    fresh = False
     for name, m in module.named_children():
         key = f"{prefix}{name}"
         role = probe.roles.get(m) if probe is not None else None  # (what it measures there, block name)
@@ -82,11 +84,18 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
                 mask = masks.get(key)
                 if mask is not None:
                     x = x * mask
+        elif fresh and role is None and type(m) is nn.ReLU and not x._is_view():
+            # in place on the tensor the Linear or BatchNorm before it made (their backward needs their
+            # inputs, not their outputs): one pass over it and no new one, the same values. Not on a
+            # view (training BatchNorm's transpose): autograd would copy the whole base in backward
+            x = x.relu_()
+            continue
         else:  # an activation: elementwise
             out = m(x)
             if role is not None:
                 probe.preact(role[1], x, out)
             x = out
+        fresh = isinstance(m, (nn.Linear, nn.BatchNorm1d))  # x is a tensor this forward made
     return x
 
 

@@ -46,6 +46,14 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
     return F.nll_loss(torch.log_softmax(logits.T, 0).T, y, reduction=reduction)
 
 
+def predictions(logits: torch.Tensor) -> torch.Tensor:
+    """The predicted class: ``logits.argmax(-1)``, the same index (the first
+    maximum; NaN wins, as in argmax), taken as ``max``'s indices, which on CPU
+    over a short last dimension (C = 10) take half argmax's time (27 against
+    13 us for 13 x 128 x 10, one thread)."""
+    return logits.max(-1).indices
+
+
 @torch.inference_mode()
 def evaluate(module: nn.Module, split: Split, batch_size: int, state: Optional[dict] = None, probe=None):
     """Mean loss, accuracy and predictions over a whole split, in eval mode.
@@ -67,7 +75,7 @@ def evaluate(module: nn.Module, split: Split, batch_size: int, state: Optional[d
         for start in range(0, len(split), batch_size):
             logits = forward(split.x[start : start + batch_size])  # (B, C)
             loss_sum += cross_entropy(logits, split.y[start : start + batch_size], reduction="sum")
-            preds.append(logits.argmax(1))
+            preds.append(predictions(logits))
         pred = torch.cat(preds)
         return loss_sum / len(split), (pred == split.y).float().mean(), pred
     finally:
@@ -226,12 +234,12 @@ class MaskSampler:
         masks = {}
         if self.hidden:
             lanes = self._lanes(b, self.h_total, self.h_cols, self.generators["hidden"])
-            # two passes: (lane < threshold) as 0/1 floats, times 1/keep
-            u = torch.lt(lanes, self.thr_h, out=torch.empty(lanes.shape, device=self.device))
-            u.mul_(self.scale_h)
+            # two passes a position: (lane < threshold) as 0/1 floats into its own tensor, times 1/keep
             for n in self.hidden:
                 lo, hi = self.offsets[n]
-                masks[n] = u[:, :, lo:hi].contiguous() if len(self.hidden) > 1 else u
+                part = lanes[:, :, lo:hi]
+                u = torch.lt(part, self.thr_h[:, :, lo:hi], out=torch.empty(part.shape, device=self.device))
+                masks[n] = u.mul_(self.scale_h[:, :, lo:hi])
         if self.inputs:
             lanes = self._lanes(b, self.in_units, [None if d else False for d in self.draw_in], self.generators["input"])
             u = torch.lt(lanes, self.thr_in, out=torch.empty(lanes.shape, device=self.device))
@@ -329,7 +337,8 @@ class Learner:
         """Global L2 norm of each replica's gradient: (R,)."""
         if not self.stacked:
             return torch.nn.utils.get_total_norm(grads).reshape(1)
-        return torch.cat([g.flatten(1) for g in grads], 1).norm(dim=1)  # one reduction, not one per tensor
+        # as get_total_norm: each tensor's norms, then the norm of those (no copy of all gradients into one tensor)
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]), dim=0)
 
     def train_epoch(self, train: Split, batch_size: int, grad_clip: float, alive: torch.Tensor, grad_norms: bool = True):
         """One pass over a seeded permutation of the training set, per replica.
@@ -385,7 +394,7 @@ class Learner:
                         g.mul_(coef.view(-1, *[1] * (g.dim() - 1)) if self.stacked else coef)
             self.optimizer.step()
             loss_sum += losses.detach() * b
-            correct += (logits.detach().argmax(-1) == yb).sum(-1)
+            correct += (predictions(logits.detach()) == yb).sum(-1)
             seen += b
             steps += 1
         for m in self.dropouts.values():
@@ -443,7 +452,7 @@ class Learner:
                 nb = logits.shape[1]
                 yb = y[cols].expand(rp, nb) if y.dim() == 1 else y[rs, cols]  # (r', B)
                 loss[rs] += cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(rp, nb).sum(1)
-                pred = logits.argmax(-1)  # (r', B)
+                pred = predictions(logits)  # (r', B)
                 correct[rs] += (pred == yb).sum(1)
                 for count, (labels, mask) in zip(counts, masked):
                     count[rs] += ((pred == labels[rs, cols]) & mask[rs, cols]).sum(1)

@@ -25,7 +25,8 @@ def _cfg(**kw):
 
 
 @pytest.mark.parametrize("order", [["linear", "bn", "act", "dropout"], ["linear", "act", "bn", "dropout"],
-                                   ["linear", "act", "dropout", "bn"], ["linear", "dropout", "bn", "act"]])
+                                   ["linear", "act", "dropout", "bn"], ["linear", "dropout", "bn", "act"],
+                                   ["act", "linear", "bn", "dropout"]])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("bn", [False, True])
 def test_layerwise_equals_vmap(order, activation, bn):
@@ -59,8 +60,10 @@ def test_layerwise_equals_vmap(order, activation, bn):
         return out.detach(), {k: v.grad for k, v in p.items()} if training else {}, bufs
 
     for training, xs in ((True, x), (False, x), (False, x[0])):
+        before = xs.clone()
         a, ga, ba = run(False, training, xs)
         b, gb, bb = run(True, training, xs)
+        assert torch.equal(xs, before)  # activations in place only on what the forward made, never on its input
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
         for k in ga:
             torch.testing.assert_close(gb[k], ga[k], rtol=1e-4, atol=1e-6)

@@ -335,3 +335,17 @@ def test_evaluating_the_replicas_at_once_gives_each_replicas_own_metrics(make_cf
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
     everyone = train.epoch_metrics(learner, datas, [0, 1, 2, 3], 40, True, probe)
     assert math.isnan(everyone[2]["fit_loss"]) and everyone[3] == pytest.approx(at_once[2], rel=1e-5, abs=1e-6)
+
+
+def test_predictions_are_argmax_with_ties_and_nan():
+    """learner.predictions takes max's indices for speed: the same class as
+    argmax, the first of tied maxima, NaN where a row has one."""
+    from regbench.learner import predictions
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 3, (5, 64, 10), generator=gen).float()  # many ties
+    logits[0, :8] = float("nan")
+    logits[1, 3, 4] = float("inf")
+    logits[2, 5] = float("-inf")
+    assert torch.equal(predictions(logits), logits.argmax(-1))
+    assert torch.equal(predictions(logits[3]), logits[3].argmax(1))
