@@ -32,7 +32,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -583,7 +583,7 @@ def _own_subdirs(base: DictConfig, jobs: list[list[str]], sweep_dir: Path) -> li
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.hydra_config import HydraConfig
 
-    from .sweep import _parser
+    from .sweep import parsed_overrides
 
     od = base.hydra.job.config.override_dirname
     raw = str(OmegaConf.to_container(base.hydra.sweep, resolve=False).get("subdir"))
@@ -591,7 +591,7 @@ def _own_subdirs(base: DictConfig, jobs: list[list[str]], sweep_dir: Path) -> li
     folders = []
     try:
         for num, job in enumerate(jobs):
-            parsed = _parser().parse_overrides(list(job))
+            parsed = parsed_overrides(list(job))
             cfg = with_values_set(parsed, base, base)  # the job's config, where its overrides are plain values
             if cfg is None:  # a group's choice (data=blobs,teacher): only Hydra's composition knows ${data.name}
                 if not only_job_keys:
@@ -776,19 +776,20 @@ def derive_setting(task: DictConfig, base: DictConfig, job: list[str], loader) -
     return with_values_set(swept, task, base)
 
 
-def with_values_set(overrides: list, cfg: DictConfig, choices_from: DictConfig) -> Optional[DictConfig]:
+def with_values_set(overrides: list, cfg: DictConfig, choices_from: DictConfig,
+                    fresh_copy: Optional[Callable[[], DictConfig]] = None) -> Optional[DictConfig]:
     """A copy of the composed ``cfg`` with the parsed ``overrides`` applied as
     Hydra applies plain values (``_apply_overrides_to_config``); None unless
     every one :func:`sets_a_value` (``choices_from``: the config whose
     ``hydra.runtime.choices`` name the config groups) and the schema takes it.
-    Shared by :func:`derive_setting` and the fused launcher's
-    ``derive_sweep_config``."""
+    ``fresh_copy``: makes the copy (default ``copy.deepcopy(cfg)``). Shared by
+    :func:`derive_setting` and the fused launcher's ``derive_sweep_config``."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     groups = set(OmegaConf.select(choices_from, "hydra.runtime.choices", default={}) or {})
     if not all(sets_a_value(o, cfg, groups) for o in overrides):
         return None
-    out = copy.deepcopy(cfg)
+    out = fresh_copy() if fresh_copy is not None else copy.deepcopy(cfg)
     try:
         ConfigLoaderImpl._apply_overrides_to_config(overrides, out)
     except Exception:

@@ -3,6 +3,7 @@ one vectorized model, and every job's records are the job's own."""
 
 import csv
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -281,6 +282,26 @@ def test_a_worker_killed_before_its_jobs_record_anything_leaves_the_sweep_undone
     assert hint.startswith("next: run the same command again to resume or retry the 2 unfinished jobs")
 
 
+def _node_metadata(cfg) -> dict:
+    """Every node's metadata (flags, object and reference types, key, optional), by path."""
+    from omegaconf import DictConfig, ListConfig
+
+    out = {"": (cfg._metadata.flags, cfg._metadata.object_type, cfg._metadata.ref_type)}
+
+    def walk(node, path):
+        keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+        for k in keys:
+            child = node._get_node(k)
+            m = child._metadata
+            out[f"{path}{k}"] = (m.flags, getattr(m, "object_type", None), m.ref_type, m.optional, m.key)
+            if isinstance(child, (DictConfig, ListConfig)) and not child._is_missing() and not child._is_none() \
+                    and not child._is_interpolation():
+                walk(child, f"{path}{k}.")
+
+    walk(cfg, "")
+    return out
+
+
 @pytest.mark.parametrize("template,job", [
     (["seed=0", "model.dropout=0.3"], ["seed=4", "model.dropout=0.5"]),
     (["model.dropout=0", "model.batchnorm=false", "seed=0", "trainer.epochs=50"],
@@ -305,11 +326,15 @@ def test_a_job_config_derived_from_a_composed_one_is_hydras_own(template, job):
     with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration("config", ["hydra.sweep.dir=/tmp/x"], RunMode.MULTIRUN)
-        derived = derive_sweep_config(template, loader.load_sweep_config(master, template), job, master)
-        assert derived is not None
+        base = loader.load_sweep_config(master, template)
         composed = loader.load_sweep_config(master, job)
-        assert OmegaConf.to_container(derived, resolve=False) == OmegaConf.to_container(composed, resolve=False)
-        assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(composed)
+        # the template copied by deepcopy, and by unpickling (what the launcher does)
+        for derived in (derive_sweep_config(template, base, job, master),
+                        derive_sweep_config(template, base, job, master, pickle.dumps(base))):
+            assert derived is not None
+            assert OmegaConf.to_container(derived, resolve=False) == OmegaConf.to_container(composed, resolve=False)
+            assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(composed)
+            assert _node_metadata(derived) == _node_metadata(composed)  # flags (struct, readonly), types, keys
         # not plain values: a config group, an addition, another set of keys
         for other in (["seed=4", "data=digits"], ["seed=4", "+model.extra=1"], ["model.dropout=0.5"]):
             tmpl = ["seed=0", "data=mnist1d"] if "data=digits" in other else ["seed=0", "+model.extra=2"] if "+model.extra=1" in other else template
