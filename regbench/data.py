@@ -12,6 +12,9 @@ standardization with training statistics only -> device.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import os
 import pickle
 import tempfile
@@ -25,6 +28,9 @@ import torch
 from . import userdata
 from .provenance import from_launch_dir
 from .config import CIFAR_FILES, DATASET_FILES, MNIST1D_SEED, split_sizes  # noqa: F401 (MNIST1D_SEED: re-exported)
+
+
+log = logging.getLogger(__name__)
 
 
 class DataError(RuntimeError):
@@ -82,6 +88,37 @@ def _missing_dirs(folder: Path) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     return missing
+
+
+@contextlib.contextmanager
+def one_fetch_at_a_time(root: Path, what: str):
+    """Held while a set that may have to be downloaded is looked for in and
+    fetched into ``root``: a sweep's workers (the fused launcher's, joblib's)
+    and commands typed side by side fetch it once, one after the other, and
+    the others then read it. Without it each downloaded the same files at
+    once, and one that opened a file another had begun writing truncated it
+    under the other, whose checksum then failed. An flock on a file in the
+    temporary folder named after ``root`` (``root`` may not exist yet, and a
+    failed download leaves nothing behind in it); no lock where flock is not
+    to be had."""
+    fd = None
+    try:
+        import fcntl
+
+        key = hashlib.sha1(str(Path(os.path.abspath(root))).encode()).hexdigest()[:16]
+        fd = os.open(os.path.join(tempfile.gettempdir(), f"regbench-fetch-{key}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"waiting for another process that is fetching {what} into {root}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError):  # no fcntl, a temporary folder we cannot write, no flock there: unlocked
+        pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # and with it the lock
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -178,8 +215,9 @@ def _torchvision_images(cfg):
     files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
     created = _missing_dirs(raw)
     try:
-        tr = cls(str(root), train=True, download=cfg.download)
-        te = cls(str(root), train=False, download=cfg.download)
+        with one_fetch_at_a_time(root, f"data={cfg.name}") if cfg.download else contextlib.nullcontext():
+            tr = cls(str(root), train=True, download=cfg.download)  # downloads only what is missing
+            te = cls(str(root), train=False, download=cfg.download)
     except Exception as exc:  # RuntimeError when missing, URLError etc. offline
         _remove_empty(created)  # e.g. an empty MNIST/raw left by a download that could not start
         raise DataError(
@@ -207,9 +245,11 @@ def _cifar10(cfg):
         if cfg.download:
             created = _missing_dirs(folder)
             try:
-                import torchvision.datasets as tvd
+                with one_fetch_at_a_time(root, "data=cifar10"):
+                    if not all((folder / f).exists() for f in CIFAR_FILES):  # else another process fetched it meanwhile
+                        import torchvision.datasets as tvd
 
-                tvd.CIFAR10(str(root), train=True, download=True)
+                        tvd.CIFAR10(str(root), train=True, download=True)
                 err = ""
             except Exception as exc:
                 _remove_empty(created)

@@ -1,4 +1,5 @@
 import pickle
+import time
 import struct
 from pathlib import Path
 
@@ -256,3 +257,59 @@ def test_failed_download_removes_only_the_empty_folders_it_made(make_cfg, tmp_pa
             build_dataset(make_cfg(f"data={name}", f"data.root={root}", "data.download=true").data)
     assert kept.is_dir() and not any(kept.iterdir())  # there before: kept; what it made inside: gone
     assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------- processes side by side download a set once
+
+# A process that loads MNIST with torchvision's download whose network step is
+# replaced: it writes the unpacked IDX file slowly and notes what it fetched.
+# The two processes start loading together (each waits for the other's "ready").
+_LOADER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+import torchvision.datasets.mnist as tv_mnist
+sys.path.insert(0, sys.argv[4])
+from test_data import write_idx
+from regbench.api import compose
+from regbench.data import build_dataset
+
+root, fetched, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+rng = np.random.default_rng(0)
+arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (30, 28, 28)), "train-labels-idx1-ubyte": np.arange(30) % 10,
+          "t10k-images-idx3-ubyte": rng.integers(0, 256, (10, 28, 28)), "t10k-labels-idx1-ubyte": np.arange(10) % 10}
+
+def fake_fetch(url, download_root, filename=None, md5=None, **kw):
+    time.sleep(0.3)  # the network: long enough for the other process to look for the files too
+    with open(fetched, "a") as fh:
+        fh.write(filename + "\\n")
+    write_idx(Path(download_root) / filename.removesuffix(".gz"), arrays[filename.removesuffix(".gz")])
+
+tv_mnist.download_and_extract_archive = fake_fetch
+cfg = compose(["data=mnist", f"data.root={root / 'data'}", "data.download=true"]).data
+(root / f"ready-{me}").touch()
+while len(list(root.glob("ready-*"))) < 2:
+    time.sleep(0.01)
+d = build_dataset(cfg)
+print(len(d.train) + len(d.val) + len(d.test))
+"""
+
+
+def test_processes_side_by_side_download_a_set_once(tmp_path):
+    """A sweep's workers (and commands typed side by side) each load the data:
+    a missing torchvision set is fetched by one of them while the others wait,
+    then read by all. Before, each downloaded the same files at once; one that
+    opened a file another had begun writing truncated it under the other,
+    whose checksum then failed."""
+    import subprocess
+    import sys
+
+    fetched = tmp_path / "fetched.txt"
+    here = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, "-c", _LOADER, str(tmp_path), str(fetched), str(i), here],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o.strip().splitlines()[-1] for o, _ in outs] == ["40", "40"], outs
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    assert sorted(fetched.read_text().split()) == sorted(f"{n}.gz" for n in names)  # each file fetched once
