@@ -74,6 +74,17 @@ DATASET_FILES = {
 }
 
 
+# Where torchvision fetches each set from (its classes' mirrors and url;
+# tests/test_data.py checks them against torchvision): before a run whose set
+# is missing from data.root starts, preflight asks whether one can be reached.
+DOWNLOAD_URLS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    "kmnist": ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+}
+
+
 class ConfigError(ValueError):
     """A config value out of its allowed range: one line, names field, value and what is allowed."""
 

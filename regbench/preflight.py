@@ -33,6 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -323,12 +324,43 @@ def data_root_refusal(d) -> Optional[str]:
                 + f", or set data.root to the folder that holds {sub}, or data.download=true")
     # torchvision downloads CIFAR-10's archive into data.root itself, the MNIST files into <Class>/raw
     why = cannot_make(root if d.name == "cifar10" else folder)
-    if why is None:
+    if why is not None:
+        how = "generated" if d.name == "mnist1d" else "downloaded"
+        return (f"data.root={d.root} cannot take data={d.name}: {why}; it is {how} into data.root on first use "
+                f"and {folder} does not hold it yet: set data.root to a writable folder, or to one that holds "
+                f"{sub}/{', '.join(files)}")
+    return download_refusal(d.name, folder, files)
+
+
+def download_refusal(name: str, folder: Path, files: tuple) -> Optional[str]:
+    """A set to be downloaded (``config.DOWNLOAD_URLS``) none of whose servers
+    can be reached (offline, a compute node without internet): why, before
+    anything is written. Else each job of a sweep made its folder, tried, and
+    failed with the same error. None where one server answers, or behind an
+    HTTP(S) proxy (regbench.reach)."""
+    from .config import DOWNLOAD_URLS
+    from .reach import unreachable
+
+    urls = DOWNLOAD_URLS.get(name, ())
+    archives = [folder / f"{f}.gz" for f in files] if name != "cifar10" else [folder.parent / "cifar-10-python.tar.gz"]
+    if all(os.path.isfile(a) for a in archives):
+        return None  # torchvision checks and unpacks what was downloaded before, offline too
+    reasons = []
+    for url in urls:
+        why = unreachable(url, DOWNLOAD_REACH_TIMEOUT_S)
+        if why is None:
+            return None
+        reasons.append(f"{urlsplit(url).hostname}: {why}")
+    if not reasons:
         return None
-    how = "generated" if d.name == "mnist1d" else "downloaded"
-    return (f"data.root={d.root} cannot take data={d.name}: {why}; it is {how} into data.root on first use "
-            f"and {folder} does not hold it yet: set data.root to a writable folder, or to one that holds "
-            f"{sub}/{', '.join(files)}")
+    return (f"data={name}: dataset not found in {folder} and it cannot be downloaded: "
+            f"{'; '.join(reasons)}; put {', '.join(files)} there"
+            + (" (IDX format; the original .gz files are also accepted)" if name != "cifar10"
+               else f" (the python version, cifar-10-python.tar.gz, unpacked; or the archive itself in {folder.parent})")
+            + ", or set data.root to the folder that holds them")
+
+
+DOWNLOAD_REACH_TIMEOUT_S = 3.0  # per server
 
 
 # ------------------------------------------------------------- memory

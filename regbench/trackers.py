@@ -181,28 +181,15 @@ def mlflow_client(tracking_uri: Optional[str]):
     return MlflowClient(tracking_uri=uri)
 
 
-REACH_TIMEOUT_S = 5.0  # MLflow's own client retries a server that is down for about 4 minutes
-
-
 def _reachable(uri: str) -> None:
     """An http(s) tracking server that accepts no connection: TrackerError at
-    once (one warning), not after MLflow's seven retries with backoff."""
-    from urllib.parse import urlsplit
+    once (one warning), not after MLflow's seven retries with backoff (about 4
+    minutes). Skipped behind an HTTP(S) proxy (regbench.reach)."""
+    from .reach import unreachable
 
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return
-    import socket
-    import urllib.request
-
-    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname):
-        return  # MLflow's client goes through the proxy (HTTP(S)_PROXY): the host may be out of direct reach
-
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=REACH_TIMEOUT_S).close()
-    except OSError as exc:
-        raise TrackerError(f"the MLflow tracking server {uri} cannot be reached ({exc.strerror or type(exc).__name__})") from None
+    why = unreachable(uri)
+    if why:
+        raise TrackerError(f"the MLflow tracking server {uri} cannot be reached ({why})")
 
 
 class MlflowTracker:

@@ -1,5 +1,6 @@
 """End to end: the real `regbench` CLI in a subprocess, as a user types it."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,29 @@ def test_missing_offline_dataset_is_one_line(cli, tmp_path):
     assert res.returncode == 2
     assert res.stderr.startswith("regbench train: error: data=mnist: dataset not found in ")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_on_a_set_it_cannot_download_is_one_line_before_any_folder(cli, tmp_path):
+    """Offline, with the default data.download=true: the sweep is refused in one
+    line naming the server it could not reach, and no folder is made. Each
+    job used to make its folder and fail with the same error. The set's
+    server is pointed at a closed local port (a sitecustomize in the child)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        f"import regbench.config as c\nc.DOWNLOAD_URLS['mnist'] = ('http://127.0.0.1:{port}/mnist/',)\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "http_proxy": "", "HTTP_PROXY": ""}
+    res = cli("train", "-m", "data=mnist", "seed=0,1", f"data.root={tmp_path / 'empty'}", "hydra.sweep.dir=sw", env=env)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith(f"regbench train: error: data=mnist: dataset not found in {tmp_path / 'empty'}/MNIST/raw "
+                                 f"and it cannot be downloaded: 127.0.0.1: "), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sw").exists() and not (tmp_path / "empty").exists()
 
 
 def test_typo_in_key_fails_before_running(cli, tmp_path):

@@ -180,6 +180,10 @@ def test_known_shapes_and_files_match_the_data(make_cfg):
         assert list(files) == [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
     folder, files = DATASET_FILES["cifar10"]
     assert folder == tvd.CIFAR10.base_folder and list(files) == [f for f, _ in tvd.CIFAR10.train_list + tvd.CIFAR10.test_list]
+    from regbench.config import DOWNLOAD_URLS  # the servers preflight asks before a download
+
+    assert DOWNLOAD_URLS == {"mnist": tuple(tvd.MNIST.mirrors), "fashion_mnist": tuple(tvd.FashionMNIST.mirrors),
+                             "kmnist": tuple(tvd.KMNIST.mirrors), "cifar10": (tvd.CIFAR10.url,)}
 
 
 def test_a_test_split_that_leaves_too_little_names_test_fraction(make_cfg):

@@ -200,6 +200,67 @@ def test_memory_available_reads_meminfo():
     assert avail is not None and 0 < avail
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed: connection refused
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def download_servers(monkeypatch):
+    """Point a set's download servers (config.DOWNLOAD_URLS) at local ports; no proxy."""
+    from regbench import config
+    from regbench.reach import unreachable
+
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    unreachable.cache_clear()
+    yield lambda name, *urls: monkeypatch.setitem(config.DOWNLOAD_URLS, name, urls)
+    unreachable.cache_clear()
+
+
+def test_a_set_to_download_whose_servers_cannot_be_reached_is_refused_before_anything(tmp_path, download_servers, monkeypatch):
+    """Offline (a compute node without internet), data=mnist with the default
+    data.download=true and nothing in data.root: one line naming the servers
+    and why, before any folder is made. Each job of a sweep made its folder,
+    tried to download and failed with the same error, one after another."""
+    import socket
+
+    from omegaconf import OmegaConf
+
+    from regbench.preflight import data_root_refusal
+
+    root = tmp_path / "data"
+    data = lambda name: OmegaConf.create({"name": name, "root": str(root), "download": True})  # noqa: E731
+    down = f"http://127.0.0.1:{_closed_port()}/mnist/"
+    download_servers("mnist", down)
+    msg = data_root_refusal(data("mnist"))
+    assert msg.startswith(f"data=mnist: dataset not found in {root}/MNIST/raw and it cannot be downloaded: 127.0.0.1: ")
+    assert "refused" in msg.lower() and "train-images-idx3-ubyte" in msg and not root.exists()
+    with pytest.raises(PreflightError, match="data=cifar10: dataset not found .* cannot be downloaded: 127.0.0.1"):
+        download_servers("cifar10", down)
+        check([f"data.root={root}", "data=cifar10", "-m", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sw'}"])
+    assert not (tmp_path / "sw").exists()
+    # one server that answers is enough (the first mirror down, the second up)
+    with socket.socket() as up:
+        up.bind(("127.0.0.1", 0))
+        up.listen()
+        download_servers("mnist", down, f"http://127.0.0.1:{up.getsockname()[1]}/mnist/")
+        assert data_root_refusal(data("mnist")) is None
+    # what was downloaded before is checked and unpacked by torchvision offline too
+    download_servers("mnist", down)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f"{f}.gz").write_bytes(b"")
+    assert data_root_refusal(data("mnist")) is None
+    # behind a proxy the download goes through it: not asked
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    assert data_root_refusal(data("kmnist")) is None
+
+
 def test_data_root_is_checked_only_where_a_set_is_written_into_it(tmp_path):
     from regbench.preflight import data_root_refusal
     from omegaconf import OmegaConf
