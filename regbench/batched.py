@@ -89,6 +89,7 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
             # inputs, not their outputs): one pass over it and no new one, the same values. Not on a
             # view (training BatchNorm's transpose): autograd would copy the whole base in backward
             x = x.relu_()
+            fresh = True  # still a tensor this forward made
             continue
         else:  # an activation: elementwise
             out = m(x)

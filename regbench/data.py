@@ -97,23 +97,25 @@ def one_fetch_at_a_time(root: Path, what: str):
     and commands typed side by side fetch it once, one after the other, and
     the others then read it. Without it each downloaded the same files at
     once, and one that opened a file another had begun writing truncated it
-    under the other, whose checksum then failed. An flock on a file in the
-    temporary folder named after ``root`` (``root`` may not exist yet, and a
-    failed download leaves nothing behind in it); no lock where flock is not
-    to be had."""
+    under the other, whose checksum then failed. An flock on an empty file
+    in the temporary folder named after ``root``'s real path (``root`` may not
+    exist yet, and a failed download leaves nothing behind in it; the file is
+    left there for the next fetch), so it serializes the processes that share
+    a temporary folder (TMPDIR); no lock where flock or that file cannot be
+    had (logged)."""
     fd = None
     try:
         import fcntl
 
-        key = hashlib.sha1(str(Path(os.path.abspath(root))).encode()).hexdigest()[:16]
+        key = hashlib.sha1(os.path.realpath(root).encode()).hexdigest()[:16]
         fd = os.open(os.path.join(tempfile.gettempdir(), f"regbench-fetch-{key}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info(f"waiting for another process that is fetching {what} into {root}")
             fcntl.flock(fd, fcntl.LOCK_EX)
-    except (ImportError, OSError):  # no fcntl, a temporary folder we cannot write, no flock there: unlocked
-        pass
+    except (ImportError, OSError) as exc:  # no fcntl, a temporary folder we cannot write, no flock there
+        log.info(f"fetching {what} into {root} without a lock ({exc}): other processes may fetch it too")
     try:
         yield
     finally:
@@ -214,9 +216,10 @@ def _torchvision_images(cfg):
     raw = root / cls.__name__ / "raw"
     files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
     created = _missing_dirs(raw)
+    missing = cfg.download and not all((raw / f).is_file() for f in files)  # what torchvision's _check_exists asks
     try:
-        with one_fetch_at_a_time(root, f"data={cfg.name}") if cfg.download else contextlib.nullcontext():
-            tr = cls(str(root), train=True, download=cfg.download)  # downloads only what is missing
+        with one_fetch_at_a_time(root, f"data={cfg.name}") if missing else contextlib.nullcontext():
+            tr = cls(str(root), train=True, download=cfg.download)  # downloads only what is still missing then
             te = cls(str(root), train=False, download=cfg.download)
     except Exception as exc:  # RuntimeError when missing, URLError etc. offline
         _remove_empty(created)  # e.g. an empty MNIST/raw left by a download that could not start

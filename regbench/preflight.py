@@ -332,6 +332,9 @@ def data_root_refusal(d) -> Optional[str]:
     return download_refusal(d.name, folder, files)
 
 
+DOWNLOAD_REACH_TIMEOUT_S = 3.0  # per server
+
+
 def download_refusal(name: str, folder: Path, files: tuple) -> Optional[str]:
     """A set to be downloaded (``config.DOWNLOAD_URLS``) none of whose servers
     can be reached (offline, a compute node without internet): why, before
@@ -359,8 +362,6 @@ def download_refusal(name: str, folder: Path, files: tuple) -> Optional[str]:
                else f" (the python version, cifar-10-python.tar.gz, unpacked; or the archive itself in {folder.parent})")
             + ", or set data.root to the folder that holds them")
 
-
-DOWNLOAD_REACH_TIMEOUT_S = 3.0  # per server
 
 
 # ------------------------------------------------------------- memory
@@ -758,7 +759,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
         for job in settings:
             where = f" (job {','.join(job)})" if job is not None and len(jobs) > 1 else ""
             try:
-                cfg = base if job is None else (derive_setting(task, base, job, loader)
+                cfg = base if job is None else (derive_setting(task, base, job)
                                                 or compose(config_name="config", overrides=hydra_fixed + job))
                 validate(cfg)
                 refusal = _device_unavailable(str(cfg.device)) or memory_refusal(cfg, gpu=command == "train")
@@ -789,7 +790,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
     return base, jobs
 
 
-def derive_setting(task: DictConfig, base: DictConfig, job: list[str], loader) -> Optional[DictConfig]:
+def derive_setting(task: DictConfig, base: DictConfig, job: list[str]) -> Optional[DictConfig]:
     """The config ``compose(overrides=job)`` would give, made from ``task`` (the
     sweep's base config without its Hydra node, composed once) by setting the
     values ``job`` sweeps, as Hydra sets a plain override (its
@@ -798,11 +799,11 @@ def derive_setting(task: DictConfig, base: DictConfig, job: list[str], loader) -
     :func:`sets_a_value`, or a value the schema refuses): compose it, and let
     Hydra word the error.
     tests/test_preflight.py checks derived settings equal composed ones."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from .sweep import parsed_overrides
 
     fixed = set(base.hydra.overrides.task)
     try:
-        swept = OverridesParser.create(config_loader=loader).parse_overrides([o for o in job if o not in fixed])
+        swept = parsed_overrides([o for o in job if o not in fixed])
     except Exception:
         return None
     return with_values_set(swept, task, base)

@@ -317,3 +317,21 @@ def test_processes_side_by_side_download_a_set_once(tmp_path):
     assert [o.strip().splitlines()[-1] for o, _ in outs] == ["40", "40"], outs
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     assert sorted(fetched.read_text().split()) == sorted(f"{n}.gz" for n in names)  # each file fetched once
+
+
+def test_a_set_that_is_there_is_read_without_waiting_for_a_fetch(make_cfg, tmp_path):
+    """The fetch lock is taken only when files are missing: a set already in
+    data.root is read while another process fetches into that root (here: the
+    lock held by this test), without waiting and without saying it waits."""
+    import threading
+
+    from regbench.data import one_fetch_at_a_time
+
+    write_mnist_like(tmp_path, "MNIST")
+    cfg = make_cfg("data=mnist", f"data.root={tmp_path}", "data.download=true").data
+    got = []
+    with one_fetch_at_a_time(tmp_path, "data=mnist"):
+        reader = threading.Thread(target=lambda: got.append(len(build_dataset(cfg).train)), daemon=True)
+        reader.start()
+        reader.join(timeout=30)
+    assert got == [24]

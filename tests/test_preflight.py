@@ -211,14 +211,12 @@ def _closed_port() -> int:
 @pytest.fixture
 def download_servers(monkeypatch):
     """Point a set's download servers (config.DOWNLOAD_URLS) at local ports; no proxy."""
-    from regbench import config
-    from regbench.reach import unreachable
+    from regbench import config, reach
 
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    unreachable.cache_clear()
+    monkeypatch.setattr(reach, "_answers", {})
     yield lambda name, *urls: monkeypatch.setitem(config.DOWNLOAD_URLS, name, urls)
-    unreachable.cache_clear()
 
 
 def test_a_set_to_download_whose_servers_cannot_be_reached_is_refused_before_anything(tmp_path, download_servers, monkeypatch):
@@ -257,8 +255,36 @@ def test_a_set_to_download_whose_servers_cannot_be_reached_is_refused_before_any
         (raw / f"{f}.gz").write_bytes(b"")
     assert data_root_refusal(data("mnist")) is None
     # behind a proxy the download goes through it: not asked
+    download_servers("kmnist", down)
+    assert "refused" in data_root_refusal(data("kmnist")).lower()
     monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
     assert data_root_refusal(data("kmnist")) is None
+
+
+def test_reaching_a_server_takes_at_most_its_timeout_and_is_asked_again_later(monkeypatch):
+    """A name server or host that never answers: the check gives up after its
+    timeout, name lookup and every address included; an answer is reused
+    briefly only (a server that comes up is seen as up)."""
+    import socket
+    import time
+
+    from regbench import reach
+
+    monkeypatch.setattr(reach, "_answers", {})
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    class Connection:
+        def close(self):
+            pass
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **kw: time.sleep(2) or Connection())
+    start = time.monotonic()
+    assert reach.unreachable("http://hangs.invalid/", 0.2) == "no answer within 0.2 s"
+    assert time.monotonic() - start < 1.5
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **kw: Connection())
+    assert reach.unreachable("http://hangs.invalid/", 0.2) == "no answer within 0.2 s"  # remembered
+    monkeypatch.setattr(reach, "REMEMBER_S", 0.0)
+    assert reach.unreachable("http://hangs.invalid/", 0.2) is None  # asked again: up now
 
 
 def test_data_root_is_checked_only_where_a_set_is_written_into_it(tmp_path):

@@ -238,7 +238,7 @@ def derive_sweep_config(template_overrides: List[str], template: DictConfig, ove
     from regbench.preflight import with_values_set
 
     changed = [a for a, b in zip(mine, theirs) if a.input_line != b.input_line]
-    cfg = with_values_set(changed, template, template, (lambda: pickle.loads(pickled)) if pickled else None)
+    cfg = with_values_set(changed, template, template, lambda: _copy_of(template, pickled))
     if cfg is None:
         return None
     task = [o for o in mine if not o.is_hydra_override()]
@@ -252,6 +252,16 @@ def derive_sweep_config(template_overrides: List[str], template: DictConfig, ove
         )
     OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
     return cfg
+
+
+def _copy_of(template: DictConfig, pickled: bytes) -> DictConfig:
+    """A fresh copy of ``template``: unpickled from ``pickled`` where given, else deepcopied."""
+    if pickled:
+        try:
+            return pickle.loads(pickled)
+        except Exception:  # noqa: BLE001 - a value that pickles but does not unpickle: copy it the slow way
+            pass
+    return copy.deepcopy(template)
 
 
 def split_for_processes(groups: List[List[int]], processes: int) -> List[List[int]]:
