@@ -7,6 +7,9 @@ and its command line; then the total. A process's last < 50 ms are missed.
 
     python scripts/cpu_by_process.py regbench train -m model.dropout=0,0.1,0.2,0.3,0.5 \\
         model.batchnorm=false,true seed=0,1,2,3,4 trainer.epochs=50 report.at_end=true 'report.options=[--formats,png,-q]'
+
+``--every S`` (before the command) also prints each process's CPU seconds in
+every S-second interval: when the cores sat idle (the start, the tail).
 """
 
 from __future__ import annotations
@@ -44,17 +47,41 @@ def sample(root: int, seen: dict, t0: float) -> None:
             pass
 
 
+def intervals(series: dict[int, list], pids: list[int], every: float, wall: float) -> None:
+    """Each process's CPU seconds in every ``every``-second interval, and their sum."""
+    print("   t/s " + " ".join(f"{pid:>8}" for pid in pids) + "     all")
+    for k in range(int(wall / every) + 1):
+        lo, hi = k * every, (k + 1) * every
+        used = []
+        for pid in pids:
+            before = [cpu for t, cpu in series[pid] if t <= lo]
+            upto = [cpu for t, cpu in series[pid] if t <= hi]
+            used.append((upto[-1] if upto else 0.0) - (before[-1] if before else 0.0))
+        print(f"{lo:6.2f} " + " ".join(f"{u:8.2f}" for u in used) + f" {sum(used):7.2f}")
+
+
 def main() -> int:
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    every = None
+    if args[:1] == ["--every"] and len(args) > 2:
+        every, args = float(args[1]), args[2:]
+    if not args:
         print(__doc__)
         return 2
     t0 = time.time()
-    proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: dict[int, dict] = {}
+    series: dict[int, list] = {}
     while proc.poll() is None:
         sample(proc.pid, seen, t0)
+        now = time.time() - t0
+        for pid, e in seen.items():
+            series.setdefault(pid, []).append((now, e["cpu"]))
         time.sleep(0.05)
-    print(f"wall {time.time() - t0:.2f} s, exit {proc.returncode}")
+    wall = time.time() - t0
+    print(f"wall {wall:.2f} s, exit {proc.returncode}")
+    if every:
+        intervals(series, sorted(seen, key=lambda p: seen[p]["first"]), every, wall)
     for pid, e in sorted(seen.items(), key=lambda kv: kv[1]["first"]):
         print(f"{pid:>8} {e['first']:6.2f}-{e['last']:6.2f} s  cpu {e['cpu']:6.2f} s  {e['comm']:<15} {e['cmd']}")
     print(f"total cpu {sum(e['cpu'] for e in seen.values()):.2f} s")
