@@ -13,7 +13,6 @@ standardization with training statistics only -> device.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import pickle
@@ -25,7 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import userdata
+from . import locks, userdata
 from .provenance import from_launch_dir
 from .config import CIFAR_FILES, DATASET_FILES, MNIST1D_SEED, split_sizes  # noqa: F401 (MNIST1D_SEED: re-exported)
 
@@ -90,37 +89,17 @@ def _missing_dirs(folder: Path) -> list[Path]:
     return missing
 
 
-@contextlib.contextmanager
 def one_fetch_at_a_time(root: Path, what: str):
     """Held while a set that may have to be downloaded is looked for in and
     fetched into ``root``: a sweep's workers (the fused launcher's, joblib's)
     and commands typed side by side fetch it once, one after the other, and
     the others then read it. Without it each downloaded the same files at
     once, and one that opened a file another had begun writing truncated it
-    under the other, whose checksum then failed. An flock on an empty file
-    in the temporary folder named after ``root``'s real path (``root`` may not
-    exist yet, and a failed download leaves nothing behind in it; the file is
-    left there for the next fetch), so it serializes the processes that share
-    a temporary folder (TMPDIR); no lock where flock or that file cannot be
-    had (logged)."""
-    fd = None
-    try:
-        import fcntl
-
-        key = hashlib.sha1(os.path.realpath(root).encode()).hexdigest()[:16]
-        fd = os.open(os.path.join(tempfile.gettempdir(), f"regbench-fetch-{key}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info(f"waiting for another process that is fetching {what} into {root}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-    except (ImportError, OSError) as exc:  # no fcntl, a temporary folder we cannot write, no flock there
-        log.info(f"fetching {what} into {root} without a lock ({exc}): other processes may fetch it too")
-    try:
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)  # and with it the lock
+    under the other, whose checksum then failed. Keyed by ``root``'s real
+    path (regbench.locks: a file in the temporary folder, as ``root`` may not
+    exist yet and a failed download leaves nothing behind in it)."""
+    return locks.one_at_a_time(f"fetch {os.path.realpath(root)}",
+                               f"waiting for another process that is fetching {what} into {root}", log)
 
 
 def _remove_empty(created: list[Path]) -> None:

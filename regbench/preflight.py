@@ -363,7 +363,6 @@ def download_refusal(name: str, folder: Path, files: tuple) -> Optional[str]:
             + ", or set data.root to the folder that holds them")
 
 
-
 # ------------------------------------------------------------- memory
 
 

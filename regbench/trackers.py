@@ -285,17 +285,24 @@ def _read(fn):
 
 def _experiment_id(client, name: str) -> str:
     """The experiment's id, made if missing. The groups of a fused sweep start
-    at once in worker processes: when another one makes it first, take that."""
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name)
-    except Exception:
+    at once in worker processes: one at a time looks for it and makes it
+    (regbench.locks), and where another process made it first (a server's
+    store refuses a second of a name), take that. MLflow's file store does
+    not refuse it: two workers that both found none made two experiments of
+    one name, and the sweep's runs were split between them."""
+    from .locks import one_at_a_time
+
+    with one_at_a_time(f"mlflow experiment {client.tracking_uri} {name}"):
         found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+        if found is not None:
+            return found.experiment_id
+        try:
+            return client.create_experiment(name)
+        except Exception:
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
 
 def default_experiment(out: Path) -> str:

@@ -52,6 +52,44 @@ def mlflow_client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+# A process that asks regbench for the MLflow experiment "sweep" in a file
+# store, at the same moment as another (each waits for the other's "ready"),
+# with the store's lookup slowed so that both look before either makes it.
+_EXPERIMENT = """
+import os, sys, time
+from pathlib import Path
+os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+from mlflow.tracking import MlflowClient
+from regbench.trackers import _experiment_id
+root, me = Path(sys.argv[1]), sys.argv[2]
+client = MlflowClient(tracking_uri=(root / "mlruns").as_uri())
+lookup = client.get_experiment_by_name
+client.get_experiment_by_name = lambda name: (lookup(name), time.sleep(0.5))[0]
+(root / f"ready-{me}").touch()
+while len(list(root.glob("ready-*"))) < 2:
+    time.sleep(0.005)
+print(_experiment_id(client, "sweep"))
+"""
+
+
+def test_workers_that_start_together_share_one_mlflow_experiment(tmp_path):
+    """The groups of a fused sweep start at once in worker processes, and each
+    asks for the sweep's experiment. MLflow's file store does not refuse a
+    second experiment of a name: two workers that both found none made two,
+    and the sweep's runs were split between them (seen as 3 of 4 runs in the
+    experiment). One process at a time now looks and makes it."""
+    import subprocess
+
+    procs = [subprocess.Popen([sys.executable, "-c", _EXPERIMENT, str(tmp_path), me], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for me in "ab"]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ids = {o.strip().splitlines()[-1] for o, _ in outs}
+    client = mlflow_client((tmp_path / "mlruns").as_uri())
+    named = [e for e in client.search_experiments() if e.name == "sweep"]
+    assert len(ids) == 1 and len(named) == 1, (ids, named)
+
+
 def test_tensorboard_replicas_every_column_hparams_and_best(make_cfg, tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
