@@ -102,6 +102,24 @@ def one_fetch_at_a_time(root: Path, what: str):
                                f"waiting for another process that is fetching {what} into {root}", log)
 
 
+DOWNLOAD_STALL_S = 60.0  # a download whose server (or proxy) sends nothing this long fails instead of hanging
+
+
+@contextlib.contextmanager
+def _stall_timeout(seconds: float):
+    """torchvision's downloads (urllib) wait forever on a server or proxy that
+    takes the connection and never answers: a sweep sat silent behind such a
+    proxy. Within this, a socket that receives nothing for ``seconds`` fails."""
+    import socket
+
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
 def _remove_empty(created: list[Path]) -> None:
     """Undo the folders a failed attempt created (deepest first), where they are still empty."""
     for folder in created:
@@ -197,11 +215,19 @@ def _torchvision_images(cfg):
     created = _missing_dirs(raw)
     missing = cfg.download and not all((raw / f).is_file() for f in files)  # what torchvision's _check_exists asks
     try:
-        with one_fetch_at_a_time(root, f"data={cfg.name}") if missing else contextlib.nullcontext():
+        with one_fetch_at_a_time(root, f"data={cfg.name}") if missing else contextlib.nullcontext(), \
+                _stall_timeout(DOWNLOAD_STALL_S) if missing else contextlib.nullcontext():
             tr = cls(str(root), train=True, download=cfg.download)  # downloads only what is still missing then
             te = cls(str(root), train=False, download=cfg.download)
     except Exception as exc:  # RuntimeError when missing, URLError etc. offline
         _remove_empty(created)  # e.g. an empty MNIST/raw left by a download that could not start
+        if all((raw / f).is_file() for f in files):  # there, but not readable as the set: no download was tried
+            detail = (str(exc).splitlines() or [""])[0][:200]
+            raise DataError(
+                f"data={cfg.name}: cannot read its files in {raw} ({type(exc).__name__}: {detail}); "
+                f"{', '.join(files)} must be the set's own IDX files (unpacked): put them there again, or remove them "
+                + ("to download them again" if cfg.download else "and put the set's files there")
+            ) from None
         raise DataError(
             f"data={cfg.name}: dataset not found in {raw} and "
             + ("download failed" if cfg.download else "data.download=false")
@@ -227,7 +253,7 @@ def _cifar10(cfg):
         if cfg.download:
             created = _missing_dirs(folder)
             try:
-                with one_fetch_at_a_time(root, "data=cifar10"):
+                with one_fetch_at_a_time(root, "data=cifar10"), _stall_timeout(DOWNLOAD_STALL_S):
                     if not all((folder / f).exists() for f in CIFAR_FILES):  # else another process fetched it meanwhile
                         import torchvision.datasets as tvd
 
@@ -317,6 +343,24 @@ def standardize(train_x: torch.Tensor, mode: str):
     return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
+def _check_files_read(cfg, n_classes: int, parts) -> None:
+    """A set read from files in data.root, which anyone may have put there (the
+    files of another set, a hand-made subset): as many labels as examples, and
+    labels among the set's classes. Either gave a traceback from the loss."""
+    where = _root(cfg) / DATASET_FILES[cfg.name][0]
+    for part, xs, ys in parts:
+        if xs is None:
+            continue
+        ys = np.asarray(ys)
+        if len(xs) != len(ys):
+            raise DataError(f"data={cfg.name}: the {part} files in {where} hold {len(xs)} examples and {len(ys)} labels; "
+                            f"put {cfg.name}'s own files there")
+        outside = ys[(ys < 0) | (ys >= n_classes)]
+        if len(outside):
+            raise DataError(f"data={cfg.name}: the {part} labels in {where} include {int(outside[0])}, outside its "
+                            f"classes 0-{n_classes - 1} (another set's files?); put {cfg.name}'s own files there")
+
+
 def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     """Load, split, subset, corrupt and standardize ``cfg`` (a DataConfig), on ``device``."""
     x, y, x_test, y_test = _LOADERS[cfg.name](cfg)
@@ -326,6 +370,8 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
         source = userdata.source(cfg, x, y, x_test, y_test)  # the report tells different data apart by it
     else:
         n_classes = cfg.n_classes if cfg.name in SYNTHETIC else 10
+        if cfg.name in DATASET_FILES:
+            _check_files_read(cfg, n_classes, (("training", x, y), ("test", x_test, y_test)))
     x, y = _as_tensors(x, y)
     g = torch.Generator().manual_seed(cfg.seed)
 

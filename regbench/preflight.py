@@ -339,8 +339,8 @@ def download_refusal(name: str, folder: Path, files: tuple) -> Optional[str]:
     """A set to be downloaded (``config.DOWNLOAD_URLS``) none of whose servers
     can be reached (offline, a compute node without internet): why, before
     anything is written. Else each job of a sweep made its folder, tried, and
-    failed with the same error. None where one server answers, or behind an
-    HTTP(S) proxy (regbench.reach)."""
+    failed with the same error. None where one server answers; behind an
+    HTTP(S) proxy, where the proxy does (regbench.reach)."""
     from .config import DOWNLOAD_URLS
     from .reach import unreachable
 

@@ -18,9 +18,10 @@ _answers: dict[tuple, tuple[float, Optional[str]]] = {}
 def unreachable(url: str, timeout_s: float = TIMEOUT_S) -> Optional[str]:
     """Why ``url``'s host accepts no connection on its port (the OS's words,
     e.g. "Connection refused", "Name or service not known", or "no answer
-    within 3 s"), or None where it does, where ``url`` is not http(s), or where
-    an HTTP(S) proxy stands between (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY: the
-    client goes through it, and the host may be out of direct reach).
+    within 3 s"), or None where it does or where ``url`` is not http(s).
+    Behind an HTTP(S) proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY: the client
+    goes through it, and the host may be out of direct reach) the proxy is
+    asked instead ("through the proxy http://...: why").
 
     At most ``timeout_s`` in all, name lookup and every address of the host
     included (the connection is tried on a thread that is left behind when it
@@ -33,13 +34,21 @@ def unreachable(url: str, timeout_s: float = TIMEOUT_S) -> Optional[str]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     proxies = urllib.request.getproxies()
-    if proxies.get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname):
-        return None
     key = (url, timeout_s, tuple(sorted(proxies.items())))
     now = time.monotonic()
     if key in _answers and now - _answers[key][0] < REMEMBER_S:
         return _answers[key][1]
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    through = ""
+    proxy = proxies.get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        through = f"through the proxy {proxy}: "
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if not parts.hostname:
+            return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number: the client will say so itself
+        return None
     answer: list[Optional[str]] = []
 
     def connect() -> None:
@@ -57,5 +66,6 @@ def unreachable(url: str, timeout_s: float = TIMEOUT_S) -> Optional[str]:
     why = answer[0] if answer else None
     if not answer or why == "no answer":
         why = f"no answer within {timeout_s:g} s"
+    why = f"{through}{why}" if why else None
     _answers[key] = (now, why)
     return why

@@ -188,6 +188,10 @@ def _function(spec: Optional[str]):
     except Exception as exc:
         raise UserDataError(f"data.loader={spec}: cannot import {module_name} ({type(exc).__name__}: {_first(exc)}); "
                             "it must be importable from the current folder or PYTHONPATH") from None
+    except SystemExit as exc:  # a script that runs (exits, parses the command line) when imported: regbench ended silently
+        raise UserDataError(f"data.loader={spec}: importing {module_name} called sys.exit({exc.code!r}); a loader's "
+                            "module must only define things when imported (put a script's own work under "
+                            "if __name__ == '__main__':)") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise UserDataError(f"data.loader={spec}: {module_name} has no function {func_name}")

@@ -335,3 +335,56 @@ def test_a_set_that_is_there_is_read_without_waiting_for_a_fetch(make_cfg, tmp_p
         reader.start()
         reader.join(timeout=30)
     assert got == [24]
+
+
+@pytest.mark.parametrize("fault,message", [
+    ("label 10", r"data=mnist: the training labels in .*MNIST/raw include 10, outside its classes 0-9 \(another set's files\?\)"),
+    ("fewer labels", r"data=mnist: the test files in .*MNIST/raw hold 10 examples and 9 labels; put mnist's own files there"),
+])
+def test_files_of_another_set_are_one_error_not_a_traceback(make_cfg, tmp_path, fault, message):
+    """MNIST-format files whose labels go past 9 (EMNIST's, put in MNIST/raw)
+    or do not match the images in number trained into a traceback from the loss."""
+    write_mnist_like(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    if fault == "label 10":
+        write_idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 11)
+    else:
+        write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(9) % 10)
+    with pytest.raises(DataError, match=message):
+        build_dataset(make_cfg("data=mnist", f"data.root={tmp_path}", "data.download=false").data)
+
+
+def test_a_server_that_never_answers_fails_the_download_instead_of_hanging(make_cfg, tmp_path, monkeypatch):
+    """A server or proxy that takes the connection and sends nothing: urllib
+    waited forever, and a sweep sat silent. Here it fails after the stall
+    timeout (shortened), as a failed download."""
+    import socket
+
+    import torchvision.datasets as tvd
+
+    from regbench import data
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections are taken (the backlog) and never answered
+        monkeypatch.setattr(tvd.MNIST, "mirrors", [f"http://127.0.0.1:{silent.getsockname()[1]}/"])
+        monkeypatch.setattr(data, "DOWNLOAD_STALL_S", 0.3)
+        for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(var, raising=False)
+        start = time.monotonic()
+        with pytest.raises(DataError, match="download failed"):
+            build_dataset(make_cfg("data=mnist", f"data.root={tmp_path}", "data.download=true").data)
+        assert time.monotonic() - start < 20
+    assert socket.getdefaulttimeout() is None  # put back
+
+
+@pytest.mark.parametrize("download", ["true", "false"])
+def test_damaged_files_are_named_as_unreadable_not_missing(make_cfg, tmp_path, download):
+    """Four zero-byte IDX files: they are there, so no download was tried; the
+    error said "dataset not found ... and download failed"."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f).write_bytes(b"")
+    with pytest.raises(DataError, match=rf"data=mnist: cannot read its files in {raw} \(\w+"):
+        build_dataset(make_cfg("data=mnist", f"data.root={tmp_path}", f"data.download={download}").data)

@@ -254,11 +254,16 @@ def test_a_set_to_download_whose_servers_cannot_be_reached_is_refused_before_any
     for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (raw / f"{f}.gz").write_bytes(b"")
     assert data_root_refusal(data("mnist")) is None
-    # behind a proxy the download goes through it: not asked
+    # behind a proxy the download goes through it: the proxy is asked instead
     download_servers("kmnist", down)
     assert "refused" in data_root_refusal(data("kmnist")).lower()
-    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
-    assert data_root_refusal(data("kmnist")) is None
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert data_root_refusal(data("kmnist")) is None
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{_closed_port()}")
+    assert f"127.0.0.1: through the proxy http://127.0.0.1:" in data_root_refusal(data("kmnist"))
 
 
 def test_reaching_a_server_takes_at_most_its_timeout_and_is_asked_again_later(monkeypatch):

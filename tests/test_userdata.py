@@ -111,11 +111,13 @@ def test_parquet_needs_pyarrow_or_reads_like_csv(tmp_path, make_cfg):
 def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch):
     (tmp_path / "bad.py").write_text("import sys\ndef boom():\n    raise OSError('disk gone')\ndef single():\n    return 3\n"
                                      "def leave():\n    sys.exit(3)\n")
+    (tmp_path / "script.py").write_text("import sys\nsys.exit(0)\ndef load():\n    pass\n")  # regbench exited 0, silent
     monkeypatch.syspath_prepend(str(tmp_path))
     for loader, message in [("bad:boom", "raised OSError: disk gone"), ("bad:single", "returned int; it must return"),
                             ("bad:leave", r"called sys.exit\(3\); a loader returns its arrays"),  # regbench exited 3, silent
                             ("bad:nothing", "bad has no function nothing"), ("no_such_mod:f", "cannot import no_such_mod"),
-                            ("bad", "give the function as module:function")]:
+                            ("bad", "give the function as module:function"),
+                            ("script:load", r"importing script called sys.exit\(0\); a loader's module must only define")]:
         with pytest.raises((UserDataError, DataError), match=message):
             load(make_cfg("data=callable", f"data.loader={loader}").data)
 
