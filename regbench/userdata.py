@@ -267,7 +267,7 @@ def _features(x, source: str, name: str) -> np.ndarray:
         raise UserDataError(f"{source}: {name} is empty (shape {x.shape}); it needs at least one example")
     if x.ndim >= 2 and x.size == 0:
         raise UserDataError(f"{source}: {name} has no features (shape {x.shape}); each example needs at least one")
-    if x.dtype == np.uint8:  # images: regbench.data scales them to [0, 1]
+    if x.dtype == np.uint8 and x.ndim >= 1:  # images: regbench.data scales them to [0, 1]
         return x.reshape(len(x), -1)
     if x.ndim < 2 or not (np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)):
         raise UserDataError(f"{source}: {name} must be numbers shaped (N, features...), not {x.dtype} {x.shape}")

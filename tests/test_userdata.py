@@ -82,6 +82,7 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
          "x holds 1 value too large for float32 (|v| > 3.4e38; e.g. 1e+39 in row 0)"),
         (lambda p: p.write_bytes(b"not an archive"), [], "not a .npz (not a zip archive); a .npz needs arrays x"),  # "pickled data"
         (lambda p: np.save(open(p, "wb"), np.zeros(3)), [], "not a .npz (a .npy array)"),
+        (lambda p: np.savez(p, x=np.uint8(7), y=np.array([0])), [], "x must be numbers shaped (N, features...), not uint8 ()"),  # "len() of unsized object"
     ],
 )
 def test_bad_files_are_one_clear_line(tmp_path, make_cfg, write, extra, message):
