@@ -89,35 +89,34 @@ def _missing_dirs(folder: Path) -> list[Path]:
     return missing
 
 
-def one_fetch_at_a_time(root: Path, what: str):
-    """Held while a set that may have to be downloaded is looked for in and
-    fetched into ``root``: a sweep's workers (the fused launcher's, joblib's)
-    and commands typed side by side fetch it once, one after the other, and
-    the others then read it. Without it each downloaded the same files at
-    once, and one that opened a file another had begun writing truncated it
-    under the other, whose checksum then failed. Keyed by ``root``'s real
-    path (regbench.locks: a file in the temporary folder, as ``root`` may not
-    exist yet and a failed download leaves nothing behind in it)."""
-    return locks.one_at_a_time(f"fetch {os.path.realpath(root)}",
-                               f"waiting for another process that is fetching {what} into {root}", log)
-
-
 DOWNLOAD_STALL_S = 60.0  # a download whose server (or proxy) sends nothing this long fails instead of hanging
 
 
 @contextlib.contextmanager
-def _stall_timeout(seconds: float):
-    """torchvision's downloads (urllib) wait forever on a server or proxy that
-    takes the connection and never answers: a sweep sat silent behind such a
-    proxy. Within this, a socket that receives nothing for ``seconds`` fails."""
+def fetching(root: Path, what: str):
+    """Held while a set that may have to be downloaded is looked for in and
+    fetched into ``root``.
+
+    - One process at a time: a sweep's workers (the fused launcher's,
+      joblib's) and commands typed side by side fetch it once, one after the
+      other, and the others then read it. Without it each downloaded the same
+      files at once, and one that opened a file another had begun writing
+      truncated it under the other, whose checksum then failed. Keyed by
+      ``root``'s real path (regbench.locks: a file in the temporary folder, as
+      ``root`` may not exist yet and a failed download leaves nothing behind).
+    - torchvision's downloads (urllib) waited forever on a server or proxy
+      that takes the connection and never answers (a sweep sat silent): here a
+      socket that receives nothing for ``DOWNLOAD_STALL_S`` fails."""
     import socket
 
-    before = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(before)
+    with locks.one_at_a_time(f"fetch {os.path.realpath(root)}",
+                             f"waiting for another process that is fetching {what} into {root}", log):
+        before = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_STALL_S)
+        try:
+            yield
+        finally:
+            socket.setdefaulttimeout(before)
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -215,8 +214,7 @@ def _torchvision_images(cfg):
     created = _missing_dirs(raw)
     missing = cfg.download and not all((raw / f).is_file() for f in files)  # what torchvision's _check_exists asks
     try:
-        with one_fetch_at_a_time(root, f"data={cfg.name}") if missing else contextlib.nullcontext(), \
-                _stall_timeout(DOWNLOAD_STALL_S) if missing else contextlib.nullcontext():
+        with fetching(root, f"data={cfg.name}") if missing else contextlib.nullcontext():
             tr = cls(str(root), train=True, download=cfg.download)  # downloads only what is still missing then
             te = cls(str(root), train=False, download=cfg.download)
     except Exception as exc:  # RuntimeError when missing, URLError etc. offline
@@ -253,7 +251,7 @@ def _cifar10(cfg):
         if cfg.download:
             created = _missing_dirs(folder)
             try:
-                with one_fetch_at_a_time(root, "data=cifar10"), _stall_timeout(DOWNLOAD_STALL_S):
+                with fetching(root, "data=cifar10"):
                     if not all((folder / f).exists() for f in CIFAR_FILES):  # else another process fetched it meanwhile
                         import torchvision.datasets as tvd
 

@@ -325,12 +325,12 @@ def test_a_set_that_is_there_is_read_without_waiting_for_a_fetch(make_cfg, tmp_p
     lock held by this test), without waiting and without saying it waits."""
     import threading
 
-    from regbench.data import one_fetch_at_a_time
+    from regbench.data import fetching
 
     write_mnist_like(tmp_path, "MNIST")
     cfg = make_cfg("data=mnist", f"data.root={tmp_path}", "data.download=true").data
     got = []
-    with one_fetch_at_a_time(tmp_path, "data=mnist"):
+    with fetching(tmp_path, "data=mnist"):
         reader = threading.Thread(target=lambda: got.append(len(build_dataset(cfg).train)), daemon=True)
         reader.start()
         reader.join(timeout=30)

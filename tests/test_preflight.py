@@ -282,14 +282,19 @@ def test_reaching_a_server_takes_at_most_its_timeout_and_is_asked_again_later(mo
         def close(self):
             pass
 
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **kw: time.sleep(2) or Connection())
+    def refused(*a, **kw):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **kw: time.sleep(30) or Connection())
     start = time.monotonic()
     assert reach.unreachable("http://hangs.invalid/", 0.2) == "no answer within 0.2 s"
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 10  # not the 30 s the connection takes
+    monkeypatch.setattr(socket, "create_connection", refused)
+    assert reach.unreachable("http://down.invalid/", 10.0) == "Connection refused"
     monkeypatch.setattr(socket, "create_connection", lambda *a, **kw: Connection())
-    assert reach.unreachable("http://hangs.invalid/", 0.2) == "no answer within 0.2 s"  # remembered
+    assert reach.unreachable("http://down.invalid/", 10.0) == "Connection refused"  # remembered
     monkeypatch.setattr(reach, "REMEMBER_S", 0.0)
-    assert reach.unreachable("http://hangs.invalid/", 0.2) is None  # asked again: up now
+    assert reach.unreachable("http://down.invalid/", 10.0) is None  # asked again: up now
 
 
 def test_data_root_is_checked_only_where_a_set_is_written_into_it(tmp_path):
