@@ -388,3 +388,55 @@ def test_damaged_files_are_named_as_unreadable_not_missing(make_cfg, tmp_path, d
         (raw / f).write_bytes(b"")
     with pytest.raises(DataError, match=rf"data=mnist: cannot read its files in {raw} \(\w+"):
         build_dataset(make_cfg("data=mnist", f"data.root={tmp_path}", f"data.download={download}").data)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_a_failed_download_leaves_no_archive_that_is_not_the_set(make_cfg, tmp_path, monkeypatch, name):
+    """A server or proxy that answers every request with a page of its own
+    (a captive portal, a proxy's error page, status 200): torchvision saved it
+    as the .gz and its checksum failed. The archive stayed, and a later offline
+    run took it for the set's own. Now what the failed download wrote is
+    removed; an archive that was there before and that it did not touch stays."""
+    import http.server
+    import threading
+
+    import torchvision.datasets as tvd
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>the proxy says no</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    if name == "mnist":
+        monkeypatch.setattr(tvd.MNIST, "mirrors", [url])
+        folder = tmp_path / "MNIST" / "raw"
+        kept = folder / "t10k-labels-idx1-ubyte.gz"  # there before, not the set's: torchvision fetches it again
+    else:
+        monkeypatch.setattr(tvd.CIFAR10, "url", url + "cifar-10-python.tar.gz")
+        folder, kept = tmp_path, None
+    try:
+        for attempt in range(2):
+            if kept is not None and attempt == 1:
+                folder.mkdir(parents=True, exist_ok=True)
+                kept.write_bytes(b"someone's own file")
+                # a download of the other files fails first; this one is left as it was
+                monkeypatch.setattr(tvd.MNIST, "resources", [r for r in tvd.MNIST.resources if not r[0].startswith("t10k-labels")]
+                                    + [r for r in tvd.MNIST.resources if r[0].startswith("t10k-labels")])
+            with pytest.raises(DataError, match="download failed"):
+                build_dataset(make_cfg(f"data={name}", f"data.root={tmp_path}", "data.download=true").data)
+            left = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+            assert left == ([kept.name] if kept is not None and attempt == 1 else []), left
+    finally:
+        server.shutdown()
+        server.server_close()
