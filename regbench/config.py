@@ -485,6 +485,8 @@ def validate(cfg: Any) -> None:
 
     _one_of("data.name", d.name, DATASETS)
     _one_of("data.standardize", d.standardize, STANDARDIZE)
+    if not str(d.root).strip():  # Path("") is the current folder: a set would be cached wherever the command was typed
+        _fail("data.root", d.root, "must be a folder path (default ~/.cache/regbench; data.root=. for the current folder)")
     if not 0.0 < d.val_fraction < 1.0:
         _fail("data.val_fraction", d.val_fraction, "must be in (0, 1)")
     if not 0.0 <= d.test_fraction < 1.0:

@@ -32,6 +32,7 @@ BAD = [
     ("data.label_noise=-0.1", "data.label_noise=-0.1", "[0, 1]"),
     ("data.train_size=100000", "data.train_size=100000", "<= 192"),
     ("data.name=imagenet", "data.name='imagenet'", "mnist1d, digits"),
+    ("data.root=", "data.root=''", "must be a folder path"),  # '' is the current folder: sets were cached wherever it was typed
     ("device=tpu", "device='tpu'", "auto, cpu, cuda, cuda:N, mps"),
     ("device=cuda:7", "device='cuda:7'", "CUDA device"),
     ("model.order=[linear,act] model.batchnorm=true", "model.batchnorm=True", "needs a bn part in model.order"),
