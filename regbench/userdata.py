@@ -107,8 +107,8 @@ def _path(text: str) -> Path:
         raise UserDataError(f"data=file needs data.path=PATH: a {', '.join(SUFFIXES)} file")
     path = from_launch_dir(text)
     if not path.is_file():
-        raise UserDataError(f"data.path={text}: no such file ({'a folder' if path.is_dir() else 'not found'}); "
-                            f"give a {', '.join(SUFFIXES)} file")
+        what = "a folder" if path.is_dir() else "not a regular file: a pipe, socket or device" if path.exists() else "not found"
+        raise UserDataError(f"data.path={text}: no such file ({what}); give a {', '.join(SUFFIXES)} file")
     if path.suffix.lower() not in SUFFIXES:
         raise UserDataError(f"data.path={text}: {path.suffix or 'no suffix'} is not a format regbench reads; "
                             f"allowed: {', '.join(SUFFIXES)}")
@@ -295,6 +295,13 @@ def _labels(y, source: str, name: str) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1:
         raise UserDataError(f"{source}: {name} must be one integer class per example, shaped (N,), not {y.shape}")
+    if y.dtype == object and len(y) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in y):
+        y = np.array([float(v) for v in y])  # integers past int64 (a CSV column pandas could not type): too large below
+    if np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.unsignedinteger):
+        big = np.abs(y) >= 2.0 ** 63  # int64 would wrap them (to negative labels)
+        if big.any():
+            raise UserDataError(f"{source}: {name} holds {int(big.sum())} label{'s' if big.sum() > 1 else ''} too large "
+                                f"to be classes (e.g. {float(y[big][0]):.3g}); labels are integer classes 0..C-1")
     if np.issubdtype(y.dtype, np.floating):
         whole = np.isfinite(y) & (y == np.round(y))
         if not whole.all():

@@ -1,6 +1,7 @@
 """Your own data: data=file (.npz, .csv, .parquet) and data=callable."""
 
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -52,12 +53,20 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
     "write, extra, message",
     [
         (lambda p: None, [], "no such file (not found); give a .npz, .csv, .parquet file"),
+        (lambda p: os.mkfifo(p), [], "no such file (not a regular file: a pipe, socket or device)"),  # it said "not found"
+        (lambda p: p.mkdir(), [], "no such file (a folder)"),
         (lambda p: np.savez(p, a=np.zeros((4, 2)), b=np.zeros(4)), [], "no array x or y (it has a, b)"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.zeros(4), x_test=np.zeros((2, 2))), [], "x_test and y_test come together"),
         (lambda p: np.savez(p, x=np.full((4, 2), np.nan), y=np.arange(4) % 2), [], "x holds 8 NaN/inf values (rows 0, 1, 2, 3)"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 0.5, 1])), [], "1 labels that are not whole numbers"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array(["a", "b", "a", "b"])), [], "holds <U1 labels (e.g. 'a')"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, -1, 1])), [], "negative labels (-1)"),
+        # past int64: they wrapped to negative labels ("negative labels (-9223372036854775808)"), or read as "object labels"
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 1e30, 1])), [], "y holds 1 label too large to be classes (e.g. 1e+30)"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 2**63, 1], dtype=np.uint64)), [],
+         "y holds 1 label too large to be classes (e.g. 9.22e+18)"),
+        (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,100000000000000000000000\n"), ["data.target=label"],
+         "column label holds 1 label too large to be classes (e.g. 1e+23)"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.zeros(3, int)), [], "x has 4 rows but y has 3 labels"),
         (lambda p: p.with_suffix(".csv").write_text("a,b,label\n1,x,0\n2,y,1\n"), ["data.target=label"],
          "feature column b not numeric"),
@@ -90,7 +99,7 @@ def test_bad_files_are_one_clear_line(tmp_path, make_cfg, write, extra, message)
     write(path)
     if path.with_suffix(".csv").exists():
         path = path.with_suffix(".csv")
-    with pytest.raises(UserDataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(UserDataError, match=re.escape(message)):
         load(make_cfg("data=file", f"data.path={path}", *extra).data)
 
 
