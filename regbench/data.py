@@ -26,7 +26,7 @@ import torch
 
 from . import locks, userdata
 from .provenance import from_launch_dir
-from .config import CIFAR_FILES, DATASET_FILES, MNIST1D_SEED, split_sizes  # noqa: F401 (MNIST1D_SEED: re-exported)
+from .config import CIFAR_FILES, DATASET_FILES, DATASET_SHAPES, MNIST1D_SEED, split_sizes  # noqa: F401 (MNIST1D_SEED: re-exported)
 
 
 log = logging.getLogger(__name__)
@@ -376,14 +376,23 @@ def standardize(train_x: torch.Tensor, mode: str):
     return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
+_IMAGE = {784: "28x28 images", 3072: "32x32 colour images, 3x1024 values", 40: "length-40 signals"}
+
+
 def _check_files_read(cfg, n_classes: int, parts) -> None:
     """A set read from files in data.root, which anyone may have put there (the
     files of another set, a hand-made subset): as many labels as examples, and
-    labels among the set's classes. Either gave a traceback from the loss."""
+    labels among the set's classes (either gave a traceback from the loss), and
+    examples of the set's size (7x7 images in MNIST/raw trained, recorded as
+    data=mnist)."""
     where = _root(cfg) / DATASET_FILES[cfg.name][0]
+    width = DATASET_SHAPES[cfg.name][0]
     for part, xs, ys in parts:
         if xs is None:
             continue
+        if len(xs) and xs.size // len(xs) != width:
+            raise DataError(f"data={cfg.name}: the {part} files in {where} hold examples of {xs.size // len(xs)} "
+                            f"values, {cfg.name}'s have {width} ({_IMAGE[width]}); put {cfg.name}'s own files there")
         ys = np.asarray(ys)
         if len(xs) != len(ys):
             raise DataError(f"data={cfg.name}: the {part} files in {where} hold {len(xs)} examples and {len(ys)} labels; "

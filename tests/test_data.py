@@ -142,6 +142,18 @@ def test_cifar10_reads_python_batches(make_cfg, tmp_path):
     assert d.test.y.tolist() == [5, 5, 4, 1]
 
 
+def test_cifar_batches_of_another_width_are_one_error(make_cfg, tmp_path):
+    """Grey 32x32 batches (1024 values an example) trained without a word, recorded as data=cifar10."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in CIFAR_FILES:
+        with open(folder / name, "wb") as fh:
+            pickle.dump({b"data": np.zeros((4, 1024), dtype=np.uint8), b"labels": [0, 1, 2, 3]}, fh)
+    with pytest.raises(DataError, match=r"data=cifar10: the training files in .*cifar-10-batches-py hold examples of 1024 "
+                                        r"values, cifar10's have 3072 \(32x32 colour images, 3x1024 values\)"):
+        build_dataset(make_cfg("data=cifar10", f"data.root={tmp_path}", "data.download=false").data)
+
+
 @pytest.mark.parametrize("name,where", [("mnist", "MNIST/raw"), ("kmnist", "KMNIST/raw"), ("cifar10", "cifar-10-batches-py")])
 def test_missing_offline_dataset_says_where_to_put_files(make_cfg, tmp_path, name, where):
     with pytest.raises(DataError) as err:
@@ -340,6 +352,8 @@ def test_a_set_that_is_there_is_read_without_waiting_for_a_fetch(make_cfg, tmp_p
 @pytest.mark.parametrize("fault,message", [
     ("label 10", r"data=mnist: the training labels in .*MNIST/raw include 10, outside its classes 0-9 \(another set's files\?\)"),
     ("fewer labels", r"data=mnist: the test files in .*MNIST/raw hold 10 examples and 9 labels; put mnist's own files there"),
+    # trained without a word and recorded as data=mnist
+    ("7x7 images", r"data=mnist: the training files in .*MNIST/raw hold examples of 49 values, mnist's have 784 \(28x28 images\)"),
 ])
 def test_files_of_another_set_are_one_error_not_a_traceback(make_cfg, tmp_path, fault, message):
     """MNIST-format files whose labels go past 9 (EMNIST's, put in MNIST/raw)
@@ -348,6 +362,8 @@ def test_files_of_another_set_are_one_error_not_a_traceback(make_cfg, tmp_path, 
     raw = tmp_path / "MNIST" / "raw"
     if fault == "label 10":
         write_idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 11)
+    elif fault == "7x7 images":
+        write_idx(raw / "train-images-idx3-ubyte", np.zeros((30, 7, 7)))
     else:
         write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(9) % 10)
     with pytest.raises(DataError, match=message):
