@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import html as html_lib
 import re
 import tomllib
 from html.parser import HTMLParser
@@ -180,6 +181,22 @@ def test_markup_in_a_config_value_is_escaped(tmp_path):
     assert report(tmp_path / "s", "-o", tmp_path / "out") == 0
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "<b>gelu</b>" not in html and "&lt;b&gt;gelu&lt;/b&gt;" in html
+
+
+def test_a_run_name_breaks_after_its_commas_and_is_escaped(tmp_path):
+    """The per-seed table's last column, a run's folder (its job overrides):
+    it broke anywhere (`model.dropo|ut=0`); now it may break after each comma
+    (<wbr>, which a copy of the text leaves out), mid-name only where it must."""
+    for i, (act, folder) in enumerate((("relu", "model.activation=relu,seed=0"), ("gelu", "model.activation=gelu,x=<b>"))):
+        write_job(tmp_path / "s" / folder, {**BASE_CONFIG, "model.activation": act, "trainer.epochs": EPOCHS},
+                  curves(0.0, False, 0, EPOCHS, diagnostics=False))
+    assert report(tmp_path / "s", "-o", tmp_path / "out") == 0
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    runs = html[html.index('id="runs"'):html.index('id="figures"')]
+    names = re.findall(r'<td data-v="([^"]*)">((?:[^<]|<wbr>)*)</td></tr>', runs)
+    assert sorted(text for _, text in names) == ["model.activation=gelu,<wbr>x=&lt;b&gt;:0",
+                                                  "model.activation=relu,<wbr>seed=0:0"], names
+    assert "table.sortable td:last-child{overflow-wrap:anywhere" in html and "break-all" not in html
 
 
 def test_the_question_comes_from_the_stored_experiment(tmp_path):

@@ -587,7 +587,7 @@ nav.toc ol{margin:.3em 0;padding-left:1.4em;columns:2}
 table{border-collapse:collapse;font-size:.82em;margin:.5em 0;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
 th{background:#f4f4f4} td.num{text-align:right;white-space:nowrap}
-table.sortable th{cursor:pointer;user-select:none} table.sortable td:last-child{word-break:break-all;min-width:10em}
+table.sortable th{cursor:pointer;user-select:none} table.sortable td:last-child{overflow-wrap:anywhere;min-width:10em}
 table.sortable th::after{content:" \2195";color:#aaa}
 table.sortable th[aria-sort=ascending]::after{content:" \2191";color:#222}
 table.sortable th[aria-sort=descending]::after{content:" \2193";color:#222}
@@ -821,6 +821,7 @@ def _environment():
     compiled (about 40 ms for the two), so a report process of
     ``report.at_end`` compiles them while the sweep trains (:func:`warm_up`)."""
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("regbench.report", "templates"),
@@ -828,6 +829,8 @@ def _environment():
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
     env.filters["mdcell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    # a run's name (its job overrides) may break after each comma, and only where it must inside a key=value
+    env.filters["wbr"] = lambda v: markupsafe.Markup(",<wbr>").join(markupsafe.escape(p) for p in str(v).split(","))
     return env
 
 
