@@ -13,7 +13,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .records import RUNTIME_KEYS
+from .records import is_runtime_key
 
 _bar_active = False
 # Parallel sweep workers print one line per finished job, not one per epoch.
@@ -54,7 +54,7 @@ def label(job_overrides: Sequence[Sequence[str]], job_seeds: Sequence[Sequence[i
     out), e.g. ``model.dropout=0.3,seed=2``, or ``seed 0`` without any; a fused
     group: ``12 jobs (model.batchnorm=true)``, with the overrides all share."""
     def meaningful(overrides: Sequence[str]) -> list[str]:
-        return [o for o in overrides if o.lstrip("+~").partition("=")[0] not in RUNTIME_KEYS]
+        return [o for o in overrides if not is_runtime_key(o.lstrip("+~").partition("=")[0])]
 
     if len(job_overrides) == 1:
         seeds = list(job_seeds[0])

@@ -268,6 +268,13 @@ def format_duration(seconds: float) -> str:
 PROGRESS_FILE = ".regbench-progress"  # in a joblib sweep's folder: one byte per finished job
 
 
+def job_name(overrides: list[str]) -> str:
+    """A job's overrides as typed, comma-joined, without the runtime ones
+    (records.is_runtime_key: device, report.at_end, ...): the same for every job
+    of a sweep, and not part of its folder's name either."""
+    return ",".join(o for o in overrides if not records.is_runtime_key(o.lstrip("+~").partition("=")[0]))
+
+
 class JobProgress:
     """One line per finished job of a sweep of ``n``:
     ``[7/40] model.dropout=0.3,seed=2 completed in 4.1 s; ETA 1 min 52 s``.
@@ -378,7 +385,7 @@ class SweepCallback(Callback):
         if getattr(self, "progress", None) is None:
             return
         overrides = [o for o in (getattr(job_return, "overrides", None) or [])]
-        for line in self.progress.finished([(",".join(overrides), folder)]):
+        for line in self.progress.finished([(job_name(overrides), folder)]):
             log.info(line)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

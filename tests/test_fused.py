@@ -57,6 +57,8 @@ def test_a_fused_sweep_writes_each_jobs_own_records(cli, tmp_path, make_cfg):
     assert [d.split("]")[0] for d in done] == [f"[{k}/8" for k in range(1, 9)], done
     assert all(" completed in " in d for d in done) and "ETA" in done[0] and "ETA" not in done[-1], done
     assert any(d.startswith("[1/8] model.dropout=0") and "seed=" in d for d in done[:4]), done
+    # named as its folder is: without the runtime overrides every job shares (data.root, threads, ...)
+    assert not any("data.root=" in d or "threads=" in d for d in done), done
     a = jobs_of(tmp_path / "fused")
     assert len(a) == 8
     for name in a:

@@ -11,6 +11,8 @@ from regbench import progress
 @pytest.mark.parametrize("overrides, seeds, expected", [
     ([["model.dropout=0.3", "seed=2"]], [[2]], "model.dropout=0.3,seed=2"),
     ([["model.dropout=0.3", "device=cpu", "threads=1", "data.root=/data"]], [[0]], "model.dropout=0.3"),  # runtime knobs left out
+    ([["model.dropout=0.3", "report.at_end=true", "logger=tensorboard", "+logger.mlflow.experiment_name=x"]], [[0]],
+     "model.dropout=0.3"),  # and the runtime subtrees: the report, the trackers
     ([[]], [[0]], "seed 0"),
     ([[]], [[3, 4, 5]], "seeds 3..5"),
     ([["model.batchnorm=true"]], [[0, 1]], "model.batchnorm=true (seeds 0..1)"),

@@ -118,6 +118,7 @@ def test_joblib_sweep_with_two_workers(cli, tmp_path):
     # [k/N] per finished job, counted across the workers (a file in the sweep folder)
     done = re.findall(r"\[regbench\.sweep\]\[INFO\] - \[(\d)/4\] \S+ completed in", res.stdout + res.stderr)
     assert sorted(done) == ["1", "2", "3", "4"], res.stdout
+    assert "data.root=" not in "".join(re.findall(r"\[\d/4\] \S+ completed", res.stdout + res.stderr))  # runtime: not the job's name
     summaries = [records.read_summary(p) for p in sweep.iterdir() if p.is_dir()]
     assert all(s["status"] == "completed" for s in summaries)
     # summary.json records the threads a worker really used: jobs x threads <= cores

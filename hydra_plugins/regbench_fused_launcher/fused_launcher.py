@@ -438,7 +438,9 @@ class FusedLauncher(Launcher):
         processes = min(processes, len(groups))
         at_once = f", {processes} at a time in worker processes" if processes > 1 else ""
         log.info(f"Launching {len(job_overrides)} jobs as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}{at_once}")
-        self._progress = _Progress(len(job_overrides), [" ".join(filter_overrides(list(sc.hydra.overrides.task))) for sc in sweep_cfgs])
+        from regbench.sweep import job_name
+
+        self._progress = _Progress(len(job_overrides), [job_name(filter_overrides(list(sc.hydra.overrides.task))) for sc in sweep_cfgs])
         runs: List[Optional[JobReturn]] = [None] * len(job_overrides)
         from regbench import warm as warm_mod
         from regbench.report import at_end
