@@ -697,7 +697,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
     R, start, epochs = len(seeds), first.start, cfg.trainer.epochs
     alive = lambda: [a for j in jobs for a in (j.alive if j.active else [False] * len(j.seeds))]
     desc = progress.label([j.overrides for j in jobs], [j.seeds for j in jobs])  # model.dropout=0.3,seed=2
-    bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=desc)
+    bar = None
     previous_handler = _install_sigterm()
     t = cfg.trainer  # read once, not every epoch (OmegaConf attribute access is slow)
     batch_size, grad_clip, eval_batch, with_test = int(t.batch_size), float(t.grad_clip), int(t.eval_batch_size), bool(t.test)
@@ -728,6 +728,8 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
                 else:
                     j.outcome = exc
                     j.release()
+        # after the jobs' opening lines (what trains, where its records go): a bar drawn before them was split by them
+        bar = EpochBar(epochs, start - 1, show_progress and cfg.trainer.progress, desc=desc)
         if start == 1:
             live = [i for i, a in enumerate(alive()) if a]
             metrics = evaluate(live)
@@ -790,7 +792,8 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
         if not isinstance(exc, Exception) and not isinstance(exc, KeyboardInterrupt):
             raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
 

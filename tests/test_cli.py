@@ -249,3 +249,41 @@ def test_a_jobs_value_error_that_hydra_re_raises_keeps_its_traceback(monkeypatch
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="a bug deep in training"):
         cli.main(["train", "data=blobs", "data.n_samples=300", "trainer.epochs=1", "hydra.run.dir=run"])
+
+
+def test_on_a_terminal_the_bar_comes_after_the_runs_opening_line(tmp_path, data_root):
+    """On a terminal (stdout and stderr a pty), tqdm's bar over epochs. It was
+    drawn before the run's opening line (what trains, where its records go),
+    which then split it and left a stale 0% bar above the live one."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # rows, columns: a bar needs a width
+    proc = subprocess.Popen([sys.executable, "-m", "regbench", "train", *TINY, f"data.root={data_root}", f"hydra.run.dir={tmp_path / 'r'}"],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.wait(timeout=30) == 0, out
+    text = out.decode(errors="replace")
+    opening = text.index("parameters; records in")
+    assert "epoch/s" in text and text.index("%|") > opening, text
