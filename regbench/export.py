@@ -7,7 +7,9 @@ hparams/params, the final status, and best (validation values at the epoch
 of lowest validation loss, ``best_epoch``) and final values as summary
 metrics. Exporting again adds nothing twice: an MLflow run (found by its
 ``records`` and ``seed`` tags) gets only the epochs it lacks; a TensorBoard
-seed folder that already holds event files is left as it is.
+seed folder gets the epochs its event files lack and the summary as it is now
+(after an export that was cut short, or one made before the run ended), and is
+left as it is where it holds them.
 
 Imports no torch at import time (``--help``); the TensorBoard writer is torch's.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import shlex
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -86,11 +89,15 @@ def _best(rows: list[dict]) -> dict[str, Any]:
 
 
 def load_job(job: Path) -> tuple[dict, list[int], list[dict], dict]:
-    """(flat config, seeds, rows, summary with per_seed) of a job folder."""
+    """(flat config, seeds, rows, summary with per_seed) of a job folder. A
+    summary.json that is there but cannot be read is an ExportError (the job is
+    skipped, named): exported, its status read "unknown" and MLflow's FINISHED."""
     try:
         summary = records.read_summary(job)
-    except (OSError, ValueError):
-        summary = {}
+    except FileNotFoundError:
+        summary = {}  # killed before its first summary: its rows are all there is
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{records.SUMMARY_FILE} unreadable: {type(exc).__name__}: {str(exc)[:120]}") from None
     config = summary.get("config")
     if not isinstance(config, dict):
         try:
@@ -113,14 +120,18 @@ def load_job(job: Path) -> tuple[dict, list[int], list[dict], dict]:
 
 
 def _jobs(paths: list[str]) -> list[tuple[Path, Path]]:
-    """(root given, job folder) for every job under the paths."""
+    """(root given, job folder) for every job under the paths, each job once
+    (`export s s` exported it twice, to MLflow and as two TensorBoard folders)."""
     out = []
     for p in paths:
         root = Path(p).expanduser()
         if not root.exists():
             raise ExportError(f"{p}: no such folder")
+        if not root.is_dir():
+            raise ExportError(f"{p}: a file, not a folder; give job folders or sweep folders")
         out += [(root.resolve(), job) for job in records.find_job_dirs(root)]
-    return out
+    seen: set = set()
+    return [(root, job) for root, job in out if not (job.resolve() in seen or seen.add(job.resolve()))]  # each job once
 
 
 def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri: Optional[str] = None,
@@ -143,7 +154,11 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
             except ImportError as exc:
                 raise TrackerError(f"the tensorboard package is not installed ({exc}): pip install 'regbench[tensorboard]'") from None
         for root, job in jobs:
-            config, seeds, rows, summary = load_job(job)
+            try:
+                config, seeds, rows, summary = load_job(job)
+            except ExportError as exc:  # what regbench report and status call unreadable
+                skipped.append(f"{job} ({exc})")
+                continue
             if not seeds:
                 skipped.append(f"{job} (no rows)")
                 continue
@@ -151,10 +166,15 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
                 # DIR/<sweep>/<job>/seed=<s> (a job given itself: DIR/<job>/seed=<s>), or beside the records
                 rel = Path(root.name) / job.relative_to(root) if job != root else Path(job.name)
                 tb_root = Path(output).expanduser() / rel if output else job / "tensorboard"
-                tracker = TensorBoardTracker(None, job, config, seeds, root=tb_root)
-                if any(tracker.has(s) for s in seeds):
-                    skipped.append(f"{job} (event files already in {tb_root})")
+                if not output and records.folder_in_use(job):  # its own logger=tensorboard may write there now
+                    skipped.append(f"{job} (still training: export it when it ends, or with -o DIR)")
                     continue
+                tracker = TensorBoardTracker(None, job, config, seeds, root=tb_root)
+                written = tracker.export(rows, summary)
+                if not written:
+                    skipped.append(f"{job} (already exported to {tb_root})")
+                runs += len(written)
+                continue
             else:
                 spec = SimpleNamespace(tracking_uri=tracking_uri)
                 tracker = MlflowTracker(spec, job, config, seeds, experiment=experiment or root.name)
@@ -168,17 +188,19 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
     except Exception as exc:  # the store refused (unwritable, server down): one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"cannot export to {to}: {type(exc).__name__}: {first}") from None
-    where = (f"tensorboard --logdir {output or ' '.join(paths)}" if to == "tensorboard"
+    where = (f"tensorboard --logdir {shlex.quote(output) if output else ' '.join(map(shlex.quote, paths))}" if to == "tensorboard"
              else f"tracking URI {mlflow_uri(tracking_uri)}")
-    line = f"exported {runs} runs of {len(jobs) - len(skipped)} jobs to {to} ({where})"
+    line = f"exported {records.plural(runs, 'run')} of {records.plural(len(jobs) - len(skipped), 'job')} to {to} ({where})"
     if skipped:
         line += f"; skipped {len(skipped)}: " + "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
     return line
 
 
 def export_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="regbench export", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .report.options import OneLineParser  # argparse's errors as one line, as every other refusal
+
+    parser = OneLineParser(prog="regbench export", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="job folders or sweep folders (searched for records)")
     parser.add_argument("--to", required=True, metavar="TRACKER", help="tensorboard or mlflow")
     parser.add_argument("-o", "--output", metavar="DIR",

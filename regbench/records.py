@@ -87,6 +87,11 @@ USED_ONLY_WITH = {
 }
 
 
+def plural(n: int, word: str) -> str:
+    """``1 job``, ``2 jobs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def is_runtime_key(key: str) -> bool:
     """A flat config key that says how a run executes or is mirrored (RUNTIME_KEYS, RUNTIME_PREFIXES)."""
     return key in RUNTIME_KEYS or key == "logger" or key.startswith(RUNTIME_PREFIXES)

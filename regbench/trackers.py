@@ -98,6 +98,25 @@ def _hparam(value: Any) -> Any:
 # ---------------------------------------------------------------- TensorBoard
 
 
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread re-raises what stopped it (a full disk) to
+    threading's hook, which printed "Exception in thread Thread-2" and a
+    traceback into the middle of regbench's own line; the writer raises the same
+    error in the thread that writes next, where regbench reports it once."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "regbench_quiet", False):
+        return
+
+    def hook(args):
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            previous(args)
+
+    hook.regbench_quiet = True
+    threading.excepthook = hook
+
+
 class TensorBoardTracker:
     """``<save_dir or job>/tensorboard/seed=<s>/``: every metrics.csv column as a
     scalar per epoch, the flat config as hparams with best/final metrics."""
@@ -110,6 +129,7 @@ class TensorBoardTracker:
             from torch.utils.tensorboard.summary import hparams
         except ImportError as exc:
             raise _needs(self.name, exc) from None
+        _quiet_writer_threads()
         save_dir = getattr(spec, "save_dir", None) if spec is not None else None
         self.root = root if root is not None else (from_launch_dir(save_dir) / out.name if save_dir else out / "tensorboard")
         self._writer_class, self._hparams = SummaryWriter, hparams
@@ -137,6 +157,49 @@ class TensorBoardTracker:
                 writer.file_writer.add_summary(summary)
             if not had:
                 self.log(mine)
+
+    def _logged(self, seed: int) -> tuple[int, set]:
+        """What the seed's event files hold: the last epoch of its metrics (-1:
+        none), and the steps its summary values were logged at."""
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+        last, summaries = -1, set()
+        for path in sorted(self.seed_dir(seed).glob("events.out.tfevents.*")):
+            try:
+                for event in EventFileLoader(str(path)).Load():
+                    for value in event.summary.value:
+                        if value.tag.startswith("summary/"):
+                            summaries.add(event.step)
+                        elif not value.tag.startswith("_hparams_/"):
+                            last = max(last, event.step)
+            except Exception:  # a file cut short: what was read before the cut counts
+                continue
+        return last, summaries
+
+    def export(self, rows: list[dict], summary: Mapping[str, Any]) -> list[int]:
+        """``regbench export``: each seed's rows that its event files lack, then
+        its summary values; returns the seeds written. The first time, all its
+        rows; after an export that was cut short (Ctrl-C, a full disk), or one
+        made before the run ended, the epochs from the last one the files hold
+        (logged again, with ``purge_step`` hiding what was there of it). A seed
+        whose files hold its last row and its summary as it is now is left alone."""
+        written = []
+        for s in self.seeds:
+            mine = [r for r in rows if r["seed"] == s]
+            step = int(((summary.get("per_seed") or {}).get(str(s)) or {}).get("epochs_completed") or 0)
+            last, summaries = self._logged(s) if self.has(s) else (-1, set())
+            if mine and last >= mine[-1]["epoch"] and step in summaries:
+                continue
+            writer = self._writer_class(str(self.seed_dir(s)), purge_step=last if last >= 0 else None)
+            if last < 0:
+                metrics = {f"summary/{k}": 0.0 for k in ("best_val_acc", "best_val_loss", "best_epoch", "final_val_acc")}
+                for event in self._hparams(self.config, metrics):  # experiment, session start, session end
+                    writer.file_writer.add_summary(event)
+            self.writers[s] = writer
+            self.log([r for r in mine if r["epoch"] >= last])
+            written.append(s)
+        self.close(summary)
+        return written
 
     def log(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:

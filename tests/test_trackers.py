@@ -176,8 +176,11 @@ def test_fused_sweep_mlflow_then_export_to_tensorboard_and_mlflow(cli, tmp_path)
 
 def test_export_errors_are_one_line(cli, tmp_path):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "afile.txt").write_text("")
     for args, text in [
         (["empty", "--to", "mlflow"], "regbench export: error: no run records under empty"),
+        (["afile.txt", "--to", "mlflow"], "regbench export: error: afile.txt: a file, not a folder"),
+        (["empty"], "regbench export: error: the following arguments are required: --to"),  # argparse's usage too: 3 lines
         (["empty", "--to", "wandb"], "regbench export: error: --to 'wandb' is not allowed: one of tensorboard, mlflow"),
         (["nowhere", "--to", "mlflow"], "regbench export: error: nowhere: no such folder"),
     ]:
@@ -308,3 +311,56 @@ def test_bad_logger_values_are_refused_before_anything_runs(cli, tmp_path, args,
     res = cli("train", *args, f"hydra.run.dir={tmp_path / 'run'}")
     assert res.returncode == 2 and res.stderr.startswith(text) and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_tensorboard_export_made_before_the_run_ended_gets_the_rest_when_exported_again(make_cfg, tmp_path):
+    """An export cut short (Ctrl-C, a full disk) or made while the run was
+    still training left event files with some of the epochs; every later export
+    skipped the folder ("event files already in"), so TensorBoard showed the
+    partial run for good. Now the epochs the files lack are added, with the
+    summary as it is now, each epoch once; a complete folder is left alone."""
+    import shutil
+
+    from regbench.export import export
+    from regbench.train import run
+
+    full = tmp_path / "b" / "job"
+    run(make_cfg("trainer.epochs=4", "seed=3"), full, show_progress=False)
+    partial = tmp_path / "a" / "job"  # the same job as an export saw it at epoch 1: interrupted there
+    shutil.copytree(full, partial)
+    lines = (full / "metrics.csv").read_text().splitlines(keepends=True)
+    (partial / "metrics.csv").write_text("".join(lines[:3]))  # header, epochs 0 and 1
+    summary = json.loads((full / "summary.json").read_text())
+    summary["status"] = summary["per_seed"]["3"]["status"] = "interrupted"
+    summary["per_seed"]["3"]["epochs_completed"] = 1
+    (partial / "summary.json").write_text(json.dumps(summary))
+
+    tb = tmp_path / "tb"
+    assert export([str(partial)], "tensorboard", output=str(tb)).startswith("exported 1 run of 1 job")
+    _, early = tb_scalars(tb / "job" / "seed=3")
+    assert sorted(early["val_loss"]) == [0, 1] and sorted(early["summary/best_val_acc"]) == [1]
+
+    assert export([str(full)], "tensorboard", output=str(tb)).startswith("exported 1 run of 1 job")
+    scalars = assert_tb_matches_csv(full, tb / "job" / "seed=3", 3)  # every epoch 0-4, each once
+    best = json.loads((full / "summary.json").read_text())["per_seed"]["3"]["best"]["val_acc"]
+    assert scalars["summary/best_val_acc"][4] == pytest.approx(best)
+
+    files = sorted((tb / "job" / "seed=3").iterdir())
+    line = export([str(full)], "tensorboard", output=str(tb))
+    assert line.startswith("exported 0 runs of 0 jobs") and "(already exported to" in line, line
+    assert sorted((tb / "job" / "seed=3").iterdir()) == files  # nothing written
+
+
+def test_a_job_whose_summary_cannot_be_read_is_skipped_and_named(make_cfg, tmp_path):
+    """`report` warns of it and `status` says unreadable; export exported it as
+    status "unknown" (MLflow: FINISHED) without a word."""
+    from regbench.export import export
+    from regbench.train import run
+
+    for name in ("good", "damaged"):
+        run(make_cfg("seed=0"), tmp_path / "s" / name, show_progress=False)
+    (tmp_path / "s" / "damaged" / "summary.json").write_text("")
+    line = export([str(tmp_path / "s")], "tensorboard", output=str(tmp_path / "tb"))
+    assert line.startswith("exported 1 run of 1 job") and "skipped 1: " in line, line
+    assert f"{tmp_path / 's' / 'damaged'} (summary.json unreadable: JSONDecodeError" in line, line
+    assert not (tmp_path / "tb" / "s" / "damaged").exists()

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..records import USED_ONLY_WITH
+from ..records import USED_ONLY_WITH, plural  # noqa: F401  (plural: the report cli's too)
 from . import optimize
 from .figures import PX_PER_IN, Rendered, label
 from .load import confounding_notes, experiment_header, finite, fmt_bounds, fmt_diff, fmt_num, fmt_p, fmt_value, \
@@ -76,8 +76,6 @@ def _p(name: str, p) -> str:
     return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 CELLS_NOTE = (
