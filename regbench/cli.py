@@ -11,6 +11,7 @@ Ctrl-C, SIGTERM and a closed pipe end every command in at most one line
 from __future__ import annotations
 
 import atexit
+import errno
 import gc
 import logging
 import os
@@ -268,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         with signals.early_handlers():
             try:
                 code = _dispatch(argv)
+            except OSError as exc:
+                if signals.signalled():
+                    raise KeyboardInterrupt from None
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise
+                # a path given with a name past the file system's limit: any check of it raised this (a traceback)
+                print(f"regbench {command}: error: {exc.filename or 'a path'}: a name in it is longer than the "
+                      f"file system allows ({exc.strerror}); use shorter folder names", file=sys.stderr)
+                code = 2
             except Exception:
                 if not signals.signalled():
                     raise
@@ -311,6 +321,7 @@ def _dispatch(argv: list[str]) -> int:
             from .preflight import reset
 
             try:
+                rest = list(rest) + sweeper_overrides(rest)  # as train -m composes it: plan then says what it lists
                 return plan_main(rest, _preflight(rest, "plan"))
             finally:
                 reset()

@@ -318,10 +318,11 @@ def report_refusal(cfg: Any) -> Optional[str]:
     report = cfg.get("report")
     if report is None or not report.at_end:
         return None
+    from .provenance import launch_dir
     from .report.options import refusal
 
     options = [str(o) for o in report.options]
-    why = refusal(options)
+    why = refusal(options, root=launch_dir())
     return f"report.options=[{','.join(options)}]: {why}" if why else None
 
 

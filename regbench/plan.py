@@ -3,7 +3,6 @@ sweep folder holds. Neither trains nor imports torch."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def table(sweep_dir: Path, names: list[str]) -> str:
         lines.append(f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}{note}")
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     notes = [f"{state}: {text}" for state, text in LEGEND.items() if state in counts]
-    return f"sweep {sweep_dir}: {len(names)} jobs ({tally})\n" + "\n".join(lines + notes)
+    return f"sweep {sweep_dir}: {records.plural(len(names), 'job')} ({tally})\n" + "\n".join(lines + notes)
 
 
 def plan_main(argv: list[str], checked=None) -> int:
@@ -48,7 +47,7 @@ def plan_main(argv: list[str], checked=None) -> int:
         print(f"regbench plan: error: train would refuse this sweep: {refusal}", file=sys.stderr)
         return 2
     if not names_job_folders(cfg):
-        print(f"sweep {sweep_dir}: {len(jobs)} jobs (folders named by your hydra.sweep.subdir; "
+        print(f"sweep {sweep_dir}: {records.plural(len(jobs), 'job')} (folders named by your hydra.sweep.subdir; "
               "`regbench status` reads them after the run)\n" + "\n".join("  " + ",".join(job) for job in jobs))
         return 0
     print(table(sweep_dir, [job_folder(cfg, job) for job in jobs]))
@@ -56,11 +55,14 @@ def plan_main(argv: list[str], checked=None) -> int:
 
 
 def status_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="regbench status", description="State of every job in a sweep folder.")
+    from .report.options import OneLineParser  # argparse's errors as one line, as every other refusal
+
+    parser = OneLineParser(prog="regbench status", description="State of every job in a sweep folder.")
     parser.add_argument("sweep_dir", type=Path, help="a folder written by `regbench train -m`")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
-        print(f"regbench status: error: {args.sweep_dir} is not a folder", file=sys.stderr)
+        what = "a file, not a folder" if args.sweep_dir.exists() else "no such folder"
+        print(f"regbench status: error: {args.sweep_dir}: {what}", file=sys.stderr)
         return 2
     found = [str(p.relative_to(args.sweep_dir.resolve())) for p in records.find_job_dirs(args.sweep_dir)]
     multirun = args.sweep_dir / "multirun.yaml"

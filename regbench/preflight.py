@@ -584,6 +584,13 @@ def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> li
     said = []
     for o in parsed:
         key = o.key_or_group.lstrip("+~")
+        if key == "report.options" and not o.is_hydra_override():  # read only by the report the sweep writes
+            at_end = {str(_as_dict(job).get("report.at_end", OmegaConf.select(base, "report.at_end"))).lower()
+                      for job in jobs or [[]]}
+            if "true" not in at_end:
+                said.append(f"{o.input_line} has no effect without report.at_end=true (the report written when "
+                            "the jobs end); for a report typed later, give the options to `regbench report`")
+            continue
         rule = records.USED_ONLY_WITH.get(key)
         if rule is None or o.is_hydra_override():
             continue
@@ -879,7 +886,7 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
             raise PreflightError(f"hydra.sweeper.{key}={value!r} is not allowed: an integer >= 1")
     direction = OmegaConf.select(base, "hydra.sweeper.direction", default=None)
     for d in (list(direction) if isinstance(direction, (list, tuple)) or type(direction).__name__ == "ListConfig" else [direction]):
-        if str(d).lower() not in ("minimize", "maximize", "none"):
+        if str(getattr(d, "name", d)).lower() not in ("minimize", "maximize", "none"):  # optuna's conf holds an enum
             raise PreflightError(f"hydra.sweeper.direction={d} is not allowed: maximize (regbench's objective, "
                                  "validation accuracy) or minimize")
     storage = str(OmegaConf.select(base, "hydra.sweeper.storage", default=None) or "")

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -474,7 +475,7 @@ def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows:
     n = sum(len(v) for v in counts.values())
     order = ["completed", "skipped", "diverged", "failed", DEAD, "interrupted", "running", "missing", "unreadable"]
     parts = [f"{len(counts[k])} {k}" for k in order + sorted(set(counts) - set(order)) if counts.get(k)]
-    line = f"sweep {sweep_dir}: {n} jobs: " + ", ".join(parts)
+    line = f"sweep {sweep_dir}: {records.plural(n, 'job')}: " + ", ".join(parts)
     for state in ("failed", DEAD):
         if counts.get(state):
             line += f"; {state}: " + " ".join(counts[state])
@@ -482,7 +483,7 @@ def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows:
     undone = sum(len(counts.get(s, [])) for s in UNDONE)
     if undone:
         line += (f"\nnext: run the same command again to resume or retry the {undone} unfinished job"
-                 f"{'s' if undone > 1 else ''}; `regbench status {sweep_dir}` shows each")
+                 f"{'s' if undone > 1 else ''}; `regbench status {shlex.quote(str(sweep_dir))}` shows each")
     elif not report_follows:  # report.at_end=true: the report's own lines follow
-        line += f"\nnext: regbench report {sweep_dir}"
+        line += f"\nnext: regbench report {shlex.quote(str(sweep_dir))}"  # pasted into a shell as it is
     return line

@@ -287,3 +287,14 @@ def test_on_a_terminal_the_bar_comes_after_the_runs_opening_line(tmp_path, data_
     text = out.decode(errors="replace")
     opening = text.index("parameters; records in")
     assert "epoch/s" in text and text.index("%|") > opening, text
+
+
+@pytest.mark.parametrize("args", [["status", "{long}"], ["report", "{long}"], ["export", "{long}", "--to", "tensorboard"],
+                                  ["plan", "hydra.sweep.dir={long}"], ["train", "-m", "seed=0,1", "hydra.sweep.dir={long}"]],
+                         ids=["status", "report", "export", "plan", "train-m"])
+def test_a_name_past_the_file_systems_limit_is_one_line(cli, tmp_path, args):
+    """A folder name of 300 bytes: each command raised OSError (File name too long) with a 25-34 line traceback."""
+    long = str(tmp_path / ("x" * 300))
+    res = cli(*[a.format(long=long) for a in args], *(TINY + [cli.data_arg] if args[0] in ("train", "plan") else []))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.count("\n") == 1 and "a name in it is longer than the file system allows" in res.stderr, res.stderr

@@ -389,6 +389,11 @@ def test_a_typed_value_no_job_reads_is_a_warning(capsys):
                                        "only blobs, teacher read it\n")
     assert check(["-m", "optim=adam,adamw", "optim.momentum=0.5"])
     assert "optim.momentum=0.5 has no effect with optim.name=adam,adamw: only sgd read it" in capsys.readouterr().err
+    assert check(["-m", "seed=0,1", "report.options=[--metric,val_loss]"])  # and no report is written when they end
+    assert capsys.readouterr().err == ("regbench train: warning: report.options=[--metric,val_loss] has no effect without "
+                                       "report.at_end=true (the report written when the jobs end); for a report typed "
+                                       "later, give the options to `regbench report`\n")
     for argv in (["-m", "data=digits,blobs", "data.n_classes=3"], ["optim=sgd", "optim.momentum=0.5"],
-                 ["optim.schedule=step", "optim.gamma=0.5"], ["data=digits"]):
+                 ["optim.schedule=step", "optim.gamma=0.5"], ["data=digits"],
+                 ["report.at_end=true", "report.options=[-q]"]):
         assert check(argv) and capsys.readouterr().err == "", argv  # read by some job, or nothing typed

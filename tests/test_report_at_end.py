@@ -58,9 +58,14 @@ def test_a_sweep_under_hydras_basic_launcher_writes_its_report(cli, tmp_path):
     ("report.options=[--target]", "argument --target: expected one argument"),
     ("report.options=[--help]", "not a report"),
     ('report.options="--formats png"', "a list of `regbench report` options"),
+    # known before training too (the report refused them after every job had trained)
+    ("report.options=[--target,60]", "--target 60: accuracies are fractions in [0, 1]; did you mean 0.6?"),
+    ("report.options=[-o,afile.txt]", "-o afile.txt: a file, not a folder"),
+    ("report.options=[no/such/sweep]", "no/such/sweep: no such folder"),
 ])
 def test_bad_report_options_are_refused_before_anything_starts(cli, tmp_path, given, says):
     sweep = tmp_path / "sweep"
+    (tmp_path / "afile.txt").write_text("")  # relative to the folder the command is typed in
     r = cli("train", "-m", *TINY, cli.data_arg, "seed=0,1", f"hydra.sweep.dir={sweep}", "report.at_end=true", given)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -164,3 +169,14 @@ def test_a_report_process_ends_at_once_when_the_sweep_ends_during_its_imports(mo
     t0 = time.monotonic()
     pending.cancel()  # the end of the pipe, as when the sweep process ends; returns once it has exited
     assert time.monotonic() - t0 < 30  # not the minute of imports
+
+
+@pytest.mark.parametrize("metric,target,says", [
+    ("val_acc", 0.6, None), ("val_acc", 60, "accuracies are fractions in [0, 1]; did you mean 0.6?"),
+    ("gap_acc", -0.05, None),  # val - fit: refused as "accuracies are fractions in [0, 1]"
+    ("gap_acc", -5, "accuracy gaps are differences of fractions, in [-1, 1]; did you mean -0.05?"),
+    ("val_loss", 0.9, None), ("val_loss", -1, "losses are cross-entropies, >= 0"), ("gap_loss", -0.2, None),
+])
+def test_a_target_is_checked_against_what_its_metric_can_be(metric, target, says):
+    why = options.target_refusal(metric, target)
+    assert why == (None if says is None else f"--target {target:g}: {says}")

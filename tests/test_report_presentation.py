@@ -545,3 +545,36 @@ def test_an_interval_end_beside_zero_shows_its_side():
     assert fmt_bounds(-0.118, -0.0003, "val_acc") == "[-11.8, -0.03]"
     assert fmt_bounds(0.031, 0.042, "val_acc") == "[+3.1, +4.2]"
     assert fmt_diff(-0.0000001, "val_acc") == "-0.000 pp"  # at most two more decimals
+
+
+def test_jobs_draw_at_most_one_figure_each():
+    """`report -j 1000` forked 999 workers to draw 10 figures (23 s against 2.4 s)."""
+    tasks = [figures.Task(f"f{i}", "", "", print, ()) for i in range(10)]
+    assert figures.workers(tasks, 1000) == 10 and figures.workers(tasks, 3) == 3 and figures.workers(tasks, 1) == 1
+    assert figures.workers(tasks[:1], 8) == 1
+
+
+@pytest.mark.parametrize("fault", ["full disk", "Ctrl-C"])
+def test_a_report_that_fails_leaves_the_folder_as_it_was(tmp_path, monkeypatch, capsys, fault):
+    """Written in place, a report cut short (a full disk, Ctrl-C) left the new
+    tables beside the old report.html, which they contradicted, and empty
+    figures. Now it is written aside and moved into place when complete."""
+    import errno
+
+    s = sweep(tmp_path / "s")
+    out = tmp_path / "out"
+    assert report(s, "-o", out, "-j", "1") == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        if fault == "Ctrl-C":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(render, "write_markdown", broken)  # after the tables and figures are written
+    for folder in (out, tmp_path / "new" / "deeper"):
+        assert report(s, "-o", folder, "-j", "1", "--metric", "val_loss") == (2 if fault == "full disk" else 130)
+    err = capsys.readouterr().err
+    assert (f"cannot write the report to {out}: No space left on device" if fault == "full disk" else "interrupted") in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing new, nothing gone
+    assert not list(out.glob(".report-*")) and not (tmp_path / "new").exists()  # what it made for itself: gone

@@ -150,7 +150,17 @@ def test_a_search_whose_trials_all_diverge_ends_cleanly(cli, tmp_path):
               *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", cli.data_arg)
     assert res.returncode == 0, res.stdout + res.stderr  # diverged is an outcome, not a failure
     plain(res)
-    assert "1 jobs: 1 diverged" in res.stdout and "no best trial" in res.stdout
+    assert "1 job: 1 diverged" in res.stdout and "no best trial" in res.stdout
     (trial,) = optuna.load_study(study_name="d", storage=f"sqlite:///{db}").get_trials()
     assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["status"] == "diverged"
     assert records.read_summary(trial.user_attrs["records"])["status"] == "diverged"
+
+
+@pytest.mark.parametrize("direction", [[], ["hydra.sweeper.direction=minimize"]])
+def test_plan_of_an_optuna_search_says_what_plan_lists(cli, tmp_path, direction):
+    """`plan` of the command line train -m takes: Optuna's own default
+    direction (an enum) read "direction=Direction.minimize is not allowed:
+    maximize ... or minimize"."""
+    res = cli("plan", "hydra/sweeper=optuna", "model.dropout=interval(0,0.5)", *direction, f"hydra.sweep.dir={tmp_path / 's'}")
+    assert res.returncode == 2 and res.stderr.startswith("regbench plan: error: plan lists the jobs of Hydra's basic sweeper"), res.stderr
+    assert not (tmp_path / "s").exists()

@@ -313,3 +313,30 @@ def test_a_job_refused_beside_its_earlier_records_is_failed_in_its_line_too(cli,
     line = next(line for line in (res.stdout + res.stderr).splitlines() if "] [" in line and "model.dropout=0," in line)
     assert line.rstrip().endswith("failed") or " failed;" in line, line
     assert json.loads((job / "summary.json").read_text())["status"] == "completed"  # left as it was
+
+
+def test_the_next_commands_are_quoted_for_the_shell(tmp_path):
+    """A sweep folder with a space or parentheses: `next: regbench report PATH`
+    pasted into a shell named another folder, or was a syntax error."""
+    import shlex
+
+    from regbench.sweep import format_counts
+
+    folder = tmp_path / "my runs (v2)"
+    done = format_counts({"completed": ["a"]}, folder)
+    assert done.splitlines()[-1] == f"next: regbench report {shlex.quote(str(folder))}"
+    assert shlex.split(done.splitlines()[-1].removeprefix("next: ")) == ["regbench", "report", str(folder)]
+    undone = format_counts({"completed": ["a"], "failed": ["b"]}, folder)
+    assert f"`regbench status {shlex.quote(str(folder))}` shows each" in undone
+
+
+@pytest.mark.parametrize("args,says", [
+    ([], "regbench status: error: the following arguments are required: sweep_dir (see regbench status --help)"),
+    (["nowhere"], "regbench status: error: nowhere: no such folder"),
+    (["afile.txt"], "regbench status: error: afile.txt: a file, not a folder"),
+])
+def test_status_refusals_are_one_line(cli, tmp_path, args, says):
+    """argparse printed its usage first (2-4 lines); a missing folder was "is not a folder"."""
+    (tmp_path / "afile.txt").write_text("")
+    res = cli("status", *args)
+    assert res.returncode == 2 and res.stderr == says + "\n", res.stderr

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from . import optimize
-from .options import FORMATS, PROG, OneLineParser, build_parser, parse_formats  # noqa: F401  (build_parser, FORMATS: the API's, the tests')
+from .options import FORMATS, PROG, OneLineParser, build_parser, parse_formats, target_refusal  # noqa: F401  (build_parser, FORMATS: the API's, the tests')
 from .load import COMBINED_SEP, ReportError, Study, confounding_notes, fmt_bounds, fmt_diff, fmt_p, load_study, \
     short_names
 from .stats import Analysis, analyze, left_out_count
@@ -69,9 +72,9 @@ def analyze_study(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
     if args.metric not in present:
         why = "has no values in these runs" if args.metric in study.metric_columns else "no such column in metrics.csv"
         raise ReportError(f"--metric {args.metric}: {why}; allowed: {', '.join(present)}")
-    if args.target is not None and args.metric.endswith("acc") and not 0 <= args.target <= 1:
-        raise ReportError(f"--target {args.target:g}: accuracies are fractions in [0, 1]"
-                          + (f"; did you mean {args.target / 100:g}?" if 1 < args.target <= 100 else ""))
+    why = target_refusal(args.metric, args.target)
+    if why:
+        raise ReportError(why)
     factor_roles = roles(study, args.x, args.color, args.style)
     # A search (Optuna, random, interval()) samples settings: no effects between its trials.
     search = optimize.is_search(study)
@@ -174,32 +177,50 @@ def run(args: argparse.Namespace) -> int:
     # report's 2 s of drawing). Frozen objects are still freed when
     # unreferenced; unfrozen at the end for a caller in the same process.
     gc.freeze()
+    made = [d for d in (out, *out.parents) if not d.exists()]  # removed again if the report fails
+    stage = None
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fig_dir = out / "figures"
+        # Everything is written into a folder of its own inside OUT, and moved into place once all of it is
+        # written: a report that fails (a full disk) or is interrupted leaves OUT as it was. Written in place,
+        # the new tables stood beside the old report.html, which they contradicted, and empty figures.
+        stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+        fig_dir = stage / "figures"
         keys = a.cells[study.factors] if study.factors else a.cells[[]]
         styles = cell_styles(keys, study.levels, color, style)
 
         def write_tables() -> None:  # while the figure workers draw
-            a.runs.to_csv(out / "runs.csv", index=False)
-            study.epochs.to_csv(out / "epochs.csv", index=False)
-            a.cells.to_csv(out / "cells.csv")
+            a.runs.to_csv(stage / "runs.csv", index=False)
+            study.epochs.to_csv(stage / "epochs.csv", index=False)
+            a.cells.to_csv(stage / "cells.csv")
             if not a.effects.empty:
-                a.effects.to_csv(out / "effects.csv", index=False)
+                a.effects.to_csv(stage / "effects.csv", index=False)
             if a.trials is not None:
-                a.trials.to_csv(out / "trials.csv", index=False)
+                a.trials.to_csv(stage / "trials.csv", index=False)
 
         figures = make_figures(a, styles, fig_dir, formats, x=x, jobs=args.jobs, meanwhile=write_tables)
         outputs = ["report.md", "runs.csv", "epochs.csv", "cells.csv"]
         outputs += ["effects.csv"] if not a.effects.empty else []
         outputs += ["trials.csv"] if a.trials is not None else []
-        outputs += [p.relative_to(out).as_posix() for f in figures for p in f.files]
-        write_html(a, figures, out / "report.html", list(args.paths), outputs)
-        write_markdown(a, figures, out / "report.md", list(args.paths), ["report.html", *outputs[1:]])
+        outputs += [p.relative_to(stage).as_posix() for f in figures for p in f.files]
+        write_html(a, figures, stage / "report.html", list(args.paths), outputs)
+        write_markdown(a, figures, stage / "report.md", list(args.paths), ["report.html", *outputs[1:]])
+        if any(f.files for f in figures):
+            (out / "figures").mkdir(exist_ok=True)
+        for name in [o for o in outputs if o != "report.md"] + ["report.md", "report.html"]:  # the page last
+            os.replace(stage / name, out / name)
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     finally:
         gc.unfreeze()
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        if not (out / "report.html").exists():
+            for d in made:  # folders this report made for itself, still empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
     if not args.quiet:
         print(summary(a, out, len(figures), formats, time.perf_counter() - t0))
     return 0

@@ -995,10 +995,12 @@ PARALLEL_COST = 4
 
 
 def workers(tasks: list[Task], jobs: int | None) -> int:
-    """Processes to draw in, this one included: ``jobs``, or one per available
-    CPU (at most 4) unless there is too little to draw to pay for a worker."""
+    """Processes to draw in, this one included: ``jobs`` (at most one per
+    figure: ``-j 1000`` forked 999 workers for 10 figures, 23 s instead of 2.4),
+    or one per available CPU (at most 4) unless there is too little to draw to
+    pay for a worker."""
     if jobs is not None:
-        return max(1, jobs)
+        return max(1, min(jobs, len(tasks)))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(cpus, 4, len(tasks)) if sum(t.cost for t in tasks) >= PARALLEL_COST else 1
 

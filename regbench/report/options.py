@@ -26,7 +26,7 @@ def build_parser(parser_class: type = argparse.ArgumentParser) -> argparse.Argum
     p.add_argument("-o", "--out", metavar="OUT", help="output folder (default: <first PATH>/report)")
     p.add_argument("--metric", default="val_acc",
                    help="metrics.csv column to rank and compare cells by (default: val_acc); *_acc is "
-                        "better higher, anything else lower")
+                        "better higher, anything else lower (gap_acc, the val - fit gap, too)")
     p.add_argument("--target", type=_finite_float, metavar="VALUE",
                    help="target value of --metric for 'epochs/seconds to target' (accuracy as a fraction, e.g. "
                         "0.6; default: the weakest cell's mean best)")
@@ -41,8 +41,8 @@ def build_parser(parser_class: type = argparse.ArgumentParser) -> argparse.Argum
     p.add_argument("--style", metavar="FACTOR", help="factor that sets line style (default: another factor)")
     p.add_argument("--allow-mixed", action="store_true", help="compare runs of different datasets (data.name)")
     p.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
-                   help="processes that draw figures, this one included (default: one per CPU, up to 4, unless "
-                        "there are only a few small figures)")
+                   help="processes that draw figures, this one included, at most one per figure (default: one per "
+                        "CPU, up to 4, unless there are only a few small figures)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     return p
 
@@ -100,9 +100,29 @@ class _CheckingParser(argparse.ArgumentParser):
         raise _Refused(message)
 
 
-def refusal(options: list[str]) -> Optional[str]:
+def target_refusal(metric: str, target: Optional[float]) -> Optional[str]:
+    """Why ``--target`` cannot be a value of ``--metric``: accuracies are
+    fractions in [0, 1], an accuracy gap (val - fit) one in [-1, 1], a loss
+    (not a gap) at least 0."""
+    if target is None:
+        return None
+    if metric.endswith("loss") and not metric.startswith("gap") and target < 0:
+        return f"--target {target:g}: losses are cross-entropies, >= 0"
+    if not metric.endswith("acc"):
+        return None
+    low = -1 if metric.startswith("gap") else 0
+    if low <= target <= 1:
+        return None
+    what = "accuracy gaps are differences of fractions, in [-1, 1]" if low else "accuracies are fractions in [0, 1]"
+    return f"--target {target:g}: {what}" + (f"; did you mean {target / 100:g}?" if 1 < abs(target) <= 100 else "")
+
+
+def refusal(options: list[str], root: Optional[str] = None) -> Optional[str]:
     """Why ``options`` (as typed after ``regbench report PATH``) would not
-    parse, in one sentence naming the allowed options; None when they do."""
+    parse, or name what cannot be there, in one sentence naming what is
+    allowed; None when they are fine. ``root``: the folder the report's paths
+    and ``-o`` are relative to (the sweep's launch folder)."""
+    import os
     options = [str(o) for o in options]
     parser = build_parser(_CheckingParser)
     allowed = ", ".join(a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help")
@@ -115,4 +135,15 @@ def refusal(options: list[str]) -> Optional[str]:
         return f"{exc}; allowed: {allowed}"
     except ValueError as exc:
         return str(exc)
+    # what is known before the sweep trains: else its report failed on it after every job had trained
+    why = target_refusal(args.metric, args.target)
+    if why:
+        return why
+    at = lambda p: os.path.join(root or os.getcwd(), os.path.expanduser(p))
+    for extra in args.paths[1:]:  # runs to compare with, besides the sweep's own
+        if not os.path.isdir(at(extra)):
+            return (f"{extra}: no such folder (a PATH in report.options is compared with the sweep's runs; "
+                    "the sweep folder itself is already given)")
+    if args.out and os.path.exists(at(args.out)) and not os.path.isdir(at(args.out)):
+        return f"-o {args.out}: a file, not a folder; give a new or empty folder for the report"
     return None
