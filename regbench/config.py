@@ -193,7 +193,7 @@ class RegbenchConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0  # run seed: initialization, dropout masks, batch order
     device: str = "auto"  # auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps
-    threads: int = 0  # CPU threads for torch in this process, 0 = torch's default
+    threads: int = 0  # CPU threads for torch in this process; 0 = auto: one for a small model (under 8M multiply-adds a step), else torch's default
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers (runtime: not part of what a run computes)
     report: ReportConfig = field(default_factory=ReportConfig)
 
@@ -539,9 +539,9 @@ def validate(cfg: Any) -> None:
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
         _fail("device", cfg.device, "one of auto, cpu, cuda, cuda:N, mps")
     if cfg.threads < 0:
-        _fail("threads", cfg.threads, "must be >= 0 (0 = torch's default)")
+        _fail("threads", cfg.threads, "must be >= 0 (0 = auto)")
     if cfg.threads > MAX_THREADS:
-        _fail("threads", cfg.threads, f"must be in [0, {MAX_THREADS}] (0 = torch's default)")
+        _fail("threads", cfg.threads, f"must be in [0, {MAX_THREADS}] (0 = auto)")
     # Seeds seed .. seed+replicas-1 are torch generator seeds and go into the
     # records as signed 64-bit integers; torch wraps a negative seed to seed + 2**64.
     high = MAX_SEED - (t.replicas - 1)

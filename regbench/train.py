@@ -674,6 +674,27 @@ def keep_freed_memory() -> None:
         pass
 
 
+# threads=0 on a CPU: a training step of fewer multiply-adds than this (all
+# replicas, the batch) runs on one thread. There a second thread gained 3-23%
+# (the default MLP on MNIST-1D, 1.9 million a step: 3%; README "Threads"), and
+# two threads beside any other busy process took 4-27x longer: OpenMP's threads
+# spin-wait for each other, one of them waiting for a core that is not free.
+SMALL_STEP_MACS = 8_000_000
+
+
+def _small_on_one_thread(cfg: DictConfig, learner: Learner, device: torch.device) -> Optional[int]:
+    """One CPU thread for a small model when ``threads`` is 0; returns the
+    thread count to restore afterwards, or None where nothing changed."""
+    if int(cfg.threads) != 0 or device.type != "cpu" or torch.get_num_threads() == 1:
+        return None
+    macs = sum(m.in_features * m.out_features for m in learner.module.modules() if isinstance(m, torch.nn.Linear))
+    if macs * int(cfg.trainer.batch_size) * len(learner.seeds) >= SMALL_STEP_MACS:
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return before
+
+
 def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
     """Train ``jobs`` (same shapes, same start epoch) as one vectorized model."""
     keep_freed_memory()
@@ -691,6 +712,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
     models = [j.cfg.model for j in jobs for _ in j.seeds]
     optims = [j.cfg.optim for j in jobs for _ in j.seeds]  # lr and weight decay may differ per job
     learner = Learner(models, optims, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device, labels)
+    threads_before = _small_on_one_thread(cfg, learner, device)  # before begin(): summary.json records the threads used
     probe = Probe(learner.module) if cfg.trainer.diagnostics else None
     if first.previous.checkpoint is not None:
         learner.load_state_dict([j.previous.checkpoint["learner"] for j in jobs])
@@ -792,6 +814,8 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
         if not isinstance(exc, Exception) and not isinstance(exc, KeyboardInterrupt):
             raise
     finally:
+        if threads_before is not None:  # this process's own setting again (the Python API: a notebook's)
+            torch.set_num_threads(threads_before)
         if bar is not None:
             bar.close()
         if previous_handler is not None:

@@ -37,7 +37,7 @@ from regbench.config import register_configs
 from regbench.data import build_dataset
 from regbench.learner import Learner, make_optimizer
 from regbench.model import build_mlp
-from regbench.train import epoch_metrics, resolve_device
+from regbench.train import _small_on_one_thread, epoch_metrics, resolve_device
 
 SETUPS = {
     # name: overrides
@@ -115,12 +115,17 @@ def standard(cfg, data, device, epochs, seed=0, on_epoch=None):
     return (time.perf_counter() - t) / epochs
 
 
+THREADS_GIVEN = False  # --threads N: every loop on N threads
+
+
 def regbench_loop(cfg, data, device, epochs, seeds, models=None):
     """Seconds per epoch for len(seeds) seeds trained together (R = 1: the
     single-run trainer). ``models``: one model config per replica (a fused
     group whose dropout rates differ), else ``cfg.model`` for all."""
     learner = Learner(models or cfg.model, cfg.optim, epochs, data.n_features, data.n_classes, seeds, device)
     alive = torch.ones(len(seeds), dtype=torch.bool, device=device)
+    # the threads regbench train takes (threads=0: one for a small step; README "Threads"), unless set here
+    before = _small_on_one_thread(cfg, learner, device) if not THREADS_GIVEN else None
     sync(device)
     t = time.perf_counter()
     for _ in range(epochs):
@@ -129,7 +134,10 @@ def regbench_loop(cfg, data, device, epochs, seeds, models=None):
         torch.stack(sums).tolist()
         epoch_metrics(learner, data, list(range(len(seeds))), cfg.trainer.eval_batch_size, True)
     sync(device)
-    return (time.perf_counter() - t) / epochs
+    seconds = (time.perf_counter() - t) / epochs
+    if before is not None:
+        torch.set_num_threads(before)
+    return seconds
 
 
 def fused_in_processes(cfg, data, device, epochs: int, models: list, processes: int) -> float:
@@ -205,17 +213,21 @@ def main(argv=None):
                         help="R for the MNIST-sized setup (arithmetic-bound: vectorizing does not pay there)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per measurement (default: 5, 1 for mnist-sized)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads for every loop (0 = as regbench train chooses: one for a small step)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides applied to every setup, e.g. --set model.dropout=0")
     parser.add_argument("--repeat", type=int, default=None,
                         help="measurements per loop, the fastest counts (default: 3, 1 for mnist-sized)")
     args = parser.parse_args(argv)
+    global THREADS_GIVEN
     if args.threads:
         torch.set_num_threads(args.threads)
+        THREADS_GIVEN = True
     device = resolve_device(args.device)
     peak = peak_matmul_flops(device)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), "
+    threads = f"{torch.get_num_threads()} CPU threads" + ("" if THREADS_GIVEN else "; regbench's loops on one where the step is small, as regbench train")
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else threads}), "
           f"torch {torch.__version__}, peak matmul {peak / 1e9:.1f} GFLOP/s")
     for name in args.only or list(SETUPS):
         cfg = config(SETUPS[name] + args.set)
