@@ -159,8 +159,10 @@ def test_unfinished_runs_are_listed_not_averaged_in(tmp_path, capsys):
 
     assert "usable runs per cell: 1" in console
     assert "left out of the statistics (1/4 runs used): 3 unfinished" in console
-    assert "3 unfinished left out (seed 1 stopped at epoch 3 of 6, seed 2 stopped at epoch 2 of 6, " \
-           "seed 3 stopped at epoch 5 of 6)" in console
+    # a job whose summary says running is not called stopped (a report of a sweep still training)
+    assert "3 unfinished left out (seed 1 stopped at epoch 3 of 6, seed 2 at epoch 2 of 6 (still running, or its " \
+           "process died), seed 3 stopped at epoch 5 of 6)" in console
+    assert runs.loc[2, "note"].startswith("unfinished (at epoch 2 of 6, still running or its process died)"), runs.loc[2, "note"]
     md = (out / "report.md").read_text()
     assert "| all runs | 1/4 |" in md
     assert "3 unfinished" in md and "averaged in" not in md

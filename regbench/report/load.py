@@ -738,6 +738,8 @@ def _add_usage(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     runs["used"] = runs["left_out"] == ""
     of_planned = runs["planned_epochs"].map(lambda p: "" if pd.isna(p) else f" of {p}")
     stopped = "stopped at epoch " + runs["epochs"].astype(str) + of_planned
+    running = runs["status"] == RUNNING  # its summary says running: still training, or its process died
+    stopped[running] = ("at epoch " + runs["epochs"].astype(str) + of_planned + ", still running or its process died")[running]
     holed = (runs["missing_epochs"].map(missing_text) + " (last recorded epoch "
              + runs["run"].map(last).astype("Int64").astype(str) + of_planned + ")")
     for mask, text in ((nonfinite & ~excluded, "non-finite loss: left out like a diverged run"),

@@ -457,7 +457,12 @@ def left_out_count(n: int, why: str) -> str:
 
 
 def _stopped(run: pd.Series) -> str:
-    """``seed 1 stopped at epoch 96 of 300`` (the planned epochs where recorded)."""
+    """``seed 1 stopped at epoch 96 of 300`` (the planned epochs where recorded);
+    ``seed 1 at epoch 96 of 300 (still running)`` while its job's summary says running."""
+    if run.get("status") == "running":
+        planned = run.get("planned_epochs")
+        of = "" if planned is None or pd.isna(planned) else f" of {planned}"
+        return f"seed {run['seed']} at epoch {run['epochs']}{of} (still running, or its process died)"
     text = f"seed {run['seed']} stopped at epoch {run['epochs']}"
     planned = run.get("planned_epochs")
     return text if planned is None or pd.isna(planned) else f"{text} of {planned}"
