@@ -159,7 +159,24 @@ def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
         done = int(s.get("epochs_completed") or 0)
     except (TypeError, ValueError):
         done = 0
+    if state in (records.RUNNING, DEAD):  # its summary is written at checkpoints; metrics.csv every epoch
+        done = max(done, _last_epoch(job_dir / records.METRICS_FILE))
     return state, done, config.get("trainer.epochs")
+
+
+def _last_epoch(path: Path) -> int:
+    """The epoch of metrics.csv's last complete row (0 when there is none),
+    from the file's head and tail only."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.readline().decode("utf-8", "replace").strip().split(",")
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read().decode("utf-8", "replace")
+        rows = tail.split("\n")[:-1]  # a row cut short by a kill has no newline yet
+        return int(rows[-1].split(",")[header.index("epoch")]) if rows and "epoch" in header else 0
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def resume_note(job_dir: Path, state: str, done: int) -> str:

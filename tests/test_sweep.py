@@ -340,3 +340,19 @@ def test_status_refusals_are_one_line(cli, tmp_path, args, says):
     (tmp_path / "afile.txt").write_text("")
     res = cli("status", *args)
     assert res.returncode == 2 and res.stderr == says + "\n", res.stderr
+
+
+def test_status_of_a_running_job_counts_the_epochs_its_metrics_hold(make_cfg, tmp_path):
+    """summary.json is written at checkpoints (trainer.save_every_s), metrics.csv
+    every epoch: a sweep's job at epoch 123 showed `running 0/200`."""
+    from regbench import train
+    from regbench.plan import table
+
+    job = tmp_path / "sweep" / "j"
+    train.run(make_cfg("trainer.epochs=3"), job, show_progress=False)
+    summary = records.read_summary(job)
+    records.write_summary(job, {**summary, "status": "running", "epochs_completed": 0})  # as at its first save
+    with open(job / records.METRICS_FILE, "a") as fh:
+        fh.write("0,4,")  # a row cut short by a kill: not counted
+    line = table(tmp_path / "sweep", ["j"]).splitlines()[1]
+    assert line.split()[:2] == ["dead", "3/3"], line  # its process is gone (the lock is free)
