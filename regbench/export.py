@@ -6,7 +6,8 @@ during training: every metrics.csv column per epoch, the flat config as
 hparams/params, the final status, and best (validation values at the epoch
 of lowest validation loss, ``best_epoch``) and final values as summary
 metrics. Exporting again adds nothing twice: an MLflow run (found by its
-``records`` and ``seed`` tags) gets only the epochs it lacks; a TensorBoard
+``records`` and ``seed`` tags) gets only the epochs it lacks, and is left
+alone where it has them all and its status; a TensorBoard
 seed folder gets the epochs its event files lack and the summary as it is now
 (after an export that was cut short, or one made before the run ended), and is
 left as it is where it holds them.
@@ -170,17 +171,15 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
                     skipped.append(f"{job} (still training: export it when it ends, or with -o DIR)")
                     continue
                 tracker = TensorBoardTracker(None, job, config, seeds, root=tb_root)
-                written = tracker.export(rows, summary)
-                if not written:
-                    skipped.append(f"{job} (already exported to {tb_root})")
-                runs += len(written)
-                continue
+                where = str(tb_root)
             else:
                 spec = SimpleNamespace(tracking_uri=tracking_uri)
                 tracker = MlflowTracker(spec, job, config, seeds, experiment=experiment or root.name)
-            tracker.begin(rows)
-            tracker.close(summary)
-            runs += len(seeds)
+                where = f"experiment {experiment or root.name}"
+            written = tracker.export(rows, summary)
+            if not written:
+                skipped.append(f"{job} (already exported to {where})")
+            runs += len(written)
     except TrackerError as exc:
         raise ExportError(str(exc)) from None
     except ExportError:

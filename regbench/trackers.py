@@ -314,13 +314,38 @@ class MlflowTracker:
             for i in range(0, len(metrics), 1000):  # at most 1000 metrics per batch
                 self.client.log_batch(self.runs[s], metrics=metrics[i : i + 1000])
 
+    @staticmethod
+    def _status(summary: Mapping[str, Any], seed: int) -> str:
+        status = ((summary.get("per_seed") or {}).get(str(seed)) or {}).get("status") or records.RUNNING
+        if status == records.RUNNING:  # an interrupted job leaves its live seeds `running`
+            status = summary.get("status") or records.RUNNING
+        return str(status)
+
+    def export(self, rows: list[dict], summary: Mapping[str, Any]) -> list[int]:
+        """``regbench export``: the seeds whose run lacks epochs or has another
+        status get what they lack and the summary as it is now; returns them. A
+        seed whose run holds its last row and its status is left alone (an
+        export again logged the summary values a second time)."""
+        todo = []
+        for s in self.seeds:
+            run_id, mine = self._find(s), [r for r in rows if r["seed"] == s]
+            if run_id is not None and mine:
+                history = _read(lambda: self.client.get_metric_history(run_id, "val_loss"))
+                tags = _read(lambda: self.client.get_run(run_id)).data.tags
+                if max((m.step for m in history), default=-1) >= mine[-1]["epoch"] and tags.get("status") == self._status(summary, s):
+                    continue
+            todo.append(s)
+        self.seeds = todo
+        if todo:
+            self.begin([r for r in rows if r["seed"] in todo])
+            self.close(summary)
+        return todo
+
     def close(self, summary: Mapping[str, Any]) -> None:
         now = int(time.time() * 1000)
         for s, run_id in self.runs.items():
             per_seed = (summary.get("per_seed") or {}).get(str(s), {})
-            status = per_seed.get("status") or records.RUNNING
-            if status == records.RUNNING:  # an interrupted job leaves its live seeds `running`
-                status = summary.get("status") or records.RUNNING
+            status = self._status(summary, s)
             step = int(per_seed.get("epochs_completed") or 0)
             metrics = [self._Metric(k, v, now, step) for k, v in summary_metrics(per_seed).items()]
             self.client.log_batch(run_id, metrics=metrics, tags=[self._RunTag("status", str(status))])

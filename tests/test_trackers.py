@@ -161,7 +161,8 @@ def test_fused_sweep_mlflow_then_export_to_tensorboard_and_mlflow(cli, tmp_path)
     assert res.returncode == 0 and res.stdout.startswith("exported 4 runs of 4 jobs to mlflow"), res.stdout + res.stderr
     from regbench.export import export
 
-    export([str(sweep)], "mlflow", tracking_uri=uri2, experiment="ablation")  # again, in this process: nothing added
+    again = export([str(sweep)], "mlflow", tracking_uri=uri2, experiment="ablation")  # again, in this process: nothing added
+    assert again.startswith("exported 0 runs of 0 jobs") and "skipped 4: " in again and "(already exported to experiment ablation)" in again, again
     client2 = mlflow_client(uri2)
     runs2 = client2.search_runs([client2.get_experiment_by_name("ablation").experiment_id])
     assert len(runs2) == 4
@@ -171,6 +172,7 @@ def test_fused_sweep_mlflow_then_export_to_tensorboard_and_mlflow(cli, tmp_path)
         assert r.data.metrics["best_val_acc"] == pytest.approx(summary["best"]["val_acc"])
         assert r.data.metrics["best_epoch"] == summary["best"]["epoch"]
         assert [m.step for m in client2.get_metric_history(r.info.run_id, "val_loss")] == [0, 1, 2]
+        assert len(client2.get_metric_history(r.info.run_id, "best_val_acc")) == 1  # the second export logged it again
         assert r.data.tags["status"] == "completed"
 
 
