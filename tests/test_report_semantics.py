@@ -18,6 +18,7 @@ trainer's summary.json.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -137,7 +138,9 @@ def test_report_best_matches_the_trainers_summary(make_cfg, tmp_path):
 def test_unfinished_runs_are_listed_not_averaged_in(tmp_path, capsys):
     root = tmp_path / "runs"
     done = job(root, "done", seed=0)
-    job(root, "killed", seed=1, stop=3, status=INTERRUPTED)  # stopped at epoch 3 of 6
+    killed = job(root, "killed", seed=1, stop=3, status=INTERRUPTED)  # stopped at epoch 3 of 6
+    summary = json.loads((killed / "summary.json").read_text())  # as train writes it: Ctrl-C leaves the live seed running
+    (killed / "summary.json").write_text(json.dumps({**summary, "seed_status": {"1": RUNNING}}))
     job(root, "still_running", seed=2, stop=2, status=RUNNING)
     job(root, "cut_short", seed=3, stop=5, status=COMPLETED)  # says completed, but its metrics end early
     out = tmp_path / "out"
@@ -146,6 +149,7 @@ def test_unfinished_runs_are_listed_not_averaged_in(tmp_path, capsys):
 
     runs = pd.read_csv(out / "runs.csv").set_index("seed")
     assert runs["used"].tolist() == [True, False, False, False]
+    assert runs["status"].tolist() == [COMPLETED, INTERRUPTED, RUNNING, COMPLETED]  # the job's status, not its seed's running
     assert (runs.loc[[1, 2, 3], "left_out"] == "unfinished").all()
     cells = pd.read_csv(out / "cells.csv", index_col="cell")
     row = cells.loc["all runs"]

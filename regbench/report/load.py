@@ -403,7 +403,8 @@ def _read_job(job: Path, name: str) -> tuple[list[dict], pd.DataFrame | None]:
             "run": f"{name}:{int(seed)}",
             "job": name,
             "seed": int(seed),
-            "status": str(seed_status.get(str(seed), status)),
+            # a job that stopped (interrupted) leaves its live seeds `running`: the job's status is theirs
+            "status": str(status if seed_status.get(str(seed), RUNNING) == RUNNING else seed_status[str(seed)]),
             "truncated": truncated,
             "note": "; ".join(notes),
             "error": error.strip().splitlines()[-1] if isinstance(error, str) and error.strip() else "",
