@@ -160,6 +160,8 @@ def test_per_seed_table_is_sortable_with_a_value_per_cell(grid_report):
     values = re.findall(r'<td class="num" data-v="([^"]*)">([0-9.]+)%</td>', runs)
     assert values and all(abs(float(v) * 100 - float(t)) < 0.051 for v, t in values)
     assert 'th.setAttribute("aria-sort"' in html
+    # the headings' sort arrows: CSS's escape \2195 was Python's octal \21 (a control character), its quotes escaped
+    assert 'table.sortable th::after{content:" \\2195"' in html and "\x11" not in html and "&#34;" not in html.split("</style>")[0]
 
 
 def test_file_list_is_compact(grid_report):

@@ -571,7 +571,8 @@ def search_lines(a: Analysis) -> list[str]:
 
 # ---------------------------------------------------------------- page data
 
-CSS = """
+# raw: "\2195" is CSS's escape of an arrow, not Python's octal \21 (a control character)
+CSS = r"""
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin:.1em 0 .3em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
