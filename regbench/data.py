@@ -131,21 +131,28 @@ def _signatures(paths: list[Path]) -> dict:
     return out
 
 
-def _drop_failed_archives(before: dict, md5s: dict) -> None:
-    """After a failed download: remove the archives it wrote (new, or changed
-    since ``before``) that fail their checksum: a proxy's or server's error
-    page saved as the .gz, a file cut short. Left there, a later offline run
-    took them for the set's archives (preflight does not ask the servers then)
-    and failed the same way. Archives that were there before and untouched
-    stay, whatever they hold."""
+@contextlib.contextmanager
+def _dropped_if_failed(md5s: dict):
+    """Around a download, inside its fetch lock (else a process that takes the
+    lock next may be writing them): when it fails, remove the archives it
+    wrote (new, or changed since it began) that fail their checksum: a
+    proxy's or server's error page saved as the .gz, a file cut short. Left
+    there, a later offline run took them for the set's archives (preflight
+    does not ask the servers then) and failed the same way. Archives that were
+    there before and untouched stay, whatever they hold."""
     from torchvision.datasets.utils import check_integrity
 
-    for path, sig in _signatures(list(before)).items():
-        if sig is not None and sig != before[path] and not check_integrity(str(path), md5s[path]):
-            try:
-                path.unlink()
-            except OSError:
-                pass
+    before = _signatures(list(md5s))
+    try:
+        yield
+    except BaseException:
+        for path, sig in _signatures(list(md5s)).items():
+            if sig is not None and sig != before[path] and not check_integrity(str(path), md5s[path]):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+        raise
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -243,13 +250,12 @@ def _torchvision_images(cfg):
     created = _missing_dirs(raw)
     missing = cfg.download and not all((raw / f).is_file() for f in files)  # what torchvision's _check_exists asks
     archives = {raw / Path(url).name: md5 for url, md5 in cls.resources}
-    before = _signatures(list(archives)) if missing else {}
     try:
-        with fetching(root, f"data={cfg.name}") if missing else contextlib.nullcontext():
+        with fetching(root, f"data={cfg.name}") if missing else contextlib.nullcontext(), \
+                _dropped_if_failed(archives) if missing else contextlib.nullcontext():
             tr = cls(str(root), train=True, download=cfg.download)  # downloads only what is still missing then
             te = cls(str(root), train=False, download=cfg.download)
     except Exception as exc:  # RuntimeError when missing, URLError etc. offline
-        _drop_failed_archives(before, archives)
         _remove_empty(created)  # e.g. an empty MNIST/raw left by a download that could not start
         if all((raw / f).is_file() for f in files):  # there, but not readable as the set: no download was tried
             detail = (str(exc).splitlines() or [""])[0][:200]
@@ -285,14 +291,12 @@ def _cifar10(cfg):
             import torchvision.datasets as tvd
 
             archive = {root / tvd.CIFAR10.filename: tvd.CIFAR10.tgz_md5}
-            before = _signatures(list(archive))
             try:
-                with fetching(root, "data=cifar10"):
+                with fetching(root, "data=cifar10"), _dropped_if_failed(archive):
                     if not all((folder / f).exists() for f in CIFAR_FILES):  # else another process fetched it meanwhile
                         tvd.CIFAR10(str(root), train=True, download=True)
                 err = ""
             except Exception as exc:
-                _drop_failed_archives(before, archive)
                 _remove_empty(created)
                 err = f"download failed ({type(exc).__name__})"
         if err:

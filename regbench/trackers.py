@@ -187,16 +187,22 @@ class TensorBoardTracker:
         for s in self.seeds:
             mine = [r for r in rows if r["seed"] == s]
             step = int(((summary.get("per_seed") or {}).get(str(s)) or {}).get("epochs_completed") or 0)
-            last, summaries = self._logged(s) if self.has(s) else (-1, set())
-            if mine and last >= mine[-1]["epoch"] and step in summaries:
-                continue
-            writer = self._writer_class(str(self.seed_dir(s)), purge_step=last if last >= 0 else None)
-            if last < 0:
+            had = self.has(s)
+            last, summaries = self._logged(s) if had else (-1, set())
+            if (not mine or last >= mine[-1]["epoch"]) and step in summaries:
+                continue  # a seed without rows (a job stopped before epoch 0) too, once its summary is there
+            # What is there is hidden from its last epoch on (purge_step), and from an earlier export's summary
+            # values, which sit at the epoch its summary.json then had (written at saves, behind metrics.csv);
+            # everything from there is logged again.
+            marks = [m for m in (last, *summaries) if m >= 0]
+            purge = min(marks) if marks else None
+            writer = self._writer_class(str(self.seed_dir(s)), purge_step=purge)
+            if not had:
                 metrics = {f"summary/{k}": 0.0 for k in ("best_val_acc", "best_val_loss", "best_epoch", "final_val_acc")}
                 for event in self._hparams(self.config, metrics):  # experiment, session start, session end
                     writer.file_writer.add_summary(event)
             self.writers[s] = writer
-            self.log([r for r in mine if r["epoch"] >= last])
+            self.log([r for r in mine if purge is None or r["epoch"] >= purge])
             written.append(s)
         self.close(summary)
         return written

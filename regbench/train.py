@@ -712,7 +712,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
     models = [j.cfg.model for j in jobs for _ in j.seeds]
     optims = [j.cfg.optim for j in jobs for _ in j.seeds]  # lr and weight decay may differ per job
     learner = Learner(models, optims, cfg.trainer.epochs, data.n_features, data.n_classes, seeds, device, labels)
-    threads_before = _small_on_one_thread(cfg, learner, device)  # before begin(): summary.json records the threads used
+    threads_before = None
     probe = Probe(learner.module) if cfg.trainer.diagnostics else None
     if first.previous.checkpoint is not None:
         learner.load_state_dict([j.previous.checkpoint["learner"] for j in jobs])
@@ -737,6 +737,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
                     j.fail(exc)
 
     try:
+        threads_before = _small_on_one_thread(cfg, learner, device)  # before begin(): summary.json records the threads used
         for j in jobs:  # inside the try: a job whose summary says running is recorded however it stops
             try:
                 j.begin(_columns(j.data, probe), learner.n_params, _describe(learner.module) if len(jobs) == 1 else _describe_job(j))

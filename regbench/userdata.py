@@ -296,7 +296,11 @@ def _labels(y, source: str, name: str) -> np.ndarray:
     if y.ndim != 1:
         raise UserDataError(f"{source}: {name} must be one integer class per example, shaped (N,), not {y.shape}")
     if y.dtype == object and len(y) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in y):
-        y = np.array([float(v) for v in y])  # integers past int64 (a CSV column pandas could not type): too large below
+        big = [int(v) for v in y if abs(int(v)) >= 2 ** 63]  # integers past int64 (a CSV column pandas could not type)
+        if big:
+            raise UserDataError(f"{source}: {name} holds {len(big)} label{'s' if len(big) > 1 else ''} too large "
+                                f"to be classes (e.g. {_short(big[0])}); labels are integer classes 0..C-1")
+        y = y.astype(np.int64)
     if np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.unsignedinteger):
         big = np.abs(y) >= 2.0 ** 63  # int64 would wrap them (to negative labels)
         if big.any():
@@ -316,6 +320,14 @@ def _labels(y, source: str, name: str) -> np.ndarray:
     if len(y) and y.min() < 0:
         raise UserDataError(f"{source}: {name} holds negative labels ({int(y.min())}); labels are classes 0..C-1")
     return y
+
+
+def _short(n: int) -> str:
+    """``1e+23``, or ``a 400-digit number`` past what a float holds."""
+    try:
+        return f"{float(n):.3g}"
+    except OverflowError:
+        return f"a {len(str(abs(n)))}-digit number"
 
 
 def _is_number(text: str) -> bool:

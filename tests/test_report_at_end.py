@@ -62,6 +62,7 @@ def test_a_sweep_under_hydras_basic_launcher_writes_its_report(cli, tmp_path):
     ("report.options=[--target,60]", "--target 60: accuracies are fractions in [0, 1]; did you mean 0.6?"),
     ("report.options=[-o,afile.txt]", "-o afile.txt: a file, not a folder"),
     ("report.options=[no/such/sweep]", "no/such/sweep: no such folder"),
+    ("report.options=[-o," + "x" * 300 + "/rep]", "a name in it is longer than the file system allows"),  # silent exit 1
 ])
 def test_bad_report_options_are_refused_before_anything_starts(cli, tmp_path, given, says):
     sweep = tmp_path / "sweep"
@@ -173,10 +174,36 @@ def test_a_report_process_ends_at_once_when_the_sweep_ends_during_its_imports(mo
 
 @pytest.mark.parametrize("metric,target,says", [
     ("val_acc", 0.6, None), ("val_acc", 60, "accuracies are fractions in [0, 1]; did you mean 0.6?"),
-    ("gap_acc", -0.05, None),  # val - fit: refused as "accuracies are fractions in [0, 1]"
+    ("gap_acc", -0.05, None),  # fit - val: refused as "accuracies are fractions in [0, 1]"
     ("gap_acc", -5, "accuracy gaps are differences of fractions, in [-1, 1]; did you mean -0.05?"),
     ("val_loss", 0.9, None), ("val_loss", -1, "losses are cross-entropies, >= 0"), ("gap_loss", -0.2, None),
 ])
 def test_a_target_is_checked_against_what_its_metric_can_be(metric, target, says):
     why = options.target_refusal(metric, target)
     assert why == (None if says is None else f"--target {target:g}: {says}")
+
+
+_TERMINATED = """
+import os, signal, sys
+from regbench.report import at_end, cli, render
+signal.signal(signal.SIGTERM, at_end._stop_quietly)  # as the report process sets it once its command line came
+def terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # the sweep stops its report while it writes
+render.write_markdown = terminated
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_report_the_sweep_stops_leaves_nothing_half_written(tmp_path):
+    """SIGTERM (the sweep interrupted while its report.at_end report writes)
+    ended the report process at once: the hidden folder of what it had
+    written, and the report folder it had made, stayed."""
+    import subprocess
+    import sys
+
+    from regbench.report.synth import write_sweep
+
+    sweep = write_sweep(tmp_path / "s", dropouts=(0.0, 0.5), batchnorms=(False,), seeds=(0, 1), epochs=3, diagnostics=False)
+    res = subprocess.run([sys.executable, "-c", _TERMINATED, str(sweep), "-q", "-j", "1"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 130 and res.stderr == "", res.stderr
+    assert not (sweep / "report").exists()

@@ -580,3 +580,11 @@ def test_a_report_that_fails_leaves_the_folder_as_it_was(tmp_path, monkeypatch, 
     assert (f"cannot write the report to {out}: No space left on device" if fault == "full disk" else "interrupted") in err
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing new, nothing gone
     assert not list(out.glob(".report-*")) and not (tmp_path / "new").exists()  # what it made for itself: gone
+
+
+def test_an_output_folder_whose_name_is_too_long_is_one_line(tmp_path, capsys):
+    """-o with a 300-byte name: OSError (File name too long) escaped the report (a report.at_end process ended silently)."""
+    s = sweep(tmp_path / "s")
+    assert report(s, "-o", tmp_path / ("x" * 300) / "rep") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("regbench report: error: cannot write the report to ") and "File name too long" in err, err

@@ -40,9 +40,10 @@ def assert_tb_matches_csv(job: Path, seed_dir: Path, seed: int) -> dict:
             if col in ("seed", "epoch") or text == "":
                 continue
             assert scalars[col][int(row["epoch"])] == pytest.approx(float(text), rel=1e-6, abs=1e-6), (col, row["epoch"])
+    steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}  # repeats kept
     for col in rows[0]:
         if col not in ("seed", "epoch") and rows[0][col] != "":
-            assert sorted(scalars[col]) == [int(r["epoch"]) for r in rows], col  # each epoch once
+            assert sorted(steps[col]) == [int(r["epoch"]) for r in rows], col  # each epoch once
     return scalars
 
 
@@ -315,42 +316,67 @@ def test_bad_logger_values_are_refused_before_anything_runs(cli, tmp_path, args,
     assert not (tmp_path / "run").exists()
 
 
-def test_a_tensorboard_export_made_before_the_run_ended_gets_the_rest_when_exported_again(make_cfg, tmp_path):
-    """An export cut short (Ctrl-C, a full disk) or made while the run was
-    still training left event files with some of the epochs; every later export
-    skipped the folder ("event files already in"), so TensorBoard showed the
-    partial run for good. Now the epochs the files lack are added, with the
-    summary as it is now, each epoch once; a complete folder is left alone."""
+def tb_steps(seed_dir: Path) -> dict[str, list[int]]:
+    """Every scalar tag's steps as TensorBoard shows them, repeats kept."""
+    acc, _ = tb_scalars(seed_dir)
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("first", ["before the end", "cut after 10 values", "cut after 35 values", "no rows"])
+def test_a_tensorboard_export_made_before_the_run_ended_gets_the_rest_when_exported_again(make_cfg, tmp_path, monkeypatch, first):
+    """An export cut short (Ctrl-C, a full disk: here after K values, mid-epoch)
+    or made while the run was still training left event files with some of the
+    epochs; every later export skipped the folder ("event files already in"),
+    so TensorBoard showed the partial run for good. Now the epochs the files
+    lack are added with the summary as it is now, each epoch once and the old
+    summary values hidden; a complete folder is left alone."""
     import shutil
+
+    from torch.utils.tensorboard import SummaryWriter
 
     from regbench.export import export
     from regbench.train import run
 
     full = tmp_path / "b" / "job"
     run(make_cfg("trainer.epochs=4", "seed=3"), full, show_progress=False)
-    partial = tmp_path / "a" / "job"  # the same job as an export saw it at epoch 1: interrupted there
-    shutil.copytree(full, partial)
-    lines = (full / "metrics.csv").read_text().splitlines(keepends=True)
-    (partial / "metrics.csv").write_text("".join(lines[:3]))  # header, epochs 0 and 1
-    summary = json.loads((full / "summary.json").read_text())
-    summary["status"] = summary["per_seed"]["3"]["status"] = "interrupted"
-    summary["per_seed"]["3"]["epochs_completed"] = 1
-    (partial / "summary.json").write_text(json.dumps(summary))
+    earlier = tmp_path / "a" / "job"  # the same job as the first export saw it
+    shutil.copytree(full, earlier)
+    tb, seed_dir = tmp_path / "tb", tmp_path / "tb" / "job" / "seed=3"
+    if first in ("before the end", "no rows"):  # training: metrics.csv every epoch, summary.json at saves (behind it)
+        lines = (full / "metrics.csv").read_text().splitlines(keepends=True)
+        (earlier / "metrics.csv").write_text("".join(lines[:4] if first == "before the end" else lines[:1]))
+        summary = json.loads((full / "summary.json").read_text())
+        summary["status"] = summary["per_seed"]["3"]["status"] = "running"
+        summary["per_seed"]["3"]["epochs_completed"] = 1 if first == "before the end" else 0
+        (earlier / "summary.json").write_text(json.dumps(summary))
+        assert export([str(earlier)], "tensorboard", output=str(tb)).startswith("exported 1 run of 1 job")
+    else:
+        k, count, add = int(first.split()[2]), [0], SummaryWriter.add_scalar
 
-    tb = tmp_path / "tb"
-    assert export([str(partial)], "tensorboard", output=str(tb)).startswith("exported 1 run of 1 job")
-    _, early = tb_scalars(tb / "job" / "seed=3")
-    assert sorted(early["val_loss"]) == [0, 1] and sorted(early["summary/best_val_acc"]) == [1]
+        def cut(self, *args, **kwargs):
+            count[0] += 1
+            if count[0] > k:
+                self.flush()
+                raise KeyboardInterrupt
+            return add(self, *args, **kwargs)
+
+        monkeypatch.setattr(SummaryWriter, "add_scalar", cut)
+        with pytest.raises(KeyboardInterrupt):
+            export([str(earlier)], "tensorboard", output=str(tb))
+        monkeypatch.setattr(SummaryWriter, "add_scalar", add)
 
     assert export([str(full)], "tensorboard", output=str(tb)).startswith("exported 1 run of 1 job")
-    scalars = assert_tb_matches_csv(full, tb / "job" / "seed=3", 3)  # every epoch 0-4, each once
+    steps = tb_steps(seed_dir)
+    assert all(v == sorted(set(v)) for v in steps.values()), steps  # each epoch once
+    assert steps["summary/best_val_acc"] == [4] and steps["val_loss"] == [0, 1, 2, 3, 4], steps  # the old summary hidden
+    scalars = assert_tb_matches_csv(full, seed_dir, 3)  # every column's value at every epoch
     best = json.loads((full / "summary.json").read_text())["per_seed"]["3"]["best"]["val_acc"]
     assert scalars["summary/best_val_acc"][4] == pytest.approx(best)
 
-    files = sorted((tb / "job" / "seed=3").iterdir())
+    files = sorted(seed_dir.iterdir())
     line = export([str(full)], "tensorboard", output=str(tb))
     assert line.startswith("exported 0 runs of 0 jobs") and "(already exported to" in line, line
-    assert sorted((tb / "job" / "seed=3").iterdir()) == files  # nothing written
+    assert sorted(seed_dir.iterdir()) == files  # nothing written
 
 
 def test_a_job_whose_summary_cannot_be_read_is_skipped_and_named(make_cfg, tmp_path):

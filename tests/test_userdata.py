@@ -67,6 +67,8 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
          "y holds 1 label too large to be classes (e.g. 9.22e+18)"),
         (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,100000000000000000000000\n"), ["data.target=label"],
          "column label holds 1 label too large to be classes (e.g. 1e+23)"),
+        (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2," + "9" * 400 + "\n"), ["data.target=label"],
+         "column label holds 1 label too large to be classes (e.g. a 400-digit number)"),  # "int too large to convert to float"
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.zeros(3, int)), [], "x has 4 rows but y has 3 labels"),
         (lambda p: p.with_suffix(".csv").write_text("a,b,label\n1,x,0\n2,y,1\n"), ["data.target=label"],
          "feature column b not numeric"),

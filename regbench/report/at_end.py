@@ -62,6 +62,9 @@ class PendingReport:
             code = 1
             try:
                 code = _serve(read)
+            except Exception as exc:  # os._exit below would end the process without a word
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                print(f"regbench report: error: {type(exc).__name__}: {first}", file=sys.stderr)
             finally:
                 for stream in (sys.stdout, sys.stderr):
                     try:
@@ -167,6 +170,17 @@ def _import_report() -> None:
         pass
 
 
+def _stop_quietly(signum, frame) -> None:
+    """SIGTERM from the sweep process (:meth:`PendingReport._stop`): end as
+    Ctrl-C would, so that what the report wrote aside is removed (by default
+    SIGTERM ended the process there and then, leaving it), without the
+    report's "interrupted" line: the sweep says why it stopped."""
+    from .. import signals
+
+    signals.mute(sys.stderr)
+    raise KeyboardInterrupt
+
+
 def _serve(fd: int) -> int:
     """The report process: wait for the go (or the command line), import and
     warm up, then wait for the command line and write its report; exit quietly
@@ -194,6 +208,7 @@ def _serve(fd: int) -> int:
     waiter.join()
     argv = json.loads(command[0])
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_quietly)  # the sweep stops its report: cleaned up (the report's staging folder)
     from . import cli
 
     return cli.main(argv)

@@ -177,9 +177,10 @@ def run(args: argparse.Namespace) -> int:
     # report's 2 s of drawing). Frozen objects are still freed when
     # unreferenced; unfrozen at the end for a caller in the same process.
     gc.freeze()
-    made = [d for d in (out, *out.parents) if not d.exists()]  # removed again if the report fails
+    made: list[Path] = []
     stage = None
     try:
+        made = [d for d in (out, *out.parents) if not d.exists()]  # removed again if the report fails
         out.mkdir(parents=True, exist_ok=True)
         # Everything is written into a folder of its own inside OUT, and moved into place once all of it is
         # written: a report that fails (a full disk) or is interrupted leaves OUT as it was. Written in place,
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         gc.unfreeze()
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
-        if not (out / "report.html").exists():
+        if made and not (out / "report.html").exists():
             for d in made:  # folders this report made for itself, still empty
                 try:
                     d.rmdir()

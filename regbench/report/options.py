@@ -26,7 +26,7 @@ def build_parser(parser_class: type = argparse.ArgumentParser) -> argparse.Argum
     p.add_argument("-o", "--out", metavar="OUT", help="output folder (default: <first PATH>/report)")
     p.add_argument("--metric", default="val_acc",
                    help="metrics.csv column to rank and compare cells by (default: val_acc); *_acc is "
-                        "better higher, anything else lower (gap_acc, the val - fit gap, too)")
+                        "better higher, anything else lower (gap_acc, the fit - val accuracy gap, too)")
     p.add_argument("--target", type=_finite_float, metavar="VALUE",
                    help="target value of --metric for 'epochs/seconds to target' (accuracy as a fraction, e.g. "
                         "0.6; default: the weakest cell's mean best)")
@@ -102,7 +102,7 @@ class _CheckingParser(argparse.ArgumentParser):
 
 def target_refusal(metric: str, target: Optional[float]) -> Optional[str]:
     """Why ``--target`` cannot be a value of ``--metric``: accuracies are
-    fractions in [0, 1], an accuracy gap (val - fit) one in [-1, 1], a loss
+    fractions in [0, 1], an accuracy gap (fit - val) one in [-1, 1], a loss
     (not a gap) at least 0."""
     if target is None:
         return None
@@ -139,7 +139,11 @@ def refusal(options: list[str], root: Optional[str] = None) -> Optional[str]:
     why = target_refusal(args.metric, args.target)
     if why:
         return why
-    at = lambda p: os.path.join(root or os.getcwd(), os.path.expanduser(p))
+    at = lambda p: os.path.join(root or os.getcwd(), p)  # as the report reads them: no ~ expanded
+    for given in [*args.paths[1:], *([args.out] if args.out else [])]:
+        for name in at(given).split(os.sep):
+            if len(os.fsencode(name)) > 255:
+                return f"{given}: a name in it is longer than the file system allows (255 bytes)"
     for extra in args.paths[1:]:  # runs to compare with, besides the sweep's own
         if not os.path.isdir(at(extra)):
             return (f"{extra}: no such folder (a PATH in report.options is compared with the sweep's runs; "
