@@ -303,7 +303,7 @@ def test_norms_have_their_own_scale_per_panel(analysis):
     assert all(len([t for t in ax.get_yticklabels() if t.get_text()]) >= 3 for ax in fig.axes[:2])
 
 
-def test_dead_relu_below_one_percent_is_a_sentence_not_a_figure(tmp_path):
+def test_dead_relu_below_one_percent_is_a_sentence_not_a_figure(tmp_path, capsys):
     for seed in (0, 1):
         for p in (0.0, 0.5):
             rows = curves(p, True, seed, EPOCHS)  # with BatchNorm the made-up dead share stays near 1%
@@ -312,8 +312,10 @@ def test_dead_relu_below_one_percent_is_a_sentence_not_a_figure(tmp_path):
                     r[k] = 0.004 * r["epoch"] / EPOCHS
             write_job(tmp_path / "s" / f"{p}-{seed}", {**BASE_CONFIG, "model.dropout": p, "seed": seed,
                                                        "trainer.epochs": EPOCHS}, rows)
-    assert report(tmp_path / "s", "-o", tmp_path / "out") == 0
+    assert main([str(tmp_path / "s"), "-o", str(tmp_path / "out")]) == 0
     assert not (tmp_path / "out" / "figures" / "dead_relu.png").exists()
+    drawn = len(list((tmp_path / "out" / "figures").glob("*.png")))
+    assert f"CSV tables, {drawn} figures as png)" in capsys.readouterr().out  # the sentence is no figure (it said one more)
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert '<p class="nofig" id="dead_relu"><strong>Dead ReLU units.</strong> Dead ReLU units' in html
     assert "stay below 1% of each layer in every cell and epoch (at most 0.4%" in html

@@ -223,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
                 except OSError:
                     break
     if not args.quiet:
-        print(summary(a, out, len(figures), formats, time.perf_counter() - t0))
+        # the figures drawn: a note (a diagnostic that shows nothing) is a sentence on the page, not a figure
+        print(summary(a, out, sum(1 for f in figures if f.png), formats, time.perf_counter() - t0))
     return 0
 
 
