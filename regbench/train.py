@@ -1032,11 +1032,14 @@ def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], mul
         return _failed(exc, out_dir, multirun)
     if summary.get("skipped"):
         return _objective(summary)
-    final = summary["final"]
+    final, best = summary["final"], summary["best"]
+    pct = lambda v: f"{100 * v:.1f}%" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
+    # the value at the epoch the report reads (lowest val_loss), then the last one: it printed the last value
+    # next to "best val_loss at epoch N", read as the value there
     log.info(
-        "%s after %d epoch%s in %.1f s: val_acc %.4f (best val_loss at epoch %s); records in %s",
+        "%s after %d epoch%s in %.1f s: val_acc %s at epoch %s, the epoch of lowest val_loss (%s at the last); records in %s",
         summary["status"], summary["epochs_completed"], "" if summary["epochs_completed"] == 1 else "s", summary["wall_time_s"],
-        final.get("val_acc", float("nan")), summary["best"].get("epoch"), out_dir,
+        pct(best.get("val_acc")), best.get("epoch"), pct(final.get("val_acc")), out_dir,
         extra={"job_line": True},
     )
     return _objective(summary)

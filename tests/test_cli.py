@@ -29,6 +29,10 @@ def test_train_default_dataset_writes_records(cli, tmp_path):
     lines = (job / records.METRICS_FILE).read_text().splitlines()
     assert len(lines) == 1 + 3  # header + epochs 0..2
     assert "epoch 2/2" in (job / "train.log").read_text()
+    # the closing line: the value at the epoch the report reads, then the last (it printed the last beside "best ... epoch N")
+    best, final = summary["best"], summary["final"]
+    assert (f"completed after 2 epochs in {summary['wall_time_s']:.1f} s: val_acc {100 * best['val_acc']:.1f}% at epoch "
+            f"{best['epoch']}, the epoch of lowest val_loss ({100 * final['val_acc']:.1f}% at the last)") in res.stdout + res.stderr
 
 
 def test_multirun_sweep_gives_each_job_its_records(cli, tmp_path):
