@@ -590,3 +590,14 @@ def test_an_output_folder_whose_name_is_too_long_is_one_line(tmp_path, capsys):
     assert report(s, "-o", tmp_path / ("x" * 300) / "rep") == 2
     err = capsys.readouterr().err
     assert err.startswith("regbench report: error: cannot write the report to ") and "File name too long" in err, err
+
+
+def test_a_gap_stays_on_a_linear_axis_however_wide_its_values(analysis):
+    """A single run's gap (0.0005 at the start, 0.2 at the end) went onto a log
+    axis, unannounced, while every sweep's was linear; a gap can be 0 or below."""
+    a, styles = analysis
+    curves = a.curves.copy()
+    curves["gap_loss_mean"] = np.geomspace(0.0005, 0.2, len(curves))
+    curves["weight_norm/hidden0_mean"] = np.geomspace(0.01, 50, len(curves))  # a norm that wide still goes log
+    fig = figures.fig_panels(curves, [("gap_loss", "gap"), ("weight_norm/hidden0", "h0")], styles, "value")
+    assert [ax.get_yscale() for ax in fig.axes[:2]] == ["linear", "log"]

@@ -171,8 +171,12 @@ def _epoch_axis(ax: Axes) -> None:
 
 def _log_if_wide(ax: Axes, values: np.ndarray, column: str, ratio: float = 10) -> None:
     """A positive quantity spanning more than ``ratio`` in this panel reads
-    better on a log axis; ticks at 1, 2, 5 x 10^k so a narrow range keeps labels."""
+    better on a log axis; ticks at 1, 2, 5 x 10^k so a narrow range keeps labels.
+    Never a gap (val - fit loss, fit - val accuracy): a difference, 0 or below
+    at times, drawn on the same linear axis in every report."""
     values = values[np.isfinite(values)]
+    if column.startswith("gap"):  # a difference, which can be 0 or below (a single run's gap went log, alone)
+        return
     if not values.size or values.min() <= 0 or values.max() / values.min() <= ratio or _is_accuracy(column):
         return
     ax.set_yscale("log")
