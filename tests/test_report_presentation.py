@@ -601,3 +601,23 @@ def test_a_gap_stays_on_a_linear_axis_however_wide_its_values(analysis):
     curves["weight_norm/hidden0_mean"] = np.geomspace(0.01, 50, len(curves))  # a norm that wide still goes log
     fig = figures.fig_panels(curves, [("gap_loss", "gap"), ("weight_norm/hidden0", "h0")], styles, "value")
     assert [ax.get_yscale() for ax in fig.axes[:2]] == ["linear", "log"]
+
+
+def test_labels_and_legends_stay_inside_their_figure(analysis, tmp_path):
+    """Clipped at the figure's edge: a y label longer than its axes is tall
+    ("...accuracy at lowest val lo"), and a one-panel overfitting figure's
+    legend, two entries abreast ("dation loss", "lowest validation loss (me")."""
+    from matplotlib.figure import Figure
+
+    a, styles = analysis
+    one = a.cells.index[:1]
+    fig = figures.fig_overfitting(a.curves.loc[list(one)], a.cells.loc[one], styles, [], {})  # a single run's: one panel
+    tall = Figure(figsize=(2.5, 1.6), layout="constrained")
+    tall.add_subplot().set_ylabel("final generalization gap: val − fit loss")
+    for k, f in enumerate((fig, tall)):
+        figures.save(f, tmp_path, f"f{k}", ["png"])
+        box = f.bbox
+        for artist in [*f.legends, *(ax.yaxis.label for ax in f.axes)]:
+            ext = artist.get_window_extent()
+            assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1 and box.y0 - 1 <= ext.y0 and ext.y1 <= box.y1 + 1, (k, artist, ext, box)
+    assert "\n" in tall.axes[0].yaxis.label.get_text()

@@ -714,7 +714,7 @@ def fig_overfitting(curves: pd.DataFrame, cells: pd.DataFrame, styles: Styles, f
     _legend(fig, [Line2D([], [], color="0.3", ls="-", label=f"validation {what}"),
                   Line2D([], [], color="0.3", ls="--", label=f"fit {what} (train set, eval mode)"),
                   Line2D([], [], color="0.35", ls=":", label="lowest validation loss (mean epoch)")],
-            "outside upper center", ncols=3 if ncols >= 3 else 2)  # 3 abreast overflow a 2-panel-wide figure
+            "outside upper center", ncols=min(3, ncols))  # 3 abreast overflow a 2-panel-wide figure, 2 a 1-panel one
     return fig
 
 
@@ -954,8 +954,27 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _fit_ylabels(fig: Figure) -> None:
+    """An axis label longer than its axes is tall ran off the figure's edge
+    ("...accuracy at lowest val lo"): wrapped onto two or more lines instead.
+    Measured against the axes' height before the layout is solved, a little
+    short of it (the labels' font is about 0.55 of its size wide a character)."""
+    import textwrap
+
+    height = fig.get_figheight() * 72  # points
+    for ax in fig.axes:
+        label = ax.yaxis.label
+        text = label.get_text()
+        if not text or "\n" in text or not label.get_visible():
+            continue
+        room = int(ax.get_position().height * height / (label.get_fontsize() * 0.55))
+        if len(text) > room:
+            label.set_text(textwrap.fill(text, max(12, room)))
+
+
 def save(fig: Figure, out_dir: Path, name: str, formats: list[str]) -> tuple[bytes, list[Path]]:
     """PNG bytes (for embedding) plus one file per format."""
+    _fit_ylabels(fig)
     png = _png(fig)
     # The layout is solved; keep it for the other formats instead of solving again.
     fig.set_layout_engine("none")
