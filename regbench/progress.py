@@ -8,6 +8,7 @@ labelled with the job's overrides (``model.dropout=0.3,seed=2``)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from typing import Sequence
 
@@ -77,7 +78,11 @@ class EpochBar:
     def __init__(self, total: int, initial: int, enabled: bool, desc: str):
         global _bar_active
         show = enabled and (sys.stderr.isatty() or in_notebook())
-        self._bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", disable=not show, leave=True)
+        room = max(12, shutil.get_terminal_size((120, 24)).columns // 4)  # the bar and its numbers need the rest
+        if len(desc) > room:  # a 60-character label left an 80-column bar one character and cut val_acc off
+            desc = desc[: room - 3] + "..."
+        self._bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", disable=not show, leave=True,
+                         bar_format="{desc}: {n_fmt}/{total_fmt} epochs |{bar}| {elapsed}<{remaining}{postfix}")
         _bar_active = show
 
     def update(self, **postfix: float) -> None:

@@ -790,7 +790,7 @@ def _train_together(jobs: list[JobRun], show_progress: bool) -> None:
             head_job = next((j for j in jobs if j.outcome is None and j.writer is not None), None)
             if head_job is not None:
                 head = next(v["rows"][-1] for v in head_job.per_seed.values() if v["rows"])
-                bar.update(loss=head["train_loss"], val_acc=head["val_acc"])
+                bar.update(val_acc=head["val_acc"], loss=head["train_loss"])  # val_acc first: what a narrow terminal keeps
                 n_alive = sum(alive())
                 log.info(
                     "epoch %d/%d train_loss=%.4f fit_acc=%.4f val_loss=%.4f val_acc=%.4f%s",

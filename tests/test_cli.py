@@ -290,7 +290,10 @@ def test_on_a_terminal_the_bar_comes_after_the_runs_opening_line(tmp_path, data_
     assert proc.wait(timeout=30) == 0, out
     text = out.decode(errors="replace")
     opening = text.index("parameters; records in")
-    assert "epoch/s" in text and text.index("%|") > opening, text
+    assert " epochs |" in text and text.index(" epochs |") > opening, text
+    # the bar's label leaves it room on a 120-column terminal: a quarter of the width at most, val_acc first
+    bar = [line for line in text.replace("\r", "\n").splitlines() if " epochs |" in line][-1]
+    assert len(bar.split(": ")[0]) <= 30 and ", val_acc=" in bar and bar.index("val_acc=") < bar.index("loss="), bar
 
 
 @pytest.mark.parametrize("args", [["status", "{long}"], ["report", "{long}"], ["export", "{long}", "--to", "tensorboard"],
