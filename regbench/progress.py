@@ -77,8 +77,10 @@ class EpochBar:
 
     def __init__(self, total: int, initial: int, enabled: bool, desc: str):
         global _bar_active
-        show = enabled and (sys.stderr.isatty() or in_notebook())
-        room = max(12, shutil.get_terminal_size((120, 24)).columns // 4)  # the bar and its numbers need the rest
+        notebook = in_notebook()
+        show = enabled and (sys.stderr.isatty() or notebook)
+        # on a terminal, a quarter of its width: the bar and its numbers need the rest (a notebook's cell is wide)
+        room = LABEL_CHARS if notebook else max(12, shutil.get_terminal_size((120, 24)).columns // 4)
         if len(desc) > room:  # a 60-character label left an 80-column bar one character and cut val_acc off
             desc = desc[: room - 3] + "..."
         self._bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", disable=not show, leave=True,
