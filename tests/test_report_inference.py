@@ -213,7 +213,8 @@ def test_a_real_effect_is_resolved():
 
 def test_sentences_and_headline_use_the_adjusted_reading(tmp_path):
     a = analysis_of_factorial(tmp_path)
-    assert a.headline.startswith("A: no resolved effect; B: +5.0 pp [")
+    # a factor not resolved keeps its estimate and interval: "A: no resolved effect" read as "A does nothing"
+    assert a.headline.startswith("A: +1.3 pp [-0.5, +3.1], not resolved after Bonferroni correction; B: +5.0 pp [")
     assert a.headline.endswith("], holds after Bonferroni correction")
     text = "\n".join(render.findings(a))
     assert "Bonferroni's correction over each outcome's family of contrasts (7 with an interval" in text
@@ -444,7 +445,7 @@ def one_untested_one_tested(outcome: str) -> pd.DataFrame:
 def test_the_answer_says_not_tested_where_no_contrast_of_a_factor_had_a_test():
     eff = one_untested_one_tested("best_val_acc")
     text = stats.headline(eff, "best_val_acc", ["A", "B"])
-    assert text == "A: not tested (1 seed shared by its cells); B: no resolved effect"
+    assert text == "A: not tested (1 seed shared by its cells); B: +1.0 pp [-23.8, +25.8], not resolved after Bonferroni correction"
 
 
 def test_a_cell_that_never_learned_is_named_and_never_the_weakest_overfitting(tmp_path):
@@ -612,3 +613,19 @@ def test_the_epoch_of_lowest_val_loss_and_the_rise_after_it_have_intervals_that_
     cell = stats.analyze(load.load_study([tmp_path])).cells.loc["all runs"]
     for col in ("best_epoch", "val_loss_rise"):
         assert 0 <= cell[f"{col}_ci_lo"] <= cell[f"{col}_mean"] <= cell[f"{col}_ci_hi"], col
+
+
+def test_the_answer_gives_the_estimates_of_levels_not_resolved():
+    """A factor of several levels none (or only some) of which is resolved: the
+    answer said "no resolved effect" (or "other levels: no resolved effect"),
+    hiding dropout 0.5's -10.4 pp."""
+    rows = [{"outcome": "best_val_acc", "kind": "main", "factor": "D", "contrast": f"D: 0 → {p}", "at": "",
+             "estimate": est, "ci_lo": lo, "ci_hi": hi, "n": 3, "std": 0.05}
+            for p, est, lo, hi in ((0.1, 0.012, -0.01, 0.03), (0.5, -0.104, -0.2, -0.01), (0.3, 0.31, 0.3, 0.32))]
+    eff = stats.adjust(pd.DataFrame(rows[:2]))
+    assert stats.headline(eff, "best_val_acc", ["D"]) == (
+        "D: no level resolved after Bonferroni correction (estimates from -10.4 pp to +1.2 pp)")
+    eff = stats.adjust(pd.DataFrame(rows))
+    text = stats.headline(eff, "best_val_acc", ["D"])
+    assert text.startswith("D: 0 → 0.3 by +31.0 pp [") and text.endswith(
+        "holds after Bonferroni correction (other levels not resolved: estimates from -10.4 pp to +1.2 pp)"), text

@@ -802,10 +802,23 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
     return d
 
 
+def _spread(rows: pd.DataFrame, outcome: str) -> str:
+    """The estimates of contrasts not resolved, so that the answer never reads
+    as "no effect": ``estimates from -10.4 pp to +1.2 pp`` (or the one)."""
+    est = rows["estimate"].dropna()
+    if est.empty:
+        return "not estimable"
+    if len(est) == 1:
+        return f"estimate {fmt_diff(est.iloc[0], outcome)}"
+    return f"estimates from {fmt_diff(est.min(), outcome)} to {fmt_diff(est.max(), outcome)}"
+
+
 def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: bool = False) -> str:
     """One line answering "what did each factor do" on ``outcome``, adjusted
     reading only: ``batchnorm: +5.0 pp [+3.6, +6.3], holds after
-    Bonferroni correction; dropout: no resolved effect`` (simultaneous intervals).
+    Bonferroni correction; dropout: no level resolved after Bonferroni
+    correction (estimates from -10.4 pp to +1.2 pp)`` (simultaneous intervals);
+    a factor not resolved keeps its estimate, never just "no effect".
     Resolved interactions are added. ``brief`` (for factors with many
     levels): per factor, how many levels are resolved, with the smallest and
     largest resolved effect, and how many interactions are."""
@@ -828,8 +841,10 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
         elif "p" in rows and rows["p"].isna().all():  # estimated, never tested: "no resolved effect" would read as a null result
             why = "1 seed shared by its cells" if (rows["n"] < 2).all() else "no spread across seeds"
             parts.append(f"{short[f]}: not tested ({why})")
+        elif res.empty and len(rows) == 1:  # its estimate too: "no resolved effect" alone read as "no effect"
+            parts.append(f"{short[f]}: {one(rows.iloc[0])}, not resolved after Bonferroni correction")
         elif res.empty:
-            parts.append(f"{short[f]}: no resolved effect")
+            parts.append(f"{short[f]}: no level resolved after Bonferroni correction ({_spread(rows, outcome)})")
         elif len(rows) == 1:
             parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Bonferroni correction")
         elif brief and len(res) > 1:
@@ -840,8 +855,9 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
         else:
             listed = ", ".join(one(r, level(r) + " by") for _, r in res.iterrows())
             verb = "holds" if len(res) == 1 else "hold"
-            parts.append(f"{short[f]}: {listed}, {verb} after Bonferroni correction (other levels: no resolved effect)"
-                         if len(res) < len(rows) else f"{short[f]}: {listed}, {verb} after Bonferroni correction")
+            rest = rows[~rows["resolved"]]
+            parts.append(f"{short[f]}: {listed}, {verb} after Bonferroni correction (other levels not resolved: "
+                         f"{_spread(rest, outcome)})" if len(rest) else f"{short[f]}: {listed}, {verb} after Bonferroni correction")
     if brief:
         inter = eff[eff["kind"] == "interaction"]
         k = int(inter["resolved"].sum())
