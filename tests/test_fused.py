@@ -51,6 +51,8 @@ def test_a_fused_sweep_writes_each_jobs_own_records(cli, tmp_path, make_cfg):
     assert fused.returncode == 0, fused.stderr
     log = fused.stdout + fused.stderr
     assert "Launching 8 jobs as 2 vectorized groups" in log
+    # one line a group at its launch, not one a job (each job has its line when it ends): 50 jobs filled 100 lines
+    assert log.count("a group of 4 jobs (model.batchnorm=") == 2 and "#0 :" not in log, log
     assert "8 jobs: 8 completed" in fused.stdout
     # one line per finished job, named by its overrides, with an ETA until the last
     done = [line.split("[HYDRA] ", 1)[1] for line in log.splitlines() if "[HYDRA] [" in line]

@@ -625,8 +625,11 @@ class FusedLauncher(Launcher):
             prepared.append((task_cfg, hc.runtime.output_dir, list(hc.overrides.task)))
 
         context = HydraContext(config_loader=self.hydra_context.config_loader, callbacks=_StartOnly(self.hydra_context.callbacks))
-        for sc in sweep_cfgs:
-            log.info(f"\t#{sc.hydra.job.num} : {' '.join(filter_overrides(list(sc.hydra.overrides.task)))}")
+        # one line a group, not one a job (each job has its own line when it ends): 50 jobs filled 100 lines
+        from regbench.progress import label
+
+        what = label([filter_overrides(list(sc.hydra.overrides.task)) for sc in sweep_cfgs], [[0]] * len(sweep_cfgs))
+        log.info(f"\ta group of {what}" if len(sweep_cfgs) > 1 else f"\t#{sweep_cfgs[0].hydra.job.num} : {what}")
         rets = [set_up_job(context.callbacks, prepare, sc) for sc in sweep_cfgs]  # folders, .hydra/ files, on_job_start
         if prepared_hook is not None:
             prepared_hook([out for _, out, _ in prepared], rets)
