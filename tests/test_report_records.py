@@ -309,3 +309,19 @@ def test_heatmap_says_why_a_setting_has_no_usable_run():
                           "n_used": [1, 1, 1, 0], "n_unfinished": 0, "n_missing_epochs": [0, 0, 0, 2]})
     ax = figures.plot_heatmap(cells, "best_val_acc", "A", "B", {"A": [0, 1], "B": [0, 1]})
     assert "no usable\nruns\n(2 with missing epochs)" in [t.get_text() for t in ax.texts]
+
+
+def test_a_categorical_factor_is_read_against_the_configs_default(tmp_path):
+    """model.order's levels were read against the alphabetically first
+    (linear-act-bn-dropout), not the default every other run has
+    (linear-bn-act-dropout, Ioffe & Szegedy's placement)."""
+    from regbench.report import load
+    from regbench.report.synth import BASE_CONFIG, curves, write_job
+
+    for order in (["linear", "act", "bn", "dropout"], ["linear", "bn", "act", "dropout"], ["linear", "act", "dropout", "bn"]):
+        for seed in (0, 1):
+            write_job(tmp_path / "s" / f"{'-'.join(order)}-{seed}", {**BASE_CONFIG, "model.order": order, "seed": seed,
+                                                                    "model.batchnorm": True, "trainer.epochs": 3},
+                      curves(0.0, True, seed, 3, diagnostics=False))
+    study = load.load_study([tmp_path / "s"])
+    assert study.levels["model.order"] == ["linear-bn-act-dropout", "linear-act-bn-dropout", "linear-act-dropout-bn"]

@@ -250,6 +250,19 @@ def _normalize(value: Any) -> Any:
     return value
 
 
+def _default_first(factor: str, levels: list) -> list:
+    """A factor's levels in order, the first the baseline every effect is read
+    against: numbers ascending (dropout 0 first); other values sorted, but the
+    config's own default first where the runs have it (model.order's
+    linear-bn-act-dropout, not the alphabetically first linear-act-bn-dropout)."""
+    if all(isinstance(v, (bool, int, float, np.number, np.bool_)) for v in levels):
+        return levels
+    from ..config import flat_defaults
+
+    default = _normalize(flat_defaults().get(factor))
+    return [default, *[v for v in levels if v != default]] if default in levels else levels
+
+
 def _sort_key(value: Any) -> tuple:
     # Numbers (and bools) in numeric order before strings; missing values last.
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -575,7 +588,7 @@ def load_study(
             factors.append(key)
         else:
             constants[key] = runs[key].tolist()[0]  # a Python value, not a numpy scalar
-    levels = {f: sorted(runs[f].drop_duplicates().tolist(), key=_sort_key) for f in factors}
+    levels = {f: _default_first(f, sorted(runs[f].drop_duplicates().tolist(), key=_sort_key)) for f in factors}
     runs, factors, levels, confounded = _combine_confounded(runs, factors, levels)
 
     def numeric(f: str) -> bool:
