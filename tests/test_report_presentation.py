@@ -621,3 +621,15 @@ def test_labels_and_legends_stay_inside_their_figure(analysis, tmp_path):
             ext = artist.get_window_extent()
             assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1 and box.y0 - 1 <= ext.y0 and ext.y1 <= box.y1 + 1, (k, artist, ext, box)
     assert "\n" in tall.axes[0].yaxis.label.get_text()
+
+
+def test_a_single_run_is_described_as_one_not_ranked_among_cells(tmp_path):
+    """A single run's page said "Best ... all runs with", "ranges from 0.155 (all
+    runs) to 0.155 (all runs)" and "Fastest to validation accuracy >= 43%
+    (automatic target): all runs", a target that was its own value rounded."""
+    write_job(tmp_path / "r", {**BASE_CONFIG, "trainer.epochs": EPOCHS}, curves(0.0, False, 0, EPOCHS, diagnostics=False))
+    a = stats.analyze(load.load_study([tmp_path / "r"]))
+    text = " ".join(render.findings(a))
+    assert text.startswith("Validation accuracy at the epoch of lowest validation loss"), text
+    assert "Final generalization gap (val − fit loss): " in text and "ranges from" not in text
+    assert a.target is None and "Fastest" not in text and "Best " not in text and "best cell" not in text

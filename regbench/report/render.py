@@ -142,16 +142,22 @@ def findings(a: Analysis) -> list[str]:
     if ranked.empty:
         return out + ["No cell has a usable run: nothing to compare (see the runs left out below)."]
     top = ranked.iloc[0]
+    one = len(ranked) == 1  # a single run, or one cell: nothing was chosen among cells
+    what = label(m).capitalize() if one else f"Best {label(m)}"
+    which = "" if one else f"{ranked.index[0]} with "
     text = (
-        f"Best {label(m)} at the epoch of lowest validation loss (each run's best epoch, chosen on validation "
-        f"loss only): {ranked.index[0]} with {fmt_ci(top, best)} ({ci_note(top, best)}), "
-        f"{fmt_ci(top, f'final_{m}')} at the last epoch"
+        f"{what} at the epoch of lowest validation loss (each run's best epoch, chosen on validation loss only): "
+        f"{which}{fmt_ci(top, best)} ({ci_note(top, best)}), {fmt_ci(top, f'final_{m}')} at the last epoch"
         + (f" (caveat: {top['caveats']})." if top["caveats"] else ".")
     )
     if a.best_vs_runner_up:
         text += " " + a.best_vs_runner_up["text"]
     out.append(text)
-    if m.startswith("val_") and "best_test_acc_mean" in cells and _finite(top.get("best_test_acc_mean")):
+    if one:  # no cell was chosen, but each run's epoch was, on validation data
+        if m.startswith("val_") and "best_test_acc_mean" in cells and _finite(top.get("best_test_acc_mean")):
+            out.append(f"The epoch is chosen on validation loss, so the validation value there is biased upward; test "
+                       f"accuracy at the same epoch, {fmt_ci(top, 'best_test_acc')}, is the unbiased estimate.")
+    elif m.startswith("val_") and "best_test_acc_mean" in cells and _finite(top.get("best_test_acc_mean")):
         out.append(
             f"The best cell is the one that looks best on validation data, so its validation value is biased "
             f"upward; its test accuracy at the same epoch, {fmt_ci(top, 'best_test_acc')}, is the unbiased estimate."
@@ -193,7 +199,10 @@ def findings(a: Analysis) -> list[str]:
                 + (" among the cells no longer improving" if still else "")
                 + " (cell means over their used runs; descriptive, not tested)."
             )
-    if "final_gap_loss_mean" in cells and cells["final_gap_loss_mean"].notna().any():
+    if "final_gap_loss_mean" in cells and cells["final_gap_loss_mean"].notna().sum() == 1:
+        gap = cells["final_gap_loss_mean"].dropna()
+        out.append(f"Final generalization gap (val − fit loss): {fmt_ci(cells.loc[gap.index[0]], 'final_gap_loss')}.")
+    elif "final_gap_loss_mean" in cells and cells["final_gap_loss_mean"].notna().any():
         gap = cells["final_gap_loss_mean"].dropna().sort_values()
         out.append(
             f"Final generalization gap (val − fit loss) ranges from {fmt_ci(cells.loc[gap.index[0]], 'final_gap_loss')}"

@@ -478,10 +478,10 @@ def auto_target(cells: pd.DataFrame, metric: str) -> float | None:
     value at the epoch of lowest validation loss, rounded to 0.01 towards
     easier (a run's curve reaches its value at that epoch, so a cell whose
     mean is above the target has runs that reach it). None when nothing is
-    known; :func:`analyze` also drops it where an untrained model (epoch 0)
-    already reaches it."""
+    known or there is one cell to compare (a single run); :func:`analyze`
+    also drops it where an untrained model (epoch 0) already reaches it."""
     col = f"best_{metric}_mean"
-    if col not in cells or cells[col].dropna().empty:
+    if col not in cells or len(cells[col].dropna()) < 2:  # one cell: its own value, rounded, compares with nothing
         return None
     if higher_is_better(metric):
         return math.floor(cells[col].min() * 100) / 100
