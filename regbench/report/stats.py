@@ -781,7 +781,9 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
          "p_adj": min(1.0, raw["p"] * m) if finite(raw["p"]) else math.nan, "family_size": m, "n": raw["n"],
          "n_best": raw["n_x"], "n_runner_up": raw["n_y"], "paired": raw["paired"],
          "prob_improvement": raw["prob_improvement"], "resolved": adj["resolved"]}
-    wins = f"is better in {raw['prob_improvement']:.0%} of run pairs (the probability of improvement)"
+    # every run of one cell against every run of the other, not the seed-paired differences the interval uses
+    wins = (f"is better in {raw['prob_improvement']:.0%} of run pairs, each of its runs against each of the other's "
+            "(the probability of improvement)")
     lead = f"Best vs runner-up: {best} leads {second} by {fmt_diff(raw['estimate'], column)}"
     if not finite(adj["ci_lo"]):
         if min(raw["n_x"], raw["n_y"]) < 2:
