@@ -155,7 +155,7 @@ def _train(argv: list[str]) -> int:
         # Ctrl-C or SIGTERM between jobs, or in a joblib sweep, whose workers
         # have recorded their jobs by now (signals.stop_handlers). A job
         # interrupted in this process said its own line and exits via SystemExit.
-        signals.say("regbench train: interrupted" + (f"; records kept in {sweep_dir}" if sweep_dir else ""))
+        signals.say("regbench train: interrupted" + (f"; records kept in {sweep_dir}{signals.RESUME}" if sweep_dir else ""))
         return signals.EXIT_INTERRUPTED
     # Non-zero when the sweep left work undone (a failed, dead or interrupted
     # job), else the report's where report.at_end=true wrote one.

@@ -41,6 +41,7 @@ class Interrupted(Exception):
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+RESUME = "; the same command resumes it"  # after "records kept in ...": what to do next
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away, nothing went wrong here
 
 # How long the regbench process waits for its workers to record their jobs
@@ -279,5 +280,5 @@ def interrupted(where: str) -> None:
     if in_worker():
         _exit(EXIT_INTERRUPTED)
     kept = os.path.exists(os.path.join(where, "summary.json"))  # interrupted before its first record: say nothing of records
-    say("regbench train: interrupted" + (f"; records kept in {where}" if kept else ""))
+    say("regbench train: interrupted" + (f"; records kept in {where}{RESUME}" if kept else ""))
     sys.exit(EXIT_INTERRUPTED)

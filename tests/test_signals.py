@@ -207,7 +207,7 @@ def test_sigterm_stops_a_basic_sweep_in_one_line(cli, tmp_path):
     out = (tmp_path / "log").read_text()
     (job,) = before
     assert [line for line in out.splitlines() if "interrupted" in line] == [
-        f"regbench train: interrupted; records kept in {sweep / job}"
+        f"regbench train: interrupted; records kept in {sweep / job}; the same command resumes it"
     ], out
     assert "Traceback" not in out
 
@@ -253,7 +253,7 @@ def test_joblib_sweep_stops_its_workers_in_one_line(cli, tmp_path, how):
         kill_all(proc)
     assert_stopped(sweep, before)  # the third job, already sent to a worker, never started
     out = (tmp_path / "log").read_text()
-    assert out.rstrip().splitlines()[-1] == f"regbench train: interrupted; records kept in {sweep}", out
+    assert out.rstrip().splitlines()[-1] == f"regbench train: interrupted; records kept in {sweep}; the same command resumes it", out
     assert sum("interrupted" in line for line in out.splitlines()) == 1, out
     assert "Traceback" not in out and "leaked" not in out, out
     for job in before:
@@ -336,7 +336,7 @@ def test_fused_sweep_stops_its_workers_in_one_line(cli, tmp_path, how):
     out = (tmp_path / "log").read_text()
     assert "Traceback" not in out and "leaked" not in out, out
     if how != "sigkill-parent":
-        assert out.rstrip().splitlines()[-1] == f"regbench train: interrupted; records kept in {sweep}", out
+        assert out.rstrip().splitlines()[-1] == f"regbench train: interrupted; records kept in {sweep}; the same command resumes it", out
         assert sum("interrupted" in line for line in out.splitlines()) == 1, out
         return  # resuming after an interrupt: tests/test_fused.py, test_sweep.py
     assert_resumed(cli, args, sweep, before)
