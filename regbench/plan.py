@@ -17,15 +17,20 @@ from .sweep import (
 def table(sweep_dir: Path, names: list[str]) -> str:
     """One line per job (state, epochs done/planned, folder), a closing count,
     and what the less obvious states mean."""
-    lines, counts = [], {}
+    rows, counts = [], {}
     for name in names:
         state, done, planned = job_state(sweep_dir / name)
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"
-        note = resume_note(sweep_dir / name, state, done)
-        lines.append(f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}{note}")
+        rows.append((f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}", resume_note(sweep_dir / name, state, done)))
+    # a note that many jobs share is said once, under the table, each of them marked [k]: an interrupted
+    # 16-job sweep repeated "(no checkpoint yet: the same command starts it over)" 16 times
+    shared = [n for n in dict.fromkeys(n for _, n in rows) if n and sum(1 for _, m in rows if m == n) >= 3]
+    mark = {n: f"  [{k}]" for k, n in enumerate(shared, 1)}
+    lines = [line + mark.get(note, note) for line, note in rows]
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    notes = [f"{state}: {text}" for state, text in LEGEND.items() if state in counts]
+    notes = [f"[{k}] {n.strip().removeprefix('(').removesuffix(')')}" for k, n in enumerate(shared, 1)]
+    notes += [f"{state}: {text}" for state, text in LEGEND.items() if state in counts]
     return f"sweep {sweep_dir}: {records.plural(len(names), 'job')} ({tally})\n" + "\n".join(lines + notes)
 
 

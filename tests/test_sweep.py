@@ -356,3 +356,19 @@ def test_status_of_a_running_job_counts_the_epochs_its_metrics_hold(make_cfg, tm
         fh.write("0,4,")  # a row cut short by a kill: not counted
     line = table(tmp_path / "sweep", ["j"]).splitlines()[1]
     assert line.split()[:2] == ["dead", "3/3"], line  # its process is gone (the lock is free)
+
+
+def test_status_says_a_note_many_jobs_share_once(make_cfg, tmp_path):
+    """An interrupted 16-job sweep repeated "(no checkpoint yet: the same command starts it over)" 16 times."""
+    from regbench import train
+    from regbench.plan import table
+
+    for k in range(4):
+        job = tmp_path / "sweep" / f"j{k}"
+        train.run(make_cfg("trainer.epochs=2", f"seed={k}"), job, show_progress=False)
+        records.write_summary(job, {**records.read_summary(job), "status": "interrupted"})
+        (job / records.CHECKPOINT_FILE).unlink()
+    lines = table(tmp_path / "sweep", [f"j{k}" for k in range(4)]).splitlines()
+    assert [line.endswith("  [1]") for line in lines[1:5]] == [True] * 4, lines
+    assert lines[5] == "[1] no checkpoint yet: the same command starts it over", lines
+    assert sum("no checkpoint yet" in line for line in lines) == 1
