@@ -633,3 +633,11 @@ def test_a_single_run_is_described_as_one_not_ranked_among_cells(tmp_path):
     assert text.startswith("Validation accuracy at the epoch of lowest validation loss"), text
     assert "Final generalization gap (val − fit loss): " in text and "ranges from" not in text
     assert a.target is None and "Fastest" not in text and "Best " not in text and "best cell" not in text
+
+
+def test_an_interval_without_spread_is_not_printed_three_times():
+    """The cells table said "30.0 [30.0, 30.0]" (epochs) and "0.36 s [0.36, 0.36]"."""
+    row = pd.Series({"best_epoch_mean": 30.0, "best_epoch_ci_lo": 30.0, "best_epoch_ci_hi": 30.0,
+                     "final_time_s_mean": 0.43, "final_time_s_ci_lo": 0.41, "final_time_s_ci_hi": 0.47})
+    assert render.fmt_ci(row, "best_epoch") == render.fmt_num(30.0, "best_epoch") and "[" not in render.fmt_ci(row, "best_epoch")
+    assert render.fmt_ci(row, "final_time_s").endswith("[0.41, 0.47]")

@@ -41,7 +41,8 @@ def _finite(v) -> bool:
 def fmt_ci(row: pd.Series, col: str) -> str:
     """``mean ± half-width`` of the 95% CI, unit last (``89.1 ± 0.5%``); the
     mean alone when n < 2. Positive quantities (times) have asymmetric
-    bootstrap intervals: ``0.43 s [0.41, 0.47]``."""
+    bootstrap intervals: ``0.43 s [0.41, 0.47]``, or the value alone where
+    the interval's ends print the same."""
     mean = row.get(f"{col}_mean", np.nan)
     if not _finite(mean):
         return "–"
@@ -50,7 +51,10 @@ def fmt_ci(row: pd.Series, col: str) -> str:
         return fmt_num(mean, col)
     scale, dec, unit = _unit(col)
     if positive_column(col):
-        return f"{fmt_num(mean, col)} [{lo * scale:.{dec}f}, {hi * scale:.{dec}f}]"
+        ends = f"{lo * scale:.{dec}f}", f"{hi * scale:.{dec}f}"
+        if ends[0] == ends[1]:  # no spread at this precision: "30.0 [30.0, 30.0]" said it three times
+            return fmt_num(mean, col)
+        return f"{fmt_num(mean, col)} [{ends[0]}, {ends[1]}]"
     return f"{mean * scale:.{dec}f} ± {(hi - lo) / 2 * scale:.{dec}f}{unit}"
 
 
