@@ -641,3 +641,14 @@ def test_an_interval_without_spread_is_not_printed_three_times():
                      "final_time_s_mean": 0.43, "final_time_s_ci_lo": 0.41, "final_time_s_ci_hi": 0.47})
     assert render.fmt_ci(row, "best_epoch") == render.fmt_num(30.0, "best_epoch") and "[" not in render.fmt_ci(row, "best_epoch")
     assert render.fmt_ci(row, "final_time_s").endswith("[0.41, 0.47]")
+
+
+def test_a_sweep_of_one_seed_a_cell_says_nothing_was_tested(tmp_path, capsys):
+    """One seed per cell: the console said "Bonferroni over 0 contrasts", the
+    forest plot's caption "intervals over the family of 0 contrasts"."""
+    s = sweep(tmp_path / "s", seeds=(0,))
+    assert main([str(s), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "no contrast could be tested: one seed, or no spread across seeds" in out and "over 0 contrasts" not in out
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "no bars: no contrast could be tested" in md and "family of 0 contrasts" not in md

@@ -314,8 +314,10 @@ def effect_lines(a: Analysis) -> list[str]:
     lost = int(eff["estimate"].isna().sum())
     if lost:
         lines.append(f"{lost} effects not estimable: {NOT_ESTIMABLE}")
-    lines.append(f"effects on {a.metric} at the epoch of lowest val_loss (paired over seeds; simultaneous "
-                 f"{a.level:.0%} intervals, {CORRECTION} over {plural(int(eff['family_size'].max()), 'contrast')}):")
+    family = int(eff["family_size"].max()) if eff["family_size"].notna().any() else 0
+    how = (f"simultaneous {a.level:.0%} intervals, {CORRECTION} over {plural(family, 'contrast')}" if family
+           else "no contrast could be tested: one seed, or no spread across seeds")  # it said "Bonferroni over 0 contrasts"
+    lines.append(f"effects on {a.metric} at the epoch of lowest val_loss (paired over seeds; {how}):")
     have = eff[eff["estimate"].notna()]
     main, inter, simple = (have[have["kind"] == k] for k in ("main", "interaction", "simple"))
     blocks = [("", main), ("interactions", inter if len(inter) <= MAX_SIMPLE else inter[inter["resolved"]]),

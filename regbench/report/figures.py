@@ -1181,12 +1181,15 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
 
     if not a.effects.empty and a.best_col in set(a.effects["outcome"]):
         size_f = a.effects["outcome"].eq(a.best_col).sum()
+        family = a.effects.loc[a.effects["outcome"] == a.best_col, "family_size"].max()
+        family = int(family) if family == family else 0  # NaN: nothing tested
+        bars = (f"bars: simultaneous {a.level:.0%} intervals over the family of {family} contrasts (Bonferroni); "
+                if family else "no bars: no contrast could be tested (one seed, or no spread across seeds); ")
         tasks.append(Task(
             "effects", "Effects (forest plot)",
             f"Every contrast on {what}, paired by seed: main effects (each level against the first), interactions "
             "(differences of differences) and simple effects (one factor at one level of another). Diamonds: "
-            f"estimates; bars: simultaneous {a.level:.0%} intervals over the family of "
-            f"{int(a.effects.loc[a.effects['outcome'] == a.best_col, 'family_size'].max())} contrasts (Bonferroni); "
+            f"estimates; {bars}"
             "dots: the contrast in each seed. Blue, filled, bold: resolved after Bonferroni's correction (its "
             "interval excludes 0); grey, open: not resolved. The other outcomes are in the effects table.",
             fig_forest, (a.effects, a.contrast_seeds, a.best_col), "effects", 1 + size_f / 20))
