@@ -652,3 +652,20 @@ def test_a_sweep_of_one_seed_a_cell_says_nothing_was_tested(tmp_path, capsys):
     assert "no contrast could be tested: one seed, or no spread across seeds" in out and "over 0 contrasts" not in out
     md = (tmp_path / "out" / "report.md").read_text()
     assert "no bars: no contrast could be tested" in md and "family of 0 contrasts" not in md
+
+
+def test_a_report_removes_what_an_earlier_one_left_that_it_does_not_write(analysis, tmp_path):
+    """`report --formats png,svg`, then `report`: the SVGs of the first stayed
+    beside a page that names PNGs only (and a figure no longer drawn stayed too)."""
+    a, styles = analysis
+    tasks, _ = figures.grid_tasks(a, styles, None)
+    assert {t.name for t in tasks} <= set(figures.FIGURE_NAMES)  # every figure a report draws is known by name
+    s = sweep(tmp_path / "s")
+    out = tmp_path / "out"
+    assert report(s, "-o", out, "--formats", "png,svg", "-j", "1") == 0
+    assert list((out / "figures").glob("*.svg"))
+    (out / "figures" / "mine.svg").write_text("<svg/>")  # not a report's: stays
+    (out / "figures" / "noisy_labels.png").write_bytes(b"old")  # a figure these runs do not have: goes
+    assert report(s, "-o", out, "-j", "1") == 0
+    assert [p.name for p in (out / "figures").glob("*.svg")] == ["mine.svg"]
+    assert not (out / "figures" / "noisy_labels.png").exists() and list((out / "figures").glob("*.png"))

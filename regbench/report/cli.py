@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     study, a, (x, color, style) = analyze_while_importing(args)
 
-    from .figures import cell_styles, make_figures
+    from .figures import FIGURE_NAMES, cell_styles, make_figures
     from .render import write_html, write_markdown
 
     out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
@@ -210,6 +210,13 @@ def run(args: argparse.Namespace) -> int:
             (out / "figures").mkdir(exist_ok=True)
         for name in [o for o in outputs if o != "report.md"] + ["report.md", "report.html"]:  # the page last
             os.replace(stage / name, out / name)
+        # what an earlier report left that this one does not write (a figure in another format or no longer
+        # drawn, effects.csv of a search): it stood beside this page, which says otherwise
+        written = set(outputs) | {"report.html"}
+        stale = [f"figures/{n}.{fmt}" for n in FIGURE_NAMES for fmt in FORMATS] + ["effects.csv", "trials.csv"]
+        for name in stale:
+            if name not in written:
+                (out / name).unlink(missing_ok=True)
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     finally:

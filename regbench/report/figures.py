@@ -989,6 +989,14 @@ def save(fig: Figure, out_dir: Path, name: str, formats: list[str]) -> tuple[byt
     return png, files
 
 
+# Every figure a report can draw, by file name: a report removes the ones an
+# earlier report left in its output folder that it did not draw itself (another
+# format, a diagnostic these runs lack), which contradicted the page beside them.
+FIGURE_NAMES = ("effects", "overfitting_loss", "overfitting_acc", "gap", "convergence", "time_to_target", "ablation",
+                "heatmap", "variance_shift", "preactivations", "noisy_labels", "dead_relu", "norms", "search_params",
+                "best_so_far")
+
+
 @dataclass
 class Task:
     """One figure to draw: ``build(*args) -> Figure``, a module-level
