@@ -216,7 +216,10 @@ def run(args: argparse.Namespace) -> int:
         stale = [f"figures/{n}.{fmt}" for n in FIGURE_NAMES for fmt in FORMATS] + ["effects.csv", "trials.csv"]
         for name in stale:
             if name not in written:
-                (out / name).unlink(missing_ok=True)
+                try:
+                    (out / name).unlink(missing_ok=True)
+                except OSError:  # not ours to remove after all: the report is written, it stays
+                    pass
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     finally:
