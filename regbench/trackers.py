@@ -140,6 +140,21 @@ class TensorBoardTracker:
     def seed_dir(self, seed: int) -> Path:
         return self.root / f"seed={seed}"
 
+    def _writer(self, seed: int, purge_step: Optional[int]):
+        """A writer for the seed's folder whose file TensorBoard reads after
+        the ones there. It reads a folder's event files in name order, and a name
+        goes on from its second with the host, the pid and a per-process counter:
+        a file made in the same second as the newest one there could sort before
+        it (counter 10 before 9, pid 10001 before 9999), and its purge_step then
+        hid nothing. So that second is waited out (only when files are there)."""
+        folder = self.seed_dir(seed)
+        if purge_step is not None:
+            stamps = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*")
+                      if len(p.name.split(".")) > 3 and p.name.split(".")[3].isdigit()]
+            if stamps and max(stamps) >= int(time.time()):
+                time.sleep(max(stamps) + 1 - time.time())
+        return self._writer_class(str(folder), purge_step=purge_step)
+
     def has(self, seed: int) -> bool:
         return any(self.seed_dir(seed).glob("events.out.tfevents.*"))
 
@@ -150,7 +165,7 @@ class TensorBoardTracker:
             first_new = (mine[-1]["epoch"] + 1) if mine else 0
             # A resumed seed: epochs from the checkpoint on may have been logged
             # before the kill; purge_step hides them, the rerun logs them again.
-            writer = self._writer_class(str(self.seed_dir(s)), purge_step=first_new if had else None)
+            writer = self._writer(s, purge_step=first_new if had else None)
             self.writers[s] = writer
             metrics = {f"summary/{k}": 0.0 for k in ("best_val_acc", "best_val_loss", "best_epoch", "final_val_acc")}
             for summary in self._hparams(self.config, metrics):  # experiment, session start, session end
@@ -196,7 +211,7 @@ class TensorBoardTracker:
             # everything from there is logged again.
             marks = [m for m in (last, *summaries) if m >= 0]
             purge = min(marks) if marks else None
-            writer = self._writer_class(str(self.seed_dir(s)), purge_step=purge)
+            writer = self._writer(s, purge_step=purge)
             if not had:
                 metrics = {f"summary/{k}": 0.0 for k in ("best_val_acc", "best_val_loss", "best_epoch", "final_val_acc")}
                 for event in self._hparams(self.config, metrics):  # experiment, session start, session end

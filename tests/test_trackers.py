@@ -392,3 +392,22 @@ def test_a_job_whose_summary_cannot_be_read_is_skipped_and_named(make_cfg, tmp_p
     assert line.startswith("exported 1 run of 1 job") and "skipped 1: " in line, line
     assert f"{tmp_path / 's' / 'damaged'} (summary.json unreadable: JSONDecodeError" in line, line
     assert not (tmp_path / "tb" / "s" / "damaged").exists()
+
+
+def test_a_writer_that_purges_makes_a_file_read_after_the_ones_there(tmp_path):
+    """TensorBoard reads event files in name order: time (seconds), host, pid,
+    a per-process counter. One made in the same second as the newest there
+    could sort before it (counter 10 before 9), and its purge_step hid nothing:
+    an export test could fail by chance. The second is waited out instead."""
+    import time
+
+    from regbench.trackers import TensorBoardTracker
+
+    tracker = TensorBoardTracker(None, tmp_path, {}, [0], root=tmp_path / "tb")
+    folder = tracker.seed_dir(0)
+    folder.mkdir(parents=True)
+    there = folder / f"events.out.tfevents.{int(time.time()):010d}.zzzz.99999.9"  # sorts after anything made this second
+    there.write_bytes(b"")
+    writer = tracker._writer(0, purge_step=1)
+    writer.close()
+    assert sorted(p.name for p in folder.iterdir())[-1] != there.name
