@@ -14,7 +14,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .records import is_runtime_key
+from . import records
 
 _bar_active = False
 # Parallel sweep workers print one line per finished job, not one per epoch.
@@ -54,18 +54,15 @@ def label(job_overrides: Sequence[Sequence[str]], job_seeds: Sequence[Sequence[i
     """The bar's label: a job's overrides (runtime knobs such as device left
     out), e.g. ``model.dropout=0.3,seed=2``, or ``seed 0`` without any; a fused
     group: ``12 jobs (model.batchnorm=true)``, with the overrides all share."""
-    def meaningful(overrides: Sequence[str]) -> list[str]:
-        return [o for o in overrides if not is_runtime_key(o.lstrip("+~").partition("=")[0])]
-
     if len(job_overrides) == 1:
         seeds = list(job_seeds[0])
-        text = ",".join(meaningful(job_overrides[0]))
+        text = ",".join(records.job_overrides(job_overrides[0]))
         if len(seeds) > 1:
             span = f"seeds {seeds[0]}..{seeds[-1]}"
             text = f"{text} ({span})" if text else span
         text = text or f"seed {seeds[0]}"
     else:
-        first = meaningful(job_overrides[0])
+        first = records.job_overrides(job_overrides[0])
         shared = [o for o in first if all(o in overrides for overrides in job_overrides[1:])]
         text = f"{len(job_overrides)} jobs" + (f" ({','.join(shared)})" if shared else "")
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 3] + "..."

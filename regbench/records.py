@@ -96,6 +96,11 @@ def is_runtime_key(key: str) -> bool:
     """A flat config key that says how a run executes or is mirrored (RUNTIME_KEYS, RUNTIME_PREFIXES)."""
     return key in RUNTIME_KEYS or key == "logger" or key.startswith(RUNTIME_PREFIXES)
 
+
+def job_overrides(overrides) -> list[str]:
+    """A job's overrides as typed, without the runtime ones (device, report.at_end, ...)."""
+    return [o for o in overrides if not is_runtime_key(o.lstrip("+~").partition("=")[0])]
+
 # Columns every metrics.csv starts with, in this order. A run may append more
 # (diagnostics); readers ignore what they do not know.
 BASE_COLUMNS = (

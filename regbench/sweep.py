@@ -290,7 +290,7 @@ def job_name(overrides: list[str]) -> str:
     """A job's overrides as typed, comma-joined, without the runtime ones
     (records.is_runtime_key: device, report.at_end, ...): the same for every job
     of a sweep, and not part of its folder's name either."""
-    return ",".join(o for o in overrides if not records.is_runtime_key(o.lstrip("+~").partition("=")[0]))
+    return ",".join(records.job_overrides(overrides))
 
 
 class JobProgress:
