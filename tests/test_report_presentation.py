@@ -21,6 +21,7 @@ import json
 import math
 import html as html_lib
 import re
+import shutil
 import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -123,6 +124,17 @@ def test_the_page_reads_in_order_question_answer_contents_evidence(grid_report):
     # The forest plot opens the effects, before the cells table.
     assert html.index('<figure id="effects">') < html.index('id="cells"')
     assert "<script>" in html and "http" not in html.split("<script>")[1]  # works offline, one file
+
+
+def test_each_figure_opens_its_full_size_png_beside_the_page(grid_report):
+    """The page shows figures scaled to its width; a click opens the file."""
+    html = (grid_report / "report.html").read_text(encoding="utf-8")
+    figures = re.findall(r'<figure id="([^"]+)"><h3>.*?</h3>\n(.*?)<figcaption>', html, re.S)
+    assert len(figures) >= 5
+    for name, body in figures:
+        link = re.fullmatch(r'<a href="([^"]+)"[^>]*><img src="data:image/png;base64,[^"]+"[^>]*></a>\n?', body)
+        assert link, (name, body[:200])
+        assert link.group(1) == f"figures/{name}.png" and (grid_report / link.group(1)).is_file()
 
 
 def test_caveats_are_a_list_under_the_cells_table_not_a_column(grid_report):
@@ -652,6 +664,19 @@ def test_a_sweep_of_one_seed_a_cell_says_nothing_was_tested(tmp_path, capsys):
     assert "no contrast could be tested: one seed, or no spread across seeds" in out and "over 0 contrasts" not in out
     md = (tmp_path / "out" / "report.md").read_text()
     assert "no bars: no contrast could be tested" in md and "family of 0 contrasts" not in md
+    # nor did its captions and introduction speak of bands and intervals over seeds there were not
+    assert "Bands: 95%" not in md and "Error bars: 95%" not in md and "over seeds (Student t)" not in md
+    assert md.count("No bands: one seed per cell, so no interval over seeds.") >= 3
+    assert "No error bars: one seed per cell" in md
+    assert "1 usable run per cell" in md and "Intervals: none (one seed per cell)" in md
+    # with a second seed in one cell only, the bands are there, and the cells without one are named
+    more = sweep(tmp_path / "s2", seeds=(0, 1))
+    for job in (3, 5, 7):  # seed 1 of every cell but the first
+        shutil.rmtree(more / str(job))
+    assert report(more, "-o", tmp_path / "out2") == 0
+    md = (tmp_path / "out2" / "report.md").read_text()
+    assert "Bands: 95% confidence interval of the mean over seeds (Student t). A cell with one seed has none." in md
+    assert "1–2 usable runs per cell" in md and "Intervals: 95% Student-t over seeds (none for a cell with one seed)" in md
 
 
 def test_a_report_removes_what_an_earlier_one_left_that_it_does_not_write(analysis, tmp_path):

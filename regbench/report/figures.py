@@ -1149,6 +1149,15 @@ def _pct(v: float) -> str:
 BAND = "Bands: 95% confidence interval of the mean over seeds (Student t)."
 
 
+def bands(cells: pd.DataFrame, what: str = "Bands") -> str:
+    """The caption's sentence on intervals: a cell with one usable seed has none."""
+    n = cells["n_used"][cells["n_used"] > 0] if "n_used" in cells else pd.Series([2])
+    if n.empty or n.max() < 2:
+        return f"No {what.lower()}: one seed per cell, so no interval over seeds."
+    sentence = BAND if what == "Bands" else f"{what}: 95% confidence interval of the mean over seeds (Student t)."
+    return sentence + (" A cell with one seed has none." if n.min() < 2 else "")
+
+
 def make_figures(a, styles: Styles, out_dir: Path, formats: list[str], x: str | None = None,
                  jobs: int | None = None, meanwhile: Callable[[], None] | None = None) -> list[Rendered]:
     """Every figure the data supports, saved under ``out_dir``; ``a`` is a
@@ -1183,6 +1192,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
     tasks: list[Task] = []
     notes: list[tuple[int, Rendered]] = []
     size = len(curves) / 500  # cost: epochs x cells to draw, in units of about 0.1 s
+    band = bands(a.cells)
 
     def focused(columns: list[str]) -> Styles:
         return focus(styles, _ranked(a, _drawn(curves, columns)))
@@ -1208,7 +1218,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
                 f"One panel per cell. Dashed: {name} on the whole training set in eval mode (the clean fit, "
                 f"without dropout noise); solid: validation {name}. The dotted line marks the mean epoch of the "
                 "lowest validation loss over the cell's seeds: where validation stops improving (at the last "
-                f"epoch for a cell still improving, which has not begun to overfit). {BAND}",
+                f"epoch for a cell still improving, which has not begun to overfit). {band}",
                 fig_overfitting, (curves, cells, styles, study.factors, study.levels, kind),
                 cost=1 + len(cells) / 3 + size))
     many = len(_ranked(a)) > MANY
@@ -1219,7 +1229,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
         tasks.append(Task(
             "gap", "Generalization gap",
             "Validation minus fit loss, and fit minus validation accuracy, for every cell on one axis. Above zero: "
-            f"the model does better on the data it was trained on; a gap that keeps growing is overfitting. {BAND}"
+            f"the model does better on the data it was trained on; a gap that keeps growing is overfitting. {band}"
             + grey, fig_curves, (curves, gaps, focused([c for c, _ in gaps])), cost=1 + size))
     if have(metric):
         panels = [(metric, "epoch")] + ([(metric, "time_s")] if have("time_s") else [])
@@ -1227,7 +1237,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
         tasks.append(Task(
             "convergence", "Convergence",
             f"{label(metric).capitalize()} against epochs and against training time per seed (evaluation excluded; "
-            f"mean over seeds). The thick grey line is the target. {BAND}" + grey,
+            f"mean over seeds). The thick grey line is the target. {band}" + grey,
             fig_curves, (curves, panels, focused([metric]), hline), cost=1 + size))
     targets = [c for c in ("epochs_to_target", "seconds_to_target") if c in a.runs]
     if a.target is not None and targets:
@@ -1254,7 +1264,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             "ablation", "Ablation",
             f"{what.capitalize()} (each run's best epoch, chosen on validation loss only), the final value and the "
             "final generalization gap against each setting; one line per setting of the other factor(s), told "
-            "apart by colour, marker and line style. Error bars: 95% CI of the mean over seeds. Settings without "
+            f"apart by colour, marker and line style. {bands(a.cells, 'Error bars')} Settings without "
             "usable runs (none finished, or all diverged or failed) have no point.",
             fig_ablation, (cells, outcome_cols, xf, study.levels), cost=1 + len(xf)))
     if len(study.factors) == 2 and outcome_cols:
@@ -1278,7 +1288,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             "added noise during training (Li et al. 2019). Per unit: the running variance against the variance of "
             "the BN input over the whole training set in eval mode, as max(a/b, b/a), averaged over units. Only "
             "cells with BatchNorm in that layer have a line; epoch 0 is left out (the running statistics are still "
-            f"their initial values there). {BAND}" + grey,
+            f"their initial values there). {band}" + grey,
             fig_panels, (curves, [(c, _layer(c)) for c in shift], focused(shift), "variance shift (1 = none)",
                          (1, "1: no shift"), 1, True), cost=1 + size))
     layers = [_layer(c) for c in layer_columns(have_cols, PREACT.format(50))]
@@ -1303,7 +1313,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             "Accuracy on the training examples whose label was corrupted, measured in eval mode against the "
             "corrupted label (how much label noise the network has memorized) and against their original clean "
             "label (whether it still predicts the true class); memorization shows as the left curve rising while "
-            f"the right one falls, and a regularizer that helps keeps the left low and the right high. {BAND}" + grey,
+            f"the right one falls, and a regularizer that helps keeps the left low and the right high. {band}" + grey,
             fig_panels, (curves, noisy, focused([c for c, _ in noisy]), "accuracy on the corrupted examples", None, 0,
                          True), cost=1 + size))
     dead = layer_columns(have_cols, DEAD_FRAC)
@@ -1321,7 +1331,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             tasks.append(Task(
                 "dead_relu", "Dead ReLU units",
                 "Share of each hidden block's ReLU units that output zero for every training example: dead units "
-                f"get no gradient and no longer learn, so a share that grows over training is capacity lost. {BAND}"
+                f"get no gradient and no longer learn, so a share that grows over training is capacity lost. {band}"
                 + grey, fig_panels, (curves, [(c, _layer(c)) for c in dead], focused(dead), "share of units dead",
                                      None, 0, True), cost=1 + size))
     norms = layer_columns(have_cols, WEIGHT_NORM)
@@ -1333,7 +1343,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             + "the mean L2 norm of the whole gradient per optimizer step, each panel on its own scale; where "
             "BatchNorm directly follows a Linear layer, that layer computes the same function at any weight scale, "
             "so a growing weight norm there only shrinks the effective learning rate (weight decay counteracts it). "
-            f"{BAND}" + grey,
+            f"{band}" + grey,
             fig_panels, (curves, panels, focused([c for c, _ in panels]), "L2 / Frobenius norm"),
             cost=1 + len(panels) / 2 * size))
     return tasks, notes

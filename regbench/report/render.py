@@ -444,9 +444,12 @@ def _intro(a: Analysis, paths: list[str]) -> str:
         f"{f} ({len(a.study.levels[f])} {'observed combinations' if is_combined(f) else 'levels'})"
         for f in a.study.factors
     ) or "none (one cell)"
+    runs_per = f"{seeds} usable {'run' if per.max() == 1 else 'runs'} per cell"
+    intervals = ("none (one seed per cell)" if per.max() < 2 else
+                 "95% Student-t over seeds" + (" (none for a cell with one seed)" if per.min() < 2 else ""))
     return (
-        f"{used} in {plural(len(cells), 'cell')}, {seeds} usable runs per cell. Factors: {factors}. "
-        f"Dataset: {datasets}. Metric: {a.metric}. Intervals: 95% Student-t over seeds. Sources: {', '.join(paths)}."
+        f"{used} in {plural(len(cells), 'cell')}, {runs_per}. Factors: {factors}. "
+        f"Dataset: {datasets}. Metric: {a.metric}. Intervals: {intervals}. Sources: {', '.join(paths)}."
     )
 
 
@@ -855,8 +858,10 @@ def warm_up() -> None:
 
 def write_html(a: Analysis, figures: list[Rendered], path: Path, paths: list[str], outputs: list[str]) -> None:
     """report.html: one self-contained file (figures embedded, a few lines of
-    script to sort the per-seed table, nothing fetched), from templates/report.html."""
-    html = _environment().get_template("report.html").render(page(a, figures, paths, outputs, embed=True))
+    script to sort the per-seed table, nothing fetched), from templates/report.html.
+    Each figure links to its PNG file beside the page, at full size."""
+    html = _environment().get_template("report.html").render(page(a, figures, paths, outputs, embed=True,
+                                                                  base=path.parent))
     path.write_text(html, encoding="utf-8")
 
 
