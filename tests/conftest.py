@@ -28,6 +28,13 @@ TINY = [
 ]
 
 
+@pytest.fixture
+def whole_lines(monkeypatch):
+    """`regbench report`'s console summary with its lines whole, as in a pipe:
+    pytest-xdist's workers set COLUMNS=80, to which it would fit them."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """One dataset cache for the session (mnist1d is generated into it once)."""

@@ -22,6 +22,8 @@ from regbench.report import load
 from regbench.report.cli import main
 from regbench.report.synth import BASE_CONFIG, curves, write_job, write_sweep
 
+pytestmark = pytest.mark.usefixtures("whole_lines")  # console lines compared whole
+
 EPOCHS = 4
 
 

@@ -35,6 +35,8 @@ from regbench.report import cli, figures, load, optimize, render, stats
 from regbench.report.cli import main
 from regbench.report.synth import BASE_CONFIG, curves, write_job, write_sweep
 
+pytestmark = pytest.mark.usefixtures("whole_lines")  # console lines compared whole
+
 EPOCHS = 4
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -246,14 +248,41 @@ def test_console_shows_kind_adjusted_intervals_and_the_level_of_simple_effects(g
     a = stats.analyze(study)
     lines = cli.effect_lines(a)
     assert lines[0].startswith("effects on val_acc at the epoch of lowest val_loss (paired over seeds; "
-                               "simultaneous 95% intervals, Bonferroni over ")
+                               "simultaneous 95% intervals, Bonferroni over ")  # 2 or 3 seeds: one diverged
     eff = a.effects[a.effects["outcome"] == a.best_col].set_index(["kind", "contrast", "at"])
     r = eff.loc[("main", "batchnorm: false → true", "")]
     adjusted = load.fmt_bounds(r["ci_lo_adj"], r["ci_hi_adj"], a.best_col)
-    line = next(x for x in lines if "main" in x and "batchnorm: false → true" in x)
+    heads = [i for i, x in enumerate(lines) if x.startswith("  ") and not x.startswith("    ")]  # a heading per kind
+    assert [lines[i].split(":")[0].strip() for i in heads] == ["main effects", "interactions", "simple effects (each "
+                                                               "factor at each level of another)"]
+    main_rows = lines[heads[0] + 1:heads[1]]
+    line = next(x for x in main_rows if "batchnorm: false → true" in x)
     assert adjusted in line and load.fmt_bounds(r["ci_lo"], r["ci_hi"], a.best_col) not in line
-    simple = [x for x in lines if x.lstrip().startswith("simple ")]
+    assert f" n={int(r['n'])}  " in line  # contrasts over 2 or 3 seeds: each says how many
+    simple = lines[heads[2] + 1:]
     assert simple and all(" at " in x for x in simple)
+
+
+def test_the_console_summary_fits_the_terminal(grid_report, monkeypatch, capsys):
+    """On an 80-column terminal the effects' rows were 110-130 characters
+    (wrapped by the terminal, mid-number), a caveat 111."""
+    study = load.load_study([grid_report.parent / "s"])
+    a = stats.analyze(study)
+    wide = cli.effect_lines(a)  # in a pipe: whole lines
+    assert max(map(len, wide)) > 80
+    for width in (80, 72):
+        lines = cli.effect_lines(a, width)
+        assert max(map(len, lines)) <= width, "\n".join(x for x in lines if len(x) > width)
+        # every contrast and every reading is still there, each reading on its contrast's line or the next
+        for x in wide[1:]:
+            if x.startswith("    "):
+                contrast, reading = x.split("  ")[2].strip(), x.rsplit("  ", 1)[1]
+                i = next(i for i, y in enumerate(lines) if y.strip().startswith(contrast))
+                assert reading in lines[i] or reading in lines[i + 1], (contrast, reading)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main([str(grid_report.parent / "s"), "-o", str(grid_report.parent / "out80")]) == 0
+    out = capsys.readouterr().out
+    assert max(len(x) for x in out.splitlines()[:-1]) <= 80  # the last names the output path, whatever its length
 
 
 # ---------------------------------------------------------------- 2. figures

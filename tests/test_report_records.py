@@ -25,6 +25,8 @@ from regbench.report import load, stats
 from regbench.report.cli import main
 from regbench.report.synth import BASE_CONFIG, write_job
 
+pytestmark = pytest.mark.usefixtures("whole_lines")  # console lines compared whole
+
 HEADER = "seed,epoch,val_loss,val_acc\n"
 
 
@@ -214,8 +216,9 @@ def test_two_copies_of_a_sweep_count_each_seed_once(tmp_path, capsys):
     assert "best val_acc (at each run's epoch of lowest val_loss): dropout=0  54.5 ± 6.4% (95% CI, n=2)" in console
     # Effects in their adjusted reading, with their kind: both cells are the same run twice, so no effect,
     # and the same (zero) contrast in both seeds: no spread to test with.
-    assert ("  main         dropout: 0 → 0.5    +0.0 pp                    n=2  no test: the 2 seeds give the same "
-            "value, so there is no spread to estimate the noise from") in console
+    assert ("effects on val_acc at the epoch of lowest val_loss (paired over 2 seeds; no contrast could be tested: "
+            "one seed, or no spread across seeds):\n  main effects:\n    dropout: 0 → 0.5  +0.0 pp  no test: the 2 seeds "
+            "give the same value, so there is no spread to estimate the noise from") in console
     md = (out / "report.md").read_text()
     assert "| dropout=0 | 2/4 |" in md and "runs left out of all means: 4 duplicates" in md
     assert "| sweep_copy/0:0 | dropout=0 | 0 | completed | no | 4 | duplicate of sweep/0:0" in md

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -273,13 +274,17 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
                          + ("resolved" if d["resolved"] else "not resolved"))
     else:
         lines.append("no cell has a usable run: nothing to rank")
-    lines += effect_lines(a)
+    width = columns()
+    lines = [fit(line, width) for line in lines]
+    lines += effect_lines(a, width)
     lines.append(_wrote(out, n_figures, formats, seconds))
     return "\n".join(lines)
 
 
 def _wrote(out: Path, n_figures: int, formats: list[str], seconds: float) -> str:
-    return (f"wrote {out / 'report.html'} (+ report.md, CSV tables, {n_figures} figures as "
+    from .render import plural
+
+    return (f"wrote {out / 'report.html'} (+ report.md, CSV tables, {plural(n_figures, 'figure')} as "
             f"{', '.join(formats)}) in {seconds:.1f} s")
 
 
@@ -310,11 +315,32 @@ def _reading(r) -> str:
 MAX_SIMPLE = 8  # simple effects printed; the rest are in the report
 
 
-def effect_lines(a: Analysis) -> list[str]:
+def columns() -> int | None:
+    """The width the summary fits: ``COLUMNS`` if set, else the terminal's;
+    None (lines whole, one item a line for grep) in a pipe or a file."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit():
+        return max(40, int(env))
+    return max(40, shutil.get_terminal_size().columns) if sys.stdout.isatty() else None
+
+
+def fit(line: str, width: int | None) -> str:
+    """A line of prose wrapped to ``width``, its continuation indented two
+    more than its first line (a caveat under its cell reads as one item)."""
+    if width is None or len(line) <= width:
+        return line
+    lead = line[: len(line) - len(line.lstrip(" "))]
+    return textwrap.fill(line, width, subsequent_indent=lead + "  ", break_long_words=False, break_on_hyphens=False)
+
+
+def effect_lines(a: Analysis, width: int | None = None) -> list[str]:
     """Main effects and interactions on the best-epoch outcome, and the
     resolved simple effects (with the level they are at), each with its
-    simultaneous interval and Bonferroni-adjusted reading. Of more than
-    ``MAX_SIMPLE`` interactions only the resolved ones are listed, and counted."""
+    simultaneous interval and Bonferroni-adjusted reading, under a heading
+    per kind. Of more than ``MAX_SIMPLE`` interactions only the resolved
+    ones are listed, and counted. Rows fit ``width`` columns (default: the
+    terminal's): a contrast too long to share its line with the numbers has
+    the numbers on the next line; None: as wide as they are."""
     from .render import CORRECTION, NOT_ESTIMABLE, plural
 
     eff = a.effects[a.effects["outcome"] == a.best_col] if not a.effects.empty else a.effects
@@ -327,24 +353,52 @@ def effect_lines(a: Analysis) -> list[str]:
     family = int(eff["family_size"].max()) if eff["family_size"].notna().any() else 0
     how = (f"simultaneous {a.level:.0%} intervals, {CORRECTION} over {plural(family, 'contrast')}" if family
            else "no contrast could be tested: one seed, or no spread across seeds")  # it said "Bonferroni over 0 contrasts"
-    lines.append(f"effects on {a.metric} at the epoch of lowest val_loss (paired over seeds; {how}):")
     have = eff[eff["estimate"].notna()]
+    ns = sorted({int(n) for n in have["n"]})
+    seeds = f"over {plural(ns[0], 'seed')}" if len(ns) == 1 else "over seeds"
+    lines += fit(f"effects on {a.metric} at the epoch of lowest val_loss (paired {seeds}; {how}):", width).split("\n")
     main, inter, simple = (have[have["kind"] == k] for k in ("main", "interaction", "simple"))
-    blocks = [("", main), ("interactions", inter if len(inter) <= MAX_SIMPLE else inter[inter["resolved"]]),
-              ("simple effects (each factor at each level of another)", simple[simple["resolved"]])]
-    totals = {"interactions": inter, "simple effects (each factor at each level of another)": simple}
-    blocks = [(name, part if not name else part.head(MAX_SIMPLE), len(part)) for name, part in blocks]
-    width = max((len(r["contrast"] + (f" at {r['at']}" if r["at"] else "")) for _, part, _ in blocks
-                 for _, r in part.iterrows()), default=0)
-    for name, part, k in blocks:
-        if name and k < len(totals[name]):  # only the resolved ones are listed: say of how many
-            lines.append(f"  {name}: {k} of {len(totals[name])} resolved"
-                         + (f", the first {len(part)}:" if len(part) < k else ":" if k else ""))
-        for _, r in part.iterrows():
+    simple_name = "simple effects (each factor at each level of another)"
+    blocks = [("main effects", main, main),
+              ("interactions", inter if len(inter) <= MAX_SIMPLE else inter[inter["resolved"]], inter),
+              (simple_name, simple[simple["resolved"]], simple)]
+    rows = []  # (heading or None, contrast, numbers)
+    for name, part, total in blocks:
+        shown = part if name == "main effects" else part.head(MAX_SIMPLE)
+        if name == "main effects" or len(part) == len(total):
+            heading = f"  {name}:" if len(shown) else None
+        else:  # only the resolved ones are listed: say of how many
+            heading = (f"  {name}: {len(part)} of {len(total)} resolved"
+                       + (f", the first {len(shown)}:" if len(shown) < len(part) else ":" if len(part) else ""))
+        if heading:
+            rows.append((heading, "", ""))
+        for _, r in shown.iterrows():
             contrast = r["contrast"] + (f" at {r['at']}" if r["at"] else "")
             interval = fmt_bounds(r["ci_lo_adj"], r["ci_hi_adj"], a.best_col) if r["n"] >= 2 else ""
-            lines.append(f"  {r['kind']:<11}  {contrast:<{width}}  {fmt_diff(r['estimate'], a.best_col):>9} "
-                         f"{interval:<18} n={int(r['n'])}  {_reading(r)}")
+            rows.append((None, contrast, (fmt_diff(r["estimate"], a.best_col), interval, int(r["n"]), _reading(r))))
+    body = [r for r in rows if r[0] is None]
+    if not body:
+        return lines + [h for h, _, _ in rows]
+    est_w = max(len(n[0]) for _, _, n in body)
+    int_w = max(len(n[1]) for _, _, n in body)
+
+    def numbers(n) -> str:
+        return (f"{n[0]:>{est_w}}" + (f" {n[1]:<{int_w}}" if int_w else "") + (f" n={n[2]}" if len(ns) > 1 else "")
+                + f"  {n[3]}").rstrip()
+
+    right = max(len(numbers(n)) for _, _, n in body)
+    names = max(len(c) for _, c, _ in body)
+    # the contrasts' column: all of them where the lines fit, else as wide as leaves room for the numbers
+    col = names if width is None or 4 + names + 2 + right <= width else max(20, width - 4 - 2 - right)
+    for heading, contrast, n in rows:
+        if heading is not None:
+            lines += fit(heading, width).split("\n")
+        elif len(contrast) <= col and (width is None or 4 + col + 2 + len(numbers(n)) <= width):
+            lines.append(f"    {contrast:<{col}}  {numbers(n)}")
+        else:  # its own line, the numbers under the column they stand in
+            lines.append(f"    {contrast}")
+            lines.append(" " * (4 + col + 2) + numbers(n) if 4 + col + 2 + len(numbers(n)) <= width
+                         else f"      {numbers(n)}")
     return lines
 
 
