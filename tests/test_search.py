@@ -81,6 +81,26 @@ def test_plain_optuna_sweeper_maximizes_and_links_trials(cli, tmp_path):
     check_trials(optuna.load_study(study_name="plain", storage=f"sqlite:///{db}"), 2)
 
 
+@pytest.mark.slow
+def test_a_search_that_asks_for_the_same_trial_again_gives_each_its_value(cli, tmp_path):
+    """A space of one value: every trial is the same job. Two in one batch were
+    both sent to its folder at once (one failed: "in use by process"); a later
+    batch got the config object an earlier launch had used, read-only by then
+    (a traceback from the launcher, in 3 of 4 searches over a small choice())."""
+    db = tmp_path / "study.db"
+    res = cli("train", "-m", "hydra/sweeper=optuna", "model.dropout=choice(0.1)", "hydra.sweeper.n_trials=4",
+              "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=same", *TINY,
+              f"hydra.sweep.dir={tmp_path / 'sweep'}", cli.data_arg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    plain(res)
+    assert "1 of 2 jobs repeat another job of this batch: trained once, each given its result" in res.stdout + res.stderr
+    trials = optuna.load_study(study_name="same", storage=f"sqlite:///{db}").get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    (folder,) = {t.user_attrs["records"] for t in trials}
+    summary = records.read_summary(Path(folder))
+    assert summary["status"] == "completed" and {t.value for t in trials} == {objective(summary)}
+
+
 def test_sweeper_overrides_keep_what_the_user_says():
     assert sweeper_overrides(["model.dropout=0.1"]) == []
     assert sweeper_overrides(["-m", "hydra/sweeper=basic"]) == []

@@ -214,6 +214,11 @@ def _compose_each_job_once(loader) -> None:
         return cfg
 
     loader.load_sweep_config = load_sweep_config
+    # A launch has taken its batch's configs: whatever is left was composed by
+    # the launch itself (Optuna's sweeper checks no batch first) and is in use
+    # now. Kept, it was handed to a later trial with the same overrides: the
+    # same object, read-only by then (a traceback), or twice in one batch.
+    loader._regbench_forget = kept.clear
     loader._regbench_once = True
 
 
@@ -409,6 +414,21 @@ class FusedLauncher(Launcher):
         return max(1, min(usable_cores(), AUTO_PROCESSES, by_memory))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Train the batch; a job whose overrides repeat an earlier one's in
+        the batch (an Optuna search that asks for the same trial twice) is
+        that job: trained once, each of them given its result. Trained
+        twice, the two wanted one folder at once and one of them failed."""
+        unique: Dict[Tuple[str, ...], int] = {}
+        for overrides in job_overrides:
+            unique.setdefault(tuple(overrides), len(unique))
+        if len(unique) == len(job_overrides):
+            return self._launch_batch(job_overrides, initial_job_idx)
+        log.info(f"{len(job_overrides) - len(unique)} of {len(job_overrides)} jobs repeat another job of this batch: "
+                 "trained once, each given its result")
+        runs = self._launch_batch([list(o) for o in unique], initial_job_idx)
+        return [runs[unique[tuple(o)]] for o in job_overrides]
+
+    def _launch_batch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -425,6 +445,7 @@ class FusedLauncher(Launcher):
             sweep_cfgs.append(sc)
             tc = OmegaConf.masked_copy(sc, [k for k in sc.keys() if k != "hydra"])
             task_cfgs.append(tc)
+        getattr(loader, "_regbench_forget", lambda: None)()
         if not task_cfgs:
             return []
         lifetime.keep()  # the configs live to the sweep's end: its full collections skip them
@@ -437,7 +458,7 @@ class FusedLauncher(Launcher):
             groups = balance_groups(groups, task_cfgs, processes)
         processes = min(processes, len(groups))
         at_once = f", {processes} at a time in worker processes" if processes > 1 else ""
-        log.info(f"Launching {len(job_overrides)} jobs as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}{at_once}")
+        log.info(f"Launching {len(job_overrides)} job{'s' if len(job_overrides) != 1 else ''} as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}{at_once}")
         from regbench.sweep import job_name
 
         self._progress = _Progress(len(job_overrides), [job_name(filter_overrides(list(sc.hydra.overrides.task))) for sc in sweep_cfgs])
