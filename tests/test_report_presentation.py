@@ -489,6 +489,21 @@ def search_sweep(root: Path, n: int = 16, seed: int = 0) -> Path:
     return root
 
 
+def test_a_search_ranked_on_test_accuracy_says_its_best_was_chosen_on_test_data(tmp_path, capsys):
+    """`--metric test_acc`: "It is the best of 16 on validation data", of a trial picked on test data."""
+    root = search_sweep(tmp_path / "search")
+    for metrics in root.glob("*/metrics.csv"):
+        df = pd.read_csv(metrics)
+        df["test_acc"] = df["val_acc"] * 0.98
+        df.to_csv(metrics, index=False)
+    assert main([str(root), "-o", str(tmp_path / "out"), "--metric", "test_acc"]) == 0
+    console = capsys.readouterr().out
+    best = next(line for line in console.splitlines() if line.startswith("Best trial"))
+    assert "It is the best of 16 on test data (ranked on test accuracy" in best and "validation data" not in best
+    assert main([str(root), "-o", str(tmp_path / "out2")]) == 0
+    assert "It is the best of 16 on validation data, so its value is biased upward" in capsys.readouterr().out
+
+
 def test_an_optuna_like_sweep_gets_the_optimization_view_and_no_effects(tmp_path, capsys):
     root = search_sweep(tmp_path / "search")
     study = load.load_study([root])

@@ -40,9 +40,9 @@ def _finite(v) -> bool:
 
 def fmt_ci(row: pd.Series, col: str) -> str:
     """``mean ± half-width`` of the 95% CI, unit last (``89.1 ± 0.5%``); the
-    mean alone when n < 2. Positive quantities (times) have asymmetric
-    bootstrap intervals: ``0.43 s [0.41, 0.47]``, or the value alone where
-    the interval's ends print the same."""
+    mean alone when n < 2. Quantities never below 0 (times, epochs) have
+    their t interval cut at 0, so shown by its ends: ``0.43 s [0.41, 0.47]``,
+    or the value alone where the interval's ends print the same."""
     mean = row.get(f"{col}_mean", np.nan)
     if not _finite(mean):
         return "–"
@@ -83,7 +83,9 @@ def _p(name: str, p) -> str:
 
 
 CELLS_NOTE = (
-    "Mean ± 95% CI half-width over each cell's usable runs (runs used / runs); \"(n=3)\" after a value: fewer "
+    "Mean ± 95% CI half-width (Student t) over each cell's usable runs (runs used / runs); times, epochs and the "
+    "rise of validation loss, never below 0, have their interval cut at 0 and shown as [low, high]. "
+    "\"(n=3)\" after a value: fewer "
     "runs have it than are used (named in the caveats). Diverged, failed and unfinished "
     "runs (still running, interrupted, or fewer epochs than planned), runs with a gap in their epochs (no row for an "
     "epoch before their last) and duplicates (a second run of the same cell and seed, counted once) are left "
@@ -94,7 +96,7 @@ CELLS_NOTE = (
     "unbiased estimate. Epochs and seconds to target: the median over all used runs, counting runs that never "
     "reached the target as slower than any that did (none where half or more never did), and k/n reached. "
     "Training time is per seed (the clock of the model a seed trained in, a job's or a fused group's, divided by "
-    "the seeds that model trained together), one value per job, with a percentile bootstrap interval."
+    "the seeds that model trained together), one value per job."
 )
 
 NOT_ESTIMABLE = "a cell it needs has no usable run with a seed shared by the others"
@@ -293,7 +295,8 @@ def findings(a: Analysis) -> list[str]:
             if r["kind"] == "interaction" and r["resolved"]:
                 reading += ": the effect of one factor depends on the other"
             elif r["kind"] == "interaction" and reading.startswith("not resolved"):
-                reading += ": no evidence that they interact"
+                # not "no evidence that they interact": an unadjusted p of 0.013 is some, and a wide interval rules nothing out
+                reading += ": its interval leaves open whether, and which way, the factors interact"
             where = f", {r['scope']}" if r["scope"] else ""
             out.append(
                 f"{kind} {r['contrast']} on {label(best)}: {fmt_diff(r['estimate'], best)} "
@@ -445,8 +448,9 @@ def _intro(a: Analysis, paths: list[str]) -> str:
         for f in a.study.factors
     ) or "none (one cell)"
     runs_per = f"{seeds} usable {'run' if per.max() == 1 else 'runs'} per cell"
-    intervals = ("none (one seed per cell)" if per.max() < 2 else
-                 "95% Student-t over seeds" + (" (none for a cell with one seed)" if per.min() < 2 else ""))
+    some = per[per > 0]  # cells with no usable run (all diverged) have no interval, for that reason
+    intervals = ("none (no usable run)" if some.empty else "none (one seed per cell)" if some.max() < 2 else
+                 "95% Student-t over seeds" + (" (none for a cell with one seed)" if some.min() < 2 else ""))
     return (
         f"{used} in {plural(len(cells), 'cell')}, {runs_per}. Factors: {factors}. "
         f"Dataset: {datasets}. Metric: {a.metric}. Intervals: {intervals}. Sources: {', '.join(paths)}."
@@ -573,8 +577,10 @@ def search_lines(a: Analysis) -> list[str]:
     test = (f", test accuracy at the same epoch {fmt_num(b['best_test_acc'], 'best_test_acc')}"
             if "best_test_acc" in b and _finite(b["best_test_acc"]) else "")
     out.append(f"Best trial: #{b['trial']} ({_settings(b, a.params)}) with {fmt_num(b['value'], best_col)} "
-               f"{label(best_col)}{test}. It is the best of {len(have)} on validation data, so its value is biased "
-               "upward: retrain that setting with several seeds to measure it.")
+               f"{label(best_col)}{test}. It is the best of {len(have)} on "
+               + (f"test data (ranked on {label(m)}; rank on --metric val_acc to keep the test data for measuring)"
+                  if m.startswith("test_") else "validation data")
+               + ", so its value is biased upward: retrain that setting with several seeds to measure it.")
     if len(top) > 1:
         out.append(f"Top {len(top)}: " + "; ".join(f"#{r['trial']} {fmt_num(r['value'], best_col)}"
                                                     for _, r in top.iterrows()) + ".")
