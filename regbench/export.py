@@ -10,7 +10,10 @@ metrics. Exporting again adds nothing twice: an MLflow run (found by its
 alone where it has them all and its status; a TensorBoard
 seed folder gets the epochs its event files lack and the summary as it is now
 (after an export that was cut short, or one made before the run ended), and is
-left as it is where it holds them.
+left as it is where it holds them. With ``-o DIR`` a TensorBoard job folder
+names the records it was exported from (EXPORTED_FROM): a job whose folder name
+is taken by another job's export (same name, another place) goes to a folder of
+its own, ``<job>-2``, ``<job>-3``..., never into the other's curves.
 
 Imports no torch at import time (``--help``); the TensorBoard writer is torch's.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import math
 import shlex
 import sys
@@ -45,6 +49,54 @@ needs: pip install 'regbench[tensorboard]' or 'regbench[mlflow]'"""
 
 class ExportError(Exception):
     pass
+
+
+EXPORTED_FROM = "exported_from.txt"  # in DIR/<sweep>/<job>/ (-o DIR): the job folder's absolute path
+
+
+def _exported_from(folder: Path) -> Optional[str]:
+    """The records a TensorBoard export folder was made from: None where it has
+    no marker, "" where the marker cannot be read (taken as another job's)."""
+    marker = folder / EXPORTED_FROM
+    if not marker.exists():
+        return None
+    try:
+        return marker.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def tensorboard_folder(base: Path, job: Path) -> Path:
+    """The folder under -o DIR that ``job`` is exported into: the one of ``base``
+    (DIR/<sweep>/<job>) and ``base-N`` (N = 2, 3...) that names it, else ``base`` where it
+    is new or names no records, else the first free ``base-N``. Two jobs whose folders
+    share a name (x1/same, x3/same) were merged into one TensorBoard run: the second
+    one's epochs added to the first's curves, or skipped as "already exported"."""
+    me = str(job.resolve())
+    taken = set()
+    for other in base.parent.glob(f"{glob.escape(base.name)}-*"):
+        n = other.name[len(base.name) + 1:]
+        if n.isdigit() and int(n) >= 2 and str(int(n)) == n:
+            if _exported_from(other) == me:
+                return other
+            taken.add(int(n))
+    # No marker: made by a regbench from before markers (or by logger.tensorboard.save_dir
+    # pointed here), most likely from this job: taken as its own, as before, so that an export
+    # cut short is still completed, and a folder exported before is not exported a second time.
+    if not base.exists() or _exported_from(base) in (None, me):
+        return base
+    n = 2
+    while n in taken or base.with_name(f"{base.name}-{n}").exists():
+        n += 1
+    return base.with_name(f"{base.name}-{n}")
+
+
+def _claim(folder: Path, job: Path) -> None:
+    """Name the job in its export folder before anything else is written there (an
+    export cut short is then still known as this job's)."""
+    if _exported_from(folder) is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / EXPORTED_FROM).write_text(str(job.resolve()) + "\n")
 
 
 def _number(text: str) -> Any:
@@ -137,7 +189,8 @@ def _jobs(paths: list[str]) -> list[tuple[Path, Path]]:
 
 def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri: Optional[str] = None,
            experiment: Optional[str] = None) -> str:
-    """Export the records under ``paths``; returns the closing line. Raises ExportError (one line)."""
+    """Export the records under ``paths``; returns the closing line (and, where jobs went to
+    TensorBoard folders of their own, a line naming them). Raises ExportError (one line)."""
     from .trackers import MlflowTracker, TensorBoardTracker, TrackerError, mlflow_client, mlflow_uri
 
     if to not in TARGETS:
@@ -145,7 +198,7 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
     jobs = _jobs(paths)
     if not jobs:
         raise ExportError(f"no run records under {', '.join(paths)} (a job folder holds summary.json, or .hydra/config.yaml and metrics.csv)")
-    runs, skipped = 0, []
+    runs, skipped, own = 0, [], []  # own: (job, folder, the folder taken) exported to a folder of its own
     try:
         if to == "mlflow":
             mlflow_client(tracking_uri)  # the package and the store, checked before the first job
@@ -170,6 +223,11 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
                 if not output and records.folder_in_use(job):  # its own logger=tensorboard may write there now
                     skipped.append(f"{job} (still training: export it when it ends, or with -o DIR)")
                     continue
+                if output:  # beside the records (no -o) the folder is the job's own: no marker
+                    base, tb_root = tb_root, tensorboard_folder(tb_root, job)
+                    _claim(tb_root, job)
+                    if tb_root != base:
+                        own.append((job, tb_root, base))
                 tracker = TensorBoardTracker(None, job, config, seeds, root=tb_root)
                 where = str(tb_root)
             else:
@@ -179,6 +237,7 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
             written = tracker.export(rows, summary)
             if not written:
                 skipped.append(f"{job} (already exported to {where})")
+                own = [o for o in own if o[0] != job]  # its own folder is named there
             runs += len(written)
     except TrackerError as exc:
         raise ExportError(str(exc)) from None
@@ -192,6 +251,12 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
     line = f"exported {records.plural(runs, 'run')} of {records.plural(len(jobs) - len(skipped), 'job')} to {to} ({where})"
     if skipped:
         line += f"; skipped {len(skipped)}: " + "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+    if len(own) == 1:
+        job, folder, base = own[0]
+        line += f"\n{job} exported to {folder}: {base} holds another job's export"
+    elif own:
+        line += (f"\n{len(own)} jobs exported to folders of their own (their folder names hold other jobs' exports): "
+                 + "; ".join(f"{job} to {folder}" for job, folder, _ in own[:3]) + ("; ..." if len(own) > 3 else ""))
     return line
 
 

@@ -339,8 +339,9 @@ def test_a_tensorboard_export_made_before_the_run_ended_gets_the_rest_when_expor
 
     full = tmp_path / "b" / "job"
     run(make_cfg("trainer.epochs=4", "seed=3"), full, show_progress=False)
-    earlier = tmp_path / "a" / "job"  # the same job as the first export saw it
-    shutil.copytree(full, earlier)
+    ended = tmp_path / "ended"  # its records at the end, put back after the first export
+    shutil.copytree(full, ended)
+    earlier = full  # the same job (its folder: the export names it) as the first export saw it
     tb, seed_dir = tmp_path / "tb", tmp_path / "tb" / "job" / "seed=3"
     if first in ("before the end", "no rows"):  # training: metrics.csv every epoch, summary.json at saves (behind it)
         lines = (full / "metrics.csv").read_text().splitlines(keepends=True)
@@ -364,6 +365,8 @@ def test_a_tensorboard_export_made_before_the_run_ended_gets_the_rest_when_expor
         with pytest.raises(KeyboardInterrupt):
             export([str(earlier)], "tensorboard", output=str(tb))
         monkeypatch.setattr(SummaryWriter, "add_scalar", add)
+    shutil.rmtree(full)
+    shutil.copytree(ended, full)  # the run went on to its end
 
     assert export([str(full)], "tensorboard", output=str(tb)).startswith("exported 1 run of 1 job")
     steps = tb_steps(seed_dir)
@@ -377,6 +380,48 @@ def test_a_tensorboard_export_made_before_the_run_ended_gets_the_rest_when_expor
     line = export([str(full)], "tensorboard", output=str(tb))
     assert line.startswith("exported 0 runs of 0 jobs") and "(already exported to" in line, line
     assert sorted(seed_dir.iterdir()) == files  # nothing written
+
+
+@pytest.mark.parametrize("epochs", [4, 2])
+def test_two_jobs_of_one_folder_name_are_two_tensorboard_runs(make_cfg, tmp_path, epochs):
+    """Two jobs whose folders share a name in different places (x1/same, x3/same)
+    were exported into one TensorBoard folder, DIR/same: the second one's later
+    epochs added to the first's curves as if the first had gone on, or, with as
+    many epochs, skipped as "already exported to DIR/same", which it never was.
+    The second now gets a folder of its own, said in one line; each is found
+    again by the records its folder names, so exporting again adds nothing. A
+    folder exported by an older regbench (no marker) is still taken as the job's."""
+    from regbench.export import EXPORTED_FROM, export
+    from regbench.train import run
+
+    x1, x3 = tmp_path / "x1" / "same", tmp_path / "x3" / "same"
+    run(make_cfg("trainer.epochs=2"), x1, show_progress=False)
+    run(make_cfg(f"trainer.epochs={epochs}", "optim.lr=0.01"), x3, show_progress=False)
+    tb = tmp_path / "tb"
+    closing = f"exported 1 run of 1 job to tensorboard (tensorboard --logdir {tb})"
+    assert export([str(x1)], "tensorboard", output=str(tb)) == closing
+    line = export([str(x3)], "tensorboard", output=str(tb))
+    assert line.splitlines() == [closing, f"{x3} exported to {tb / 'same-2'}: {tb / 'same'} holds another job's export"], line
+    assert sorted(p.name for p in tb.iterdir()) == ["same", "same-2"]
+    for job, folder, last in ((x1, tb / "same", 2), (x3, tb / "same-2", epochs)):
+        assert [p.name for p in folder.glob("seed=*")] == ["seed=0"]
+        assert tb_steps(folder / "seed=0")["val_loss"] == list(range(last + 1))  # its own epochs, each once
+        assert_tb_matches_csv(job, folder / "seed=0", 0)  # its own values
+        assert (folder / EXPORTED_FROM).read_text().strip() == str(job.resolve())
+
+    def files():
+        return sorted(str(p.relative_to(tb)) for p in tb.rglob("*"))
+
+    there = files()
+    for job, name in ((x1, "same"), (x3, "same-2"), (x3, "same-2"), (x1, "same")):
+        line = export([str(job)], "tensorboard", output=str(tb))
+        assert line == f"exported 0 runs of 0 jobs to tensorboard (tensorboard --logdir {tb}); skipped 1: {job} (already exported to {tb / name})", line
+    assert files() == there  # nothing written
+
+    (tb / "same" / EXPORTED_FROM).unlink()  # as an older regbench left it: the job's, as before (and marked now)
+    for job, name in ((x3, "same-2"), (x1, "same")):
+        assert export([str(job)], "tensorboard", output=str(tb)).endswith(f"(already exported to {tb / name})")
+    assert files() == there
 
 
 def test_a_job_whose_summary_cannot_be_read_is_skipped_and_named(make_cfg, tmp_path):
