@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 if TYPE_CHECKING:  # for the annotations only: importing them costs Hydra and pandas
     from omegaconf import DictConfig
@@ -31,6 +31,7 @@ def compose(overrides: Overrides = ()) -> "DictConfig":
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
 
     from .config import ConfigError, register_configs, validate
     from .preflight import describe
@@ -54,15 +55,41 @@ def compose(overrides: Overrides = ()) -> "DictConfig":
         if why:
             raise ValueError(why)
         try:
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+            cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
         except Exception as exc:
             raise ValueError(describe(exc, GlobalHydra.instance().config_loader())) from None
     GlobalHydra.instance().clear()
+    why = _sweep_refusal(cfg, overrides)
+    if why:
+        raise ValueError(why)
+    with open_dict(cfg):  # as hydra's compose() leaves it without return_hydra_config
+        del cfg["hydra"]
     try:
         validate(cfg)
     except ConfigError as exc:  # a ValueError already: one line
         raise ConfigError(str(exc)) from None
     return cfg
+
+
+def _sweep_refusal(cfg: "DictConfig", overrides: Overrides) -> Optional[str]:
+    """Why ``cfg`` (composed with its hydra node) is not one config: it defines
+    a sweep (``hydra.sweeper.params``, e.g. ``+experiment=dropout_vs_bn``) whose
+    keys ``overrides`` do not all set (one value each: one job of it)."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.select(cfg, "hydra.sweeper.params")
+    if not params:
+        return None
+    given = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
+    unset = [k for k in params if k not in given]
+    if not unset:
+        return None
+    return (f"this config defines a sweep (hydra.sweeper.params: {', '.join(params)}): compose() makes one config; "
+            f"run the sweep with regbench train -m {shlex.join(map(str, overrides))}, or give {', '.join(unset)} "
+            f"one value{' each' if len(unset) > 1 else ''}, one config per call")
 
 
 def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, progress: bool = True) -> dict[str, Any]:
@@ -80,6 +107,9 @@ def run(cfg_or_overrides: Union["DictConfig", Overrides], out_dir: PathLike, pro
     from .preflight import folder_refusal, foreign_folder_refusal
     from .train import run as train_run
 
+    if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
+        raise ValueError(f"out_dir is required: a folder path (str or pathlib.Path) to train the job in, "
+                         f"not {out_dir!r}")
     why = folder_refusal("out_dir", out_dir) or foreign_folder_refusal("out_dir", out_dir)
     if why:
         raise ValueError(why)
@@ -122,6 +152,10 @@ def report(paths: Union[PathLike, Iterable[PathLike]], out: PathLike, *options: 
     why = refusal([str(o) for o in options])  # argparse would print its usage and exit
     if why:
         raise ValueError(why)
+    given = build_parser().parse_args(["PATH", *map(str, options)]).out  # -o X, --out=X, -oX, --ou X: argparse's reading
+    if given is not None:
+        raise ValueError(f"-o/--out {given} in the options: report() writes into its out argument; "
+                         "choose the folder there: report(paths, out, *options)")
     args = build_parser().parse_args([*map(str, paths), "-o", str(out), "-q", *options])
     try:
         report_run(args)

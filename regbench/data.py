@@ -418,6 +418,10 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
         n_classes = cfg.n_classes if cfg.name in SYNTHETIC else 10
         if cfg.name in DATASET_FILES:
             _check_files_read(cfg, n_classes, (("training", x, y), ("test", x_test, y_test)))
+    if x_test is not None and (np.asarray(x).dtype == np.uint8) != (np.asarray(x_test).dtype == np.uint8):
+        # _as_tensors scales uint8 alone to [0, 1]: the test set would be on another scale than training's
+        raise DataError(f"data={cfg.name}: the training inputs are {np.asarray(x).dtype} but the test inputs "
+                        f"{np.asarray(x_test).dtype}; uint8 pixels are scaled to [0, 1], so both must be uint8 or neither")
     x, y = _as_tensors(x, y)
     g = torch.Generator().manual_seed(cfg.seed)
 

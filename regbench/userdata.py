@@ -8,9 +8,10 @@
   with no arguments and returns ``(x, y)``, ``(x, y, x_test, y_test)`` or a
   dict with those keys (anything ``numpy.asarray`` takes).
 
-Labels are integer classes 0..C-1; features are finite numbers. What comes
-back goes through the same split, ``train_size``, ``label_noise`` and
-standardization as the built-in sets (regbench.data). Every defect is one
+Labels are integer classes 0..C-1; features are finite numbers, uint8 ones
+(pixels) scaled to [0, 1], so ``x`` and ``x_test`` are both uint8 or neither.
+What comes back goes through the same split, ``train_size``, ``label_noise``
+and standardization as the built-in sets (regbench.data). Every defect is one
 ``UserDataError`` line that says what is wrong and what is allowed.
 
 numpy and pandas only, no torch: regbench.preflight reads a file before Hydra
@@ -221,6 +222,7 @@ def _call(spec: str) -> tuple:
 
 
 def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
+    raw = {"x": x, "x_test": x_test}  # as given: a refusal names their types
     x, y = _features(x, source, "x"), _labels(y, source, y_name)
     if len(x) != len(y):
         raise UserDataError(f"{source}: x has {len(x)} rows but {y_name} has {len(y)} labels; they must match")
@@ -234,6 +236,12 @@ def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
             raise UserDataError(f"{source}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
         if len(x_test) != len(y_test):
             raise UserDataError(f"{source}: x_test has {len(x_test)} rows but y_test has {len(y_test)} labels")
+        if (x.dtype == np.uint8) != (x_test.dtype == np.uint8):  # regbench.data scales uint8 alone by 1/255
+            pixels, other = ("x", "x_test") if x.dtype == np.uint8 else ("x_test", "x")
+            raise UserDataError(
+                f"{source}: {pixels} is uint8 (pixels, scaled to [0, 1]) but {other} is {_dtype(raw[other])} "
+                "(used as is), so the test metrics would be on another scale; give both as uint8, or neither "
+                "(e.g. both float, scaled alike)")
     classes = n_classes(y, y_test)
     present = np.unique(y)  # sorted; the work grows with N, never with the largest label
     if len(present) < classes:
@@ -289,6 +297,14 @@ def _features(x, source: str, name: str) -> np.ndarray:
                             f"{', ...' if len(rows) > 5 else ''}); "
                             "drop or impute them first")
     return x
+
+
+def _dtype(a) -> str:
+    """The element type of an array as given: ``int64``, ``float32`` (a list's, as numpy reads it)."""
+    try:
+        return str(np.asarray(a).dtype)
+    except Exception:
+        return type(a).__name__
 
 
 def _labels(y, source: str, name: str) -> np.ndarray:

@@ -49,6 +49,36 @@ def test_bad_input_is_one_clear_error(tmp_path):
         regbench.compose(["model.batchnorm=2"])
 
 
+def test_a_config_that_defines_a_sweep_is_refused_not_run_as_one_default_job(tmp_path):
+    """+experiment=dropout_vs_bn (hydra.sweeper.params) composed to one default job, its sweep dropped silently."""
+    sweep = r"this config defines a sweep \(hydra.sweeper.params: model.dropout, model.batchnorm\): compose\(\) makes one config; "
+    with pytest.raises(ValueError, match=sweep + r"run the sweep with regbench train -m \+experiment=dropout_vs_bn, or give "
+                                               r"model.dropout, model.batchnorm one value each, one config per call"):
+        regbench.compose(["+experiment=dropout_vs_bn"])
+    with pytest.raises(ValueError, match=r"hydra.sweeper.params: model.dropout, optim.lr, model.batchnorm\): .* regbench "
+                                         r"train -m \+search=dropout_lr trainer.epochs=1, or give model.dropout, optim.lr"):
+        regbench.run(["+search=dropout_lr", "trainer.epochs=1"], tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"or give model.batchnorm one value, one config per call"):
+        regbench.compose(["+experiment=dropout_vs_bn", "model.dropout=0.1"])
+    cfg = regbench.compose(["+experiment=dropout_vs_bn", "model.dropout=0.1", "model.batchnorm=true"])  # one of its jobs
+    assert cfg.model.dropout == 0.1 and cfg.model.batchnorm and cfg.trainer.replicas == 5 and "hydra" not in cfg
+
+
+def test_report_refuses_an_out_option_and_run_a_missing_folder(tmp_path):
+    """report(paths, out, "-o", other) wrote into other and returned out/report.html, which did not exist;
+    run(cfg, None) was a bare TypeError."""
+    for options in (["-o", "other"], ["--out=other"], ["-oother"], ["--out", "other"], ["-qo", "other"]):
+        with pytest.raises(ValueError, match=r"^-o/--out other in the options: report\(\) writes into its out argument; "
+                                             r"choose the folder there: report\(paths, out, \*options\)$"):
+            regbench.report([tmp_path], tmp_path / "out", *options)
+    assert not (tmp_path / "other").exists() and not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=r"out_dir is required: a folder path \(str or pathlib.Path\) to train the job "
+                                         r"in, not None"):
+        regbench.run(["data=blobs"], None)
+
+
+
 def test_import_regbench_is_instant():
     code = "import sys, regbench; assert callable(regbench.run); print('torch' in sys.modules, 'hydra' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

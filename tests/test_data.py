@@ -97,6 +97,20 @@ def test_teacher(make_cfg):
     assert d.n_features == 12 and d.n_classes == 4 and int(d.train.y.max()) <= 3
 
 
+
+def test_uint8_training_inputs_with_test_inputs_of_another_type_are_one_error(make_cfg, monkeypatch):
+    """uint8 inputs are scaled to [0, 1] array by array: a loader giving uint8 training and int64 test pixels
+    had its test set on a 255x larger scale, silently."""
+    from regbench import data
+
+    x = np.arange(60 * 4).reshape(60, 4) % 256
+    mixed = lambda cfg: (x[:50].astype(np.uint8), np.arange(50) % 10, x[50:], np.arange(10) % 10)
+    monkeypatch.setitem(data._LOADERS, "digits", mixed)
+    with pytest.raises(DataError, match=r"data=digits: the training inputs are uint8 but the test inputs int64; "
+                                        r"uint8 pixels are scaled to \[0, 1\], so both must be uint8 or neither"):
+        build_dataset(make_cfg("data=digits").data)
+
+
 # ----------------------------------------------------------- torchvision sets
 # Tiny files in the real on-disk formats (IDX for the MNIST family, the python
 # pickle batches for CIFAR-10), so the loaders are tested without a network.

@@ -134,6 +134,33 @@ def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch)
             load(make_cfg("data=callable", f"data.loader={loader}").data)
 
 
+
+def test_uint8_x_with_a_test_split_of_another_type_is_one_line(tmp_path, make_cfg, monkeypatch):
+    """uint8 features are pixels, scaled to [0, 1] by regbench.data; an int64 x_test of the same pixels was not
+    (test_loss 51.9 instead of 0.80, silently): x and x_test are both uint8 or neither, from a file or a loader."""
+    x = np.random.default_rng(0).integers(0, 256, size=(40, 6)).astype(np.uint8)
+    y = np.arange(40) % 2
+    np.savez(tmp_path / "mixed.npz", x=x[:30], y=y[:30], x_test=x[30:].astype(np.int64), y_test=y[30:])
+    np.savez(tmp_path / "reverse.npz", x=x[:30].astype(np.float32), y=y[:30], x_test=x[30:], y_test=y[30:])
+    (tmp_path / "pixels.py").write_text("import numpy as np\n"
+                                        f"def get():\n    d = np.load({str(tmp_path / 'mixed.npz')!r})\n"
+                                        "    return d['x'], d['y'], d['x_test'].tolist(), d['y_test']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for cfg, message in [
+        (make_cfg("data=file", f"data.path={tmp_path / 'mixed.npz'}"), "x is uint8 (pixels, scaled to [0, 1]) but x_test is int64"),
+        (make_cfg("data=file", f"data.path={tmp_path / 'reverse.npz'}"), "x_test is uint8 (pixels, scaled to [0, 1]) but x is float32"),
+        (make_cfg("data=callable", "data.loader=pixels:get"), "x is uint8 (pixels, scaled to [0, 1]) but x_test is int64"),
+    ]:
+        with pytest.raises(UserDataError, match=re.escape(message + " (used as is), so the test metrics would be on "
+                                                          "another scale; give both as uint8, or neither")):
+            load(cfg.data)
+        with pytest.raises(DataError, match=re.escape(message)):  # a run: before any training
+            build_dataset(cfg.data)
+    np.savez(tmp_path / "both.npz", x=x[:30], y=y[:30], x_test=x[30:], y_test=y[30:])
+    d = build_dataset(make_cfg("data=file", f"data.path={tmp_path / 'both.npz'}", "data.standardize=none").data)
+    assert float(d.train.x.max()) <= 1 and float(d.test.x.max()) <= 1 and float(d.test.x.max()) > 0.9  # one scale
+
+
 @pytest.mark.slow
 def test_cli_trains_your_file_and_refuses_a_bad_one_before_writing(cli, tmp_path):
     x, y = arrays(n=300)
