@@ -1253,7 +1253,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             f"{'chosen automatically: the weakest cell’s mean value at the epoch of lowest validation loss' if a.target_auto else 'from --target'}. "
             "A run that never reached it counts as not yet there at the end (censored), so a curve that stops "
             "below 100% names the runs that never got there (k/n reached in the legend); where a curve crosses "
-            "the grey 50% line is the cell's median." + grey,
+            "the grey 50% line is the cell's median (one that only reaches 50% has none: half never got there)." + grey,
             fig_ecdf, (used[["cell", *targets]], focus(styles, _ranked(a, set(used["cell"]))),
                        targets, xmax, goal, _ranked(a, set(used["cell"]))), cost=1 + size / 2))
     outcome_cols = [c for c in dict.fromkeys([a.best_col, f"final_{metric}", "final_gap_loss"])
