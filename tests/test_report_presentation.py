@@ -713,6 +713,11 @@ def test_a_sweep_of_one_seed_a_cell_says_nothing_was_tested(tmp_path, capsys):
     assert md.count("No bands: one seed per cell, so no interval over seeds.") >= 3
     assert "No error bars: one seed per cell" in md
     assert "1 usable run per cell" in md and "Intervals: none (one seed per cell)" in md
+    # and nothing was corrected: "0 of 0 contrasts resolved", "(0 on ...)", "after Bonferroni correction"
+    assert "0 of 0" not in md and "(0 on " not in md and "n < 2 (" not in md
+    assert "**Answer (validation accuracy at lowest val loss):**" in md
+    assert "validation accuracy at lowest val loss: no contrast could be tested: one seed, or no spread" in md
+    assert "none of the 4 could be tested (1 shared seed or no spread)" in md
     # with a second seed in one cell only, the bands are there, and the cells without one are named
     more = sweep(tmp_path / "s2", seeds=(0, 1))
     for job in (3, 5, 7):  # seed 1 of every cell but the first

@@ -298,9 +298,11 @@ def findings(a: Analysis) -> list[str]:
                 # not "no evidence that they interact": an unadjusted p of 0.013 is some, and a wide interval rules nothing out
                 reading += ": its interval leaves open whether, and which way, the factors interact"
             where = f", {r['scope']}" if r["scope"] else ""
+            interval = _interval(r, best)
+            interval = "" if interval == "n < 2" else f" {interval}"  # its reading says "1 seed: no interval"
             out.append(
-                f"{kind} {r['contrast']} on {label(best)}: {fmt_diff(r['estimate'], best)} "
-                f"{_interval(r, best)} (paired over {plural(int(r['n']), 'seed')}{where}; {reading})."
+                f"{kind} {r['contrast']} on {label(best)}: {fmt_diff(r['estimate'], best)}"
+                f"{interval} (paired over {plural(int(r['n']), 'seed')}{where}; {reading})."
             )
         simple = eff[(eff["kind"] == "simple") & eff["estimate"].notna()]
         if len(simple):
@@ -310,8 +312,12 @@ def findings(a: Analysis) -> list[str]:
             more = f"; {len(res) - 8} more in the effects table" if len(res) > 8 else ""
             tested = int(simple["p"].notna().sum()) if "p" in simple else len(simple)
             untested = f" ({len(simple) - tested} more with no test: 1 shared seed or no spread)" if tested < len(simple) else ""
-            out.append(f"Simple effects (each factor at each level of another): {len(res)} of {tested} tested resolved"
-                       + untested + (f": {'; '.join(shown)}{more}." if shown else "."))
+            if tested:
+                out.append(f"Simple effects (each factor at each level of another): {len(res)} of {tested} tested "
+                           "resolved" + untested + (f": {'; '.join(shown)}{more}." if shown else "."))
+            else:  # it said "0 of 0 tested resolved"
+                out.append(f"Simple effects (each factor at each level of another): none of the {len(simple)} could be "
+                           "tested (1 shared seed or no spread).")
         if lost:
             out.append(f"{lost} of {len(eff)} effects are not estimable: {NOT_ESTIMABLE}.")
 
@@ -733,7 +739,9 @@ def effects_section(a: Analysis, figures: list[Rendered], embed: bool = True, ba
         role = ("primary outcome" if o == a.best_col else
                 "secondary outcome, corrected within its own family: read with the primary one, not as extra evidence")
         tables.append({
-            "title": f"{label(o)}: {n_res} of {int(fam['family_size'].max())} contrasts resolved ({role})",
+            "title": (f"{label(o)}: {n_res} of {int(fam['family_size'].max())} contrasts resolved ({role})"
+                      if fam["family_size"].max() > 0 else  # it said "0 of 0 contrasts resolved"
+                      f"{label(o)}: no contrast could be tested: one seed, or no spread across seeds ({role})"),
             "open": o == a.best_col,
             "table": _table(header[1:], [rows[i][1:] for i in idx], ["sig" if resolved[i] else "" for i in idx]),
         })
@@ -741,19 +749,30 @@ def effects_section(a: Analysis, figures: list[Rendered], embed: bool = True, ba
     size = int(main["family_size"].max()) if len(main) else 0
     kinds = {"main": "main effects", "interaction": "interactions", "simple": "simple effects"}
     members = _join([kinds[k] for k in kinds if (main["kind"] == k).any()])
-    text = (
-        "Each factor's levels against its first level (main effect: averaged over the other factors); "
-        "interactions as differences of differences, (y[a,b] − y[a0,b]) − (y[a,b0] − y[a0,b0]): how much one factor "
-        "changes the other's effect; simple effects: one factor's effect at one level of another. Each is computed "
-        "per seed on the seeds shared by all cells involved. "
+    correction = (
         f"Correction: {CORRECTION}'s method over each outcome's family of contrasts ({size} on "
         f"{label(a.best_col)}: its {members}), with simultaneous {LEVEL:.0%} intervals of the same test; a "
         f"contrast is resolved when its {CORRECTION}-adjusted p < {1 - LEVEL:.2f}, which is when its "
         "simultaneous interval excludes 0. Resolved rows are in bold. "
         "effects.csv keeps the unadjusted p and intervals too."
+    ) if size else (  # it said "over each outcome's family of contrasts (0 on ...)"
+        f"No contrast on {label(a.best_col)} could be tested (one seed, or no spread across seeds): the estimates "
+        "are listed, nothing is corrected or resolved."
+    )
+    text = (
+        "Each factor's levels against its first level (main effect: averaged over the other factors); "
+        "interactions as differences of differences, (y[a,b] − y[a0,b]) − (y[a,b0] − y[a0,b0]): how much one factor "
+        "changes the other's effect; simple effects: one factor's effect at one level of another. Each is computed "
+        "per seed on the seeds shared by all cells involved. " + correction
     )
     forest = next((f for f in figures if f.section == "effects"), None)
     return {"text": text, "tables": tables, "forest": _figure_data(forest, embed, base) if forest else None}
+
+
+def _tested(a: Analysis) -> bool:
+    """Whether any contrast on the primary outcome had a test (and so a correction)."""
+    main = a.effects[a.effects["outcome"] == a.best_col] if not a.effects.empty else a.effects
+    return bool(len(main)) and bool((main["family_size"].fillna(0) > 0).any())
 
 
 def _figure_data(f: Rendered, embed: bool = True, base: Path | None = None) -> dict:
@@ -801,7 +820,8 @@ def page(a: Analysis, figures: list[Rendered], paths: list[str], outputs: list[s
     effects = effects_section(a, figures, embed, base)
     p = {
         "question": asked, "context": context, "answer": answer(a),
-        "answer_on": "" if search or not a.headline else f"{label(a.best_col)}, after {CORRECTION} correction",
+        "answer_on": "" if search or not a.headline else label(a.best_col) + (
+            f", after {CORRECTION} correction" if _tested(a) else ""),  # nothing tested: nothing corrected
         "intro": _intro(a, paths),
         "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "version": __version__,
         "findings": search_lines(a) if search else glance(a),
