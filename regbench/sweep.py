@@ -344,7 +344,10 @@ class JobProgress:
             return "dead (its process ended without recording why)", None
         try:
             if state == records.COMPLETED and os.path.getmtime(Path(folder) / records.SUMMARY_FILE) < self.t0:
-                return "skipped (already completed)", None
+                from .userdata import changed_since  # numpy: only for a data=file job
+
+                changed = changed_since(summary, Path(folder)) if (summary.get("data") or {}).get("name") == "file" else ""
+                return f"skipped (already completed{changed})", None
         except OSError:
             pass
         return state, seconds if isinstance(seconds, (int, float)) else None

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, progress, provenance, records, signals
+from . import __version__, progress, provenance, records, signals, userdata
 from .config import ConfigError, flat_defaults, validate
 from .data import Dataset, DataError, build_dataset
 from .diagnostics import Probe
@@ -405,8 +405,9 @@ class JobRun:
             self.previous = Resume(self.out, self.config, self.seeds)
             if self.previous.done:
                 s = self.previous.summary
-                log.info("skipped: %s already %s (%d epochs)", self.out, s["status"], s.get("epochs_completed", 0),
-                         extra={"job_line": True})
+                changed = userdata.changed_since(s, self.out)  # the sweep's line for the job says it too
+                (log.warning if changed else log.info)("skipped: %s already %s (%d epochs)%s", self.out, s["status"],
+                                                       s.get("epochs_completed", 0), changed, extra={"job_line": True})
                 self.outcome = {**s, "skipped": True}
                 self.release()
                 return

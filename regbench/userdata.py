@@ -26,6 +26,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import numpy as np
@@ -76,6 +77,31 @@ def source(d: Any, x: np.ndarray, y: np.ndarray, x_test: Optional[np.ndarray], y
         h.update(memoryview(a).cast("B"))
     where = {"path": str(_path(str(d.path)).resolve())} if d.name == "file" else {"loader": str(d.loader)}
     return {**where, "fingerprint": h.hexdigest()[:16]}
+
+
+def changed_since(summary: dict, out: Path) -> str:
+    """For a completed job of ``data=file`` (its ``summary``, in folder ``out``):
+    where the file was changed after the job's records and now holds other data
+    (another fingerprint), the words that say so after "already completed";
+    else "". The job is still skipped, its records kept, but no longer as if
+    they were the new data's. The file is read only where it is newer than
+    summary.json (a stat otherwise). A loader (``data=callable``) is not
+    called again for this."""
+    data = summary.get("data") or {}
+    was, path = data.get("fingerprint"), data.get("path")
+    if data.get("name") != "file" or not was or not path:
+        return ""
+    try:
+        if Path(path).stat().st_mtime_ns <= (Path(out) / "summary.json").stat().st_mtime_ns:
+            return ""
+        d = SimpleNamespace(name="file", path=path, target=(summary.get("config") or {}).get("data.target"))
+        now = source(d, *load(d))["fingerprint"]
+    except (OSError, ValueError):
+        return ""  # unreadable now: a job that trains on it says so
+    if now == was:
+        return ""
+    return (f", on other data: {path} has changed since (fingerprint {was}, now {now}); its records are of the old "
+            "contents: train into another folder for the new ones")
 
 
 def shape(d: Any) -> Optional[tuple[int, int, int, Optional[int]]]:

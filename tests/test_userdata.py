@@ -208,6 +208,33 @@ def test_runs_on_different_contents_are_different_datasets_to_the_report(cli, tm
         report_load.load_study([tmp_path / "runs"])
 
 
+def test_a_completed_job_whose_file_changed_since_says_so_when_skipped(cli, tmp_path):
+    """It said "skipped: ... already completed", as if its records were of the new contents."""
+    x, y = arrays(n=300)
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    sweep = ("train", "-m", "data=file", "data.path=mine.npz", "seed=0,1", *TRAIN, "hydra.sweep.dir=sw")
+    assert cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=run").returncode == 0
+    assert cli(*sweep).returncode == 0
+    again = cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=run")
+    assert again.returncode == 0 and "already completed (2 epochs)\n" in again.stdout + again.stderr
+    before = records.read_summary(tmp_path / "run")
+    np.savez(tmp_path / "mine.npz", x=x + 1, y=y)  # the same path, other contents, written after the records
+    later = os.stat(tmp_path / "run" / records.SUMMARY_FILE).st_mtime + 5
+    os.utime(tmp_path / "mine.npz", (later, later))
+    res = cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=run")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "already completed (2 epochs), on other data: " in out, out
+    assert f"(fingerprint {before['data']['fingerprint']}, now " in out and "train into another folder" in out
+    assert records.read_summary(tmp_path / "run") == before  # skipped, its records as they were
+    res = cli(*sweep)
+    assert res.returncode == 0 and res.stdout.count("skipped (already completed, on other data: ") == 2, res.stdout
+    # the file back as it was (newer still): the same data, nothing to say
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    os.utime(tmp_path / "mine.npz", (later + 5, later + 5))
+    res = cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=run")
+    assert "other data" not in res.stdout + res.stderr
+
+
 def test_a_csv_whose_header_is_pandas_default_column_numbers_is_read(tmp_path, make_cfg):
     x, y = arrays()
     pd.DataFrame(np.c_[x, y]).to_csv(tmp_path / "d.csv", index=False)  # header 0,1,2,3,4,5
