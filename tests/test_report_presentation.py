@@ -26,6 +26,7 @@ import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -296,6 +297,27 @@ def analysis(tmp_path_factory):
     a = stats.analyze(study)
     styles = figures.cell_styles(a.cells[study.factors], study.levels, "model.dropout", "model.batchnorm")
     return a, styles
+
+
+def test_a_legend_names_only_the_lines_its_figure_draws(analysis):
+    """BatchNorm's variance shift has lines for batchnorm=true only; its legend
+    listed "batchnorm=false" (solid) too. Figures of every cell keep every entry."""
+    import matplotlib.pyplot as plt
+
+    a, styles = analysis
+    tasks = {t.name: t for t in figures.grid_tasks(a, styles, None)[0]}
+
+    def legend_of(name: str) -> list[str]:
+        with matplotlib.rc_context(figures.RC):
+            fig = tasks[name].build(*tasks[name].args)
+        texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+        plt.close(fig)
+        return texts
+
+    shift = legend_of("variance_shift")
+    assert "batchnorm=true" in shift and "batchnorm=false" not in shift
+    assert {"dropout=0", "dropout=0.5", "batchnorm", "dropout"} <= set(shift)
+    assert {"batchnorm=true", "batchnorm=false"} <= set(legend_of("gap"))
 
 
 def test_ablation_colours_the_factor_that_is_not_on_the_x_axis(analysis):

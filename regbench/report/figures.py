@@ -253,14 +253,34 @@ def cell_styles(keys: pd.DataFrame, levels: dict[str, list], color_by: str | Non
         styles.legend.append(_heading(", ".join(short[f] for f in colour_keys)))
         for combo, colour in colour_of.items():
             text = ", ".join(setting_text(f, v, short[f]) for f, v in zip(colour_keys, combo))
-            styles.legend.append(Line2D([], [], color=colour, lw=2, marker=marker_of[combo], markersize=4.5,
-                                        label=text))
+            handle = Line2D([], [], color=colour, lw=2, marker=marker_of[combo], markersize=4.5, label=text)
+            handle.cells = {c for c, row in keys.iterrows() if tuple(row[f] for f in colour_keys) == combo}
+            styles.legend.append(handle)
     if style_by:
         styles.legend.append(_heading(short[style_by]))
         for i, v in enumerate(style_levels):
-            styles.legend.append(Line2D([], [], color="0.3", lw=1.6, linestyle=LINESTYLES[i % len(LINESTYLES)],
-                                        label=setting_text(style_by, v, short[style_by])))
+            handle = Line2D([], [], color="0.3", lw=1.6, linestyle=LINESTYLES[i % len(LINESTYLES)],
+                            label=setting_text(style_by, v, short[style_by]))
+            handle.cells = set(keys.index[keys[style_by] == v])
+            styles.legend.append(handle)
     return styles
+
+
+def drawn_only(styles: Styles, drawn: set) -> Styles:
+    """``styles`` whose legend names only what a figure draws: a figure of
+    BatchNorm's variance shift listed "batchnorm=false" (solid) beside lines
+    that are all dashed. A heading goes with the last of its entries."""
+    legend, heading = [], None
+    for h in styles.legend:
+        cells = getattr(h, "cells", None)
+        if cells is None and h.get_linestyle() in ("None", "none", ""):  # a heading: kept with its first entry
+            heading = h
+        elif cells is None or cells & drawn:
+            legend += [heading, h] if heading is not None else [h]
+            heading = None
+    if len(legend) == len(styles.legend):
+        return styles
+    return Styles(cell=styles.cell, legend=legend, color_by=styles.color_by, style_by=styles.style_by)
 
 
 def focus(styles: Styles, ranked: list[str], k: int = HIGHLIGHT, noun: str = "cells",
@@ -1195,7 +1215,9 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
     band = bands(a.cells)
 
     def focused(columns: list[str]) -> Styles:
-        return focus(styles, _ranked(a, _drawn(curves, columns)))
+        drawn = _drawn(curves, columns)
+        out = focus(styles, _ranked(a, drawn))
+        return drawn_only(out, drawn) if out is styles else out
 
     if not a.effects.empty and a.best_col in set(a.effects["outcome"]):
         size_f = a.effects["outcome"].eq(a.best_col).sum()
