@@ -299,6 +299,16 @@ def analysis(tmp_path_factory):
     return a, styles
 
 
+def test_an_ordered_factors_lightest_colour_still_stands_out_against_white():
+    """viridis up to 0.85 ended in a lime 1.7:1 against the page: a dropout rate's thin line hard to see."""
+    def contrast(rgb) -> float:  # WCAG's contrast ratio against white
+        lin = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb[:3]]
+        return 1.05 / (0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] + 0.05)
+
+    colours = figures.palette(7, ordered=True)
+    assert len(set(colours)) == 7 and min(map(contrast, colours)) >= 2.3
+
+
 def test_a_legend_names_only_the_lines_its_figure_draws(analysis):
     """BatchNorm's variance shift has lines for batchnorm=true only; its legend
     listed "batchnorm=false" (solid) too. Figures of every cell keep every entry."""

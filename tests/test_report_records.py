@@ -213,7 +213,7 @@ def test_two_copies_of_a_sweep_count_each_seed_once(tmp_path, capsys):
 
     assert "8 runs in 2 cells (dropout); usable runs per cell: 2" in console
     assert "left out of the statistics (4/8 runs used): 4 duplicates" in console
-    assert "best val_acc (at each run's epoch of lowest val_loss): dropout=0  54.5 ± 6.4% (95% CI, n=2)" in console
+    assert "best val_acc (at each run's epoch of lowest val_loss): dropout=0  54.5% ± 6.4 pp (95% CI, n=2)" in console
     # Effects in their adjusted reading, with their kind: both cells are the same run twice, so no effect,
     # and the same (zero) contrast in both seeds: no spread to test with.
     assert ("effects on val_acc at the epoch of lowest val_loss (paired over 2 seeds; no contrast could be tested: "

@@ -215,12 +215,17 @@ def _heading(text: str) -> Line2D:
     return Line2D([], [], linestyle="none", label=text)
 
 
+VIRIDIS_END = 0.7  # the lightest viridis colour a line gets (see palette)
+
+
 def palette(k: int, ordered: bool = False) -> list:
-    """``k`` colours: viridis (dark to light, without its faint yellow end) for
-    an ordered factor with more than two levels, else Okabe-Ito (cycled past 8)."""
+    """``k`` colours: viridis (dark to light, without its light end) for
+    an ordered factor with more than two levels, else Okabe-Ito (cycled past 8).
+    Viridis stops at 0.7: its lime at 0.85 stood 1.7:1 against the white
+    background, a thin line hard to see; at 0.7 it is 2.3:1."""
     if ordered and k > 2:
         cmap = matplotlib.colormaps["viridis"]
-        return [cmap(0.85 * i / (k - 1)) for i in range(k)]
+        return [cmap(VIRIDIS_END * i / (k - 1)) for i in range(k)]
     return [OKABE_ITO[i % len(OKABE_ITO)] for i in range(k)]
 
 
@@ -523,7 +528,7 @@ def plot_heatmap(
             scale, dec, u = unit(column)
             text = f"{grid[i, j] * scale:.{dec}f}{u.strip()}"
             if np.isfinite(half):
-                text += f"\n±{half * scale:.{dec}f}"
+                text += f"\n±{half * scale:.{dec}f}" + (" pp" if u.strip() == "%" else "")
             notes[i, j] = text + (f"\nn={n}" if n < most else "")
     higher = higher_is_better(column)
     cmap = matplotlib.colormaps["viridis" if higher else "viridis_r"].with_extremes(bad="0.88")

@@ -39,7 +39,7 @@ def _finite(v) -> bool:
 
 
 def fmt_ci(row: pd.Series, col: str) -> str:
-    """``mean ± half-width`` of the 95% CI, unit last (``89.1 ± 0.5%``); the
+    """``mean ± half-width`` of the 95% CI (``89.1% ± 0.5 pp``: percentage points); the
     mean alone when n < 2. Quantities never below 0 (times, epochs) have
     their t interval cut at 0, so shown by its ends: ``0.43 s [0.41, 0.47]``,
     or the value alone where the interval's ends print the same."""
@@ -55,6 +55,8 @@ def fmt_ci(row: pd.Series, col: str) -> str:
         if ends[0] == ends[1]:  # no spread at this precision: "30.0 [30.0, 30.0]" said it three times
             return fmt_num(mean, col)
         return f"{fmt_num(mean, col)} [{ends[0]}, {ends[1]}]"
+    if unit.strip() == "%":  # an accuracy: its interval's half-width is in percentage points, not a percent of it
+        return f"{mean * scale:.{dec}f}% ± {(hi - lo) / 2 * scale:.{dec}f} pp"
     return f"{mean * scale:.{dec}f} ± {(hi - lo) / 2 * scale:.{dec}f}{unit}"
 
 
@@ -83,7 +85,7 @@ def _p(name: str, p) -> str:
 
 
 CELLS_NOTE = (
-    "Mean ± 95% CI half-width (Student t) over each cell's usable runs (runs used / runs); times, epochs and the "
+    "Mean ± 95% CI half-width (Student t; in percentage points, pp, for accuracies) over each cell's usable runs (runs used / runs); times, epochs and the "
     "rise of validation loss, never below 0, have their interval cut at 0 and shown as [low, high]. "
     "\"(n=3)\" after a value: fewer "
     "runs have it than are used (named in the caveats). Diverged, failed and unfinished "
