@@ -375,6 +375,10 @@ def test_a_missing_cell_gives_main_effects_from_the_complete_sub_grid():
     assert math.isnan(eff.loc[eff["kind"] == "interaction", "estimate"].iloc[0])  # needs all four cells
     simple = eff[eff["kind"] == "simple"].set_index(["factor", "at"])
     assert math.isnan(simple.loc[("A", "B=true"), "estimate"]) and simple.loc[("A", "B=true"), "n"] == 0
+    # A at B=false is the main effect of A (measured there only): one contrast, not two in the family
+    assert ("A", "B=false") not in simple.index and ("B", "A=false") not in simple.index
+    assert ("A", "B=true") in simple.index and ("B", "A=true") in simple.index
+    assert stats.adjust(eff)["family_size"].max() == 2  # the two main effects (it was 4: each also as a simple effect)
     full, _ = stats.contrasts(small_factorial(), ["A", "B"], LEVELS, "y")
     assert (full["scope"] == "").all()
 

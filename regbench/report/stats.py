@@ -638,7 +638,18 @@ def contrasts(
                 add("simple", f, change(f, ref, lv), setting_text(h, hv, short[h]),
                     [(1, {f: lv, h: hv}), (-1, {f: ref, h: hv})])
     seeds = pd.DataFrame(seed_rows, columns=[c for c in SEED_COLUMNS if c != "outcome"])
-    return pd.DataFrame(rows, columns=cols), seeds
+    out = pd.DataFrame(rows, columns=cols)
+    # A main effect measured at one setting of the other factor only (a cell it needs has no usable run) is
+    # that setting's simple effect, the same per-seed values: counted twice in the family (a wider correction)
+    # and reported twice as two findings. The simple effect goes; the main effect says where it was measured.
+    once = {(r["factor"], r["contrast"], r["scope"][3:].split(" only")[0]) for _, r in out[out["kind"] == "main"].iterrows()
+            if r["scope"].startswith("at ") and " and " not in r["scope"].split(" only")[0]}
+    twice = out.apply(lambda r: r["kind"] == "simple" and (r["factor"], r["contrast"], r["at"]) in once, axis=1)
+    if len(out) and twice.any():
+        out = out[~twice].reset_index(drop=True)
+        drop = seeds.apply(lambda r: r["kind"] == "simple" and (r["factor"], r["contrast"], r["at"]) in once, axis=1)
+        seeds = seeds[~drop].reset_index(drop=True) if len(seeds) else seeds
+    return out, seeds
 
 
 def _effect(per_seed: pd.Series, level: float) -> dict:
