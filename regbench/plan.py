@@ -14,12 +14,19 @@ from .sweep import (
 )
 
 
-def table(sweep_dir: Path, names: list[str]) -> str:
+TO_RUN = "to run"  # plan's word for a job with no record yet: status says "missing" (it left none)
+
+
+def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
     """One line per job (state, epochs done/planned, folder), a closing count,
-    and what the less obvious states mean."""
+    and what the less obvious states mean. ``plan``: a job not recorded yet
+    is one train will run ("to run"), not "missing", the word status uses for
+    a job whose process died before it wrote anything."""
     rows, counts = [], {}
     for name in names:
         state, done, planned = job_state(sweep_dir / name)
+        if plan and state == "missing":
+            state = TO_RUN
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"
         rows.append((f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}", resume_note(sweep_dir / name, state, done)))
@@ -39,7 +46,7 @@ def plan_main(argv: list[str], checked=None) -> int:
     ``checked``: what regbench.preflight composed (base config, jobs), or None."""
     if any(a in ("-h", "--help") for a in argv):
         print("usage: regbench plan [-m] OVERRIDE...\n\nLists the jobs that `regbench train -m OVERRIDE...` "
-              "will run, with the state of each in the sweep folder (missing / completed / interrupted / failed ...).")
+              "will run, with the state of each in the sweep folder (to run / completed / interrupted / failed ...).")
         return 0
     if checked is None:
         print("regbench plan: error: plan lists the jobs of Hydra's basic sweeper (value lists, range(), glob()); "
@@ -55,7 +62,7 @@ def plan_main(argv: list[str], checked=None) -> int:
         print(f"sweep {sweep_dir}: {records.plural(len(jobs), 'job')} (folders named by your hydra.sweep.subdir; "
               "`regbench status` reads them after the run)\n" + "\n".join("  " + ",".join(job) for job in jobs))
         return 0
-    print(table(sweep_dir, [job_folder(cfg, job) for job in jobs]))
+    print(table(sweep_dir, [job_folder(cfg, job) for job in jobs], plan=True))
     return 0
 
 

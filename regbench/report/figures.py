@@ -1258,13 +1258,18 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             "Validation minus fit loss, and fit minus validation accuracy, for every cell on one axis. Above zero: "
             f"the model does better on the data it was trained on; a gap that keeps growing is overfitting. {band}"
             + grey, fig_curves, (curves, gaps, focused([c for c, _ in gaps])), cost=1 + size))
+    shared = "shared_clock" in a.runs and bool(a.runs.loc[a.runs["used"], "shared_clock"].any())
+    clock = (" Seconds: each seed's share of its fused group's clock; cells of different groups shared the CPU "
+             "differently, so their seconds are not a comparison of speed (time cells with hydra/launcher=basic)."
+             if shared else "")
     if have(metric):
         panels = [(metric, "epoch")] + ([(metric, "time_s")] if have("time_s") else [])
         hline = {metric: a.target} if a.target is not None else None
         tasks.append(Task(
             "convergence", "Convergence",
             f"{label(metric).capitalize()} against epochs and against training time per seed (evaluation excluded; "
-            f"mean over seeds). The thick grey line is the target. {band}" + grey,
+            "mean over seeds)." + (" The thick grey line is the target." if a.target is not None else "")
+            + (clock if len(panels) > 1 else "") + f" {band}" + grey,
             fig_curves, (curves, panels, focused([metric]), hline), cost=1 + size))
     targets = [c for c in ("epochs_to_target", "seconds_to_target") if c in a.runs]
     if a.target is not None and targets:
@@ -1280,7 +1285,8 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             f"{'chosen automatically: the weakest cell’s mean value at the epoch of lowest validation loss' if a.target_auto else 'from --target'}. "
             "A run that never reached it counts as not yet there at the end (censored), so a curve that stops "
             "below 100% names the runs that never got there (k/n reached in the legend); where a curve crosses "
-            "the grey 50% line is the cell's median (one that only reaches 50% has none: half never got there)." + grey,
+            "the grey 50% line is the cell's median (one that only reaches 50% has none: half never got there)."
+            + (clock if "seconds_to_target" in targets else "") + grey,
             fig_ecdf, (used[["cell", *targets]], focus(styles, _ranked(a, set(used["cell"]))),
                        targets, xmax, goal, _ranked(a, set(used["cell"]))), cost=1 + size / 2))
     outcome_cols = [c for c in dict.fromkeys([a.best_col, f"final_{metric}", "final_gap_loss"])
