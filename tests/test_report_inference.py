@@ -582,6 +582,23 @@ def test_cells_that_shared_a_fused_groups_clock_are_not_ranked_by_seconds(tmp_pa
     assert "Fastest to validation accuracy ≥ 55%: dropout=0 (median 2.0 epochs" in text  # epochs still compare
     assert "in training time per seed" not in text
     assert "trained in fused groups" in text and "hydra/launcher=basic" in text
+    # and the figures of seconds say so under them, which a figure of runs timed alone does not
+    from regbench.report import figures
+
+    def captions(root):
+        a = stats.analyze(load.load_study([root]), target=0.55)
+        styles = figures.cell_styles(a.cells[a.study.factors], a.study.levels, None, None)
+        return {t.name: t.caption for t in figures.grid_tasks(a, styles, None)[0]}
+
+    fused, alone = captions(tmp_path / "fused"), captions(tmp_path / "alone")
+    for name in ("convergence", "time_to_target"):
+        assert "not a comparison of speed" in fused[name] and "not a comparison of speed" not in alone[name]
+    assert "The thick grey line is the target." in alone["convergence"]
+    untargeted = stats.analyze(load.load_study([tmp_path / "alone"]), target=None)
+    untargeted.target = None  # no target: no line, and the caption names none
+    styles = figures.cell_styles(untargeted.cells[untargeted.study.factors], untargeted.study.levels, None, None)
+    conv = next(t for t in figures.grid_tasks(untargeted, styles, None)[0] if t.name == "convergence")
+    assert "grey line" not in conv.caption and conv.args[3] is None
 
 
 def test_cells_that_tie_to_the_target_have_no_fastest_or_slowest(tmp_path):
