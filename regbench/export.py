@@ -61,7 +61,7 @@ def _exported_from(folder: Path) -> Optional[str]:
     if not marker.exists():
         return None
     try:
-        return marker.read_text().strip()
+        return marker.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return ""
 
@@ -96,7 +96,7 @@ def _claim(folder: Path, job: Path) -> None:
     export cut short is then still known as this job's)."""
     if _exported_from(folder) is None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / EXPORTED_FROM).write_text(str(job.resolve()) + "\n")
+        (folder / EXPORTED_FROM).write_text(str(job.resolve()) + "\n", encoding="utf-8")
 
 
 def _number(text: str) -> Any:

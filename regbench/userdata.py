@@ -94,14 +94,22 @@ def changed_since(summary: dict, out: Path) -> str:
     try:
         if Path(path).stat().st_mtime_ns <= (Path(out) / "summary.json").stat().st_mtime_ns:
             return ""
-        d = SimpleNamespace(name="file", path=path, target=(summary.get("config") or {}).get("data.target"))
-        now = source(d, *load(d))["fingerprint"]
+        st = Path(path).stat()
+        now = _fingerprint_now(path, st.st_mtime_ns, st.st_size, (summary.get("config") or {}).get("data.target"))
     except (OSError, ValueError):
         return ""  # unreadable now: a job that trains on it says so
     if now == was:
         return ""
     return (f", on other data: {path} has changed since (fingerprint {was}, now {now}); its records are of the old "
             "contents: train into another folder for the new ones")
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_now(path: str, mtime_ns: int, size: int, target: Optional[str]) -> str:
+    """The fingerprint of the file as it is (keyed by its mtime and size): read
+    once per process, not once per skipped job of a sweep."""
+    d = SimpleNamespace(name="file", path=path, target=target)
+    return source(d, *load(d))["fingerprint"]
 
 
 def shape(d: Any) -> Optional[tuple[int, int, int, Optional[int]]]:

@@ -224,7 +224,9 @@ def test_a_real_effect_is_resolved():
 def test_sentences_and_headline_use_the_adjusted_reading(tmp_path):
     a = analysis_of_factorial(tmp_path)
     # a factor not resolved keeps its estimate and interval: "A: no resolved effect" read as "A does nothing"
-    assert a.headline.startswith("A: +1.3 pp [-0.5, +3.1], not resolved after Bonferroni correction; B: +5.0 pp [")
+    # each factor with its levels: which way, not only by how much
+    assert a.headline.startswith("A false → true: +1.3 pp [-0.5, +3.1], not resolved after Bonferroni correction; "
+                                 "B false → true: +5.0 pp [")
     assert a.headline.endswith("], holds after Bonferroni correction")
     text = "\n".join(render.findings(a))
     assert "Bonferroni's correction over each outcome's family of contrasts (7 with an interval" in text
@@ -295,7 +297,10 @@ def test_the_runner_up_family_counts_a_cell_that_lost_every_run_and_says_what_di
     assert len(a.ranked()) == 3 and d["family_size"] == 3  # 4 cells ran: 3 comparisons of the best with the others
     assert "simultaneous over the 3 comparisons" in d["text"]
     if d["best"] == best:
-        assert f"({best}'s values are over its runs that did not diverge: 1 of 3 diverged)" in d["text"]
+        # after the verdict, not between the estimate and its interval
+        assert d["text"].endswith(f"not resolved. {best}'s values are over its runs that did not diverge: 1 of 3 "
+                                  "diverged.") or d["text"].endswith(f"resolved. {best}'s values are over its runs "
+                                                                     "that did not diverge: 1 of 3 diverged.")
 
 
 def test_a_best_cell_behind_on_the_shared_seeds_is_not_said_to_lead(tmp_path):
@@ -309,7 +314,10 @@ def test_a_best_cell_behind_on_the_shared_seeds_is_not_said_to_lead(tmp_path):
     assert d["best"] == "dropout=0" and d["estimate"] == pytest.approx(-0.055)
     assert "leads" not in d["text"] and not d["resolved"]
     assert d["text"].startswith("Best vs runner-up: dropout=0 ranks first on its mean, but on the seeds it shares with "
-                                "dropout=0.5 it trails by 5.5 pp")
+                                "dropout=0.5 it trails by 5.5 pp [")
+    # the interval is of the amount the text states (runner-up - best): it holds 5.5, not -5.5
+    lo, hi = (float(v.replace("+", "").replace("−", "-")) for v in d["text"].split("trails by 5.5 pp [")[1].split("]")[0].split(", "))
+    assert lo < 5.5 < hi and (lo, hi) == (pytest.approx(-100 * d["ci_hi"], abs=0.051), pytest.approx(-100 * d["ci_lo"], abs=0.051))
 
 
 def test_the_answer_says_where_an_effect_measured_on_part_of_the_grid_was_measured(tmp_path):
@@ -321,9 +329,31 @@ def test_the_answer_says_where_an_effect_measured_on_part_of_the_grid_was_measur
     for j in (9, 10, 11):  # every run of dropout=0.5, batchnorm=true
         sh.rmtree(root / str(j))
     a = stats.analyze(load.load_study([root]))
-    parts = dict(p.split(": ", 1) for p in a.headline.split("; ") if not p.startswith("interaction"))
-    assert parts["dropout"].endswith("(measured at batchnorm=false only)"), a.headline
-    assert parts["batchnorm"].endswith("(measured at dropout=0 only)"), a.headline
+    parts = dict(p.split(": ", 1) for p in a.headline.split("; ") if not p.startswith(("interaction", "at one")))
+    assert "(measured at batchnorm=false only)" in parts["dropout 0 → 0.5"], a.headline
+    assert "(measured at dropout=0 only)" in parts["batchnorm false → true"], a.headline
+
+
+def test_the_answer_carries_the_training_budget_and_effects_at_one_level_only(tmp_path):
+    """Every cell was still improving at the last epoch, and the answer did not say so (only the caveats far
+    below did); a factor not resolved on average but resolved at one level of another read as only "not resolved"."""
+    from regbench.report.synth import write_sweep
+    root = write_sweep(tmp_path, dropouts=(0.0, 0.5), seeds=(0, 1, 2), epochs=6, diagnostics=False,
+                       diverged=[(0.5, True, 2)])
+    a = stats.analyze(load.load_study([root]))
+    assert a.cells["still_improving"].all()
+    text = render.answer(a)
+    assert text.endswith("(every cell was still improving at the last epoch: this is the answer at this training "
+                         "budget; train longer)")
+    eff = a.effects[(a.effects["outcome"] == a.best_col)]
+    main_bn = eff[(eff["kind"] == "main") & (eff["factor"] == "model.batchnorm")].iloc[0]
+    simple_bn = eff[(eff["kind"] == "simple") & (eff["factor"] == "model.batchnorm") & eff["resolved"]]
+    assert not main_bn["resolved"] and len(simple_bn)
+    shown = eff[(eff["kind"] == "simple") & eff["resolved"]]  # of the factors not resolved on average
+    shown = shown[shown["factor"].isin([f for f in a.study.factors if not eff[(eff["kind"] == "main") & (eff["factor"] == f)]["resolved"].any()])]
+    first = shown.iloc[0]
+    assert f"at one level of another factor only: {first['contrast']} at {first['at']} " in a.headline
+    assert (f" and {len(shown) - 2} more, hold after" in a.headline) == (len(shown) > 2)
 
 
 def test_one_seed_says_no_interval_never_ci(tmp_path):
@@ -512,7 +542,7 @@ def one_untested_one_tested(outcome: str) -> pd.DataFrame:
 def test_the_answer_says_not_tested_where_no_contrast_of_a_factor_had_a_test():
     eff = one_untested_one_tested("best_val_acc")
     text = stats.headline(eff, "best_val_acc", ["A", "B"])
-    assert text == "A: not tested (1 seed shared by its cells); B: +1.0 pp [-23.8, +25.8], not resolved after Bonferroni correction"
+    assert text == "A: not tested (1 seed shared by its cells); B 0 → 1: +1.0 pp [-23.8, +25.8], not resolved after Bonferroni correction"
 
 
 def test_a_cell_that_never_learned_is_named_and_never_the_weakest_overfitting(tmp_path):

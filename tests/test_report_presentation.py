@@ -234,14 +234,14 @@ def test_the_question_comes_from_the_stored_experiment(tmp_path):
 
 
 def test_a_long_headline_is_summarized_per_factor(tmp_path):
-    root = write_sweep(tmp_path / "s", dropouts=[i / 10 for i in range(7)], batchnorms=(False,), seeds=(0, 1, 2),
+    root = write_sweep(tmp_path / "s", dropouts=[i / 20 for i in range(12)], batchnorms=(False,), seeds=(0, 1, 2),
                        epochs=EPOCHS, diagnostics=False)
     a = stats.analyze(load.load_study([root]))
     assert len(a.headline) > render.MAX_ANSWER
     text = render.answer(a)
     resolved = int(a.effects[(a.effects["outcome"] == a.best_col) & (a.effects["kind"] == "main")]["resolved"].sum())
-    assert text.startswith(f"dropout: {resolved} of 6 levels resolved after Bonferroni correction, from ")
-    assert len(text) < render.MAX_ANSWER
+    assert text.startswith(f"dropout: {resolved} of 11 levels resolved after Bonferroni correction, from ")
+    assert text.startswith(render.short_headline(a)) and len(render.short_headline(a)) < render.MAX_ANSWER
 
 
 def test_console_shows_kind_adjusted_intervals_and_the_level_of_simple_effects(grid_report, capsys):
@@ -271,15 +271,25 @@ def test_the_console_summary_fits_the_terminal(grid_report, monkeypatch, capsys)
     a = stats.analyze(study)
     wide = cli.effect_lines(a)  # in a pipe: whole lines
     assert max(map(len, wide)) > 80
-    for width in (80, 72):
+    for width in (80, 72, 60, 50, 40):
         lines = cli.effect_lines(a, width)
         assert max(map(len, lines)) <= width, "\n".join(x for x in lines if len(x) > width)
-        # every contrast and every reading is still there, each reading on its contrast's line or the next
+        # every contrast and every reading is still there, each reading within the two lines after its contrast
+        text = "\n".join(lines)
         for x in wide[1:]:
             if x.startswith("    "):
                 contrast, reading = x.split("  ")[2].strip(), x.rsplit("  ", 1)[1]
+                if len(contrast) + 4 > width:
+                    continue  # wrapped itself
                 i = next(i for i, y in enumerate(lines) if y.strip().startswith(contrast))
-                assert reading in lines[i] or reading in lines[i + 1], (contrast, reading)
+                near = " ".join(y.strip() for y in lines[i:i + 4])
+                assert reading in near, (width, contrast, reading, near)
+        # two-line rows put their numbers at one indent for the whole table: their intervals line up
+        starts = {y.index(" [") for y in lines if y.lstrip()[:1] in "+-" and y.startswith("      ") and " [" in y}
+        assert len(starts) <= 1, (width, starts, text)
+    for env, expected in (("0", None), ("abc", None), ("²", None), ("100", 100), ("12", 40)):
+        monkeypatch.setenv("COLUMNS", env)
+        assert cli.columns() == expected, env  # not a width: as in a pipe (pytest's stdout is no terminal)
     monkeypatch.setenv("COLUMNS", "80")
     assert main([str(grid_report.parent / "s"), "-o", str(grid_report.parent / "out80")]) == 0
     out = capsys.readouterr().out
@@ -738,6 +748,7 @@ def test_a_sweep_of_one_seed_a_cell_says_nothing_was_tested(tmp_path, capsys):
     assert main([str(s), "-o", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "no contrast could be tested: one seed, or no spread across seeds" in out and "over 0 contrasts" not in out
+    assert "none of the 4 could be tested" in out and "0 of 4" not in out
     md = (tmp_path / "out" / "report.md").read_text()
     assert "no bars: no contrast could be tested" in md and "family of 0 contrasts" not in md
     # nor did its captions and introduction speak of bands and intervals over seeds there were not

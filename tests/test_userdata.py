@@ -228,6 +228,13 @@ def test_a_completed_job_whose_file_changed_since_says_so_when_skipped(cli, tmp_
     assert records.read_summary(tmp_path / "run") == before  # skipped, its records as they were
     res = cli(*sweep)
     assert res.returncode == 0 and res.stdout.count("skipped (already completed, on other data: ") == 2, res.stdout
+    # a sweep's skipped jobs read the file once per process, not once each
+    from regbench.userdata import _fingerprint_now, changed_since
+    _fingerprint_now.cache_clear()
+    for job in (tmp_path / "sw").iterdir():
+        if (job / records.SUMMARY_FILE).is_file():
+            assert changed_since(records.read_summary(job), job).startswith(", on other data: ")
+    assert _fingerprint_now.cache_info().misses == 1 and _fingerprint_now.cache_info().hits == 1
     # the file back as it was (newer still): the same data, nothing to say
     np.savez(tmp_path / "mine.npz", x=x, y=y)
     os.utime(tmp_path / "mine.npz", (later + 5, later + 5))

@@ -319,7 +319,7 @@ def columns() -> int | None:
     """The width the summary fits: ``COLUMNS`` if set, else the terminal's;
     None (lines whole, one item a line for grep) in a pipe or a file."""
     env = os.environ.get("COLUMNS", "")
-    if env.isdigit():
+    if env.isascii() and env.isdecimal() and int(env) > 0:  # 0, "abc", "²": not a width (as shutil reads it)
         return max(40, int(env))
     return max(40, shutil.get_terminal_size().columns) if sys.stdout.isatty() else None
 
@@ -338,9 +338,10 @@ def effect_lines(a: Analysis, width: int | None = None) -> list[str]:
     resolved simple effects (with the level they are at), each with its
     simultaneous interval and Bonferroni-adjusted reading, under a heading
     per kind. Of more than ``MAX_SIMPLE`` interactions only the resolved
-    ones are listed, and counted. Rows fit ``width`` columns (default: the
-    terminal's): a contrast too long to share its line with the numbers has
-    the numbers on the next line; None: as wide as they are."""
+    ones are listed, and counted. Rows fit ``width`` columns (None, the
+    default: lines as wide as they are; the summary passes :func:`columns`):
+    a contrast too long to share its line with the numbers has the numbers
+    on the next line, and a reading that still does not fit goes under them."""
     from .render import CORRECTION, NOT_ESTIMABLE, plural
 
     eff = a.effects[a.effects["outcome"] == a.best_col] if not a.effects.empty else a.effects
@@ -365,10 +366,13 @@ def effect_lines(a: Analysis, width: int | None = None) -> list[str]:
     rows = []  # (heading or None, contrast, numbers)
     for name, part, total in blocks:
         shown = part if name == "main effects" else part.head(MAX_SIMPLE)
+        tested = int(total["p"].notna().sum()) if "p" in total else len(total)
         if name == "main effects" or len(part) == len(total):
             heading = f"  {name}:" if len(shown) else None
+        elif not tested:  # it said "0 of 4 resolved" of contrasts that had no test
+            heading = f"  {name}: none of the {len(total)} could be tested"
         else:  # only the resolved ones are listed: say of how many
-            heading = (f"  {name}: {len(part)} of {len(total)} resolved"
+            heading = (f"  {name}: {len(part)} of {tested} tested resolved"
                        + (f", the first {len(shown)}:" if len(shown) < len(part) else ":" if len(part) else ""))
         if heading:
             rows.append((heading, "", ""))
@@ -390,15 +394,22 @@ def effect_lines(a: Analysis, width: int | None = None) -> list[str]:
     names = max(len(c) for _, c, _ in body)
     # the contrasts' column: all of them where the lines fit, else as wide as leaves room for the numbers
     col = names if width is None or 4 + names + 2 + right <= width else max(20, width - 4 - 2 - right)
+    # where a row's numbers go when it takes two lines: under their column where they fit there, else one
+    # indent for the whole table (never 6 for one row and 26 for the next)
+    under = 4 + col + 2 if width is None or 4 + col + 2 + right <= width else 6
     for heading, contrast, n in rows:
         if heading is not None:
             lines += fit(heading, width).split("\n")
         elif len(contrast) <= col and (width is None or 4 + col + 2 + len(numbers(n)) <= width):
             lines.append(f"    {contrast:<{col}}  {numbers(n)}")
-        else:  # its own line, the numbers under the column they stand in
-            lines.append(f"    {contrast}")
-            lines.append(" " * (4 + col + 2) + numbers(n) if 4 + col + 2 + len(numbers(n)) <= width
-                         else f"      {numbers(n)}")
+        else:  # its own line(s), then the numbers; a reading that still does not fit goes under them
+            lines += fit(f"    {contrast}", width).split("\n")
+            if width is None or under + len(numbers(n)) <= width:
+                lines.append(" " * under + numbers(n))
+            else:
+                head = numbers((n[0], n[1], n[2], "")).rstrip()
+                lines.append(" " * under + head)
+                lines += fit(" " * under + n[3], width).split("\n")
     return lines
 
 

@@ -256,10 +256,13 @@ def cell_styles(keys: pd.DataFrame, levels: dict[str, list], color_by: str | Non
         }
     if colour_keys:
         styles.legend.append(_heading(", ".join(short[f] for f in colour_keys)))
+        cells_of: dict[tuple, set] = {}  # one pass: a search of 300 trials is 300 combinations of one cell each
+        for cell, combo in zip(keys.index, keys[colour_keys].itertuples(index=False)):
+            cells_of.setdefault(tuple(combo), set()).add(cell)
         for combo, colour in colour_of.items():
             text = ", ".join(setting_text(f, v, short[f]) for f, v in zip(colour_keys, combo))
             handle = Line2D([], [], color=colour, lw=2, marker=marker_of[combo], markersize=4.5, label=text)
-            handle.cells = {c for c, row in keys.iterrows() if tuple(row[f] for f in colour_keys) == combo}
+            handle.cells = cells_of.get(combo, set())
             styles.legend.append(handle)
     if style_by:
         styles.legend.append(_heading(short[style_by]))
@@ -274,7 +277,7 @@ def cell_styles(keys: pd.DataFrame, levels: dict[str, list], color_by: str | Non
 def drawn_only(styles: Styles, drawn: set) -> Styles:
     """``styles`` whose legend names only what a figure draws: a figure of
     BatchNorm's variance shift listed "batchnorm=false" (solid) beside lines
-    that are all dashed. A heading goes with the last of its entries."""
+    that are all dashed. A heading is kept where one of its entries is."""
     legend, heading = [], None
     for h in styles.legend:
         cells = getattr(h, "cells", None)

@@ -514,24 +514,36 @@ def answer(a: Analysis) -> str:
         return (f"Best of {plural(len(a.trials), 'trial')}: #{b['trial']} ({_settings(b, a.params)}), "
                 f"{fmt_num(b['value'], a.best_col)} {label(a.best_col)} (one run: no interval).")
     if a.headline:
-        return a.headline if len(a.headline) <= MAX_ANSWER else short_headline(a)
+        return (a.headline if len(a.headline) <= MAX_ANSWER else short_headline(a)) + _budget(a)
     ranked = a.ranked()
     if ranked.empty:
         return "No cell has a usable run: nothing to compare."
     top, best = ranked.iloc[0], a.best_col
     text = f"{label(best).capitalize()}: {fmt_ci(top, best)} ({ci_note(top, best)})"
     if len(ranked) == 1:
-        return text + "."
+        return text + "." + _budget(a)
     d = a.best_vs_runner_up
     text = f"Best: {ranked.index[0]}, {fmt_ci(top, best)} {label(best)} ({ci_note(top, best)})"
     if d:
         text += (f"; ahead of {d['runner_up']} by {fmt_diff(d['estimate'], best)}"
                  + (f" {fmt_bounds(d['ci_lo'], d['ci_hi'], best)}" if _finite(d["ci_lo"]) else "")
                  + (", resolved" if d["resolved"] else ", not resolved"))
-    return text + "."
+    return text + "." + _budget(a)
 
 
-MAX_ANSWER = 240  # characters: a longer headline (many levels) is summarized per factor
+def _budget(a: Analysis) -> str:
+    """The answer's caveat where cells were still improving at the last epoch:
+    its effects are of this training budget (the caveats said so further down
+    the page only)."""
+    cells = a.cells[a.cells["n_used"] > 0] if "n_used" in a.cells else a.cells
+    if "still_improving" not in cells or not cells["still_improving"].any():
+        return ""
+    k, n = int(cells["still_improving"].sum()), len(cells)
+    which = "the cell was" if n == 1 else "every cell was" if k == n else f"{k} of {n} cells were"
+    return f" ({which} still improving at the last epoch: this is the answer at this training budget; train longer)"
+
+
+MAX_ANSWER = 320  # characters: a longer headline (many levels) is summarized per factor
 
 
 def short_headline(a: Analysis) -> str:
@@ -587,7 +599,7 @@ def search_lines(a: Analysis) -> list[str]:
     out.append(f"Best trial: #{b['trial']} ({_settings(b, a.params)}) with {fmt_num(b['value'], best_col)} "
                f"{label(best_col)}{test}. It is the best of {len(have)} on "
                + (f"test data (ranked on {label(m)}; rank on --metric val_acc to keep the test data for measuring)"
-                  if m.startswith("test_") else "validation data")
+                  if m.startswith("test_") else "validation data" if m.startswith("val_") else f"its {label(m)}")
                + ", so its value is biased upward: retrain that setting with several seeds to measure it.")
     if len(top) > 1:
         out.append(f"Top {len(top)}: " + "; ".join(f"#{r['trial']} {fmt_num(r['value'], best_col)}"

@@ -796,9 +796,13 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
     else:
         lead = f"Best vs runner-up: {best} leads {second} by {fmt_diff(raw['estimate'], column)}"
     lost = runs[(runs["cell"] == best) & (runs["status"] == "diverged")] if "status" in runs else runs.iloc[:0]
+    diverged = ""
     if len(lost):
         n_best = int((runs["cell"] == best).sum())
-        lead += f" ({best}'s values are over its runs that did not diverge: {len(lost)} of {n_best} diverged)"
+        diverged = f" {best}'s values are over its runs that did not diverge: {len(lost)} of {n_best} diverged."
+
+    def bounds(lo: float, hi: float) -> str:  # the interval of the difference the text states
+        return fmt_bounds(-hi, -lo, column) if behind else fmt_bounds(lo, hi, column)
     if not finite(adj["ci_lo"]):
         if min(raw["n_x"], raw["n_y"]) < 2:
             how = "1 seed: no interval"
@@ -806,15 +810,15 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
             how = f"the {raw['n']} shared seeds give the same difference: no spread, no interval"
         else:
             how = "not paired, and each cell's runs give the same value: no spread, no interval"
-        d["text"] = f"{lead} ({how}) and {wins}: the ranking of these two is not resolved."
+        d["text"] = f"{lead} ({how}) and {wins}: the ranking of these two is not resolved.{diverged}"
         return d
     how = (f"paired over {raw['n']} shared seeds" if raw["paired"]
            else f"Welch, not paired: no 2 shared seeds, {raw['n_x']} and {raw['n_y']} runs")
     simultaneous = (f"{level:.0%} simultaneous over the {m} comparisons of the best cell with the others, as it was "
                     "picked after seeing them" if m > 1 else f"{level:.0%} CI")
     reading = "the ranking is resolved" if adj["resolved"] else "the ranking of these two is not resolved"
-    d["text"] = (f"{lead} {fmt_bounds(adj['ci_lo'], adj['ci_hi'], column)} ({simultaneous}; {how}) and {wins}: "
-                 f"{reading}.")
+    d["text"] = (f"{lead} {bounds(adj['ci_lo'], adj['ci_hi'])} ({simultaneous}; {how}) and {wins}: "
+                 f"{reading}.{diverged}")
     return d
 
 
@@ -845,13 +849,14 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
 
     def one(r: pd.Series, name: str | None = None) -> str:
         text = f"{fmt_diff(r['estimate'], outcome)} {fmt_bounds(r['ci_lo_adj'], r['ci_hi_adj'], outcome)}".strip()
+        scope = str(r.get("scope") or "").split(" (")[0]  # measured on part of the grid only: where, as the table says
+        text += f" (measured {scope})" if scope else ""
         return f"{name} {text}" if name else text
 
     parts = []
     for f in factors:
         rows = eff[(eff["kind"] == "main") & (eff["factor"] == f)]
         res = rows[rows["resolved"]]
-        n_parts = len(parts)
         level = lambda r: r["contrast"].removeprefix(f"{short[f]}: ")  # noqa: E731
         if rows["estimate"].isna().all():
             parts.append(f"{short[f]}: not estimable")
@@ -859,11 +864,11 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
             why = "1 seed shared by its cells" if (rows["n"] < 2).all() else "no spread across seeds"
             parts.append(f"{short[f]}: not tested ({why})")
         elif res.empty and len(rows) == 1:  # its estimate too: "no resolved effect" alone read as "no effect"
-            parts.append(f"{short[f]}: {one(rows.iloc[0])}, not resolved after Bonferroni correction")
+            parts.append(f"{short[f]} {level(rows.iloc[0])}: {one(rows.iloc[0])}, not resolved after Bonferroni correction")
         elif res.empty:
             parts.append(f"{short[f]}: no level resolved after Bonferroni correction ({_spread(rows, outcome)})")
-        elif len(rows) == 1:
-            parts.append(f"{short[f]}: {one(res.iloc[0])}, holds after Bonferroni correction")
+        elif len(rows) == 1:  # "dropout 0 → 0.3: -7.0 pp": which way, not just by how much
+            parts.append(f"{short[f]} {level(res.iloc[0])}: {one(res.iloc[0])}, holds after Bonferroni correction")
         elif brief and len(res) > 1:
             res = res.sort_values("estimate", key=abs)
             lo, hi = res.iloc[0], res.iloc[-1]
@@ -875,10 +880,6 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
             rest = rows[~rows["resolved"]]
             parts.append(f"{short[f]}: {listed}, {verb} after Bonferroni correction (other levels not resolved: "
                          f"{_spread(rest, outcome)})" if len(rest) else f"{short[f]}: {listed}, {verb} after Bonferroni correction")
-        scopes = {str(x).split(" (")[0] for x in rows.get("scope", pd.Series(dtype=str)) if x == x and x}
-        if len(parts) > n_parts and scopes and rows["estimate"].notna().any():
-            # measured on part of the grid only: the answer says where, as the effects table does
-            parts[-1] += f" (measured {' and '.join(sorted(scopes))})"
     if brief:
         inter = eff[eff["kind"] == "interaction"]
         k = int(inter["resolved"].sum())
@@ -888,6 +889,15 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
     inter = eff[(eff["kind"] == "interaction") & eff["resolved"]]
     for _, r in inter.iterrows():
         parts.append(f"interaction {r['contrast']}: {one(r)}, holds after Bonferroni correction")
+    # a factor whose main effect is not resolved but that is at some level of another: the answer said only
+    # "not resolved" of a factor with a resolved effect (its simple effects, under Effects)
+    unresolved_main = {f for f in factors if not eff[(eff["kind"] == "main") & (eff["factor"] == f)]["resolved"].any()}
+    simple = eff[(eff["kind"] == "simple") & eff["resolved"] & eff["factor"].isin(unresolved_main)]
+    if len(simple):
+        shown = [f"{r['contrast']} at {r['at']} {one(r)}" for _, r in simple.head(2).iterrows()]
+        more = f" and {len(simple) - 2} more" if len(simple) > 2 else ""
+        parts.append(f"at one level of another factor only: {', '.join(shown)}{more}, "
+                     f"{'holds' if len(simple) == 1 else 'hold'} after Bonferroni correction")
     return "; ".join(parts)
 
 
