@@ -334,7 +334,7 @@ def test_the_answer_says_where_an_effect_measured_on_part_of_the_grid_was_measur
     assert "(measured at dropout=0 only)" in parts["batchnorm false → true"], a.headline
 
 
-def test_the_answer_carries_the_training_budget_and_effects_at_one_level_only(tmp_path):
+def test_the_answer_carries_the_training_budget_and_effects_at_one_level_only(tmp_path, whole_lines):
     """Every cell was still improving at the last epoch, and the answer did not say so (only the caveats far
     below did); a factor not resolved on average but resolved at one level of another read as only "not resolved"."""
     from regbench.report.synth import write_sweep
@@ -354,6 +354,14 @@ def test_the_answer_carries_the_training_budget_and_effects_at_one_level_only(tm
     first = shown.iloc[0]
     assert f"at one level of another factor only: {first['contrast']} at {first['at']} " in a.headline
     assert (f" and {len(shown) - 2} more, hold after" in a.headline) == (len(shown) > 2)
+    # the console says it once for the cells whose only caveat it is (it said it once per cell)
+    from pathlib import Path as P
+
+    from regbench.report import cli
+    console = cli.summary(a, P("out"), 0, ["png"], 0.0)
+    plain = a.cells.index[a.cells["caveats"].str.startswith("still improving")].tolist()
+    assert len(plain) >= 3 and console.count("still improving") == 1 + (len(a.cells) - len(plain))
+    assert f"still improving: lowest val loss at the last epoch in most runs of {len(plain)} cells (" in console
 
 
 def test_one_seed_says_no_interval_never_ci(tmp_path):

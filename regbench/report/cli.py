@@ -256,6 +256,14 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
     lines += confounding_notes(study)
     lines += _left_out(a)
     flagged = cells[cells["caveats"] != ""]
+    only_improving = flagged["caveats"].str.fullmatch(r"still improving: lowest val loss at the last epoch in \d+ of "
+                                                      r"\d+ runs \(train longer\)")
+    if only_improving.sum() >= 3:  # one line, not one per cell (8 of a 25-line summary said the same)
+        names = list(flagged.index[only_improving])
+        which = (f"every cell ({len(names)})" if len(names) == int((cells["n_used"] > 0).sum())
+                 else f"{len(names)} cells ({'; '.join(names)})")
+        lines.append(f"  still improving: lowest val loss at the last epoch in most runs of {which} (train longer)")
+        flagged = flagged[~only_improving]
     for cell, r in flagged.iterrows():
         lines.append(f"  {cell}: {r['caveats']}")
     if study.unreadable:
