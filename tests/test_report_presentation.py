@@ -350,6 +350,26 @@ def test_ablation_colours_the_factor_that_is_not_on_the_x_axis(analysis):
     assert colours == set(figures.OKABE_ITO[:2])  # two colours for two batchnorm settings, whatever dropout does
 
 
+def test_ablation_draws_each_line_as_its_cells_are_drawn_in_the_other_figures(analysis):
+    """Colour was dropout in every figure but the ablation (dropout on its x axis), where it was batchnorm:
+    "orange, dashed" meant two different things a figure apart. With the report's styles the batchnorm
+    lines keep their line style, in dark grey (their cells' colours change along the line)."""
+    a, styles = analysis  # colour by dropout, line style by batchnorm
+    ax = figures.plot_ablation(a.cells, "best_val_acc", "model.dropout", a.study.levels, styles=styles)
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert set(lines) == {"batchnorm=false", "batchnorm=true"}
+    assert {line.get_color() for line in lines.values()} == {"0.25"}
+    for label, line in lines.items():
+        cell = next(c for c, st in styles.cell.items() if c.endswith(label))
+        assert line.get_linestyle() == matplotlib.lines.Line2D([], [], linestyle=styles.cell[cell]["linestyle"]).get_linestyle()
+    # coloured by batchnorm instead (--color batchnorm): the ablation's lines take those colours
+    by_bn = figures.cell_styles(a.cells[a.study.factors], a.study.levels, "model.batchnorm", "model.dropout")
+    ax = figures.plot_ablation(a.cells, "best_val_acc", "model.dropout", a.study.levels, styles=by_bn)
+    for c in ax.containers:
+        cell = next(k for k in by_bn.cell if k.endswith(c.get_label()))
+        assert matplotlib.colors.same_color(c.lines[0].get_color(), by_bn.cell[cell]["color"])
+
+
 def test_categorical_colours_are_okabe_ito_with_a_marker_each():
     keys = pd.DataFrame({"model.order": ["a", "b", "c"]}, index=["o=a", "o=b", "o=c"])
     styles = figures.cell_styles(keys, {"model.order": ["a", "b", "c"]}, "model.order", None)

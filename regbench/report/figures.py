@@ -456,11 +456,16 @@ def plot_ablation(
     x_factor: str,
     levels: dict[str, list],
     ax: Axes | None = None,
+    styles: Styles | None = None,
 ) -> Axes:
     """``column`` (mean, 95% CI error bars) against ``x_factor``, one line
     per setting of the other factors. Colour, marker and line style encode
     that setting, never the x factor (the axis already shows it); the lines
-    have labels for a legend."""
+    have labels for a legend. With the report's ``styles``, a line keeps the
+    colour (and marker) and the line style its cells have in every other
+    figure where they are the same along it, and is dark grey where they
+    vary with the x factor: colour meant dropout in the other figures and
+    batchnorm here."""
     ax = _new_ax(ax)
     factors = [c for c in cells.columns if c in levels]
     others = [f for f in factors if f != x_factor]
@@ -485,10 +490,16 @@ def plot_ablation(
         err = np.vstack([m - g[f"{column}_ci_lo"], g[f"{column}_ci_hi"] - m])
         key = key if isinstance(key, tuple) else (key,)
         text = ", ".join(setting_text(f, v, short[f]) for f, v in zip(others, key)) or "all runs"
+        colour, linestyle, marker = colours[k], LINESTYLES[k % len(LINESTYLES)], MARKERS[k % len(MARKERS)]
+        if styles is not None and styles.cell:
+            own = [styles.cell[c] for c in g.index if c in styles.cell]
+            same = lambda attr: len({str(st.get(attr)) for st in own}) == 1 and own  # noqa: E731
+            colour, marker = (own[0]["color"], own[0]["marker"]) if same("color") else ("0.25", marker)
+            linestyle = own[0]["linestyle"] if same("linestyle") else linestyle
         # Lines only join ordered (numeric) settings; categories stand alone.
-        ax.errorbar(x, m, yerr=np.where(np.isfinite(err), err, 0), color=colours[k], capsize=2.5, elinewidth=1,
-                    linestyle=LINESTYLES[k % len(LINESTYLES)] if numeric else "none", lw=1.4,
-                    marker=MARKERS[k % len(MARKERS)], markersize=5.5, markeredgecolor="white", markeredgewidth=0.6,
+        ax.errorbar(x, m, yerr=np.where(np.isfinite(err), err, 0), color=colour, capsize=2.5, elinewidth=1,
+                    linestyle=linestyle if numeric else "none", lw=1.4,
+                    marker=marker, markersize=5.5, markeredgecolor="white", markeredgewidth=0.6,
                     label=text)
     if not numeric:
         ax.set_xticks(list(pos.values()), [fmt_value(v) for v in xl], rotation=20 if len(xl) > 3 else 0)
@@ -869,14 +880,15 @@ def fig_ecdf(runs: pd.DataFrame, styles: Styles, columns: list[str], xmax: dict[
     return fig
 
 
-def fig_ablation(cells: pd.DataFrame, columns: list[str], x_factors: list[str], levels: dict[str, list]) -> Figure:
+def fig_ablation(cells: pd.DataFrame, columns: list[str], x_factors: list[str], levels: dict[str, list],
+                 styles: Styles | None = None) -> Figure:
     """Rows: each x factor; columns: each outcome; one legend per row (the
     settings of the factors not on its x axis)."""
     fig = _figure(3.1 * len(columns) + LEGEND_W, 2.6 * len(x_factors) + 0.3)
     axes = fig.subplots(len(x_factors), len(columns), squeeze=False)
     for r, xf in enumerate(x_factors):
         for c, col in enumerate(columns):
-            plot_ablation(cells, col, xf, levels, ax=axes[r, c])
+            plot_ablation(cells, col, xf, levels, ax=axes[r, c], styles=styles)
         others = [f for f in levels if f != xf]
         handles, labels = axes[r, 0].get_legend_handles_labels()
         if others and handles:
@@ -1299,10 +1311,11 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
         tasks.append(Task(
             "ablation", "Ablation",
             f"{what.capitalize()} (each run's best epoch, chosen on validation loss only), the final value and the "
-            "final generalization gap against each setting; one line per setting of the other factor(s), told "
-            f"apart by colour, marker and line style. {bands(a.cells, 'Error bars')} Settings without "
+            "final generalization gap against each setting; one line per setting of the other factor(s), in the "
+            "line style (and colour and marker, where those do not change along the line; else dark grey) its "
+            f"cells have in the other figures. {bands(a.cells, 'Error bars')} Settings without "
             "usable runs (none finished, or all diverged or failed) have no point.",
-            fig_ablation, (cells, outcome_cols, xf, study.levels), cost=1 + len(xf)))
+            fig_ablation, (cells, outcome_cols, xf, study.levels, styles), cost=1 + len(xf)))
     if len(study.factors) == 2 and outcome_cols:
         row_f = styles.style_by if styles.style_by in study.factors else study.factors[1]
         col_f = next(f for f in study.factors if f != row_f)
