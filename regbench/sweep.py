@@ -286,11 +286,21 @@ def format_duration(seconds: float) -> str:
 PROGRESS_FILE = ".regbench-progress"  # in a joblib sweep's folder: one byte per finished job
 
 
-def job_name(overrides: list[str]) -> str:
+def job_name(overrides: list[str], shared: Optional[set] = None) -> str:
     """A job's overrides as typed, comma-joined, without the runtime ones
     (records.is_runtime_key: device, report.at_end, ...): the same for every job
-    of a sweep, and not part of its folder's name either."""
-    return ",".join(records.job_overrides(overrides))
+    of a sweep, and not part of its folder's name either. ``shared``: overrides
+    every job of the sweep has (``trainer.epochs=8``), left out too: they
+    made each line of a 12-job sweep wrap on an 80-column terminal."""
+    mine = records.job_overrides(overrides)
+    own = [o for o in mine if o not in (shared or ())]
+    return ",".join(own or mine)
+
+
+def shared_overrides(jobs: list) -> set:
+    """The overrides every one of ``jobs`` (lists of override strings) has; none for one job."""
+    jobs = [list(j) for j in jobs]
+    return set.intersection(*(set(j) for j in jobs)) if len(jobs) > 1 else set()
 
 
 class JobProgress:
@@ -387,6 +397,7 @@ class SweepCallback(Callback):
                     raise SweepRefused(overlap)
                 if names_job_folders(config):  # else the closing count reads the folders on disk
                     self.jobs = [job_folder(config, job) for job in jobs]
+                self.shared = shared_overrides(jobs)
                 if launcher.endswith("BasicLauncher"):
                     self.progress = JobProgress(len(jobs))  # jobs end in this process (the fused launcher says its own)
                 elif launcher.endswith("JoblibLauncher"):  # jobs end in worker processes: count them in a file
@@ -406,7 +417,7 @@ class SweepCallback(Callback):
         if getattr(self, "progress", None) is None:
             return
         overrides = [o for o in (getattr(job_return, "overrides", None) or [])]
-        for line in self.progress.finished([(job_name(overrides), folder)]):
+        for line in self.progress.finished([(job_name(overrides, getattr(self, "shared", None)), folder)]):
             log.info(line)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -459,9 +459,11 @@ class FusedLauncher(Launcher):
         processes = min(processes, len(groups))
         at_once = f", {processes} at a time in worker processes" if processes > 1 else ""
         log.info(f"Launching {len(job_overrides)} job{'s' if len(job_overrides) != 1 else ''} as {len(groups)} vectorized group{'s' if len(groups) != 1 else ''}{at_once}")
-        from regbench.sweep import job_name
+        from regbench.sweep import job_name, shared_overrides
 
-        self._progress = _Progress(len(job_overrides), [job_name(filter_overrides(list(sc.hydra.overrides.task))) for sc in sweep_cfgs])
+        tasks = [filter_overrides(list(sc.hydra.overrides.task)) for sc in sweep_cfgs]
+        shared = shared_overrides(tasks)  # trainer.epochs=8 on every line said nothing
+        self._progress = _Progress(len(job_overrides), [job_name(t, shared) for t in tasks])
         runs: List[Optional[JobReturn]] = [None] * len(job_overrides)
         from regbench import warm as warm_mod
         from regbench.report import at_end
