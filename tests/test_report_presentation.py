@@ -140,6 +140,18 @@ def test_each_figure_opens_its_full_size_png_beside_the_page(grid_report):
         assert link.group(1) == f"figures/{name}.png" and (grid_report / link.group(1)).is_file()
 
 
+def test_the_effects_tables_reading_is_short_beside_its_p_column(grid_report):
+    """The reading repeated "not resolved after Bonferroni correction, p_adj = 0.093; unadjusted p = 0.013"
+    beside the p_adj column: at 800 px one word a line, cut at the table's edge."""
+    md = (grid_report / "report.md").read_text(encoding="utf-8")
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith(("| main |", "| interaction |", "| simple |"))]
+    assert rows
+    readings = {r[-1].rstrip(" |").split(";")[0] for r in rows}
+    allowed = re.compile(r"resolved|not resolved( \(unadjusted p [=<] [0-9.]+\))?|1 seed: no interval|no test: .*|not estimable: .*")
+    assert all(allowed.fullmatch(x) for x in readings), readings
+    assert "after Bonferroni correction" not in " ".join(readings)
+
+
 def test_caveats_are_a_list_under_the_cells_table_not_a_column(grid_report):
     html = (grid_report / "report.html").read_text(encoding="utf-8")
     page = Page(html)

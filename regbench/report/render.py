@@ -128,6 +128,18 @@ def verdict(row) -> str:
     return f"not resolved, {_p('p_adj', row['p_adj'])}"
 
 
+def _short_verdict(row) -> str:
+    """:func:`verdict` for the effects table, whose p column already holds
+    p_adj: "resolved" / "not resolved" (at 800 px the whole sentence stood one
+    word a line, cut at the table's edge)."""
+    long = verdict(row)
+    if long.startswith("resolved"):
+        return "resolved"
+    if long.startswith("not resolved"):
+        return "not resolved" + (f" (unadjusted {_p('p', row['p'])})" if "unadjusted" in long else "")
+    return long
+
+
 def _reached(r: pd.Series, col: str, what: str) -> str:
     """``median 12.0 epochs, 4/5 reached``; ``2/5 reached: no median``."""
     k, n = int(r.get("n_reached", 0)), int(r["n_used"])
@@ -398,7 +410,7 @@ def effect_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
     rows = [
         [label(r["outcome"]), r["kind"], r["contrast"], r["at"] or "–", fmt_diff(r["estimate"], r["outcome"]),
          _interval(r, r["outcome"]), str(int(r["n"])), fmt_p(r["p_adj"]),
-         verdict(r) + (f"; {r['scope']}" if r["scope"] else "")]
+         _short_verdict(r) + (f"; {r['scope']}" if r["scope"] else "")]
         for _, r in a.effects.iterrows()
     ]
     return header, rows
