@@ -434,6 +434,15 @@ def test_dead_relu_below_one_percent_is_a_sentence_not_a_figure(tmp_path, capsys
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert '<p class="nofig" id="dead_relu"><strong>Dead ReLU units.</strong> Dead ReLU units' in html
     assert "stay below 1% of each layer in every cell and epoch (at most 0.4%" in html
+    # none at all: said so, not "at most 0%: hidden0, all runs, epoch 0"
+    for job in (tmp_path / "s").iterdir():
+        m = pd.read_csv(job / "metrics.csv")
+        m[[c for c in m.columns if c.startswith("dead_frac")]] = 0.0
+        m.to_csv(job / "metrics.csv", index=False)
+    assert main([str(tmp_path / "s"), "-o", str(tmp_path / "out2")]) == 0
+    html = (tmp_path / "out2" / "report.html").read_text(encoding="utf-8")
+    assert "in every cell and epoch (none died in any cell or epoch), so no units were lost" in html
+    assert "at most 0%" not in html
 
 
 def test_many_cells_highlight_the_best_and_worst_and_grey_the_rest(tmp_path):

@@ -1371,11 +1371,12 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
         if top.max() < DEAD_SAYS_NOTHING:
             col = top.idxmax()[: -len("_mean")]
             where = curves[f"{col}_mean"].idxmax()
+            most = ("none died in any cell or epoch" if not top.max() > 0 else  # "at most 0%: hidden0, ..., epoch 0"
+                    f"at most {_pct(top.max())}: {_layer(col)}, {where[0]}, epoch {where[1]}")
             notes.append((len(tasks), Rendered(
                 "dead_relu", "Dead ReLU units",
                 f"Dead ReLU units (output zero for every training example) stay below {_pct(DEAD_SAYS_NOTHING)} of "
-                f"each layer in every cell and epoch (at most {_pct(top.max())}: {_layer(col)}, {where[0]}, epoch "
-                f"{where[1]}), so no units were lost; no figure.", b"", [])))
+                f"each layer in every cell and epoch ({most}), so no units were lost; no figure.", b"", [])))
         else:
             tasks.append(Task(
                 "dead_relu", "Dead ReLU units",
