@@ -452,6 +452,7 @@ class SweepCallback(Callback):
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         pending = getattr(self, "report", None)
         if pending is None:
+            _next_for_a_run(getattr(self, "last_job_dir", None))
             return
         self.report = None
         folder = getattr(self, "last_job_dir", None)
@@ -466,6 +467,22 @@ class SweepCallback(Callback):
             pending.cancel()
             return
         _finish_report(pending, Path(folder), config)
+
+
+def _next_for_a_run(folder: Optional[str]) -> None:
+    """A completed (or diverged) single run's last line, as a sweep's: what to
+    type next (`next: regbench report PATH`). Nothing where the run did not
+    start or end (its own lines say what happened)."""
+    if folder is None:
+        return
+    try:
+        status = records.read_summary(Path(folder)).get("status")
+    except (OSError, ValueError):
+        return
+    if status in (records.COMPLETED, records.DIVERGED):
+        import shlex
+
+        print(f"next: regbench report {shlex.quote(str(folder))}", flush=True)
 
 
 def _start_report(config: DictConfig, wait: bool = False):

@@ -33,6 +33,8 @@ def test_train_default_dataset_writes_records(cli, tmp_path):
     best, final = summary["best"], summary["final"]
     assert (f"completed after 2 epochs in {summary['wall_time_s']:.1f} s: val_acc {100 * best['val_acc']:.1f}% at epoch "
             f"{best['epoch']}, the epoch of lowest val_loss ({100 * final['val_acc']:.1f}% at the last)") in res.stdout + res.stderr
+    # and what to type next, as a sweep says it (the path absolute, quoted for the shell)
+    assert res.stdout.rstrip().splitlines()[-1] == f"next: regbench report {job.resolve()}"
 
 
 def test_multirun_sweep_gives_each_job_its_records(cli, tmp_path):
