@@ -23,13 +23,15 @@ def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
     is one train will run ("to run"), not "missing", the word status uses for
     a job whose process died before it wrote anything."""
     rows, counts = [], {}
+    common = _shared_parts(names)
     for name in names:
         state, done, planned = job_state(sweep_dir / name)
         if plan and state == "missing":
             state = TO_RUN
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"
-        rows.append((f"  {state:<12}{epochs:>9}  {name if name != '.' else sweep_dir}", resume_note(sweep_dir / name, state, done)))
+        shown = ",".join(p for p in _parts(name) if p not in common) if common else name
+        rows.append((f"  {state:<12}{epochs:>9}  {shown if name != '.' else sweep_dir}", resume_note(sweep_dir / name, state, done)))
     # a note that many jobs share is said once, under the table, each of them marked [k]: an interrupted
     # 16-job sweep repeated "(no checkpoint yet: the same command starts it over)" 16 times
     shared = [n for n in dict.fromkeys(n for _, n in rows) if n and sum(1 for _, m in rows if m == n) >= 3]
@@ -38,7 +40,36 @@ def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     notes = [f"[{k}] {n.strip().removeprefix('(').removesuffix(')')}" for k, n in enumerate(shared, 1)]
     notes += [f"{state}: {text}" for state, text in LEGEND.items() if state in counts]
-    return f"sweep {sweep_dir}: {records.plural(len(names), 'job')} ({tally})\n" + "\n".join(lines + notes)
+    shared = [f"  every job's folder name also has: {','.join(p for p in _parts(names[0]) if p in common)}"] if common else []
+    return f"sweep {sweep_dir}: {records.plural(len(names), 'job')} ({tally})\n" + "\n".join(shared + lines + notes)
+
+
+def _parts(name: str) -> list[str]:
+    """A job folder name's overrides: split at its commas outside brackets
+    (``model.widths=[100,100],seed=0``)."""
+    parts, depth, cur = [], 0, ""
+    for ch in name:
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur]
+
+
+def _shared_parts(names: list[str]) -> set:
+    """The overrides every job folder's name has (``trainer.epochs=8``): said
+    once above the table, not on every row (a row wrapped at 80 columns).
+    None where a name would be left empty, or for one job."""
+    if len(names) < 2 or any("/" in n or n == "." for n in names):
+        return set()
+    split = [_parts(n) for n in names]
+    common = set.intersection(*(set(p) for p in split))
+    return common if all(len(p) > len(common) for p in split) else set()
 
 
 def plan_main(argv: list[str], checked=None) -> int:
