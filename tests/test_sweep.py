@@ -200,7 +200,8 @@ def test_glob_sweep_is_planned_and_its_status_lists_the_jobs_not_started(cli, tm
     assert plan.returncode == 0, plan.stderr
     assert "2 jobs (2 to run)" in plan.stdout and "  optim=adam\n" in plan.stdout and "  optim=adamw\n" in plan.stdout
     # what every job's folder name has is said once, above the rows (they wrapped at 80 columns)
-    assert "\n  every job's folder name also has: data=blobs," in plan.stdout and plan.stdout.count("data=blobs") == 1
+    (shared,) = [line for line in plan.stdout.splitlines() if line.startswith("  every job's folder name also has: ")]
+    assert "data=blobs" in shared.split(": ", 1)[1].split(",") and plan.stdout.count("data=blobs") == 1
     res = cli("train", *args)
     assert res.returncode == 0 and "2 jobs: 2 completed" in res.stdout, res.stdout + res.stderr
     (sweep / next(p.name for p in sweep.iterdir() if "optim=adamw," in p.name) / records.SUMMARY_FILE).unlink()
