@@ -41,7 +41,8 @@ def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
     notes = [f"[{k}] {n.strip().removeprefix('(').removesuffix(')')}" for k, n in enumerate(shared, 1)]
     notes += [f"{state}: {text}" for state, text in LEGEND.items() if state in counts]
     shared = [f"  every job's folder name also has: {','.join(p for p in _parts(names[0]) if p in common)}"] if common else []
-    return f"sweep {sweep_dir}: {records.plural(len(names), 'job')} ({tally})\n" + "\n".join(shared + lines + notes)
+    what = "run" if names == ["."] else "sweep"  # a single run's folder is no sweep of one job
+    return f"{what} {sweep_dir}: {records.plural(len(names), 'job')} ({tally})\n" + "\n".join(shared + lines + notes)
 
 
 def _parts(name: str) -> list[str]:

@@ -377,3 +377,10 @@ def test_status_says_a_note_many_jobs_share_once(make_cfg, tmp_path):
     assert [line.endswith("  [1]") for line in lines[1:5]] == [True] * 4, lines
     assert lines[5] == "[1] no checkpoint yet: the same command starts it over", lines
     assert sum("no checkpoint yet" in line for line in lines) == 1
+
+
+def test_status_of_a_single_run_calls_it_a_run(cli, tmp_path):
+    """It said "sweep r1: 1 job" of a run's own folder."""
+    assert cli("train", *TINY, f"hydra.run.dir={tmp_path / 'r1'}", cli.data_arg).returncode == 0
+    res = cli("status", str(tmp_path / "r1"))
+    assert res.returncode == 0 and res.stdout.startswith(f"run {tmp_path / 'r1'}: 1 job (1 completed)\n"), res.stdout
