@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from . import records
 from .sweep import (
     LEGEND, base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds, resume_note,
+    shared_overrides,
 )
 
 
@@ -69,7 +70,7 @@ def _shared_parts(names: list[str]) -> set:
     if len(names) < 2 or any("/" in n or n == "." for n in names):
         return set()
     split = [_parts(n) for n in names]
-    common = set.intersection(*(set(p) for p in split))
+    common = shared_overrides(split)
     return common if all(len(p) > len(common) for p in split) else set()
 
 

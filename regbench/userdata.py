@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import records
 from .provenance import from_launch_dir, launch_dir
 
 USER_DATASETS = ("file", "callable")
@@ -92,7 +93,7 @@ def changed_since(summary: dict, out: Path) -> str:
     if data.get("name") != "file" or not was or not path:
         return ""
     try:
-        if Path(path).stat().st_mtime_ns <= (Path(out) / "summary.json").stat().st_mtime_ns:
+        if Path(path).stat().st_mtime_ns <= (Path(out) / records.SUMMARY_FILE).stat().st_mtime_ns:
             return ""
         st = Path(path).stat()
         now = _fingerprint_now(path, st.st_mtime_ns, st.st_size, (summary.get("config") or {}).get("data.target"))

@@ -2,6 +2,7 @@
 
 import os
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -219,7 +220,7 @@ def test_a_completed_job_whose_file_changed_since_says_so_when_skipped(cli, tmp_
     assert again.returncode == 0 and "already completed (2 epochs)\n" in again.stdout + again.stderr
     before = records.read_summary(tmp_path / "run")
     np.savez(tmp_path / "mine.npz", x=x + 1, y=y)  # the same path, other contents, written after the records
-    later = os.stat(tmp_path / "run" / records.SUMMARY_FILE).st_mtime + 5
+    later = time.time() + 60  # after every job's records, however long the commands above took
     os.utime(tmp_path / "mine.npz", (later, later))
     res = cli("train", "data=file", "data.path=mine.npz", *TRAIN, "hydra.run.dir=run")
     out = res.stdout + res.stderr

@@ -280,10 +280,10 @@ def drawn_only(styles: Styles, drawn: set) -> Styles:
     that are all dashed. A heading is kept where one of its entries is."""
     legend, heading = [], None
     for h in styles.legend:
-        cells = getattr(h, "cells", None)
-        if cells is None and h.get_linestyle() in ("None", "none", ""):  # a heading: kept with its first entry
-            heading = h
-        elif cells is None or cells & drawn:
+        cells = getattr(h, "cells", None)  # cell_styles gives every entry its cells; a heading has none
+        if cells is None:
+            heading = h  # kept with its first entry kept
+        elif cells & drawn:
             legend += [heading, h] if heading is not None else [h]
             heading = None
     if len(legend) == len(styles.legend):
@@ -1273,10 +1273,9 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             "Validation minus fit loss, and fit minus validation accuracy, for every cell on one axis. Above zero: "
             f"the model does better on the data it was trained on; a gap that keeps growing is overfitting. {band}"
             + grey, fig_curves, (curves, gaps, focused([c for c, _ in gaps])), cost=1 + size))
-    shared = "shared_clock" in a.runs and bool(a.runs.loc[a.runs["used"], "shared_clock"].any())
     clock = (" Seconds: each seed's share of its fused group's clock; cells of different groups shared the CPU "
              "differently, so their seconds are not a comparison of speed (time cells with hydra/launcher=basic)."
-             if shared else "")
+             if a.shared_clock() else "")
     if have(metric):
         panels = [(metric, "epoch")] + ([(metric, "time_s")] if have("time_s") else [])
         hline = {metric: a.target} if a.target is not None else None

@@ -249,8 +249,7 @@ def findings(a: Analysis) -> list[str]:
                         f"{_reached(cells.loc[fast[0]], 'epochs_to_target', ' epochs')} (no fastest or slowest)")
             else:
                 text = f"Fastest to {goal}: {fast[0]} ({_reached(cells.loc[fast[0]], 'epochs_to_target', ' epochs')})"
-            shared = "shared_clock" in a.runs and a.runs.loc[a.runs["used"], "shared_clock"].any()
-            if not shared and "seconds_to_target_median" in reach and reach["seconds_to_target_median"].notna().any():
+            if not a.shared_clock() and "seconds_to_target_median" in reach and reach["seconds_to_target_median"].notna().any():
                 secs = order("seconds_to_target")
                 if not tied(secs):
                     text += (f"; in training time per seed: {secs.index[0]} "
@@ -263,7 +262,7 @@ def findings(a: Analysis) -> list[str]:
         never = reach.index[reach["n_reached"] == 0].tolist()
         if never:
             out.append(f"Never reached {t} in any run (0/n reached): {'; '.join(never)}.")
-    if "shared_clock" in a.runs and a.runs.loc[a.runs["used"], "shared_clock"].any():
+    if a.shared_clock():
         out.append("Times are per seed: the runs trained in fused groups (regbench's default launcher), each group "
                    "as one vectorized model with one clock, and each seed is charged an equal share of it. So the "
                    "cells of one group train equally fast per epoch by construction: seconds say what the sweep "

@@ -933,6 +933,11 @@ class Analysis:
     def best_col(self) -> str:
         return f"best_{self.metric}"
 
+    def shared_clock(self) -> bool:
+        """Whether used runs trained in fused groups, each charged a share of its group's clock: their
+        seconds say what the sweep spent, not how fast a cell trains alone."""
+        return "shared_clock" in self.runs and bool(self.runs.loc[self.runs["used"], "shared_clock"].any())
+
     def ranked(self) -> pd.DataFrame:
         """Cells with usable runs, best first by the mean of the metric at the
         epoch of lowest validation loss (higher first for accuracies, lower
