@@ -156,6 +156,9 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     source = f"data.path={text}"
     suffix = path.suffix.lower()
     if suffix == ".npz":
+        if target not in (None, "", "y"):  # a table's option: a .npz's labels are its array y
+            raise UserDataError(f"{source}: data.target={target} names a column of a .csv/.parquet table; "
+                                "a .npz's labels are its array y (drop data.target, or rename that array y)")
         with open(path, "rb") as fh:
             head = fh.read(4)
         if head[:2] != b"PK":  # np.load reads anything else as a pickle, and says so

@@ -75,6 +75,9 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
          "feature column b not numeric"),
         (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,1\n"), [], "a table needs data.target=<label column>"),
         (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,1\n"), ["data.target=y"], "data.target=y is not a column"),
+        # it was ignored: the .npz's y trained as the labels whatever data.target said
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), label=np.array([1, 0, 1, 0])), ["data.target=label"],
+         "data.target=label names a column of a .csv/.parquet table; a .npz's labels are its array y"),
         (lambda p: np.savez(p, x=np.zeros((6, 2)), y=np.array([1, 2, 3, 1, 2, 3])), [],
          "labels must be the classes 0..C-1, each present in the training labels; y has 1, 2, 3 and lacks 0: "
          "renumber the classes 0..K-1 first"),
