@@ -922,7 +922,11 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
             except ConfigError as exc:
                 raise PreflightError(f"{exc} (a value the search {written} may propose)") from None
             except Exception as exc:
-                raise PreflightError(f"{describe(exc, loader, args)} (in the search {written})") from None
+                why, hint = describe(exc, loader, args), ""
+                if isinstance(interval := override.value(), IntervalSweep) and "converted to Integer" in why:
+                    lo, hi = (int(v) if float(v).is_integer() else v for v in (interval.start, interval.end))
+                    hint = f"; an integer key takes int(interval({lo},{hi})), or range(...) or choice(...)"
+                raise PreflightError(f"{why} (in the search {written}){hint}") from None
 
 
 def _resolved_or_none(check_one, node):

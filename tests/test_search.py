@@ -129,6 +129,10 @@ def test_the_sweeper_class_is_one_hydra_can_instantiate():
     ("model.activation=choice(relu,foo)", "model.activation='foo' is not allowed"),
     ("model.dropout=interval(0.5,0.1)", "model.dropout=interval(0.5,0.1): an interval runs from its lower end to its "
                                         "higher one, e.g. interval(0.1,0.5)"),
+    # Hydra makes an interval's ends floats: the hint names the integer form
+    ("trainer.batch_size=interval(32,256)", "trainer.batch_size: Value '32.0' of type 'float' could not be converted to "
+                                            "Integer (in the search trainer.batch_size=interval(32,256)); an integer key "
+                                            "takes int(interval(32,256)), or range(...) or choice(...)"),
 ])
 def test_a_search_space_with_a_bad_key_or_value_is_one_line_before_any_trial(cli, tmp_path, search, says):
     sweep = tmp_path / "sweep"
