@@ -264,6 +264,16 @@ def _torchvision_images(cfg):
                 f"{', '.join(files)} must be the set's own IDX files (unpacked): put them there again, or remove them "
                 + ("to download them again" if cfg.download else "and put the set's files there")
             ) from None
+        if cfg.download:  # .gz files put there that are not the set's: torchvision fetched them again, and that failed
+            from torchvision.datasets.utils import check_integrity
+
+            bad = [a.name for a, md5 in archives.items() if a.is_file() and not check_integrity(str(a), md5)]
+            if bad:
+                raise DataError(
+                    f"data={cfg.name}: {', '.join(bad)} in {raw} fail{'s' if len(bad) == 1 else ''} the set's MD5 check "
+                    f"(damaged, or not the original file) and the download failed ({type(exc).__name__}); replace "
+                    f"{'it' if len(bad) == 1 else 'them'} with the set's original .gz, or put the unpacked IDX files there"
+                ) from None
         raise DataError(
             f"data={cfg.name}: dataset not found in {raw} and "
             + ("download failed" if cfg.download else "data.download=false")
