@@ -156,7 +156,7 @@ def _train(argv: list[str]) -> int:
         # have recorded their jobs by now (signals.stop_handlers). A job
         # interrupted in this process said its own line and exits via SystemExit.
         signals.say("regbench train: interrupted" + (f"; records kept in {sweep_dir}{signals.RESUME}" if sweep_dir else ""))
-        return signals.EXIT_INTERRUPTED
+        return signals.exit_status()
     # Non-zero when the sweep left work undone (a failed, dead or interrupted
     # job), else the report's where report.at_end=true wrote one.
     if sweep.last_counts and any(sweep.last_counts.get(s) for s in sweep.UNDONE):
@@ -249,7 +249,7 @@ def _completion(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status: 130 after Ctrl-C or SIGTERM, 141 when the reader of stdout
+    """Exit status: 130 after Ctrl-C, 143 after SIGTERM, 141 when the reader of stdout
     went away (``regbench plan ... | head -1``); no traceback for either."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else ""
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         signals.say(f"regbench {command}: interrupted" if command in COMMANDS else "regbench: interrupted")
-        return signals.EXIT_INTERRUPTED
+        return signals.exit_status()
     except BrokenPipeError:
         signals.mute(sys.stdout)
         return signals.EXIT_BROKEN_PIPE

@@ -40,7 +40,7 @@ class Interrupted(Exception):
     must let it through."""
 
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C (a worker's exit: its parent reads no more)
 RESUME = "; the same command resumes it"  # after "records kept in ...": what to do next
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away, nothing went wrong here
 
@@ -105,11 +105,26 @@ _stopping = False
 # cleanup): Ctrl-C 0.4-0.5 s after start was ignored in 2 of 64 tries, and in 4
 # another error replaced it (a traceback). The flag is what stays true.
 _signalled = False
+_first = 0  # the first SIGINT/SIGTERM that reached this process, for its exit status (0: none seen)
 
 
 def signalled() -> bool:
     """Whether Ctrl-C or SIGTERM reached this (the regbench) process."""
     return _signalled
+
+
+def note(signum: int) -> None:
+    """A handler of this process took ``signum``: the first one sets :func:`exit_status`."""
+    global _first
+    if not _first:
+        _first = int(signum)
+
+
+def exit_status() -> int:
+    """What a process stopped by a signal reports, as a shell does: 128 + the
+    first SIGINT/SIGTERM it took (130 for Ctrl-C, 143 for SIGTERM); 130 when
+    none was seen (a KeyboardInterrupt of Python's own handler)."""
+    return 128 + (_first or signal.SIGINT)
 
 
 _owner = 0  # the process early_handlers was entered in
@@ -124,6 +139,7 @@ def _early(signum, frame) -> None:
             return
         raise KeyboardInterrupt
     _signalled = True
+    note(signum)
     raise KeyboardInterrupt
 
 
@@ -150,8 +166,8 @@ def early_handlers() -> Iterator[None]:
     """From a command's first line: Ctrl-C and SIGTERM raise KeyboardInterrupt
     and are remembered (:func:`signalled`), until :func:`stop_handlers` or the
     trainer take over."""
-    global _signalled, _owner
-    _signalled, _owner = False, os.getpid()
+    global _signalled, _owner, _first
+    _signalled, _owner, _first = False, os.getpid(), 0
     try:
         with _handling(_early):
             yield
@@ -164,6 +180,7 @@ def _stop(signum, frame) -> None:
     launcher's workers (if any) have recorded their jobs and exited."""
     global _stopping, _signalled
     _signalled = True
+    note(signum)
     if _stopping:  # a second Ctrl-C: stop waiting
         raise KeyboardInterrupt
     _stopping = True
@@ -271,14 +288,14 @@ def _exit(code: int) -> None:
 
 
 def interrupted(where: str) -> None:
-    """A job recorded itself ``interrupted``: end the process with 130.
+    """A job recorded itself ``interrupted``: end the process with 130 (143 after SIGTERM).
 
     A worker exits right here, without returning to its launcher, which would
     hand it the next job; the regbench process says the one line for the whole
-    sweep. Otherwise one line names the records, and SystemExit carries 130
-    through Hydra."""
+    sweep. Otherwise one line names the records, and SystemExit carries the
+    exit status (:func:`exit_status`) through Hydra."""
     if in_worker():
         _exit(EXIT_INTERRUPTED)
     kept = os.path.exists(os.path.join(where, "summary.json"))  # interrupted before its first record: say nothing of records
     say("regbench train: interrupted" + (f"; records kept in {where}{RESUME}" if kept else ""))
-    sys.exit(EXIT_INTERRUPTED)
+    sys.exit(exit_status())

@@ -856,6 +856,7 @@ def _install_sigterm():
     def handler(signum, frame):
         global _sigterm_seen
         _sigterm_seen = True
+        signals.note(signum)
         raise Interrupted(f"signal {signum}")
 
     try:

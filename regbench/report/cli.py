@@ -444,8 +444,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from .. import signals
+
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return signals.exit_status()  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 if __name__ == "__main__":
