@@ -648,6 +648,19 @@ def test_cells_that_tie_to_the_target_have_no_fastest_or_slowest(tmp_path):
     assert "Fastest to" not in text and "; slowest:" not in text
 
 
+def test_cells_that_tie_for_fastest_are_all_named(tmp_path):
+    """Three cells, two of them reaching the target at the same epoch in every
+    run: "Fastest: dropout=0" named one of the tied pair (the first in order)."""
+    for s in range(3):
+        job(tmp_path, f"a{s}", HEADER + u_shaped(s), seed=s)
+        job(tmp_path, f"b{s}", HEADER + u_shaped(s, "0.61"), seed=s, dropout=0.3)
+        job(tmp_path, f"c{s}", HEADER + "".join(f"{s},{e},{e},1.0,{[0.3, 0.4, 0.5, 0.6][e]}\n" for e in range(4)),
+            seed=s, dropout=0.5)
+    text = " ".join(render.findings(stats.analyze(load.load_study([tmp_path]), target=0.55)))
+    assert "Fastest to validation accuracy ≥ 55%: dropout=0; dropout=0.3 (tied: median 2.0 epochs, 3/3 reached each)" in text
+    assert "; slowest: dropout=0.5 (median 3.0 epochs, 3/3 reached)" in text
+
+
 def test_an_automatic_target_the_untrained_models_meet_is_dropped(tmp_path):
     # The weakest cell never gets better than its start (0.3 at epoch 0): nothing to time.
     for s in range(2):

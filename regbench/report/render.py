@@ -241,6 +241,17 @@ def findings(a: Analysis) -> list[str]:
         def tied(ranked: pd.DataFrame) -> bool:
             return ranked[["_m", "_k"]].iloc[0].tolist() == ranked[["_m", "_k"]].iloc[-1].tolist()
 
+        def ends(ranked: pd.DataFrame, col: str, what: str, last: bool = False) -> str:
+            # the first (or last) cell and every cell tied with it: naming one of them would rank a tie
+            key = ranked[["_m", "_k"]].iloc[-1 if last else 0].tolist()
+            names = [c for c in ranked.index if ranked.loc[c, ["_m", "_k"]].tolist() == key]
+            texts = [_reached(cells.loc[c], col, what) for c in names]
+            if len(names) == 1:
+                return f"{names[0]} ({texts[0]})"
+            if len(set(texts)) == 1:
+                return f"{'; '.join(names)} (tied: {texts[0]} each)"
+            return "; ".join(f"{c} ({t})" for c, t in zip(names, texts)) + " (tied)"
+
         if "epochs_to_target_median" in reach and reach["epochs_to_target_median"].notna().any():
             ranked = order("epochs_to_target")
             fast = ranked.index.tolist()
@@ -248,14 +259,13 @@ def findings(a: Analysis) -> list[str]:
                 text = (f"Every cell reaches {goal} alike: "
                         f"{_reached(cells.loc[fast[0]], 'epochs_to_target', ' epochs')} (no fastest or slowest)")
             else:
-                text = f"Fastest to {goal}: {fast[0]} ({_reached(cells.loc[fast[0]], 'epochs_to_target', ' epochs')})"
+                text = f"Fastest to {goal}: {ends(ranked, 'epochs_to_target', ' epochs')}"
             if not a.shared_clock() and "seconds_to_target_median" in reach and reach["seconds_to_target_median"].notna().any():
                 secs = order("seconds_to_target")
                 if not tied(secs):
-                    text += (f"; in training time per seed: {secs.index[0]} "
-                             f"({_reached(cells.loc[secs.index[0]], 'seconds_to_target', '')})")
+                    text += f"; in training time per seed: {ends(secs, 'seconds_to_target', '')}"
             if len(fast) > 1 and not tied(ranked):
-                text += f"; slowest: {fast[-1]} ({_reached(cells.loc[fast[-1]], 'epochs_to_target', ' epochs')})"
+                text += f"; slowest: {ends(ranked, 'epochs_to_target', ' epochs', last=True)}"
             out.append(text + ". Descriptive: not tested.")
         elif len(reach):
             out.append(f"No cell reached {goal} in more than half of its runs: no median time to it.")
