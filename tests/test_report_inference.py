@@ -648,6 +648,16 @@ def test_cells_that_tie_to_the_target_have_no_fastest_or_slowest(tmp_path):
     assert "Fastest to" not in text and "; slowest:" not in text
 
 
+def test_the_epoch_of_lowest_val_loss_has_no_interval_past_the_epochs_trained(tmp_path):
+    # lowest at epoch 3 (the last) in two runs, at 1 in the third: mean 2.33, t interval [-0.54, 5.2]
+    for s, best in enumerate((3, 3, 1)):
+        losses = [1.0, 0.8, 0.7, 0.6] if best == 3 else [1.0, 0.6, 0.7, 0.8]
+        job(tmp_path, f"a{s}", HEADER + "".join(f"{s},{e},{e},{losses[e]},0.5\n" for e in range(4)), seed=s)
+    (cell,) = (row for _, row in stats.analyze(load.load_study([tmp_path])).cells.iterrows())
+    assert cell["best_epoch_mean"] == pytest.approx(7 / 3)
+    assert cell["best_epoch_ci_lo"] == 0.0 and cell["best_epoch_ci_hi"] == 3.0
+
+
 def test_cells_that_tie_for_fastest_are_all_named(tmp_path):
     """Three cells, two of them reaching the target at the same epoch in every
     run: "Fastest: dropout=0" named one of the tied pair (the first in order)."""
