@@ -827,3 +827,12 @@ def test_a_report_removes_what_an_earlier_one_left_that_it_does_not_write(analys
     assert report(s, "-o", out, "-j", "1") == 0
     assert [p.name for p in (out / "figures").glob("*.svg")] == ["mine.svg"]
     assert not (out / "figures" / "noisy_labels.png").exists() and list((out / "figures").glob("*.png"))
+
+
+def test_a_small_gap_is_not_called_better():
+    """The heatmap's colour bar and the ablation's titles called a small
+    generalization gap "lower is better": an underfit model has a small gap too."""
+    from regbench.report import figures
+
+    assert figures.direction("final_gap_loss") == "lower: fit and val closer"
+    assert figures.direction("val_loss") == "lower is better" and figures.direction("val_acc") == "higher is better"

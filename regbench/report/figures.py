@@ -124,7 +124,11 @@ def label(column: str) -> str:
 
 
 def direction(column: str) -> str:
-    """``higher is better`` / ``lower is better``."""
+    """``higher is better`` / ``lower is better``; for a generalization gap
+    ``lower: fit and val closer`` (a small gap is no objective: an underfit
+    model has one too)."""
+    if "gap" in column:
+        return "lower: fit and val closer"
     return "higher is better" if higher_is_better(column) else "lower is better"
 
 
@@ -523,7 +527,8 @@ def plot_heatmap(
     """Mean ``column`` for every (row, column) setting, annotated with ± the
     95% CI half-width; settings without usable runs are grey and say why.
     Brighter is better: the colour map is reversed where lower is better
-    (losses, gaps), and the colour bar says which."""
+    (losses; for a gap, brighter is smaller, which the colour bar does not
+    call better), and the colour bar says which."""
     ax = _new_ax(ax)
     rows, cols = levels[row_factor], levels[col_factor]
     grid = np.full((len(rows), len(cols)), np.nan)
@@ -1271,7 +1276,9 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
         tasks.append(Task(
             "gap", "Generalization gap",
             "Validation minus fit loss, and fit minus validation accuracy, for every cell on one axis. Above zero: "
-            f"the model does better on the data it was trained on; a gap that keeps growing is overfitting. {band}"
+            "the model does better on the data it was trained on. A growing gap shows it fitting its training data "
+            "faster than what carries over to new data; that costs validation loss only where the validation loss "
+            f"itself rises after its minimum (the rise the summary reports). {band}"
             + grey, fig_curves, (curves, gaps, focused([c for c, _ in gaps])), cost=1 + size))
     clock = (" Seconds: each seed's share of its fused group's clock; cells of different groups shared the CPU "
              "differently, so their seconds are not a comparison of speed (time cells with hydra/launcher=basic)."
@@ -1322,8 +1329,10 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
         tasks.append(Task(
             "heatmap", "Grid",
             "Every combination of the two factors: mean and ± 95% CI half-width; n where a setting has fewer "
-            "usable runs than the others; grey: no usable runs. Brighter is better in every panel: the colour "
-            "scale is reversed where lower is better (losses, gaps).",
+            "usable runs than the others; grey: no usable runs. Brighter is better: the colour scale is reversed "
+            "where lower is better (losses)."
+            + (" The gap's panel is bright where fit and validation are close, which is not better in itself: an "
+               "underfit model has a small gap too." if "final_gap_loss" in shown_cols else ""),
             fig_heatmap, (cells, shown_cols, row_f, col_f, study.levels)))
     # Diagnostics: each figure only when some usable run recorded its columns.
     have_cols = [c[: -len("_mean")] for c in curves.columns if c.endswith("_mean")]
