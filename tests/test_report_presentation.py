@@ -374,6 +374,14 @@ def test_ablation_draws_each_line_as_its_cells_are_drawn_in_the_other_figures(an
     for label, line in lines.items():
         cell = next(c for c, st in styles.cell.items() if c.endswith(label))
         assert line.get_linestyle() == matplotlib.lines.Line2D([], [], linestyle=styles.cell[cell]["linestyle"]).get_linestyle()
+    # and each point has the marker its cell has elsewhere: the second line's squares meant batchnorm=true here
+    # and dropout's second level in every other figure
+    drawn = {(round(float(p.get_xdata()[0]), 6), round(float(p.get_ydata()[0]), 6)): p.get_marker()
+             for p in ax.lines if len(p.get_xdata()) == 1}
+    assert len(drawn) == len(a.cells)
+    for cell, row in a.cells.iterrows():
+        marks = {mk for (x, y), mk in drawn.items() if abs(y - row["best_val_acc_mean"]) < 1e-6}
+        assert marks == {styles.cell[cell]["marker"]}, (cell, marks)
     # coloured by batchnorm instead (--color batchnorm): the ablation's lines take those colours
     by_bn = figures.cell_styles(a.cells[a.study.factors], a.study.levels, "model.batchnorm", "model.dropout")
     ax = figures.plot_ablation(a.cells, "best_val_acc", "model.dropout", a.study.levels, styles=by_bn)

@@ -495,16 +495,24 @@ def plot_ablation(
         key = key if isinstance(key, tuple) else (key,)
         text = ", ".join(setting_text(f, v, short[f]) for f, v in zip(others, key)) or "all runs"
         colour, linestyle, marker = colours[k], LINESTYLES[k % len(LINESTYLES)], MARKERS[k % len(MARKERS)]
+        points = None  # each point's own marker, where the colour (and so the marker) changes along the line
         if styles is not None and styles.cell:
             own = [styles.cell[c] for c in g.index if c in styles.cell]
             same = lambda attr: len({str(st.get(attr)) for st in own}) == 1 and own  # noqa: E731
-            colour, marker = (own[0]["color"], own[0]["marker"]) if same("color") else ("0.25", marker)
+            if same("color"):
+                colour, marker = own[0]["color"], own[0]["marker"]
+            else:  # grey, and each point the marker its cell has elsewhere: a marker means one setting on the page
+                colour, marker = "0.25", "none"
+                points = [styles.cell.get(c, {}).get("marker", "o") for c in g.index]
             linestyle = own[0]["linestyle"] if same("linestyle") else linestyle
         # Lines only join ordered (numeric) settings; categories stand alone.
         ax.errorbar(x, m, yerr=np.where(np.isfinite(err), err, 0), color=colour, capsize=2.5, elinewidth=1,
                     linestyle=linestyle if numeric else "none", lw=1.4,
                     marker=marker, markersize=5.5, markeredgecolor="white", markeredgewidth=0.6,
                     label=text)
+        for xi, mi, mk in zip(x, m, points or []):
+            ax.plot([xi], [mi], linestyle="none", marker=mk, color=colour, markersize=5.5, markeredgecolor="white",
+                    markeredgewidth=0.6)
     if not numeric:
         ax.set_xticks(list(pos.values()), [fmt_value(v) for v in xl], rotation=20 if len(xl) > 3 else 0)
     elif all(v > 0 for v in xl) and max(xl) / min(xl) >= 100:
