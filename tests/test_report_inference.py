@@ -274,7 +274,7 @@ def test_best_vs_runner_up_is_their_paired_difference(tmp_path):
     assert d["prob_improvement"] == pytest.approx(np.mean([xi > yj for xi in x for yj in y]))
     assert "paired over 5 shared seeds" in d["text"] and "probability of improvement" in d["text"]
     # said as what it is: read after "paired over 5 shared seeds", a share of 94% looked like 4.7 of 5 seeds
-    assert "of run pairs, each of its runs against each of the other's (the probability" in d["text"]
+    assert "of the 25 run pairs, each of its runs against each of the other's (the probability" in d["text"]
     assert "simultaneous over the 3 comparisons" in d["text"]
     assert d["text"] in " ".join(render.findings(a))
 
@@ -774,3 +774,15 @@ def test_the_answer_gives_the_estimates_of_levels_not_resolved():
     text = stats.headline(eff, "best_val_acc", ["D"])
     assert text.startswith("D: 0 → 0.3 by +31.0 pp [") and text.endswith(
         "holds after Bonferroni correction (other levels not resolved: estimates from -10.4 pp to +1.2 pp)"), text
+
+
+def test_the_budget_caveat_counts_the_cells_with_usable_runs_as_such():
+    """Two of four cells had no usable run (all diverged): "every cell was still
+    improving" read as all four."""
+    from types import SimpleNamespace
+
+    cells = pd.DataFrame({"n_used": [3, 3, 0, 0], "still_improving": [True, True, False, False]}, index=list("abcd"))
+    assert render._budget(SimpleNamespace(cells=cells)).startswith(" (every cell with usable runs was still improving")
+    assert render._budget(SimpleNamespace(cells=cells.iloc[:2])).startswith(" (every cell was still improving")
+    cells.loc["b", "still_improving"] = False
+    assert render._budget(SimpleNamespace(cells=cells)).startswith(" (1 of 2 cells with usable runs were")

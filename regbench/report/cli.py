@@ -278,7 +278,8 @@ def summary(a: Analysis, out: Path, n_figures: int, formats: list[str], seconds:
             interval = fmt_bounds(d["ci_lo"], d["ci_hi"], a.best_col) or "no interval"
             lines.append(f"  vs runner-up {d['runner_up']}: {fmt_diff(d['estimate'], a.best_col)} {interval} "
                          f"({'paired' if d['paired'] else 'unpaired'}, n={int(d['n'])}), better in "
-                         f"{d['prob_improvement']:.0%} of run pairs (any seed against any): "
+                         f"{d['prob_improvement']:.0%} of {plural(int(d['n_best']) * int(d['n_runner_up']), 'run pair')} "
+                         "(any seed against any): "
                          + ("resolved" if d["resolved"] else "not resolved"))
     else:
         lines.append("no cell has a usable run: nothing to rank")

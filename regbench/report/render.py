@@ -560,7 +560,9 @@ def _budget(a: Analysis) -> str:
     if "still_improving" not in cells or not cells["still_improving"].any():
         return ""
     k, n = int(cells["still_improving"].sum()), len(cells)
-    which = "the cell was" if n == 1 else "every cell was" if k == n else f"{k} of {n} cells were"
+    usable = " with usable runs" if n < len(a.cells) else ""  # "every cell" where half the cells had none read as all
+    which = (f"the cell{usable} was" if n == 1 else f"every cell{usable} was" if k == n
+             else f"{k} of {n} cells{usable} were")
     return f" ({which} still improving at the last epoch: this is the answer at this training budget; train longer)"
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 # of a small report. tests/test_report_stats.py checks the values are scipy.stats'.
 from scipy.special import stdtr, stdtrit
 
+from ..records import plural
 from .load import (
     COMBINED_SEP,
     DUPLICATE,
@@ -792,8 +793,8 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
          "n_best": raw["n_x"], "n_runner_up": raw["n_y"], "paired": raw["paired"],
          "prob_improvement": raw["prob_improvement"], "resolved": adj["resolved"]}
     # every run of one cell against every run of the other, not the seed-paired differences the interval uses
-    wins = (f"is better in {raw['prob_improvement']:.0%} of run pairs, each of its runs against each of the other's "
-            "(the probability of improvement)")
+    wins = (f"is better in {raw['prob_improvement']:.0%} of the {plural(raw['n_x'] * raw['n_y'], 'run pair')}, each of its runs against "
+            "each of the other's (the probability of improvement)")
     behind = finite(raw["estimate"]) and (raw["estimate"] < 0 if higher else raw["estimate"] > 0)
     if behind:  # first on its mean over its own seeds, behind on the seeds the two share
         lead = (f"Best vs runner-up: {best} ranks first on its mean, but on the seeds it shares with {second} it "
