@@ -774,6 +774,12 @@ def test_the_answer_gives_the_estimates_of_levels_not_resolved():
     text = stats.headline(eff, "best_val_acc", ["D"])
     assert text.startswith("D: 0 → 0.3 by +31.0 pp [") and text.endswith(
         "holds after Bonferroni correction (other levels not resolved: estimates from -10.4 pp to +1.2 pp)"), text
+    # a level whose cells share 1 seed is estimated, never tested: said so, not counted among "not resolved" alone
+    one_seed = {**rows[0], "contrast": "D: 0 → 0.7", "estimate": -0.128, "ci_lo": np.nan, "ci_hi": np.nan, "n": 1,
+                "std": np.nan}
+    eff = stats.adjust(pd.DataFrame(rows[:2] + [one_seed]))
+    assert stats.headline(eff, "best_val_acc", ["D"]) == (
+        "D: no level resolved after Bonferroni correction (estimates from -12.8 pp to +1.2 pp; 1 of 3 not tested)")
 
 
 def test_the_budget_caveat_counts_the_cells_with_usable_runs_as_such():

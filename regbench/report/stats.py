@@ -834,9 +834,12 @@ def _spread(rows: pd.DataFrame, outcome: str) -> str:
     est = rows["estimate"].dropna()
     if est.empty:
         return "not estimable"
+    # estimated but never tested (1 shared seed, no spread): "not resolved" of those read as tested
+    untested = int((rows["estimate"].notna() & rows["p"].isna()).sum()) if "p" in rows else 0
+    note = f"; {untested} of {len(est)} not tested" if untested else ""
     if len(est) == 1:
-        return f"estimate {fmt_diff(est.iloc[0], outcome)}"
-    return f"estimates from {fmt_diff(est.min(), outcome)} to {fmt_diff(est.max(), outcome)}"
+        return f"estimate {fmt_diff(est.iloc[0], outcome)}{note}"
+    return f"estimates from {fmt_diff(est.min(), outcome)} to {fmt_diff(est.max(), outcome)}{note}"
 
 
 def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: bool = False) -> str:
