@@ -639,6 +639,17 @@ def test_cells_that_shared_a_fused_groups_clock_are_not_ranked_by_seconds(tmp_pa
     assert "grey line" not in conv.caption and conv.args[3] is None
 
 
+def test_fused_jobs_of_several_seeds_get_one_note_on_times(tmp_path):
+    """Two notes began "Times are per seed:" one after the other, each saying half."""
+    from regbench.records import read_summary, write_summary
+    for name, dropout in (("a", 0.0), ("b", 0.5)):
+        text = HEADER + "".join(f"{s},{e},{e},{1.0 - 0.1 * e},0.5\n" for s in (0, 1) for e in range(4))
+        path = job(tmp_path, name, text, seed=0, seeds=[0, 1], dropout=dropout, config={"trainer.replicas": 2})
+        write_summary(path, {**read_summary(path), "fused_group": {"jobs": 2, "seeds": 4}})
+    notes = [f for f in render.findings(stats.analyze(load.load_study([tmp_path]))) if "Times are per seed" in f]
+    assert len(notes) == 1 and "fused groups" in notes[0] and "A job of R seeds (R = 2 here)" in notes[0], notes
+
+
 def test_cells_that_tie_to_the_target_have_no_fastest_or_slowest(tmp_path):
     for s in range(3):  # both cells reach 55% at epoch 2 in every run
         job(tmp_path, f"a{s}", HEADER + u_shaped(s), seed=s)

@@ -272,15 +272,17 @@ def findings(a: Analysis) -> list[str]:
         never = reach.index[reach["n_reached"] == 0].tolist()
         if never:
             out.append(f"Never reached {t} in any run (0/n reached): {'; '.join(never)}.")
-    if a.shared_clock():
+    together = a.runs.loc[a.runs["used"], "seeds_together"] if "seeds_together" in a.runs else pd.Series(dtype=float)
+    sizes = " or ".join(str(int(s)) for s in sorted(set(together[together > 1])))
+    if a.shared_clock():  # one note of times, with the jobs of R seeds in it (two notes began alike and said half each)
         out.append("Times are per seed: the runs trained in fused groups (regbench's default launcher), each group "
                    "as one vectorized model with one clock, and each seed is charged an equal share of it. So the "
                    "cells of one group train equally fast per epoch by construction: seconds say what the sweep "
                    "spent, not how fast a cell trains alone (no cell is ranked by them here); time cells with "
-                   "hydra/launcher=basic.")
-    together = a.runs.loc[a.runs["used"], "seeds_together"] if "seeds_together" in a.runs else pd.Series(dtype=float)
-    if (together > 1).any():
-        sizes = " or ".join(str(int(s)) for s in sorted(set(together[together > 1])))
+                   "hydra/launcher=basic."
+                   + (f" A job of R seeds (R = {sizes} here) is one measurement of time: the n of a training time "
+                      "counts jobs, not seeds." if sizes else ""))
+    elif sizes:
         out.append(f"Times are per seed: a job that trained R seeds together as one vectorized model records one "
                    f"clock for all of them (R = {sizes} here), so each seed is charged 1/R of it; the n of a training "
                    "time counts jobs, not seeds.")
