@@ -844,3 +844,19 @@ def test_a_small_gap_is_not_called_better():
 
     assert figures.direction("final_gap_loss") == "lower: fit and val closer"
     assert figures.direction("val_loss") == "lower is better" and figures.direction("val_acc") == "higher is better"
+
+
+def test_time_to_target_curves_that_coincide_are_both_seen_and_the_axis_ends_with_training():
+    """Two cells reaching the target at the same epochs drew one curve exactly over the other: the cell the
+    summary named fastest was invisible. And with every run there, the axis ran to 16 of 15 epochs."""
+    from regbench.report import figures
+
+    runs = pd.DataFrame({"cell": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+                         "epochs_to_target": [3.0, 4.0, 4.0, 3.0, 4.0, 4.0, 5.0, 6.0, 15.0]})
+    styles = figures.cell_styles(pd.DataFrame({"f": [0, 1, 2]}, index=["a", "b", "c"]), {"f": [0, 1, 2]}, None, None)
+    assert figures.coinciding(runs, "epochs_to_target") and not figures.coinciding(runs[runs["cell"] != "b"], "epochs_to_target")
+    fig = figures.fig_ecdf(runs, styles, ["epochs_to_target"], {"epochs_to_target": 15.0}, "goal", ["a", "b", "c"])
+    ax = fig.axes[0]
+    steps = {line.get_label().split(":")[0]: line.get_ydata() for line in ax.lines if ":" in str(line.get_label())}
+    assert np.allclose(steps["b"] - steps["a"], figures.DODGE)
+    assert ax.get_xlim()[1] < 15.5  # 15 and the margin matplotlib keeps (it ran to 16.2 and past)

@@ -419,16 +419,28 @@ def plot_fit_vs_val(curve: pd.DataFrame, kind: str, color, ax: Axes | None = Non
     return ax
 
 
+DODGE = 0.012  # how far apart time-to-target curves that coincide are drawn (1.2 pp: a share is k/n, steps of 1/n)
+
+
+def coinciding(runs: pd.DataFrame, column: str) -> bool:
+    """Whether two cells' time-to-target curves in ``column`` are the same (one would hide the other)."""
+    curves = [(tuple(np.sort(v[np.isfinite(v)]).tolist()), len(v))
+              for v in (g[column].astype(float).to_numpy() for _, g in runs.groupby("cell", sort=False))]
+    return len(set(curves)) < len(curves)
+
+
 def plot_ecdf(runs: pd.DataFrame, column: str, styles: Styles, ax: Axes | None = None,
               xmax: float | None = None) -> Axes:
     """Per cell, the share of its runs that reached the target by each epoch
     (or second): an empirical CDF of ``column`` (``epochs_to_target``) over
     the cell's used runs in ``runs``. A run that never reached it (NaN) is
     censored: the curve ends at k/n, below 100%. Each line's ``label`` says
-    ``k/n reached``."""
+    ``k/n reached``. A curve that coincides with one drawn before it is lifted
+    by ``DODGE`` per such curve, so that none is hidden."""
     ax = _new_ax(ax)
     values = runs[column].astype(float)
     xmax = xmax if xmax is not None else (float(np.nanmax(values)) if values.notna().any() else 1.0)
+    drawn: dict[tuple, int] = {}  # curves already drawn: one that coincides is lifted DODGE above, not hidden under
     for cell, g in runs.groupby("cell", sort=False):
         v = g[column].astype(float).to_numpy()
         hit = np.sort(v[np.isfinite(v)])
@@ -438,10 +450,13 @@ def plot_ecdf(runs: pd.DataFrame, column: str, styles: Styles, ax: Axes | None =
         st = _style(styles, cell)
         xs = np.concatenate([[0.0], hit, [xmax]])
         ys = np.concatenate([[0.0], np.arange(1, k + 1) / n, [k / n]])
+        same = drawn.get(key := (tuple(hit.tolist()), n), 0)
+        drawn[key] = same + 1
+        ys = ys + same * DODGE
         ax.step(xs, ys, where="post", color=st["color"], linestyle=st["linestyle"], lw=st.get("lw", 1.6),
                 zorder=st.get("zorder", 2), label=f"{cell}: {k}/{n} reached")
         if k and st.get("marker"):
-            ax.plot(hit[-1:], [k / n], linestyle="none", marker=st["marker"], color=st["color"], markersize=4.5,
+            ax.plot(hit[-1:], [k / n + same * DODGE], linestyle="none", marker=st["marker"], color=st["color"], markersize=4.5,
                     zorder=st.get("zorder", 2))
     ax.axhline(0.5, **REFERENCE)
     ax.set_ylim(-0.02, 1.04)
@@ -866,7 +881,10 @@ def fig_ecdf(runs: pd.DataFrame, styles: Styles, columns: list[str], xmax: dict[
     for ax, col in zip(axes, columns):
         v = runs[col].astype(float)
         end = xmax.get(col) if v.isna().any() or not v.notna().any() else None
-        plot_ecdf(runs, col, styles, ax=ax, xmax=end if end is not None else float(v.max()) * 1.08)
+        margin = float(v.max()) * 1.08 if v.notna().any() else None  # every run reached it: a little past the last
+        if margin is not None and xmax.get(col) is not None:
+            margin = min(margin, float(xmax[col]))  # never past the end of training (16 of 15 epochs)
+        plot_ecdf(runs, col, styles, ax=ax, xmax=end if end is not None else margin)
         ax.set_xlabel("epochs to target" if col.startswith("epochs") else "training time per seed to target (s)")
         if ax is not axes[0]:
             ax.set_ylabel("")
@@ -1315,6 +1333,8 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             "A run that never reached it counts as not yet there at the end (censored), so a curve that stops "
             "below 100% names the runs that never got there (k/n reached in the legend); where a curve crosses "
             "the grey 50% line is the cell's median (one that only reaches 50% has none: half never got there)."
+            + (f" Curves that coincide are drawn {DODGE * 100:.1f} percentage points apart, so that none hides another."
+               if any(coinciding(used, c) for c in targets) else "")
             + (clock if "seconds_to_target" in targets else "") + grey,
             fig_ecdf, (used[["cell", *targets]], focus(styles, _ranked(a, set(used["cell"]))),
                        targets, xmax, goal, _ranked(a, set(used["cell"]))), cost=1 + size / 2))
