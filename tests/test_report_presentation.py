@@ -860,3 +860,24 @@ def test_time_to_target_curves_that_coincide_are_both_seen_and_the_axis_ends_wit
     steps = {line.get_label().split(":")[0]: line.get_ydata() for line in ax.lines if ":" in str(line.get_label())}
     assert np.allclose(steps["b"] - steps["a"], figures.DODGE)
     assert ax.get_xlim()[1] < 15.5  # 15 and the margin matplotlib keeps (it ran to 16.2 and past)
+
+
+def test_each_column_of_a_grid_has_tick_labels_under_its_lowest_panel():
+    """Six cells in a 4-column grid: the third and fourth columns' only panels are in the top row, and
+    with a shared x axis matplotlib drew their epochs nowhere."""
+    import matplotlib.pyplot as plt
+
+    from regbench.report import figures
+
+    fig = plt.figure()
+    axes = fig.subplots(2, 4, sharex=True, squeeze=False)
+    for ax in axes.flat:
+        ax.plot([0, 10], [0, 1])
+    for ax in axes[1, 2:]:
+        ax.set_axis_off()
+    figures._bottom_labels(axes)
+    fig.canvas.draw()
+    labelled = lambda ax: any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())  # noqa: E731
+    assert [labelled(ax) for ax in axes[0]] == [False, False, True, True]
+    assert labelled(axes[1, 0]) and labelled(axes[1, 1])
+    plt.close(fig)

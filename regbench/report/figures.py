@@ -775,6 +775,7 @@ def fig_overfitting(curves: pd.DataFrame, cells: pd.DataFrame, styles: Styles, f
         for c in range(ncols):
             if (r, c) not in placed:
                 axes[r, c].set_axis_off()
+    _bottom_labels(axes)
     fig.supxlabel("epoch")
     what = "loss" if kind == "loss" else "accuracy"
     fig.supylabel("cross-entropy loss" if kind == "loss" else "accuracy")
@@ -783,6 +784,16 @@ def fig_overfitting(curves: pd.DataFrame, cells: pd.DataFrame, styles: Styles, f
                   Line2D([], [], color="0.35", ls=":", label="lowest validation loss (mean epoch)")],
             "outside upper center", ncols=min(3, ncols))  # 3 abreast overflow a 2-panel-wide figure, 2 a 1-panel one
     return fig
+
+
+def _bottom_labels(axes: np.ndarray) -> None:
+    """Tick labels under the lowest panel drawn in each column of a grid with a
+    shared x axis (matplotlib keeps them on the bottom row only: a column whose
+    bottom panel is empty had none)."""
+    for c in range(axes.shape[1]):
+        shown = [r for r in range(axes.shape[0]) if axes[r, c].axison]
+        if shown:
+            axes[shown[-1], c].xaxis.set_tick_params(labelbottom=True)
 
 
 def fig_curves(curves: pd.DataFrame, panels: list[tuple[str, str]], styles: Styles,
@@ -861,6 +872,7 @@ def fig_preactivations(curves: pd.DataFrame, layers: list[str], styles: Styles,
             ax.set_title(head, fontweight="bold")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_axis_off()
+    _bottom_labels(axes)
     how = [_heading("per cell"), Line2D([], [], color="0.3", lw=1.7, label="median"),
            Patch(facecolor="0.3", alpha=0.25, edgecolor="0.3", lw=0.6, label="15th–85th percentile")]
     _legend(fig, styles.legend + how)
