@@ -586,6 +586,16 @@ def test_a_contrast_without_a_test_says_so_in_the_forest_plot():
     assert texts.count("no test: 1 seed") == 1  # A only: B has its interval
 
 
+def test_the_forest_plot_says_where_a_main_effect_on_part_of_the_grid_was_measured():
+    """The effects table and the answer say "(at lr=0.05 only)"; the forest plot's label said nothing."""
+    from regbench.report import figures
+    eff = one_untested_one_tested("y")
+    eff["scope"] = ["at lr=0.05 only (the other settings have no usable runs)", ""]
+    ax = figures.plot_forest(eff, pd.DataFrame(columns=stats.SEED_COLUMNS), "y")
+    labels = [t.get_text().strip() for t in ax.get_yticklabels()]
+    assert "A: 0 → 1  (at lr=0.05 only)" in labels and "B: 0 → 1" in labels, labels
+
+
 def test_divergence_per_cell_is_stated_beside_the_effects(tmp_path):
     from regbench.report.synth import write_sweep
     write_sweep(tmp_path, dropouts=(0.0, 0.5), seeds=(0, 1, 2), epochs=6, diagnostics=False,

@@ -619,7 +619,8 @@ def plot_forest(effects: pd.DataFrame, seeds: pd.DataFrame, outcome: str, ax: Ax
                 fontsize=8.5, color="0.25")
         y -= 1
         for _, r in rows.iterrows():
-            text = r["contrast"] + (f"  at {r['at']}" if r["at"] else "")
+            scope = str(r.get("scope") or "").split(" (")[0]  # a main effect measured on part of the grid: where
+            text = r["contrast"] + (f"  at {r['at']}" if r["at"] else f"  ({scope})" if scope else "")
             ticks.append(y)
             names.append("  " + text)
             bold.append(bool(r["resolved"]))
