@@ -618,24 +618,40 @@ def _job_folders(base: DictConfig, jobs: list[list[str]]) -> list[Path]:
 def _own_subdirs(base: DictConfig, jobs: list[list[str]], sweep_dir: Path) -> list[Path]:
     """Each job's folder under a user's own ``hydra.sweep.subdir``, resolved as
     Hydra will (``hydra.job.num``, ``hydra.job.override_dirname`` and the
-    job's own values set); [] where one cannot be known before the job runs."""
+    job's own values set; a job with a config group's choice, ``data=digits``,
+    composed once per such choice); [] where one cannot be known before the
+    job runs."""
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.hydra_config import HydraConfig
 
     from .sweep import parsed_overrides
 
+    from hydra import compose
+
     od = base.hydra.job.config.override_dirname
     raw = str(OmegaConf.to_container(base.hydra.sweep, resolve=False).get("subdir"))
     only_job_keys = set(re.findall(r"\$\{([^}]*)\}", raw)) <= {"hydra.job.num", "hydra.job.id", "hydra.job.override_dirname"}
+    groups = set(OmegaConf.select(base, "hydra.runtime.choices", default={}) or {})
+    composed: dict[tuple, DictConfig] = {}  # per set of overrides that are no plain value (data=digits): Hydra's composition
     folders = []
     try:
         for num, job in enumerate(jobs):
             parsed = parsed_overrides(list(job))
             cfg = with_values_set(parsed, base, base)  # the job's config, where its overrides are plain values
-            if cfg is None:  # a group's choice (data=blobs,teacher): only Hydra's composition knows ${data.name}
-                if not only_job_keys:
-                    return []
+            if cfg is None and only_job_keys:
                 cfg = copy.deepcopy(base)
+            elif cfg is None:  # a group's choice (data=digits): composed as Hydra will, its plain values set after
+                other = tuple(o.input_line for o in parsed if not sets_a_value(o, base, groups))
+                if other not in composed:
+                    one = compose(config_name="config", overrides=list(other), return_hydra_config=True)
+                    choices = one.hydra.runtime.choices  # ${hydra:runtime.choices.data}: the job's own
+                    with open_dict(one):
+                        one.hydra = copy.deepcopy(base.hydra)
+                        one.hydra.runtime.choices = choices
+                    composed[other] = one
+                cfg = with_values_set([o for o in parsed if o.input_line not in other], composed[other], composed[other])
+                if cfg is None:
+                    return []
             with open_dict(cfg):
                 cfg.hydra.job.num = num
                 cfg.hydra.job.override_dirname = get_overrides_dirname(parsed, list(od.exclude_keys), od.item_sep, od.kv_sep)
@@ -671,6 +687,21 @@ def own_subdir_refusal(base: DictConfig, jobs: list[list[str]], folders: list[Pa
         if first is not job:
             return (f"hydra.sweep.subdir={raw} gives jobs {label(first)} and {label(job)} one folder ({folder}): the second "
                     f"would overwrite the first's records; {fix}")
+    for job, folder in zip(jobs, folders):  # an earlier sweep's job there (${hydra.job.num} after values were added)
+        try:
+            there = records.read_summary(folder).get("overrides")
+        except (OSError, ValueError):
+            continue
+        if not isinstance(there, list):
+            continue
+        old, new = _as_dict(records.job_overrides(map(str, there))), _as_dict(records.job_overrides(job))
+        differ = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
+        if differ:
+            was = ", ".join(f"{k}={old[k]}" if k in old else f"no {k}" for k in differ[:3])
+            return (f"hydra.sweep.subdir={raw} puts job {label(job)} in {folder}, which holds the records of another "
+                    f"job ({was}): a folder named by the job's place in the sweep gets another job when values are "
+                    "added or reordered; train into a new hydra.sweep.dir, or leave hydra.sweep.subdir unset (job "
+                    "folders named from their overrides, which a sweep run again finds)")
     return None
 
 

@@ -93,6 +93,29 @@ def test_own_job_folder_names_that_differ_per_job_pass():
         assert check(["-m", "data=blobs,teacher", "hydra.sweep.dir=sw", f"hydra.sweep.subdir={subdir}"]), subdir
     with pytest.raises(PreflightError, match=r"gives jobs model.dropout=0,seed=0 and model.dropout=0.5,seed=0 one folder \(sw/s0\)"):
         check(["-m", "model.dropout=0,0.5", "seed=0,1", "hydra.sweep.dir=sw", "hydra.sweep.subdir=s${seed}"])
+    # with a config group's choice among the overrides (data=digits) the folders were not worked out: 2 of 4 jobs
+    # trained, the others "in use" by the first, and the sweep said "2 jobs: 2 completed"
+    with pytest.raises(PreflightError, match=r"gives jobs model.dropout=0,seed=0 and model.dropout=0,seed=1 one folder \(sw/do_0.0\)"):
+        check(["-m", "model.dropout=0,0.3", "seed=0,1", "data=digits", "hydra.sweep.dir=sw", "hydra.sweep.subdir=do_${model.dropout}"])
+    with pytest.raises(PreflightError, match=r"gives jobs model.dropout=0,data=digits and model.dropout=0.3,data=digits one folder"):
+        check(["-m", "model.dropout=0,0.3", "data=digits,blobs", "hydra.sweep.dir=sw", "hydra.sweep.subdir=${data.name}"])
+    assert check(["-m", "model.dropout=0,0.3", "data=digits,blobs", "hydra.sweep.dir=sw",
+                  "hydra.sweep.subdir=${data.name}_${model.dropout}"])
+
+
+def test_a_folder_named_by_its_place_in_the_sweep_that_holds_another_job_is_refused(tmp_path):
+    """${hydra.job.num} after a value was added: job 1 was dropout 0.3 and is now 0.1. Hydra rewrote
+    1/.hydra (the completed 0.3 run's record) and the job failed, again at every re-run."""
+    sweep = tmp_path / "sw"
+    for num, dropout in ((0, "0"), (1, "0.3")):
+        (sweep / str(num)).mkdir(parents=True)
+        records.write_summary(sweep / str(num), {"status": "completed", "overrides": [f"model.dropout={dropout}",
+                                                                                       "trainer.epochs=1", "device=cpu"]})
+    args = ["-m", "trainer.epochs=1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"]
+    assert check(["model.dropout=0,0.3", *args])  # the same sweep again (device, a runtime key, aside): its own jobs
+    with pytest.raises(PreflightError, match=r"puts job model.dropout=0.1 in .*/sw/1, which holds the records of another "
+                                             r"job \(model.dropout=0.3\): a folder named by the job's place"):
+        check(["model.dropout=0,0.1,0.3", *args])
 
 
 def test_booleans_and_group_lists_that_are_allowed_pass():
