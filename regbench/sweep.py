@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import shlex
 import sys
@@ -249,21 +250,42 @@ def overlapping_seeds(config: DictConfig, jobs: list[list[str]]) -> Optional[str
     seeds are run, and runtime keys) that share a seed would train that run
     twice and count it twice."""
     ignored = {"seed", "trainer.replicas", *records.RUNTIME_KEYS}
-    groups: dict[tuple, dict[int, str]] = {}
+    groups: dict[tuple, dict[int, tuple[str, list[str]]]] = {}
     for job in jobs:
         kv = dict(o.lstrip("+").split("=", 1) for o in job if "=" in o)
         seed = int(kv.get("seed", config.seed))
         replicas = int(kv.get("trainer.replicas", config.trainer.replicas))
-        owner = groups.setdefault(tuple(sorted((k, v) for k, v in kv.items() if k not in ignored and not records.is_runtime_key(k))), {})
+        setting = tuple(sorted((k, _same_value(v)) for k, v in kv.items() if k not in ignored and not records.is_runtime_key(k)))
+        owner = groups.setdefault(setting, {})
         name = ",".join(o for o in job if o.lstrip("+").split("=", 1)[0] in ("seed", "trainer.replicas")) or "the defaults"
         for s in range(seed, seed + replicas):
             if s in owner:
-                return (
-                    f"seed {s} would be trained twice in one setting (by the jobs {owner[s]} and {name}); "
-                    "sweep seeds that do not overlap: with trainer.replicas=R, step them by R (seed=0,R,2R,...)"
-                )
-            owner[s] = name
+                first_name, first = owner[s]
+                if first_name != name:
+                    return (
+                        f"seed {s} would be trained twice in one setting (by the jobs {first_name} and {name}); "
+                        "sweep seeds that do not overlap: with trainer.replicas=R, step them by R (seed=0,R,2R,...)"
+                    )
+                if first == list(job):
+                    return f"the job {job_name(job) or '(no overrides)'} is listed twice (a value given twice); give each value once"
+                # one value written two ways: 0 and 0.0 (two folders, one run trained twice)
+                a, b = (job_name(j, {o for o in first if o in job}) for j in (first, job))
+                return (f"jobs {a} and {b} are one setting written two ways: seed {s} would be trained twice; "
+                        "give each value once")
+            owner[s] = (name, list(job))
     return None
+
+
+def _same_value(text: str) -> str:
+    """A value as a setting tells it: numbers by value (0 and 0.0, 2 and 02 are one setting), true/false
+    in any case; anything else as typed."""
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        number = float(text.replace("_", ""))
+    except ValueError:
+        return text
+    return repr(number) if math.isfinite(number) else text
 
 
 try:

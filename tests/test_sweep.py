@@ -173,6 +173,26 @@ def test_overlapping_seed_ranges_are_refused(cli, tmp_path):
     assert not (tmp_path / "sweep").exists() or not any((tmp_path / "sweep").iterdir())
 
 
+@pytest.mark.parametrize("sweep, says", [
+    # two folders, model.dropout=0 and model.dropout=0.0: one run trained twice and counted twice
+    ("model.dropout=0,0.0", "jobs model.dropout=0 and model.dropout=0.0 are one setting written two ways: seed 0 would "
+                            "be trained twice; give each value once"),
+    ("trainer.epochs=2,02", "jobs trainer.epochs=2 and trainer.epochs=02 are one setting written two ways"),
+    # Hydra reads 0.30 as 0.3: the same job twice, which said "(by the jobs the defaults and the defaults)"
+    ("model.dropout=0.30,0.3", "the job model.dropout=0.3 is listed twice (a value given twice); give each value once"),
+])
+def test_one_setting_written_twice_is_refused(make_cfg, sweep, says):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from regbench.sweep import overlapping_seeds
+
+    (parsed,) = OverridesParser.create().parse_overrides([sweep])
+    jobs = [[f"{parsed.key_or_group}={v}"] for v in parsed.sweep_string_iterator()]  # as Hydra's sweeper expands them
+    cfg = make_cfg()
+    assert says in (overlapping_seeds(cfg, jobs) or ""), overlapping_seeds(cfg, jobs)
+    assert overlapping_seeds(cfg, [jobs[0]]) is None
+
+
 def test_a_job_that_cannot_start_is_counted_failed_without_touching_its_records(tmp_path):
     import json
     import time as _time
