@@ -24,6 +24,7 @@ torch.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -297,5 +298,20 @@ def interrupted(where: str) -> None:
     if in_worker():
         _exit(EXIT_INTERRUPTED)
     kept = os.path.exists(os.path.join(where, "summary.json"))  # interrupted before its first record: say nothing of records
-    say("regbench train: interrupted" + (f"; records kept in {where}{RESUME}" if kept else ""))
+    say("regbench train: interrupted" + (f"; records kept in {where}{resume_note(where)}" if kept else ""))
     sys.exit(exit_status())
+
+
+def resume_note(where: str) -> str:
+    """What the same command does with a job interrupted in ``where``: resume
+    from its checkpoint, or start over where none was saved yet (one is saved
+    every ``trainer.save_every_s``; "resumes it" was said of a job stopped
+    before its first)."""
+    if not os.path.exists(os.path.join(where, "checkpoint.pt")):
+        return "; no checkpoint was saved yet (every trainer.save_every_s), so the same command starts it over"
+    try:
+        with open(os.path.join(where, "summary.json")) as fh:
+            epoch = json.load(fh).get("checkpoint_epoch")
+    except (OSError, ValueError, AttributeError):
+        epoch = None
+    return f"{RESUME} from epoch {epoch}" if isinstance(epoch, int) and not isinstance(epoch, bool) else RESUME

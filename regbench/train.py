@@ -613,7 +613,9 @@ class JobRun:
         self.stopped = True
         if isinstance(exc, (KeyboardInterrupt, Interrupted)):
             self.summary["status"] = records.INTERRUPTED
-            self.summary["error"] = "interrupted (SIGINT/SIGTERM); the checkpoint of the last completed epoch is kept"
+            kept = self.summary.get("checkpoint_epoch") if (self.out / records.CHECKPOINT_FILE).exists() else None
+            self.summary["error"] = ("interrupted (SIGINT/SIGTERM); " + (f"the checkpoint of epoch {kept} is kept" if kept is not None
+                                     else "no checkpoint was saved yet (every trainer.save_every_s): a rerun starts over"))
         elif isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
             # Not the experiment's fault: resumable, like an interrupt.
             self.summary["status"] = records.INTERRUPTED

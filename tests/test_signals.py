@@ -206,10 +206,23 @@ def test_sigterm_stops_a_basic_sweep_in_one_line(cli, tmp_path):
     assert_stopped(sweep, before)
     out = (tmp_path / "log").read_text()
     (job,) = before
-    assert [line for line in out.splitlines() if "interrupted" in line] == [
-        f"regbench train: interrupted; records kept in {sweep / job}; the same command resumes it"
-    ], out
+    said = [line for line in out.splitlines() if "interrupted" in line]
+    kept = records.read_summary(sweep / job)["checkpoint_epoch"]  # trainer.save_every_s=0: one after every epoch
+    assert said == [f"regbench train: interrupted; records kept in {sweep / job}; the same command resumes it from epoch {kept}"], out
     assert "Traceback" not in out
+
+
+def test_an_interrupted_job_without_a_checkpoint_is_not_said_to_resume(tmp_path):
+    """Ctrl-C before the first checkpoint (trainer.save_every_s=60): "the same command resumes it" was said, and the
+    same command started it over."""
+    from regbench import signals
+
+    records.write_summary(tmp_path, {"status": "interrupted", "checkpoint_epoch": None})
+    assert signals.resume_note(str(tmp_path)) == ("; no checkpoint was saved yet (every trainer.save_every_s), so the "
+                                                  "same command starts it over")
+    (tmp_path / records.CHECKPOINT_FILE).write_bytes(b"")
+    records.write_summary(tmp_path, {"status": "interrupted", "checkpoint_epoch": 7})
+    assert signals.resume_note(str(tmp_path)) == "; the same command resumes it from epoch 7"
 
 
 def test_closed_stdout_is_no_error(cli, tmp_path):
