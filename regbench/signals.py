@@ -257,6 +257,19 @@ def watch_parent() -> None:
     threading.Thread(target=_watch, args=(multiprocessing.parent_process().pid,), daemon=True).start()
 
 
+def told_to_stop() -> bool:
+    """Whether this worker got SIGINT/SIGTERM (or lost its parent)."""
+    return _told_to_stop
+
+
+def exit_worker() -> None:
+    """End a worker told to stop outside a job's training (unpickling a group's
+    configs, setting up its folders), where an interrupt raised in library code
+    printed a traceback, or another error it caused. Its jobs that wrote no
+    record are ``missing``: the same command trains them."""
+    _exit(EXIT_INTERRUPTED)
+
+
 def _interrupt(signum, frame) -> None:
     global _told_to_stop
     if _told_to_stop:

@@ -525,3 +525,43 @@ def test_a_groups_yaml_files_are_omegaconfs_text(make_cfg):
     overrides = OmegaConf.create([f"+s{i}={v!r}" for i, v in enumerate(AWKWARD)])
     for node in (cfg, cfg.model, awkward, overrides):
         assert to_yaml(node) == OmegaConf.to_yaml(node)
+
+
+def test_a_worker_told_to_stop_before_its_group_trains_ends_without_a_traceback(monkeypatch):
+    """Ctrl-C while a worker unpickled its group's configs or set up their folders: the interrupt raised inside
+    OmegaConf printed "Process ForkProcess-1:2: Traceback ..." (5 of 8 tries at the group's start), or the
+    ConfigKeyError it left behind. Told to stop, the worker now ends quietly; not told, an error still propagates."""
+    import queue
+
+    from hydra_plugins.regbench_fused_launcher.fused_launcher import FusedLauncher
+
+    from regbench import signals
+
+    class Results:
+        def put(self, item):
+            pass
+
+        def close(self):
+            pass
+
+        def join_thread(self):
+            pass
+
+    class Broken:
+        def _launch_group(self, *args):
+            raise KeyError("'NoneType' object has no attribute '_invalidate_flags_cache'")  # what the interrupt left
+
+    def run_worker():
+        tasks = queue.Queue()
+        tasks.put(0)
+        FusedLauncher._worker(Broken(), [[0]], [[]], 0, tasks, Results(), 1)
+
+    ended = []
+    monkeypatch.setattr(signals, "exit_worker", lambda: ended.append(True) or (_ for _ in ()).throw(SystemExit(130)))
+    with pytest.raises(KeyError):  # not told to stop: a real error is not hidden
+        run_worker()
+    assert not ended
+    monkeypatch.setattr(signals, "_told_to_stop", True)
+    with pytest.raises(SystemExit):
+        run_worker()
+    assert ended == [True]

@@ -614,24 +614,32 @@ class FusedLauncher(Launcher):
         import torch
 
         torch.set_num_threads(threads)  # a job's own `threads` (> 0) still wins (JobRun.open)
-        while True:
-            k = tasks.get()
-            if k is None:
-                break
-            results.put(("start", _os.getpid(), k, None))
-            group = groups[k]
-            # The group's JobReturns go to the sweep process as soon as its jobs
-            # are set up (pickled here, before training changes anything), and
-            # when it ends only each job's status and return value: pickling and
-            # unpickling 13 jobs' configs at the end took 0.05-0.2 s of the
-            # sweep's last seconds, with the other core idle.
-            prepared = lambda dirs, rets, k=k: results.put(
-                ("folders", _os.getpid(), k, (dirs, pickle.dumps(rets, protocol=pickle.HIGHEST_PROTOCOL))))
-            cfgs = group_cfgs[k]
-            if isinstance(cfgs, bytes):
-                cfgs = pickle.loads(cfgs)
-            rets = self._launch_group(cfgs, first_idx + group[0], prepared)
-            results.put(("done", _os.getpid(), k, [(ret.status, ret.return_value) for ret in rets]))
+        try:
+            while True:
+                k = tasks.get()
+                if k is None:
+                    break
+                results.put(("start", _os.getpid(), k, None))
+                group = groups[k]
+                # The group's JobReturns go to the sweep process as soon as its jobs
+                # are set up (pickled here, before training changes anything), and
+                # when it ends only each job's status and return value: pickling and
+                # unpickling 13 jobs' configs at the end took 0.05-0.2 s of the
+                # sweep's last seconds, with the other core idle.
+                prepared = lambda dirs, rets, k=k: results.put(
+                    ("folders", _os.getpid(), k, (dirs, pickle.dumps(rets, protocol=pickle.HIGHEST_PROTOCOL))))
+                cfgs = group_cfgs[k]
+                if isinstance(cfgs, bytes):
+                    cfgs = pickle.loads(cfgs)
+                rets = self._launch_group(cfgs, first_idx + group[0], prepared)
+                results.put(("done", _os.getpid(), k, [(ret.status, ret.return_value) for ret in rets]))
+        except BaseException:
+            # Ctrl-C before a group's jobs train (unpickling their configs, writing
+            # their .hydra/): a traceback, or the error the interrupt left behind in
+            # OmegaConf. Nothing is recorded yet; the sweep process says the one line.
+            if signals.told_to_stop():
+                signals.exit_worker()
+            raise
         results.close()
         results.join_thread()
 
