@@ -279,6 +279,13 @@ def export_main(argv: list[str]) -> int:
     if args.tracking_uri and args.to == "tensorboard":
         print("regbench export: error: --tracking-uri is for --to mlflow; use -o DIR with tensorboard", file=sys.stderr)
         return 2
+    if args.output:  # a file, or a place no folder can be made (/proc/x): one line, not NotADirectoryError's traceback
+        from .preflight import cannot_make
+
+        why = cannot_make(Path(args.output))
+        if why:
+            print(f"regbench export: error: -o {args.output}: {why}; give a folder for the event files", file=sys.stderr)
+            return 2
     try:
         print(export(args.paths, args.to, args.output, args.tracking_uri, args.experiment))
     except ExportError as exc:

@@ -75,6 +75,11 @@ def _quote_hint(args: list[str]) -> str:
         if i > 0 and "=" in words[i - 1]:
             return f"; {word!r} is not key=value: a value with spaces must be quoted as one word, e.g. '{' '.join(words[i - 1 : end + 1])}'"
         return f"; {word!r} is not key=value (every override is key=value; quote a value with spaces)"
+    for word in words:  # Hydra's grammar reads an unquoted value in ASCII only: hydra.run.dir=/data/é
+        key, _, value = word.partition("=")
+        if value and not value.isascii() and not value[:1] in "'\"":
+            return (f"; {word}: a value with characters beyond ASCII must be quoted for Hydra, "
+                    f"e.g. '{key}=\"{value}\"' (the inner quotes reach Hydra)")
     return ""
 
 
@@ -591,8 +596,21 @@ def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> li
                 said.append(f"{o.input_line} has no effect without report.at_end=true (the report written when "
                             "the jobs end); for a report typed later, give the options to `regbench report`")
             continue
+        if o.is_hydra_override():
+            continue
+        value = lambda job, k: _as_dict(job).get(k, str(OmegaConf.select(base, k)))  # noqa: E731  as typed, else the base's
+        if key in ("model.bn_momentum", "model.bn_eps"):  # read by BatchNorm layers only
+            if not any(value(job, "model.batchnorm").lower() == "true" or "true" in value(job, "model.bn_layers").lower()
+                       for job in jobs or [[]]):
+                said.append(f"{o.input_line} has no effect without BatchNorm: only model.batchnorm=true (or "
+                            "model.bn_layers with a true) reads it")
+            continue
+        if key == "model.activation":  # read by the act part of model.order only
+            if not any("act" in value(job, "model.order") for job in jobs or [[]]):
+                said.append(f"{o.input_line} has no effect: model.order has no act part")
+            continue
         rule = records.USED_ONLY_WITH.get(key)
-        if rule is None or o.is_hydra_override():
+        if rule is None:
             continue
         decider, readers = rule
         values = set()
@@ -746,7 +764,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
             raise PreflightError(refusal)
         if not OmegaConf.select(base, "hydra.sweeper._target_", default="").endswith("BasicSweeper"):
             if multirun and "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")).lower():
-                _check_search_space(base, parsed, loader, args)
+                _check_search_space(base, parsed, loader, args, command)
             return None  # its search space is not a list of jobs
         with open_dict(base):
             base.hydra.overrides.task = [o.input_line for o in parsed if not o.is_hydra_override()]
@@ -902,7 +920,7 @@ def _search_values(override) -> list[str]:
     return [str(v) for v in override.sweep_iterator(transformer=Transformer.encode)]
 
 
-def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str]) -> None:
+def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str], command: str = "train") -> None:
     """An Optuna search, before its first trial: every key it searches exists,
     and each choice and each end of an interval passes the schema's checks
     (one composition per value, the other keys at their defaults)."""
@@ -920,6 +938,10 @@ def _check_search_space(base: DictConfig, parsed: list, loader, args: list[str])
         if str(getattr(d, "name", d)).lower() not in ("minimize", "maximize", "none"):  # optuna's conf holds an enum
             raise PreflightError(f"hydra.sweeper.direction={d} is not allowed: maximize (regbench's objective, "
                                  "validation accuracy) or minimize")
+        if str(getattr(d, "name", d)).lower() == "minimize" and command == "train":  # allowed, but it finds the worst
+            print("regbench train: warning: hydra.sweeper.direction=minimize searches for the lowest validation "
+                  "accuracy (regbench's objective: the accuracy at the epoch of lowest validation loss); maximize "
+                  "finds the best", file=sys.stderr)
     storage = str(OmegaConf.select(base, "hydra.sweeper.storage", default=None) or "")
     if storage.startswith("sqlite:///") and storage != "sqlite:///:memory:":
         db = Path(storage[len("sqlite:///"):])

@@ -80,6 +80,8 @@ USED_ONLY_WITH = {
     "data.target": ("data.name", ("file",)),
     "data.loader": ("data.name", ("callable",)),
     "data.download": ("data.name", ("mnist", "fashion_mnist", "kmnist", "cifar10")),
+    # sets without an official test split (a file's or a loader's own x_test too: that is known only once read)
+    "data.test_fraction": ("data.name", ("digits", "blobs", "teacher", "file", "callable")),
     "optim.momentum": ("optim.name", ("sgd",)),
     "optim.nesterov": ("optim.name", ("sgd",)),
     "optim.step_size": ("optim.schedule", ("step",)),

@@ -233,7 +233,8 @@ def _function(spec: Optional[str]):
                             "if __name__ == '__main__':)") from None
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise UserDataError(f"data.loader={spec}: {module_name} has no function {func_name}")
+        what = "no function" if func is None else f"a {type(func).__name__}, not a function, named"
+        raise UserDataError(f"data.loader={spec}: {module_name} has {what} {func_name}")
     return func
 
 
@@ -361,7 +362,12 @@ def _labels(y, source: str, name: str) -> np.ndarray:
             raise UserDataError(f"{source}: {name} holds {int(big.sum())} label{'s' if big.sum() > 1 else ''} too large "
                                 f"to be classes (e.g. {float(y[big][0]):.3g}); labels are integer classes 0..C-1")
     if np.issubdtype(y.dtype, np.floating):
-        whole = np.isfinite(y) & (y == np.round(y))
+        missing = ~np.isfinite(y)
+        if missing.any():  # "labels that are not whole numbers (e.g. nan)": a missing label, say so
+            rows = np.flatnonzero(missing)
+            raise UserDataError(f"{source}: {name} holds {len(rows)} NaN/inf label{'s' if len(rows) > 1 else ''} "
+                                f"(rows {_numbers(rows)}): missing labels? Labels are integer classes 0..C-1: drop those rows")
+        whole = y == np.round(y)
         if not whole.all():
             raise UserDataError(f"{source}: {name} holds {int((~whole).sum())} labels that are not whole numbers "
                                 f"(e.g. {float(y[~whole][0])!r}); labels are integer classes 0..C-1")

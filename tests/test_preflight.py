@@ -56,6 +56,8 @@ BAD = [
     (["hydra.run.dir=my", "runs/x"], "'runs/x' is not key=value: a value with spaces must be quoted as one word, "
                                      "e.g. 'hydra.run.dir=my runs/x'"),
     (["model.order=[linear,", "act]"], "e.g. 'model.order=[linear, act]'"),
+    # Hydra's grammar said only "LexerNoViableAltException" of an unquoted value beyond ASCII
+    (["hydra.run.dir=/tmp/é"], "a value with characters beyond ASCII must be quoted for Hydra, e.g. 'hydra.run.dir=\"/tmp/é\"'"),
     (["hydra.run.dir="], "hydra.run.dir='' is not allowed: an empty folder would put the records into the current folder"),
     (["-m", "model.dropout=0,0.1", "hydra.sweep.dir="], "hydra.sweep.dir='' is not allowed"),
     (["seed=-1"], "seed=-1 is not allowed: must be in [0, 9223372036854775807]"),
@@ -416,7 +418,20 @@ def test_a_typed_value_no_job_reads_is_a_warning(capsys):
     assert capsys.readouterr().err == ("regbench train: warning: report.options=[--metric,val_loss] has no effect without "
                                        "report.at_end=true (the report written when the jobs end); for a report typed "
                                        "later, give the options to `regbench report`\n")
+    # keys read only by BatchNorm, an act part, or a set without its own test split: a sweep over them made cells
+    # that were one setting
+    for argv, says in ((["-m", "model.bn_momentum=0.1,0.5"], "model.bn_momentum=0.1,0.5 has no effect without BatchNorm"),
+                       (["model.bn_eps=1e-3"], "model.bn_eps=1e-3 has no effect without BatchNorm"),
+                       (["model.order=[linear,dropout]", "model.activation=tanh"],
+                        "model.activation=tanh has no effect: model.order has no act part"),
+                       (["data.test_fraction=0.3"], "data.test_fraction=0.3 has no effect with data.name=mnist1d: only "
+                                                    "digits, blobs, teacher, file, callable read it")):
+        assert check(argv)
+        err = capsys.readouterr().err
+        assert err.startswith(f"regbench train: warning: {says}") and err.count("\n") == 1, (argv, err)
     for argv in (["-m", "data=digits,blobs", "data.n_classes=3"], ["optim=sgd", "optim.momentum=0.5"],
                  ["optim.schedule=step", "optim.gamma=0.5"], ["data=digits"],
-                 ["report.at_end=true", "report.options=[-q]"]):
+                 ["report.at_end=true", "report.options=[-q]"], ["-m", "model.batchnorm=false,true", "model.bn_eps=1e-3"],
+                 ["model.bn_layers=[true,false]", "model.bn_momentum=0.5"], ["model.activation=tanh"],
+                 ["data=digits", "data.test_fraction=0.3"]):
         assert check(argv) and capsys.readouterr().err == "", argv  # read by some job, or nothing typed

@@ -188,3 +188,12 @@ def test_plan_of_an_optuna_search_says_what_plan_lists(cli, tmp_path, direction)
     res = cli("plan", "hydra/sweeper=optuna", "model.dropout=interval(0,0.5)", *direction, f"hydra.sweep.dir={tmp_path / 's'}")
     assert res.returncode == 2 and res.stderr.startswith("regbench plan: error: plan lists the jobs of Hydra's basic sweeper"), res.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_search_for_the_lowest_accuracy_is_a_warning(cli, tmp_path):
+    """direction=minimize is allowed, but it searches for the worst runs: said so before the first trial."""
+    res = cli("train", "-m", "hydra/sweeper=optuna", "model.dropout=interval(0,0.5)", "hydra.sweeper.n_trials=1",
+              "hydra.sweeper.direction=minimize", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", cli.data_arg)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stderr.startswith("regbench train: warning: hydra.sweeper.direction=minimize searches for the lowest "
+                                 "validation accuracy"), res.stderr[:500]

@@ -456,3 +456,15 @@ def test_a_writer_that_purges_makes_a_file_read_after_the_ones_there(tmp_path):
     writer = tracker._writer(0, purge_step=1)
     writer.close()
     assert sorted(p.name for p in folder.iterdir())[-1] != there.name
+
+
+def test_export_to_a_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    """-o naming a file printed NotADirectoryError's traceback; -o /proc/x a raw FileNotFoundError."""
+    from regbench.export import export_main
+
+    (tmp_path / "cmp.py").write_text("")
+    for out, says in ((tmp_path / "cmp.py", f"{tmp_path / 'cmp.py'} exists and is not a folder"),
+                      (tmp_path / "cmp.py" / "tb", f"{tmp_path / 'cmp.py'} exists and is not a folder")):
+        assert export_main([str(tmp_path), "--to", "tensorboard", "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"regbench export: error: -o {out}: {says}; give a folder for the event files\n", err
