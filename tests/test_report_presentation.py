@@ -466,6 +466,12 @@ def test_many_cells_highlight_the_best_and_worst_and_grey_the_rest(tmp_path):
     assert colours[:k] == figures.BEST_COLOURS and colours[-k:] == figures.WORST_COLOURS
     assert set(colours[k:-k]) == {figures.GREY} and len(ranked) == 12
     assert figures.focus(styles, ranked[: figures.MANY]) is styles  # few cells: everyone in colour
+    # the gap figure picks its coloured cells by the final gap: by accuracy, the largest gap was a grey line
+    gap_task = next(t for t in figures.grid_tasks(a, styles, None)[0] if t.name == "gap")
+    gap_styles = gap_task.args[2]
+    by_gap = list(a.cells["final_gap_loss_mean"].dropna().sort_values(ascending=False, kind="stable").index)
+    assert [gap_styles.cell[c]["color"] for c in by_gap[:k]] == figures.BEST_COLOURS
+    assert "the 3 with the largest and the 3 with the smallest final gap" in gap_task.caption
 
 
 def test_time_to_target_is_an_ecdf_that_stops_at_k_of_n_for_censored_runs():

@@ -296,7 +296,7 @@ def drawn_only(styles: Styles, drawn: set) -> Styles:
 
 
 def focus(styles: Styles, ranked: list[str], k: int = HIGHLIGHT, noun: str = "cells",
-          names: dict[str, str] | None = None) -> Styles:
+          names: dict[str, str] | None = None, ends: tuple[str, str] = ("best {k} {noun}", "worst {k} {noun}")) -> Styles:
     """More than :data:`MANY` cells on one axis are a blob: the ``k`` best and
     ``k`` worst of ``ranked`` (best first; only cells drawn in this figure) in
     colour and named in the legend (``names[cell]`` if given), every other
@@ -309,10 +309,10 @@ def focus(styles: Styles, ranked: list[str], k: int = HIGHLIGHT, noun: str = "ce
     for cell in styles.cell:
         out.cell[cell] = {"color": GREY, "linestyle": "-", "marker": None, "hatch": "", "lw": 0.8, "band": False,
                           "zorder": 1}
-    out.legend.append(_heading(f"best {k} {noun}"))
+    out.legend.append(_heading(ends[0].format(k=k, noun=noun)))
     for group, colours in ((best, BEST_COLOURS), (worst, WORST_COLOURS)):
         if group is worst:
-            out.legend.append(_heading(f"worst {k} {noun}"))
+            out.legend.append(_heading(ends[1].format(k=k, noun=noun)))
         for i, cell in enumerate(group):
             st = {"color": colours[i % len(colours)], "linestyle": "-" if group is best else "--",
                   "marker": MARKERS[i + (0 if group is best else 3)], "hatch": "", "lw": 1.8, "band": True, "zorder": 3}
@@ -1311,6 +1311,17 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
     grey = (f" With {len(_ranked(a))} cells, the {HIGHLIGHT} best and {HIGHLIGHT} worst by {what} are in colour, "
             "the others grey." if many else "")
     gaps = [(c, "epoch") for c in ("gap_loss", "gap_acc") if have(c)]
+    if gaps and many and "final_gap_loss_mean" in cells:
+        # the gap figure's colours for the largest and smallest gaps: ranked by accuracy, the cell with the
+        # largest gap (the one the summary names) was a thin grey line
+        drawn = _drawn(curves, [c for c, _ in gaps])
+        by_gap = [c for c in cells["final_gap_loss_mean"].dropna().sort_values(ascending=False, kind="stable").index
+                  if c in drawn]
+        gap_styles = focus(styles, by_gap, ends=("largest final gap", "smallest final gap"))
+        gap_grey = (f" With {len(by_gap)} cells, the {HIGHLIGHT} with the largest and the {HIGHLIGHT} with the "
+                    "smallest final gap (val − fit loss) are in colour, the others grey.")
+    elif gaps:
+        gap_styles, gap_grey = focused([c for c, _ in gaps]), grey
     if gaps:
         tasks.append(Task(
             "gap", "Generalization gap",
@@ -1318,7 +1329,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             "the model does better on the data it was trained on. A growing gap shows it fitting its training data "
             "faster than what carries over to new data; that costs validation loss only where the validation loss "
             f"itself rises after its minimum (the rise the summary reports). {band}"
-            + grey, fig_curves, (curves, gaps, focused([c for c, _ in gaps])), cost=1 + size))
+            + gap_grey, fig_curves, (curves, gaps, gap_styles), cost=1 + size))
     clock = (" Seconds: each seed's share of its fused group's clock; cells of different groups shared the CPU "
              "differently, so their seconds are not a comparison of speed (time cells with hydra/launcher=basic)."
              if a.shared_clock() else "")
