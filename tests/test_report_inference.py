@@ -641,12 +641,12 @@ def test_cells_that_shared_a_fused_groups_clock_are_not_ranked_by_seconds(tmp_pa
     fused, alone = captions(tmp_path / "fused"), captions(tmp_path / "alone")
     for name in ("convergence", "time_to_target"):
         assert "not a comparison of speed" in fused[name] and "not a comparison of speed" not in alone[name]
-    assert "The thick grey line is the target." in alone["convergence"]
+    assert "The broad grey band is the target." in alone["convergence"]
     untargeted = stats.analyze(load.load_study([tmp_path / "alone"]), target=None)
     untargeted.target = None  # no target: no line, and the caption names none
     styles = figures.cell_styles(untargeted.cells[untargeted.study.factors], untargeted.study.levels, None, None)
     conv = next(t for t in figures.grid_tasks(untargeted, styles, None)[0] if t.name == "convergence")
-    assert "grey line" not in conv.caption and conv.args[3] is None
+    assert "grey band" not in conv.caption and conv.args[3] is None
 
 
 def test_fused_jobs_of_several_seeds_get_one_note_on_times(tmp_path):

@@ -60,7 +60,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 HATCHES = ["", "///", "...", "xxx"]
 BAND_ALPHA = 0.18
 # A reference line (target, "no shift"): thick light grey, unlike any cell's line style.
-REFERENCE = {"color": "0.55", "lw": 2.2, "alpha": 0.45, "linestyle": "-", "zorder": 0}
+REFERENCE = {"color": "0.55", "lw": 5.0, "alpha": 0.3, "linestyle": "-", "zorder": 0}  # a band: unlike the thin grey lines of cells
 MANY = 8  # more cells than this and curves highlight the best and worst few, the rest grey
 HIGHLIGHT = 3  # cells highlighted at each end
 PAGE_W = 11.0  # inches: the widest figure; the page shows figures at PX_PER_IN, so 1056 px
@@ -1339,7 +1339,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
         tasks.append(Task(
             "convergence", "Convergence",
             f"{label(metric).capitalize()} against epochs and against training time per seed (evaluation excluded; "
-            "mean over seeds)." + (" The thick grey line is the target." if a.target is not None else "")
+            "mean over seeds)." + (" The broad grey band is the target." if a.target is not None else "")
             + (clock if len(panels) > 1 else "") + f" {band}" + grey,
             fig_curves, (curves, panels, focused([metric]), hline), cost=1 + size))
     targets = [c for c in ("epochs_to_target", "seconds_to_target") if c in a.runs]
@@ -1356,7 +1356,7 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
             f"{'chosen automatically: the weakest cell’s mean value at the epoch of lowest validation loss' if a.target_auto else 'from --target'}. "
             "A run that never reached it counts as not yet there at the end (censored), so a curve that stops "
             "below 100% names the runs that never got there (k/n reached in the legend); where a curve crosses "
-            "the grey 50% line is the cell's median (one that only reaches 50% has none: half never got there)."
+            "the grey 50% band is the cell's median (one that only reaches 50% has none: half never got there)."
             + (f" Curves that coincide are drawn {DODGE * 100:.1f} percentage points apart, so that none hides another."
                if any(coinciding(used, c) for c in targets) else "")
             + (clock if "seconds_to_target" in targets else "") + grey,
