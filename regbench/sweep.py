@@ -369,11 +369,13 @@ class JobProgress:
             pass
         try:
             summary = records.read_summary(Path(folder))
-        except Exception:
-            return "failed", None
+        except Exception:  # none yet: another process may have just taken the folder
+            return ("not started: another process is training it" if records.folder_in_use(Path(folder)) else "failed"), None
         state, seconds = str(summary.get("status", "failed")), summary.get("wall_time_s")
-        if state == records.RUNNING and records.folder_in_use(Path(folder)) is None:
-            return "dead (its process ended without recording why)", None
+        if state == records.RUNNING:  # ended here, so not trained here: "running in 0.0 s" read as ours
+            if records.folder_in_use(Path(folder)) is None:
+                return "dead (its process ended without recording why)", None
+            return "not started: another process is training it", None
         try:
             if state == records.COMPLETED and os.path.getmtime(Path(folder) / records.SUMMARY_FILE) < self.t0:
                 from .userdata import changed_since  # numpy: only for a data=file job
@@ -550,10 +552,16 @@ def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows:
         if counts.get(state):
             line += f"; {state}: " + " ".join(counts[state])
     # What to do next, on a line of its own.
-    undone = sum(len(counts.get(s, [])) for s in UNDONE)
-    if undone:
+    undone = sum(len(counts.get(s, [])) for s in UNDONE if s != records.RUNNING)
+    running = len(counts.get(records.RUNNING, []))  # at the sweep's end: training in another process (its lock held)
+    where = shlex.quote(str(sweep_dir))
+    if running:
+        line += (f"\nnext: {records.plural(running, 'job')} {'is' if running == 1 else 'are'} training in another "
+                 f"process: let it finish (`regbench status {where}` shows each)"
+                 + (f", then run the same command again for the other {undone} unfinished" if undone else ""))
+    elif undone:
         line += (f"\nnext: run the same command again to resume or retry the {undone} unfinished job"
-                 f"{'s' if undone > 1 else ''}; `regbench status {shlex.quote(str(sweep_dir))}` shows each")
+                 f"{'s' if undone > 1 else ''}; `regbench status {where}` shows each")
     elif not report_follows:  # report.at_end=true: the report's own lines follow
         line += f"\nnext: regbench report {shlex.quote(str(sweep_dir))}"  # pasted into a shell as it is
     return line

@@ -404,3 +404,31 @@ def test_status_of_a_single_run_calls_it_a_run(cli, tmp_path):
     assert cli("train", *TINY, f"hydra.run.dir={tmp_path / 'r1'}", cli.data_arg).returncode == 0
     res = cli("status", str(tmp_path / "r1"))
     assert res.returncode == 0 and res.stdout.startswith(f"run {tmp_path / 'r1'}: 1 job (1 completed)\n"), res.stdout
+
+
+def test_jobs_another_process_is_training_are_not_called_ours(tmp_path):
+    """Two identical sweeps started at once: the second said "[3/4] ... running in 0.0 s" and "failed" of jobs it
+    never touched, and "run the same command again to resume or retry the 4 unfinished jobs" while the first
+    was training them."""
+    from regbench.sweep import JobProgress, format_counts
+
+    held, fresh = tmp_path / "held", tmp_path / "fresh"
+    held.mkdir()
+    fresh.mkdir()
+    records.write_summary(held, {"status": "running"})
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from regbench import records; "
+                               f"h1 = records.acquire_lock(__import__('pathlib').Path({str(held)!r})); "
+                               f"h2 = records.acquire_lock(__import__('pathlib').Path({str(fresh)!r})); "
+                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        progress = JobProgress(2)
+        progress.t0 = 0
+        lines = progress.finished([("a", str(held)), ("b", str(fresh))])  # fresh: locked, no summary yet
+        assert [line.split(" ", 2)[2] for line in lines] == ["not started: another process is training it"] * 2, lines
+    finally:
+        holder.kill()
+        holder.wait()
+    text = format_counts({"completed": ["x"], "running": ["a", "b"], "failed": ["c"]}, tmp_path)
+    assert text.splitlines()[1] == (f"next: 2 jobs are training in another process: let it finish (`regbench status "
+                                    f"{tmp_path}` shows each), then run the same command again for the other 1 unfinished")
