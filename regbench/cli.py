@@ -110,6 +110,34 @@ def train(argv: list[str]) -> int:
         warm.close()
 
 
+def _config_flag_refusal(argv: list[str]) -> str | None:
+    """``-cd DIR`` that is no folder, or ``-cn NAME`` that no config folder holds:
+    Hydra said so in several lines with HYDRA_FULL_ERROR and exit status 1."""
+    def value(*flags: str) -> str | None:
+        for i, a in enumerate(argv):
+            if a in flags and i + 1 < len(argv):
+                return argv[i + 1]
+            for f in flags:
+                if f.startswith("--") and a.startswith(f + "="):
+                    return a.split("=", 1)[1]
+        return None
+
+    folder = value("-cd", "--config-dir")
+    if folder is not None and not os.path.isdir(folder):
+        return f"-cd {folder}: no such folder; -cd adds a folder of your own configs (e.g. -cd myconf -cn myconfig)"
+    name = value("-cn", "--config-name")
+    if name is not None:
+        import importlib.resources
+
+        stem = name.removesuffix(".yaml")
+        own = folder is not None and os.path.isfile(os.path.join(folder, f"{stem}.yaml"))
+        if not own and not importlib.resources.files("regbench.conf").joinpath(f"{stem}.yaml").is_file():
+            where = f"in {folder} or " if folder is not None else ""
+            return (f"-cn {name}: no config {stem}.yaml {where}in regbench's configs (its primary config is config); "
+                    "give your own folder of configs with -cd DIR")
+    return None
+
+
 def _train(argv: list[str]) -> int:
     from . import lifetime
 
@@ -119,6 +147,10 @@ def _train(argv: list[str]) -> int:
               "(e.g. eval \"$(regbench train -sc install=bash)\")", file=sys.stderr)
         return 2
 
+    refusal = _config_flag_refusal(argv)
+    if refusal:
+        print(f"regbench train: error: {refusal}", file=sys.stderr)
+        return 2
     lifetime.imported("regbench.preflight")  # Hydra and OmegaConf, for the rest of the command
     from .preflight import reset
 

@@ -307,3 +307,20 @@ def test_a_name_past_the_file_systems_limit_is_one_line(cli, tmp_path, args):
     res = cli(*[a.format(long=long) for a in args], *(TINY + [cli.data_arg] if args[0] in ("train", "plan") else []))
     assert res.returncode == 2, res.stderr[-2000:]
     assert res.stderr.count("\n") == 1 and "a name in it is longer than the file system allows" in res.stderr, res.stderr
+
+
+def test_a_config_flag_naming_nothing_is_one_line(capsys, tmp_path):
+    """Hydra answered -cn nope and -cd /nonexist in several lines (HYDRA_FULL_ERROR...) with exit status 1."""
+    from regbench import cli
+
+    (tmp_path / "mine.yaml").write_text("defaults:\n  - config\n")
+    for argv, says in ((["-cn", "nope"], "-cn nope: no config nope.yaml in regbench's configs (its primary config is config)"),
+                       (["--config-name=nope.yaml"], "-cn nope.yaml: no config nope.yaml in regbench's configs"),
+                       (["-cd", str(tmp_path / "no")], f"-cd {tmp_path / 'no'}: no such folder"),
+                       (["-cd", str(tmp_path), "-cn", "other"], f"-cn other: no config other.yaml in {tmp_path} or in "
+                                                                "regbench's configs")):
+        assert cli.main(["train", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"regbench train: error: {says}") and err.count("\n") == 1, (argv, err)
+    assert cli._config_flag_refusal(["-cd", str(tmp_path), "-cn", "mine"]) is None
+    assert cli._config_flag_refusal(["-cn", "config"]) is None
