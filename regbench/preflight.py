@@ -300,6 +300,10 @@ def foreign_folder_refusal(key: str, value: Any, sweep: bool = False) -> Optiona
         return None
     if sweep and any(os.path.lexists(folder / n / m) for n in names for m in RUN_MARKS):
         return None  # job folders: a sweep regbench's manifest does not know yet (or copied together)
+    if not sweep and any(n in SWEEP_MARKS for n in names):  # a sweep's folder given as a single run's
+        return (f"{key}={value} is a sweep's folder (it holds {', '.join(n for n in names if n in SWEEP_MARKS)}): a "
+                f"single run needs a folder of its own; give a new or empty folder for {key}, or train the sweep with -m "
+                "hydra.sweep.dir=... to add jobs to it")
     shown = ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
     what = "sweep (no sweep.json or multirun.yaml)" if sweep else "run (no .hydra/ or summary.json)"
     return (f"{key}={value} holds files that are not a regbench {what}: {shown}; "

@@ -182,6 +182,20 @@ def test_a_folder_of_other_files_is_not_taken_for_a_run_or_a_sweep(cli, tmp_path
     assert snapshot(tmp_path) == before
 
 
+def test_a_sweeps_folder_given_to_a_single_run_is_named_as_such():
+    """It said "holds files that are not a regbench run" and listed the sweep's job folders."""
+    import tempfile
+
+    from regbench.preflight import foreign_folder_refusal
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "multirun.yaml").write_text("{}")
+        (Path(d) / "model.dropout=0").mkdir()
+        assert foreign_folder_refusal("hydra.run.dir", d).startswith(
+            f"hydra.run.dir={d} is a sweep's folder (it holds multirun.yaml): a single run needs a folder of its own")
+        assert foreign_folder_refusal("hydra.sweep.dir", d, sweep=True) is None
+
+
 @pytest.mark.parametrize(
     "args,fragment",
     [
