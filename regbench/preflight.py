@@ -78,8 +78,11 @@ def _quote_hint(args: list[str]) -> str:
     for word in words:  # Hydra's grammar reads an unquoted value in ASCII only: hydra.run.dir=/data/é
         key, _, value = word.partition("=")
         if value and not value.isascii() and not value[:1] in "'\"":
+            # each element of a sweep (a,b) or a list ([a,b]) quoted on its own: the whole quoted is one string
+            quoted = "".join(part if part.isascii() or part[:1] in "'\"" else f'"{part}"'
+                             for part in re.split(r"([,\[\]])", value))
             return (f"; {word}: a value with characters beyond ASCII must be quoted for Hydra, "
-                    f"e.g. '{key}=\"{value}\"' (the inner quotes reach Hydra)")
+                    f"e.g. '{key}={quoted}' (the inner quotes reach Hydra)")
     return ""
 
 
@@ -475,6 +478,21 @@ def memory_refusal(cfg, gpu: bool = True) -> Optional[str]:
 # ------------------------------------------------------------- sweeps
 
 
+def _parsed_value(text: Optional[str]) -> Any:
+    """A typed value as Hydra reads it ('"a b"' and "'a b'" are one string; 0 and 0.0 one number), for comparing."""
+    if text is None:
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .sweep import _same_value
+
+    try:
+        value = OverridesParser.create().parse_overrides([f"k={text}"])[0].value()
+    except Exception:
+        return _same_value(text)
+    return repr(value) if isinstance(value, (list, dict)) else _same_value(str(value))
+
+
 def _as_dict(job: list[str]) -> dict[str, str]:
     return dict(o.lstrip("+~").split("=", 1) if "=" in o else (o.lstrip("+~"), "") for o in job)
 
@@ -609,9 +627,10 @@ def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> li
                 said.append(f"{o.input_line} has no effect without BatchNorm: only model.batchnorm=true (or "
                             "model.bn_layers with a true) reads it")
             continue
-        if key == "model.activation":  # read by the act part of model.order only
-            if not any("act" in value(job, "model.order") for job in jobs or [[]]):
-                said.append(f"{o.input_line} has no effect: model.order has no act part")
+        if key == "model.activation":  # read by the act part of model.order, and by an init's gain
+            if not any("act" in value(job, "model.order") or value(job, "model.init") != "default" for job in jobs or [[]]):
+                said.append(f"{o.input_line} has no effect: model.order has no act part (and model.init=default "
+                            "takes no gain from it)")
             continue
         rule = records.USED_ONLY_WITH.get(key)
         if rule is None:
@@ -717,7 +736,7 @@ def own_subdir_refusal(base: DictConfig, jobs: list[list[str]], folders: list[Pa
         if not isinstance(there, list):
             continue
         old, new = _as_dict(records.job_overrides(map(str, there))), _as_dict(records.job_overrides(job))
-        differ = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
+        differ = [k for k in dict.fromkeys([*new, *old]) if _parsed_value(old.get(k)) != _parsed_value(new.get(k))]
         if differ:
             was = ", ".join(f"{k}={old[k]}" if k in old else f"no {k}" for k in differ[:3])
             return (f"hydra.sweep.subdir={raw} puts job {label(job)} in {folder}, which holds the records of another "

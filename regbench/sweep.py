@@ -268,8 +268,12 @@ def overlapping_seeds(config: DictConfig, jobs: list[list[str]]) -> Optional[str
                     )
                 if first == list(job):
                     return f"the job {job_name(job) or '(no overrides)'} is listed twice (a value given twice); give each value once"
+                a, b = (",".join(o for o in j if o not in other) for j, other in ((first, job), (job, first)))
+                keys = {o.lstrip("+~").split("=", 1)[0] for o in [*first, *job] if o not in first or o not in job}
+                if all(records.is_runtime_key(k) for k in keys):  # threads=1,2 in folders of their own (${hydra.job.num})
+                    return (f"jobs {a} and {b} differ only in {', '.join(sorted(keys))}, which says how a job runs, not "
+                            f"what it computes: seed {s} would be trained twice; run one value per sweep")
                 # one value written two ways: 0 and 0.0 (two folders, one run trained twice)
-                a, b = (job_name(j, {o for o in first if o in job}) for j in (first, job))
                 return (f"jobs {a} and {b} are one setting written two ways: seed {s} would be trained twice; "
                         "give each value once")
             owner[s] = (name, list(job))
@@ -281,11 +285,18 @@ def _same_value(text: str) -> str:
     in any case; anything else as typed."""
     if text.lower() in ("true", "false"):
         return text.lower()
+    if text.startswith("[") and text.endswith("]"):  # [0,0.2] and [0.0, 0.2]
+        return "[" + ",".join(_same_value(part.strip()) for part in text[1:-1].split(",")) + "]"
+    try:
+        return str(int(text.replace("_", "")))  # exact: big integers stay apart
+    except ValueError:
+        pass
     try:
         number = float(text.replace("_", ""))
     except ValueError:
         return text
-    return repr(number) if math.isfinite(number) else text
+    return repr(number) if math.isfinite(number) and not number.is_integer() else (
+        str(int(number)) if math.isfinite(number) else text)
 
 
 try:
@@ -558,7 +569,8 @@ def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows:
     if running:
         line += (f"\nnext: {records.plural(running, 'job')} {'is' if running == 1 else 'are'} training in another "
                  f"process: let it finish (`regbench status {where}` shows each)"
-                 + (f", then run the same command again for the other {undone} unfinished" if undone else ""))
+                 + (f", then run the same command again for the other {records.plural(undone, 'unfinished job')}"
+                    if undone else ""))
     elif undone:
         line += (f"\nnext: run the same command again to resume or retry the {undone} unfinished job"
                  f"{'s' if undone > 1 else ''}; `regbench status {where}` shows each")

@@ -233,7 +233,8 @@ def _function(spec: Optional[str]):
                             "if __name__ == '__main__':)") from None
     func = getattr(module, func_name, None)
     if not callable(func):
-        what = "no function" if func is None else f"a {type(func).__name__}, not a function, named"
+        kind = type(func).__name__
+        what = "no function" if func is None else f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a function, named"
         raise UserDataError(f"data.loader={spec}: {module_name} has {what} {func_name}")
     return func
 
@@ -366,7 +367,7 @@ def _labels(y, source: str, name: str) -> np.ndarray:
         if missing.any():  # "labels that are not whole numbers (e.g. nan)": a missing label, say so
             rows = np.flatnonzero(missing)
             raise UserDataError(f"{source}: {name} holds {len(rows)} NaN/inf label{'s' if len(rows) > 1 else ''} "
-                                f"(rows {_numbers(rows)}): missing labels? Labels are integer classes 0..C-1: drop those rows")
+                                f"({'rows' if len(rows) > 1 else 'row'} {_numbers(rows)}): missing labels? Labels are integer classes 0..C-1: drop those rows")
         whole = y == np.round(y)
         if not whole.all():
             raise UserDataError(f"{source}: {name} holds {int((~whole).sum())} labels that are not whole numbers "

@@ -552,9 +552,15 @@ def test_a_worker_told_to_stop_before_its_group_trains_ends_without_a_traceback(
             raise KeyError("'NoneType' object has no attribute '_invalidate_flags_cache'")  # what the interrupt left
 
     def run_worker():
+        import torch
+
+        threads = torch.get_num_threads()  # the worker sets its own: this process's comes back
         tasks = queue.Queue()
         tasks.put(0)
-        FusedLauncher._worker(Broken(), [[0]], [[]], 0, tasks, Results(), 1)
+        try:
+            FusedLauncher._worker(Broken(), [[0]], [[]], 0, tasks, Results(), 1)
+        finally:
+            torch.set_num_threads(threads)
 
     ended = []
     monkeypatch.setattr(signals, "exit_worker", lambda: ended.append(True) or (_ for _ in ()).throw(SystemExit(130)))

@@ -58,6 +58,8 @@ BAD = [
     (["model.order=[linear,", "act]"], "e.g. 'model.order=[linear, act]'"),
     # Hydra's grammar said only "LexerNoViableAltException" of an unquoted value beyond ASCII
     (["hydra.run.dir=/tmp/é"], "a value with characters beyond ASCII must be quoted for Hydra, e.g. 'hydra.run.dir=\"/tmp/é\"'"),
+    # each element of a sweep on its own: the whole quoted was one path
+    (["-m", "data.path=my.npz,é.npz"], "e.g. 'data.path=my.npz,\"é.npz\"'"),
     (["hydra.run.dir="], "hydra.run.dir='' is not allowed: an empty folder would put the records into the current folder"),
     (["-m", "model.dropout=0,0.1", "hydra.sweep.dir="], "hydra.sweep.dir='' is not allowed"),
     (["seed=-1"], "seed=-1 is not allowed: must be in [0, 9223372036854775807]"),
@@ -115,6 +117,8 @@ def test_a_folder_named_by_its_place_in_the_sweep_that_holds_another_job_is_refu
                                                                                        "trainer.epochs=1", "device=cpu"]})
     args = ["-m", "trainer.epochs=1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"]
     assert check(["model.dropout=0,0.3", *args])  # the same sweep again (device, a runtime key, aside): its own jobs
+    from regbench.preflight import _parsed_value
+    assert _parsed_value('"my data.npz"') == _parsed_value("'my data.npz'") and _parsed_value("0") == _parsed_value("0.0")
     with pytest.raises(PreflightError, match=r"puts job model.dropout=0.1 in .*/sw/1, which holds the records of another "
                                              r"job \(model.dropout=0.3\): a folder named by the job's place"):
         check(["model.dropout=0,0.1,0.3", *args])
@@ -433,5 +437,6 @@ def test_a_typed_value_no_job_reads_is_a_warning(capsys):
                  ["optim.schedule=step", "optim.gamma=0.5"], ["data=digits"],
                  ["report.at_end=true", "report.options=[-q]"], ["-m", "model.batchnorm=false,true", "model.bn_eps=1e-3"],
                  ["model.bn_layers=[true,false]", "model.bn_momentum=0.5"], ["model.activation=tanh"],
-                 ["data=digits", "data.test_fraction=0.3"]):
+                 ["data=digits", "data.test_fraction=0.3"],
+                 ["model.order=[linear,dropout]", "model.init=xavier", "model.activation=tanh"]):  # the init's gain
         assert check(argv) and capsys.readouterr().err == "", argv  # read by some job, or nothing typed

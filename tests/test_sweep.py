@@ -180,6 +180,10 @@ def test_overlapping_seed_ranges_are_refused(cli, tmp_path):
     ("trainer.epochs=2,02", "jobs trainer.epochs=2 and trainer.epochs=02 are one setting written two ways"),
     # Hydra reads 0.30 as 0.3: the same job twice, which said "(by the jobs the defaults and the defaults)"
     ("model.dropout=0.30,0.3", "the job model.dropout=0.3 is listed twice (a value given twice); give each value once"),
+    ("model.dropout_layers=[0,0.2],[0.0,0.2]", "jobs model.dropout_layers=[0,0.2] and model.dropout_layers=[0.0,0.2] are "
+                                               "one setting written two ways"),
+    # folders of their own (${hydra.job.num}) for a runtime key: it said "jobs  and  are one setting written two ways"
+    ("threads=1,2", "jobs threads=1 and threads=2 differ only in threads, which says how a job runs"),
 ])
 def test_one_setting_written_twice_is_refused(make_cfg, sweep, says):
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -431,4 +435,5 @@ def test_jobs_another_process_is_training_are_not_called_ours(tmp_path):
         holder.wait()
     text = format_counts({"completed": ["x"], "running": ["a", "b"], "failed": ["c"]}, tmp_path)
     assert text.splitlines()[1] == (f"next: 2 jobs are training in another process: let it finish (`regbench status "
-                                    f"{tmp_path}` shows each), then run the same command again for the other 1 unfinished")
+                                    f"{tmp_path}` shows each), then run the same command again for the other 1 "
+                                    "unfinished job")

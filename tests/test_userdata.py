@@ -61,7 +61,7 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
         (lambda p: np.savez(p, x=np.full((4, 2), np.nan), y=np.arange(4) % 2), [], "x holds 8 NaN/inf values (rows 0, 1, 2, 3)"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, 0.5, 1])), [], "1 labels that are not whole numbers"),
         # it said "1 labels that are not whole numbers (e.g. nan)"
-        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, np.nan, 1])), [], "y holds 1 NaN/inf label (rows 2): missing labels?"),
+        (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, np.nan, 1])), [], "y holds 1 NaN/inf label (row 2): missing labels?"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array(["a", "b", "a", "b"])), [], "holds <U1 labels (e.g. 'a')"),
         (lambda p: np.savez(p, x=np.zeros((4, 2)), y=np.array([0, 1, -1, 1])), [], "negative labels (-1)"),
         # past int64: they wrapped to negative labels ("negative labels (-9223372036854775808)"), or read as "object labels"
@@ -134,7 +134,7 @@ def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch)
     for loader, message in [("bad:boom", "raised OSError: disk gone"), ("bad:single", "returned int; it must return"),
                             ("bad:leave", r"called sys.exit\(3\); a loader returns its arrays"),  # regbench exited 3, silent
                             ("bad:nothing", "bad has no function nothing"), ("no_such_mod:f", "cannot import no_such_mod"),
-                            ("bad:number", "bad has a int, not a function, named number"),  # it said "no function"
+                            ("bad:number", "bad has an int, not a function, named number"),  # it said "no function"
                             ("bad", "give the function as module:function"),
                             ("script:load", r"importing script called sys.exit\(0\); a loader's module must only define")]:
         with pytest.raises((UserDataError, DataError), match=message):

@@ -420,6 +420,7 @@ def plot_fit_vs_val(curve: pd.DataFrame, kind: str, color, ax: Axes | None = Non
 
 
 DODGE = 0.012  # how far apart time-to-target curves that coincide are drawn (1.2 pp: a share is k/n, steps of 1/n)
+MAX_DODGES = 3  # the most a curve is lifted (in DODGEs): a fifth twin shares the fourth's place
 
 
 def coinciding(runs: pd.DataFrame, column: str) -> bool:
@@ -452,6 +453,7 @@ def plot_ecdf(runs: pd.DataFrame, column: str, styles: Styles, ax: Axes | None =
         ys = np.concatenate([[0.0], np.arange(1, k + 1) / n, [k / n]])
         same = drawn.get(key := (tuple(hit.tolist()), n), 0)
         drawn[key] = same + 1
+        same = min(same, MAX_DODGES)  # more twins share the top lift: the axis grows by MAX_DODGES lifts at most
         ys = ys + same * DODGE
         ax.step(xs, ys, where="post", color=st["color"], linestyle=st["linestyle"], lw=st.get("lw", 1.6),
                 zorder=st.get("zorder", 2), label=f"{cell}: {k}/{n} reached")
@@ -459,7 +461,7 @@ def plot_ecdf(runs: pd.DataFrame, column: str, styles: Styles, ax: Axes | None =
             ax.plot(hit[-1:], [k / n + same * DODGE], linestyle="none", marker=st["marker"], color=st["color"], markersize=4.5,
                     zorder=st.get("zorder", 2))
     ax.axhline(0.5, **REFERENCE)
-    ax.set_ylim(-0.02, 1.04)
+    ax.set_ylim(-0.02, 1.04 + DODGE * min(MAX_DODGES, max(drawn.values(), default=1) - 1))  # a lifted 100% stays in view
     ax.yaxis.set_major_formatter(PERCENT)
     ax.set_ylabel("share of the cell's runs that reached it")
     ax.set_xlabel(label(column) if column in LABELS else column.replace("_", " "))
@@ -895,8 +897,8 @@ def fig_ecdf(runs: pd.DataFrame, styles: Styles, columns: list[str], xmax: dict[
         v = runs[col].astype(float)
         end = xmax.get(col) if v.isna().any() or not v.notna().any() else None
         margin = float(v.max()) * 1.08 if v.notna().any() else None  # every run reached it: a little past the last
-        if margin is not None and xmax.get(col) is not None:
-            margin = min(margin, float(xmax[col]))  # never past the end of training (16 of 15 epochs)
+        if margin is not None and xmax.get(col) is not None:  # not far past the end of training (16 of 15 epochs),
+            margin = min(margin, float(xmax[col]) * 1.02)     # but a last step there keeps a visible top
         plot_ecdf(runs, col, styles, ax=ax, xmax=end if end is not None else margin)
         ax.set_xlabel("epochs to target" if col.startswith("epochs") else "training time per seed to target (s)")
         if ax is not axes[0]:
@@ -1311,12 +1313,14 @@ def grid_tasks(a, styles: Styles, x: str | None) -> tuple[list[Task], list[tuple
     grey = (f" With {len(_ranked(a))} cells, the {HIGHLIGHT} best and {HIGHLIGHT} worst by {what} are in colour, "
             "the others grey." if many else "")
     gaps = [(c, "epoch") for c in ("gap_loss", "gap_acc") if have(c)]
+    by_gap = []
     if gaps and many and "final_gap_loss_mean" in cells:
         # the gap figure's colours for the largest and smallest gaps: ranked by accuracy, the cell with the
         # largest gap (the one the summary names) was a thin grey line
         drawn = _drawn(curves, [c for c, _ in gaps])
         by_gap = [c for c in cells["final_gap_loss_mean"].dropna().sort_values(ascending=False, kind="stable").index
                   if c in drawn]
+    if len(by_gap) > MANY:
         gap_styles = focus(styles, by_gap, ends=("largest final gap", "smallest final gap"))
         gap_grey = (f" With {len(by_gap)} cells, the {HIGHLIGHT} with the largest and the {HIGHLIGHT} with the "
                     "smallest final gap (val − fit loss) are in colour, the others grey.")
