@@ -77,7 +77,7 @@ def _quote_hint(args: list[str]) -> str:
         return f"; {word!r} is not key=value (every override is key=value; quote a value with spaces)"
     for word in words:  # Hydra's grammar reads an unquoted value in ASCII only: hydra.run.dir=/data/é
         key, _, value = word.partition("=")
-        if value and not value.isascii() and not value[:1] in "'\"":
+        if value and not value.isascii() and value[:1] not in "'\"":
             # each element of a sweep (a,b) or a list ([a,b]) quoted on its own: the whole quoted is one string
             quoted = "".join(part if part.isascii() or part[:1] in "'\"" else f'"{part}"'
                              for part in re.split(r"([,\[\]])", value))
@@ -484,13 +484,13 @@ def _parsed_value(text: Optional[str]) -> Any:
         return None
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from .sweep import _same_value
+    from .sweep import same_value
 
     try:
         value = OverridesParser.create().parse_overrides([f"k={text}"])[0].value()
     except Exception:
-        return _same_value(text)
-    return repr(value) if isinstance(value, (list, dict)) else _same_value(str(value))
+        return same_value(text)
+    return repr(value) if isinstance(value, (list, dict)) else same_value(str(value))
 
 
 def _as_dict(job: list[str]) -> dict[str, str]:
@@ -609,6 +609,10 @@ def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> li
     warning. A sweep over datasets that reads it in some jobs says nothing."""
     group_of = {"data.name": "data", "optim.name": "optim"}  # the group option that sets the deciding key
     said = []
+
+    def value(job: list[str], key: str) -> str:  # a job's value as typed, else the base's
+        return _as_dict(job).get(key, str(OmegaConf.select(base, key)))
+
     for o in parsed:
         key = o.key_or_group.lstrip("+~")
         if key == "report.options" and not o.is_hydra_override():  # read only by the report the sweep writes
@@ -620,7 +624,6 @@ def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> li
             continue
         if o.is_hydra_override():
             continue
-        value = lambda job, k: _as_dict(job).get(k, str(OmegaConf.select(base, k)))  # noqa: E731  as typed, else the base's
         if key in ("model.bn_momentum", "model.bn_eps"):  # read by BatchNorm layers only
             if not any(value(job, "model.batchnorm").lower() == "true" or "true" in value(job, "model.bn_layers").lower()
                        for job in jobs or [[]]):
@@ -662,12 +665,11 @@ def _own_subdirs(base: DictConfig, jobs: list[list[str]], sweep_dir: Path) -> li
     job's own values set; a job with a config group's choice, ``data=digits``,
     composed once per such choice); [] where one cannot be known before the
     job runs."""
+    from hydra import compose
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.hydra_config import HydraConfig
 
     from .sweep import parsed_overrides
-
-    from hydra import compose
 
     od = base.hydra.job.config.override_dirname
     raw = str(OmegaConf.to_container(base.hydra.sweep, resolve=False).get("subdir"))

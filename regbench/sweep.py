@@ -255,7 +255,7 @@ def overlapping_seeds(config: DictConfig, jobs: list[list[str]]) -> Optional[str
         kv = dict(o.lstrip("+").split("=", 1) for o in job if "=" in o)
         seed = int(kv.get("seed", config.seed))
         replicas = int(kv.get("trainer.replicas", config.trainer.replicas))
-        setting = tuple(sorted((k, _same_value(v)) for k, v in kv.items() if k not in ignored and not records.is_runtime_key(k)))
+        setting = tuple(sorted((k, same_value(v)) for k, v in kv.items() if k not in ignored and not records.is_runtime_key(k)))
         owner = groups.setdefault(setting, {})
         name = ",".join(o for o in job if o.lstrip("+").split("=", 1)[0] in ("seed", "trainer.replicas")) or "the defaults"
         for s in range(seed, seed + replicas):
@@ -280,13 +280,13 @@ def overlapping_seeds(config: DictConfig, jobs: list[list[str]]) -> Optional[str
     return None
 
 
-def _same_value(text: str) -> str:
+def same_value(text: str) -> str:
     """A value as a setting tells it: numbers by value (0 and 0.0, 2 and 02 are one setting), true/false
     in any case; anything else as typed."""
     if text.lower() in ("true", "false"):
         return text.lower()
     if text.startswith("[") and text.endswith("]"):  # [0,0.2] and [0.0, 0.2]
-        return "[" + ",".join(_same_value(part.strip()) for part in text[1:-1].split(",")) + "]"
+        return "[" + ",".join(same_value(part.strip()) for part in text[1:-1].split(",")) + "]"
     try:
         return str(int(text.replace("_", "")))  # exact: big integers stay apart
     except ValueError:

@@ -48,7 +48,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .load import fmt_value, is_combined, setting_text, short_names, unit
-from .stats import higher_is_better, left_out_count
+from .stats import higher_is_better, left_out_count, scope_where
 
 # Okabe & Ito (2008), reordered: the strongest contrasts first, yellow (faint on white) last.
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
@@ -423,10 +423,14 @@ DODGE = 0.012  # how far apart time-to-target curves that coincide are drawn (1.
 MAX_DODGES = 3  # the most a curve is lifted (in DODGEs): a fifth twin shares the fourth's place
 
 
+def _ecdf_key(v: np.ndarray) -> tuple:
+    """What a cell's time-to-target curve is drawn from: its sorted times and its count of runs."""
+    return tuple(np.sort(v[np.isfinite(v)]).tolist()), len(v)
+
+
 def coinciding(runs: pd.DataFrame, column: str) -> bool:
     """Whether two cells' time-to-target curves in ``column`` are the same (one would hide the other)."""
-    curves = [(tuple(np.sort(v[np.isfinite(v)]).tolist()), len(v))
-              for v in (g[column].astype(float).to_numpy() for _, g in runs.groupby("cell", sort=False))]
+    curves = [_ecdf_key(g[column].astype(float).to_numpy()) for _, g in runs.groupby("cell", sort=False)]
     return len(set(curves)) < len(curves)
 
 
@@ -451,7 +455,7 @@ def plot_ecdf(runs: pd.DataFrame, column: str, styles: Styles, ax: Axes | None =
         st = _style(styles, cell)
         xs = np.concatenate([[0.0], hit, [xmax]])
         ys = np.concatenate([[0.0], np.arange(1, k + 1) / n, [k / n]])
-        same = drawn.get(key := (tuple(hit.tolist()), n), 0)
+        same = drawn.get(key := _ecdf_key(v), 0)
         drawn[key] = same + 1
         same = min(same, MAX_DODGES)  # more twins share the top lift: the axis grows by MAX_DODGES lifts at most
         ys = ys + same * DODGE
@@ -621,7 +625,7 @@ def plot_forest(effects: pd.DataFrame, seeds: pd.DataFrame, outcome: str, ax: Ax
                 fontsize=8.5, color="0.25")
         y -= 1
         for _, r in rows.iterrows():
-            scope = str(r.get("scope") or "").split(" (")[0]  # a main effect measured on part of the grid: where
+            scope = scope_where(r)  # a main effect measured on part of the grid: where
             text = r["contrast"] + (f"  at {r['at']}" if r["at"] else f"  ({scope})" if scope else "")
             ticks.append(y)
             names.append("  " + text)

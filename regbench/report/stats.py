@@ -828,6 +828,12 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
     return d
 
 
+def scope_where(row: pd.Series) -> str:
+    """Where an effect measured on part of the grid was measured (``at lr=0.05 only``), without the
+    table's reason in brackets; "" for the whole grid."""
+    return str(row.get("scope") or "").split(" (")[0]
+
+
 def _spread(rows: pd.DataFrame, outcome: str) -> str:
     """The estimates of contrasts not resolved, so that the answer never reads
     as "no effect": ``estimates from -10.4 pp to +1.2 pp`` (or the one)."""
@@ -858,7 +864,7 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
 
     def one(r: pd.Series, name: str | None = None) -> str:
         text = f"{fmt_diff(r['estimate'], outcome)} {fmt_bounds(r['ci_lo_adj'], r['ci_hi_adj'], outcome)}".strip()
-        scope = str(r.get("scope") or "").split(" (")[0]  # measured on part of the grid only: where, as the table says
+        scope = scope_where(r)  # measured on part of the grid only: where, as the table says
         text += f" (measured {scope})" if scope else ""
         return f"{name} {text}" if name else text
 
