@@ -84,11 +84,17 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
                 mask = masks.get(key)
                 if mask is not None:
                     x = x * mask
-        elif fresh and role is None and type(m) is nn.ReLU and not x._is_view():
+        elif fresh and type(m) is nn.ReLU and not x._is_view():
             # in place on the tensor the Linear or BatchNorm before it made (their backward needs their
             # inputs, not their outputs): one pass over it and no new one, the same values. Not on a
-            # view (training BatchNorm's transpose): autograd would copy the whole base in backward
+            # view (training BatchNorm's transpose): autograd would copy the whole base in backward.
+            # A probe keeps its copy of the input first (evaluation: an out-of-place ReLU over a
+            # 1 MiB pass took 14x an in-place one's time per element in a 13-job group's epoch)
+            if role is not None:
+                probe.preact_input(role[1], x)
             x = x.relu_()
+            if role is not None:
+                probe.act_output(role[1], x)
             fresh = True  # still a tensor this forward made
             continue
         else:  # an activation: elementwise

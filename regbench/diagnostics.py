@@ -173,11 +173,21 @@ class Probe:
 
     def preact(self, name: str, x: torch.Tensor, output: torch.Tensor) -> None:
         """The input x (..., B, F) of block ``name``'s activation and its output."""
+        self.preact_input(name, x)
+        self.act_output(name, output)
+
+    def preact_input(self, name: str, x: torch.Tensor) -> None:
+        """:meth:`preact`'s first half: what it keeps of the input x (a copy,
+        so an activation may then overwrite x in place)."""
         room = self.max_examples - self._pre_n.get(name, 0)
         if room > 0:
             # a copy: a view would keep the whole activation (all units, all examples) alive until results()
             self._pre.setdefault(name, []).append(x[..., :room, 0].detach().to(torch.float32, copy=True))
             self._pre_n[name] = self._pre_n.get(name, 0) + min(room, x.shape[-2])
+        self._seen(x)
+
+    def act_output(self, name: str, output: torch.Tensor) -> None:
+        """:meth:`preact`'s second half: the activation's output (..., B, F)."""
         if name in self._relus:
             # (..., F); ReLU output is >= 0, so its sum over the examples is > 0 exactly
             # when one of them is (NaN gives False, as amax's would): a sum is 2.4x
@@ -185,7 +195,7 @@ class Probe:
             alive = output.sum(-2) > 0
             prev = self._alive.get(name)
             self._alive[name] = alive if prev is None else prev | alive
-        self._seen(x)
+        self._seen(output)
 
     def weight(self, name: str, weight: torch.Tensor) -> None:
         """The weight (..., out, in) that layer ``name`` was called with."""
