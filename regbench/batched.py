@@ -63,47 +63,83 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
     weights, with a leading replica dimension.
     """
     fresh = False
-    for name, m in module.named_children():
-        key = f"{prefix}{name}"
+    for kind, key, m, reset in _steps(module, prefix):
+        if reset:  # the first module of a block, or the one after a block: as a call per Sequential saw it
+            fresh = False
         role = probe.roles.get(m) if probe is not None else None  # (what it measures there, block name)
-        if isinstance(m, nn.Sequential):
-            x = forward(m, params, buffers, masks, x, training, prefix=f"{key}.", probe=probe)
-        elif isinstance(m, nn.Linear):
-            w, b = params[f"{key}.weight"], params.get(f"{key}.bias")  # (R, out, in), (R, out)
+        if kind is _LINEAR:
+            w, b = params[key[0]], params.get(key[1])  # (R, out, in), (R, out)
             if role is not None:
                 probe.weight(role[1], w)
             if x.dim() == 2:  # a shared input: every replica's weights against it, not copied
                 x = x.expand(w.shape[0], *x.shape)
             x = _Linear.apply(x, w, b)  # (R, B, out)
-        elif isinstance(m, nn.BatchNorm1d):
+            fresh = True  # x is a tensor this forward made
+        elif kind is _BN:
             if role is not None:
                 probe.bn_input(role[1], x, buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"], m.eps)
             x = _batch_norm(m, key, params, buffers, x, training)
-        elif isinstance(m, Dropout):
+            fresh = True
+        elif kind is _DROPOUT:
             if training:
                 mask = masks.get(key)
                 if mask is not None:
                     x = x * mask
-        elif fresh and type(m) is nn.ReLU and not x._is_view():
+            fresh = False
+        elif kind is _RELU and fresh and not x._is_view():
             # in place on the tensor the Linear or BatchNorm before it made (their backward needs their
             # inputs, not their outputs): one pass over it and no new one, the same values. Not on a
             # view (training BatchNorm's transpose): autograd would copy the whole base in backward.
-            # A probe keeps its copy of the input first (evaluation: an out-of-place ReLU over a
-            # 1 MiB pass took 14x an in-place one's time per element in a 13-job group's epoch)
+            # A probe keeps its copy of the input first, so evaluation's probed ReLU is in place too
             if role is not None:
                 probe.preact_input(role[1], x)
             x = x.relu_()
             if role is not None:
                 probe.act_output(role[1], x)
-            fresh = True  # still a tensor this forward made
-            continue
+            # still a tensor this forward made: fresh stays True
         else:  # an activation: elementwise
             out = m(x)
             if role is not None:
                 probe.preact(role[1], x, out)
             x = out
-        fresh = isinstance(m, (nn.Linear, nn.BatchNorm1d))  # x is a tensor this forward made
+            fresh = False
     return x
+
+
+_LINEAR, _BN, _DROPOUT, _RELU, _ACT = "linear", "bn", "dropout", "relu", "act"
+
+
+def _steps(module: nn.Sequential, prefix: str = "") -> list[tuple]:
+    """``module``'s leaf modules in forward order, as (kind, key, module,
+    reset): the walk :func:`forward` takes at every step, worked out once per
+    module (its Python cost was 3-4% of a fused group's time). ``key`` is the
+    module's name (a Linear's: its weight's and bias's); ``reset``: the first
+    module of a nested Sequential, or the first after one."""
+    cache = module.__dict__.setdefault("_regbench_steps", {})
+    found = cache.get(prefix)
+    if found is None:
+        found = []
+        reset = True
+        for name, m in module.named_children():
+            key = f"{prefix}{name}"
+            if isinstance(m, nn.Sequential):
+                inner = _steps(m, f"{key}.")
+                if inner:
+                    inner = [(inner[0][0], inner[0][1], inner[0][2], True)] + inner[1:]
+                found += inner
+                reset = True
+                continue
+            if isinstance(m, nn.Linear):
+                found.append((_LINEAR, (f"{key}.weight", f"{key}.bias"), m, reset))
+            elif isinstance(m, nn.BatchNorm1d):
+                found.append((_BN, key, m, reset))
+            elif isinstance(m, Dropout):
+                found.append((_DROPOUT, key, m, reset))
+            else:
+                found.append((_RELU if type(m) is nn.ReLU else _ACT, key, m, reset))
+            reset = False
+        cache[prefix] = found
+    return found
 
 
 class _Linear(torch.autograd.Function):
