@@ -6,7 +6,7 @@ imports torch (about 230k objects) or composes a sweep's configs (Hydra and
 OmegaConf nodes, about 3k a job) pays for it several times over, and finds
 nothing to free: a 50-run sweep's processes spent 1.3-1.9 CPU-s in full
 collections, each 0.2-0.35 s once torch or the configs were there, and a
-single run about 0.2 s (README "Speed"). Such objects are frozen
+single run about 0.2 s (docs/speed.md). Such objects are frozen
 (:func:`gc.freeze`) once made: later collections skip them, and a process
 forked after (a sweep's workers) does not write to their pages when it
 collects. A frozen object is still freed when its last reference goes, but

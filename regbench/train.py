@@ -654,7 +654,7 @@ class JobRun:
 # and up) from fresh mmaps, so a training step's and an evaluation pass's
 # tensors (up to 1 MiB, learner.EVAL_PASS_BYTES) page-faulted in anew, step after
 # step: 20-120 thousand minor faults in a 12-job group's 10 epochs, against
-# 0.03-3 thousand with these (README "Speed"). A process keeps its peak heap instead.
+# 0.03-3 thousand with these (docs/speed.md). A process keeps its peak heap instead.
 MALLOC_SETTINGS = {-3: 32 << 20, -1: 1 << 30, -2: 64 << 20}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
 _malloc_set = False
 

@@ -1,4 +1,4 @@
-"""The micro-measurements README's Speed section quotes, in one process on
+"""The micro-measurements docs/speed.md quotes, in one process on
 one thread, best of interleaved rounds (noise only ever adds time):
 
   step      one training step of a 25-replica MLP (40-100-100-10, batch 128,

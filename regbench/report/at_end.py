@@ -7,7 +7,7 @@ have ended. The report runs in a process forked when the sweep starts
 pandas, SciPy, matplotlib and the report's modules, draws a little text
 (the fonts) and compiles the page templates while the jobs are launched and
 train, and then waits for the folder. A report command typed after the
-sweep spends those imports on the clock (README "Speed": in the 12-run
+sweep spends those imports on the clock (docs/speed.md: in the 12-run
 sweep the report after the last job took 2.4 s, against 3.3-3.6 s for
 `regbench report` typed afterwards).
 
