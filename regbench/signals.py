@@ -301,7 +301,7 @@ def _exit(code: int) -> None:
 # ---------------------------------------------------------------- the end of an interrupted job
 
 
-def interrupted(where: str) -> None:
+def interrupted(where: str, command: str = "the same command") -> None:
     """A job recorded itself ``interrupted``: end the process with 130 (143 after SIGTERM).
 
     A worker exits right here, without returning to its launcher, which would
@@ -311,15 +311,16 @@ def interrupted(where: str) -> None:
     if in_worker():
         _exit(EXIT_INTERRUPTED)
     kept = os.path.exists(os.path.join(where, "summary.json"))  # interrupted before its first record: say nothing of records
-    say("regbench train: interrupted" + (f"; records kept in {where}{resume_note(where)}" if kept else ""))
+    say("regbench train: interrupted" + (f"; records kept in {where}{resume_note(where, command)}" if kept else ""))
     sys.exit(exit_status())
 
 
-def resume_note(where: str) -> str:
-    """What the same command does with a job interrupted in ``where``: resume
-    from its checkpoint, or start over where none was saved yet (one is saved
-    every ``trainer.save_every_s``; "resumes it" was said of a job stopped
-    before its first)."""
+def resume_note(where: str, command: str = "the same command") -> str:
+    """What ``command`` (the same command, or the same command with the run's
+    folder named, where a single run's folder is named by the clock) does with
+    a job interrupted in ``where``: resume from its checkpoint, or start over
+    where none was saved yet (one is saved every ``trainer.save_every_s``;
+    "resumes it" was said of a job stopped before its first)."""
     if not os.path.exists(os.path.join(where, "checkpoint.pt")):
         return "; no checkpoint was saved yet (every trainer.save_every_s), so the same command starts it over"
     try:
@@ -327,4 +328,5 @@ def resume_note(where: str) -> str:
             epoch = json.load(fh).get("checkpoint_epoch")
     except (OSError, ValueError, AttributeError):
         epoch = None
-    return f"{RESUME} from epoch {epoch}" if isinstance(epoch, int) and not isinstance(epoch, bool) else RESUME
+    resumes = f"; {command} resumes it"
+    return f"{resumes} from epoch {epoch}" if isinstance(epoch, int) and not isinstance(epoch, bool) else resumes

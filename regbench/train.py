@@ -11,6 +11,7 @@ import errno
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -933,7 +934,26 @@ def main(cfg: DictConfig) -> Optional[float]:
         outcome = exc
     except KeyboardInterrupt as exc:
         outcome = exc
-    return job_result(outcome, cfg, out_dir, list(hc.overrides.task), multirun)
+    return job_result(outcome, cfg, out_dir, list(hc.overrides.task), multirun, rerun_command(hc, out_dir))
+
+
+def rerun_command(hc, out_dir: str) -> str:
+    """How to run a job again in ``out_dir`` (to resume it): "the same
+    command", or, for a single run whose folder is named by the clock
+    (``hydra.run.dir`` holds ``${now:...}``, as by default), the same command
+    with that folder named: the same command alone would start a new run in a
+    new folder."""
+    from hydra.types import RunMode
+
+    if hc.mode == RunMode.MULTIRUN:
+        return "the same command"
+    try:
+        raw = str(OmegaConf.to_container(hc.run, resolve=False).get("dir", ""))
+    except Exception:  # noqa: BLE001 - an odd hydra config: say the plain thing
+        return "the same command"
+    if "${now:" not in raw:
+        return "the same command"
+    return f"the same command with {shlex.quote(f'hydra.run.dir={out_dir}')}"
 
 
 def run_fused_group(jobs: list[tuple], launcher: str = "fused") -> list[Optional[float]]:
@@ -983,10 +1003,12 @@ def _discard_unstarted(out_dir) -> None:
         pass
 
 
-def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], multirun: bool) -> Optional[float]:
+def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], multirun: bool,
+               rerun: str = "the same command") -> Optional[float]:
     """What a job's outcome (its summary, or the exception that ended it) means
     for the user: alone, a failure is an error message and an exit code; in a
-    sweep, one line in the log, and the sweep goes on. Returns the objective."""
+    sweep, one line in the log, and the sweep goes on. ``rerun``: how to run
+    the job again in its folder (:func:`rerun_command`). Returns the objective."""
     try:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -1022,12 +1044,13 @@ def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], mul
         log.error("not started: %s", exc)
         return None
     except (KeyboardInterrupt, Interrupted):
-        signals.interrupted(out_dir)  # exits 130; safe on a closed pipe; a worker exits silently
+        signals.interrupted(out_dir, rerun)  # exits 130; safe on a closed pipe; a worker exits silently
     except (RecordsUnwritable, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno not in WRITE_ERRNOS:
             return _failed(exc, out_dir, multirun)
         message = str(exc if isinstance(exc, RecordsUnwritable) else RecordsUnwritable(Path(out_dir), exc))
         if not multirun:
+            message = message.replace("run the same command again", f"run {rerun} again")
             print(f"regbench train: error: {message}", file=sys.stderr)
             sys.exit(2)
         log.error("stopped: %s", message)

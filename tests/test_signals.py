@@ -212,6 +212,32 @@ def test_sigterm_stops_a_basic_sweep_in_one_line(cli, tmp_path):
     assert "Traceback" not in out
 
 
+def test_an_interrupted_single_run_says_how_to_resume_it_in_its_own_folder(cli, tmp_path):
+    """A single run's folder is named by the clock (hydra.run.dir's ${now:...}):
+    "the same command resumes it" was said, and the same command started a new
+    run in a new folder. The line names the folder to add; with it, the run resumes."""
+    args = ["train", *LONG, "trainer.save_every_s=0", cli.data_arg]
+    with open(tmp_path / "log", "w") as log:
+        proc = start(args, tmp_path, log)
+    try:
+        found = lambda: [s for j in (tmp_path / "outputs" / "runs").glob("*/*") for s in summaries(j.parent).values()]  # noqa: E731
+        wait_for(lambda: any(s["status"] == "running" and s.get("epochs_completed", 0) >= 3 for s in found()), STARTUP_S,
+                 "the run to train")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        kill_all(proc)
+    (run_dir,) = (tmp_path / "outputs" / "runs").glob("*/*")
+    kept = records.read_summary(run_dir)["checkpoint_epoch"]
+    said = [line for line in (tmp_path / "log").read_text().splitlines() if line.startswith("regbench train: interrupted")]
+    assert said == [f"regbench train: interrupted; records kept in {run_dir}; the same command with "
+                    f"hydra.run.dir={run_dir} resumes it from epoch {kept}"], said
+    res = cli(*args, f"hydra.run.dir={run_dir}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = records.read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["resumed_after_epoch"] == kept
+
+
 def test_an_interrupted_job_without_a_checkpoint_is_not_said_to_resume(tmp_path):
     """Ctrl-C before the first checkpoint (trainer.save_every_s=60): "the same command resumes it" was said, and the
     same command started it over."""
