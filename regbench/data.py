@@ -417,6 +417,22 @@ def _check_files_read(cfg, n_classes: int, parts) -> None:
                             f"classes 0-{n_classes - 1} (another set's files?); put {cfg.name}'s own files there")
 
 
+def _check_classes_trained(cfg, y_given: torch.Tensor, train_y: torch.Tensor, n_classes: int) -> None:
+    """Every class of the user's labels in the training split: the split (and
+    data.train_size) draw by data.seed, so a rare class could land only in the
+    validation or test split, and the model would be scored on a class it never saw."""
+    lacking = np.setdiff1d(np.arange(n_classes), torch.unique(train_y).numpy())
+    if not len(lacking):
+        return
+    counts = torch.bincount(y_given, minlength=n_classes).numpy()
+    first = int(lacking[0])
+    held = f"{int(counts[first])} example{'s' if counts[first] != 1 else ''}"
+    raise DataError(
+        f"data={cfg.name}: class {first} ({held}) is not in the training split drawn by data.seed={cfg.seed}"
+        f"{f' ({len(lacking)} classes lack one)' if len(lacking) > 1 else ''}; every class needs training examples: "
+        "give more examples of it, a larger data.train_size, another data.seed, or drop that class")
+
+
 def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     """Load, split, subset, corrupt and standardize ``cfg`` (a DataConfig), on ``device``."""
     x, y, x_test, y_test = _LOADERS[cfg.name](cfg)
@@ -433,6 +449,7 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
         raise DataError(f"data={cfg.name}: the training inputs are {np.asarray(x).dtype} but the test inputs "
                         f"{np.asarray(x_test).dtype}; uint8 pixels are scaled to [0, 1], so both must be uint8 or neither")
     x, y = _as_tensors(x, y)
+    y_given = y  # before a test set is held out of it
     g = torch.Generator().manual_seed(cfg.seed)
 
     # sizes first (ConfigError naming the fraction that leaves a split empty), then the same draws as always
@@ -447,6 +464,8 @@ def build_dataset(cfg, device: torch.device | str = "cpu") -> Dataset:
     perm = torch.randperm(len(y), generator=g)
     val_idx, train_idx = perm[:n_val], perm[n_val:][:n_train]
     train_x, train_y = x[train_idx], y[train_idx]
+    if cfg.name in userdata.USER_DATASETS:  # each class must be learnable: a class drawn only into val/test was not
+        _check_classes_trained(cfg, y_given, train_y, n_classes)
 
     clean_y = corrupted = None
     if cfg.label_noise > 0:

@@ -606,7 +606,9 @@ def reset() -> None:
 def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> list[str]:
     """A value typed on the command line that no job reads (``data=digits
     data.n_classes=3`` trains digits' 10 classes): one sentence each, for a
-    warning. A sweep over datasets that reads it in some jobs says nothing."""
+    warning. A sweep over datasets that reads it in some jobs says nothing.
+    A path or loader of the user's own data that no job reads is refused
+    (PreflightError): those jobs would train another dataset instead."""
     group_of = {"data.name": "data", "optim.name": "optim"}  # the group option that sets the deciding key
     said = []
 
@@ -645,9 +647,17 @@ def unused_settings(base: DictConfig, jobs: list[list[str]], parsed: list) -> li
             where = group_of.get(decider, decider)
             values.add(typed[where] if where in typed else str(OmegaConf.select(base, decider)))
         if not values & set(readers):
+            if key in REFUSED_UNREAD:  # the user's own data, and another dataset would be trained on instead
+                raise PreflightError(f"{o.input_line} is read only by data={readers[0]}, and these jobs train "
+                                     f"{decider}={','.join(sorted(values))}; add data={readers[0]} to train on it")
             said.append(f"{o.input_line} has no effect with {decider}={','.join(sorted(values))}: only "
                         f"{', '.join(readers)} read it")
     return said
+
+
+# Settings that name the user's own data: given without data=file / data=callable,
+# a sweep trained the default dataset instead (with a warning), exit 0.
+REFUSED_UNREAD = ("data.path", "data.loader")
 
 
 def _job_folders(base: DictConfig, jobs: list[list[str]]) -> list[Path]:

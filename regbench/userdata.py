@@ -190,6 +190,8 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     except Exception as exc:
         raise UserDataError(f"{source}: not a readable {suffix} table ({type(exc).__name__}: {_first(exc)})") from None
     columns = [str(c) for c in frame.columns]
+    if suffix == ".csv":
+        _check_header(path, source, target)
     if suffix == ".csv" and columns and all(_is_number(c) for c in columns) and target not in columns:
         raise UserDataError(f"{source}: its first line holds numbers ({_names(columns, 4)}), not column names; "
                             "a .csv needs a header row naming its columns (one of them data.target)")
@@ -209,6 +211,38 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     if features.shape[1] == 0:
         raise UserDataError(f"{source}: no feature column besides data.target={target}")
     return _check(features.to_numpy(), frame[target].to_numpy(), None, None, source, y_name=f"column {target}")
+
+
+def _check_header(path: Path, source: str, target: Optional[str]) -> None:
+    """A .csv header's names as written: pandas renames a repeated name (the
+    second ``label`` becomes a feature column ``label.1``: the answer among the
+    inputs) and names an empty one ``Unnamed: 0`` (a DataFrame's index written
+    by ``to_csv()``, or a trailing comma), and either would be trained on as a
+    feature without a word."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            names = next(csv.reader(fh), [])
+    except OSError:
+        return  # pandas read it; nothing more to say
+    names = [n.strip() for n in names]
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    repeated = [n for n, k in seen.items() if k > 1 and n]
+    if repeated:
+        also = f" (data.target={target} among them: a copy of the labels would be a feature)" if target in repeated else ""
+        raise UserDataError(f"{source}: column name{'s' if len(repeated) > 1 else ''} {_names(repeated)} appear"
+                            f"{'s' if len(repeated) == 1 else ''} more than once in the header{also}; "
+                            "every column needs its own name")
+    empty = [i + 1 for i, n in enumerate(names) if not n]
+    if empty:
+        first = " (a DataFrame's index, as to_csv() writes it by default? write it with index=False)" \
+            if empty[0] == 1 else " (a trailing comma?)" if empty == [len(names)] else ""
+        raise UserDataError(f"{source}: column{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} of the "
+                            f"header {'have' if len(empty) > 1 else 'has'} no name{first}; every column needs a "
+                            "name, and every column but data.target is a feature")
 
 
 # ---------------------------------------------------------------- callables
@@ -251,6 +285,11 @@ def _call(spec: str) -> tuple:
     if isinstance(out, dict):
         if "x" not in out or "y" not in out:
             raise UserDataError(f"data.loader={spec} returned a dict without x and y (keys: {_names(list(out))})")
+        other = [str(k) for k in out if k not in ("x", "y", "x_test", "y_test")]
+        if other:  # a misspelt x_test would be dropped, and the test split cut from x instead
+            raise UserDataError(f"data.loader={spec} returned a dict with key{'s' if len(other) > 1 else ''} "
+                                f"{_names(other)}, which regbench does not read; its keys are x, y and, together, "
+                                "x_test, y_test")
         return out["x"], out["y"], out.get("x_test"), out.get("y_test")
     if isinstance(out, (tuple, list)) and len(out) in (2, 4):
         return tuple(out) if len(out) == 4 else (out[0], out[1], None, None)
@@ -263,6 +302,7 @@ def _call(spec: str) -> tuple:
 
 def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
     raw = {"x": x, "x_test": x_test}  # as given: a refusal names their types
+    shapes = {k: tuple(getattr(v, "shape", ()) or ()) for k, v in raw.items()}
     x, y = _features(x, source, "x"), _labels(y, source, y_name)
     if len(x) != len(y):
         raise UserDataError(f"{source}: x has {len(x)} rows but {y_name} has {len(y)} labels; they must match")
@@ -274,6 +314,10 @@ def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
         x_test, y_test = _features(x_test, source, "x_test"), _labels(y_test, source, "y_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise UserDataError(f"{source}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
+        if len(shapes["x"]) > 2 and len(shapes["x_test"]) > 2 and shapes["x"][1:] != shapes["x_test"][1:]:
+            # the same number of features in another layout (channels first against last): flattened, they would be scrambled
+            raise UserDataError(f"{source}: x's examples are shaped {shapes['x'][1:]}, x_test's {shapes['x_test'][1:]}; "
+                                "the test examples must be laid out as the training ones (transpose one of them)")
         if len(x_test) != len(y_test):
             raise UserDataError(f"{source}: x_test has {len(x_test)} rows but y_test has {len(y_test)} labels")
         if (x.dtype == np.uint8) != (x_test.dtype == np.uint8):  # regbench.data scales uint8 alone by 1/255

@@ -1,5 +1,7 @@
 """Every job of a command line is composed and checked before Hydra writes anything."""
 
+import re
+
 import pytest
 
 from regbench import records
@@ -409,6 +411,19 @@ def test_plan_refuses_the_sweep_folders_train_refuses(tmp_path):
         for command in ("plan", "train"):
             with pytest.raises(PreflightError, match=message if command == "plan" else "hydra.sweep.dir="):
                 check(["-m", "model.dropout=0,0.5", f"hydra.sweep.dir={where}"], command=command)
+
+
+def test_own_data_named_without_its_dataset_is_refused(capsys, tmp_path):
+    """``regbench train data.path=mine.csv`` (no data=file) trained MNIST-1D after a warning, exit 0."""
+    for argv, says in ((["data.path=mine.csv"], "data.path=mine.csv is read only by data=file, and these jobs train "
+                                                 "data.name=mnist1d; add data=file to train on it"),
+                       (["-m", "data=digits,blobs", "data.loader=m:f"], "data.loader=m:f is read only by data=callable, "
+                                                                         "and these jobs train data.name=blobs,digits")):
+        with pytest.raises(PreflightError, match=re.escape(says)):
+            check(argv)
+    (tmp_path / "mine.csv").write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    assert check(["-m", "data=mnist1d,file", f"data.path={tmp_path / 'mine.csv'}", "data.target=label"])  # read by some jobs
+    assert capsys.readouterr().err == ""
 
 
 def test_a_typed_value_no_job_reads_is_a_warning(capsys):

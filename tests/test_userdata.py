@@ -100,6 +100,18 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
         (lambda p: p.write_bytes(b"not an archive"), [], "not a .npz (not a zip archive); a .npz needs arrays x"),  # "pickled data"
         (lambda p: np.save(open(p, "wb"), np.zeros(3)), [], "not a .npz (a .npy array)"),
         (lambda p: np.savez(p, x=np.uint8(7), y=np.array([0])), [], "x must be numbers shaped (N, features...), not uint8 ()"),  # "len() of unsized object"
+        # a repeated name: pandas read the second `label` as a feature `label.1`, the answer among the inputs (val_acc 100%)
+        (lambda p: p.with_suffix(".csv").write_text("a,label,label\n1,0,0\n2,1,1\n3,0,0\n4,1,1\n"), ["data.target=label"],
+         "column name label appears more than once in the header (data.target=label among them"),
+        # pandas' to_csv() writes its index as an unnamed first column: it was a feature ("Unnamed: 0"), rows in class order
+        (lambda p: pd.DataFrame({"a": [1.0, 2, 3, 4], "label": [0, 1, 0, 1]}).to_csv(p.with_suffix(".csv")), ["data.target=label"],
+         "column 1 of the header has no name (a DataFrame's index, as to_csv() writes it by default? write it with index=False)"),
+        (lambda p: p.with_suffix(".csv").write_text("a,label,\n1,0,\n2,1,\n3,0,\n4,1,\n"), ["data.target=label"],
+         "column 3 of the header has no name (a trailing comma?)"),  # it said "x holds 4 NaN/inf values"
+        # the same number of features, channels first against last: flattened alike, the test examples were scrambled
+        (lambda p: np.savez(p, x=np.zeros((4, 3, 2, 2)), y=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 2, 2, 3)),
+                            y_test=np.array([0, 1])), [],
+         "x's examples are shaped (3, 2, 2), x_test's (2, 2, 3); the test examples must be laid out as the training ones"),
     ],
 )
 def test_bad_files_are_one_clear_line(tmp_path, make_cfg, write, extra, message):
@@ -140,6 +152,38 @@ def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch)
         with pytest.raises((UserDataError, DataError), match=message):
             load(make_cfg("data=callable", f"data.loader={loader}").data)
 
+
+
+def test_a_loaders_dict_with_keys_regbench_does_not_read_is_refused(tmp_path, make_cfg, monkeypatch):
+    """``dict(x=..., y=..., x_tset=..., y_tset=...)`` trained with its test set
+    dropped: the test split was cut from x instead, without a word."""
+    (tmp_path / "typo.py").write_text("import numpy as np\ndef load():\n    x = np.zeros((8, 2)); y = np.arange(8) % 2\n"
+                                      "    return dict(x=x, y=y, x_tset=x[:2], y_tset=y[:2])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserDataError, match=re.escape("returned a dict with keys x_tset, y_tset, which regbench does not "
+                                                      "read; its keys are x, y and, together, x_test, y_test")):
+        load(make_cfg("data=callable", "data.loader=typo:load").data)
+
+
+def test_a_class_the_split_leaves_out_of_training_is_refused(tmp_path, make_cfg):
+    """One example of class 2, no test split of its own: a data.seed that draws
+    it into validation or test trained a 3-class model that never saw class 2,
+    scored on it, exit 0 (the same class only in y_test was refused)."""
+    x, y = arrays(n=60, classes=2)
+    y[7] = 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    outcomes = []
+    for seed in range(8):
+        try:
+            data = build_dataset(make_cfg("data=file", f"data.path={tmp_path / 'd.npz'}", f"data.seed={seed}").data)
+            assert set(data.train.y.tolist()) == {0, 1, 2}
+            outcomes.append("trained")
+        except DataError as exc:
+            assert str(exc) == (f"data=file: class 2 (1 example) is not in the training split drawn by data.seed={seed}; every "
+                                "class needs training examples: give more examples of it, a larger data.train_size, another "
+                                "data.seed, or drop that class")
+            outcomes.append("refused")
+    assert set(outcomes) == {"trained", "refused"}, outcomes  # the seeds put it on either side
 
 
 def test_uint8_x_with_a_test_split_of_another_type_is_one_line(tmp_path, make_cfg, monkeypatch):
