@@ -157,7 +157,10 @@ def load_job(job: Path) -> tuple[dict, list[int], list[dict], dict]:
             config = records.flatten(yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) or {})
         except (OSError, yaml.YAMLError):
             config = {}
-    rows = read_rows(job)
+    try:
+        rows = read_rows(job)
+    except (OSError, ValueError, csv.Error) as exc:  # not text, not a table: as unreadable as a bad summary.json
+        raise ExportError(f"{records.METRICS_FILE} unreadable: {type(exc).__name__}: {str(exc)[:120]}") from None
     seeds = sorted({r["seed"] for r in rows} | {int(s) for s in summary.get("seeds") or []})
     per_seed = dict(summary.get("per_seed") or {})
     for s in seeds:
@@ -170,6 +173,36 @@ def load_job(job: Path) -> tuple[dict, list[int], list[dict], dict]:
             "final": entry.get("final") or (mine[-1] if mine else {}),
         }
     return config, seeds, rows, {**summary, "per_seed": per_seed}
+
+
+def _nothing_in(job: Path) -> str:
+    """Why a job that could be read has nothing to export (no seed, no epoch)."""
+    rows = "metrics.csv has no complete row" if (job / records.METRICS_FILE).exists() else "no metrics.csv"
+    seeds = f"{records.SUMMARY_FILE} names no seeds" if (job / records.SUMMARY_FILE).exists() else f"no {records.SUMMARY_FILE}"
+    return f"nothing recorded: {rows} and {seeds}"
+
+
+def _read(jobs: list[tuple[Path, Path]], paths: list[str]) -> dict[Path, Any]:
+    """The jobs up to the first one that can be exported: job -> load_job's answer, or
+    -> why it is skipped. Where none can (every one unreadable or empty), ExportError: one
+    line naming each job and why, before anything is written (an MLflow store, a folder
+    under -o), as `regbench report` refuses the same folders. It printed "exported 0
+    runs of 0 jobs" and exited 0, as if the export were done."""
+    read: dict[Path, Any] = {}
+    for _, job in jobs:
+        try:
+            read[job] = got = load_job(job)
+        except ExportError as exc:  # what regbench report and status call unreadable
+            read[job] = str(exc)
+            continue
+        if got[1]:  # seeds: something to export
+            return read
+        read[job] = _nothing_in(job)
+    why = [f"{job} ({reason})" for job, reason in read.items()]
+    raise ExportError(f"nothing to export under {', '.join(paths)} (nothing written): "
+                      + ("its run record skipped: " if len(why) == 1 else f"all {len(why)} run records skipped: ")
+                      + "; ".join(why[:3]) + ("; ..." if len(why) > 3 else "")
+                      + "; a job exports from a readable summary.json naming its seeds, or from metrics.csv rows")
 
 
 def _jobs(paths: list[str]) -> list[tuple[Path, Path]]:
@@ -200,6 +233,7 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
         raise ExportError(f"no run records under {', '.join(paths)} (a job folder holds summary.json, or .hydra/config.yaml and metrics.csv)")
     runs, skipped, own = 0, [], []  # own: (job, folder, the folder taken) exported to a folder of its own
     try:
+        read = _read(jobs, paths)  # nothing exportable: one line, nothing written
         if to == "mlflow":
             mlflow_client(tracking_uri)  # the package and the store, checked before the first job
         else:
@@ -209,13 +243,15 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
                 raise TrackerError(f"the tensorboard package is not installed ({exc}): pip install 'regbench[tensorboard]'") from None
         for root, job in jobs:
             try:
-                config, seeds, rows, summary = load_job(job)
+                got = read.pop(job) if job in read else load_job(job)  # the ones _read read, once
             except ExportError as exc:  # what regbench report and status call unreadable
-                skipped.append(f"{job} ({exc})")
+                got = str(exc)
+            if not isinstance(got, str) and not got[1]:
+                got = _nothing_in(job)
+            if isinstance(got, str):
+                skipped.append(f"{job} ({got})")
                 continue
-            if not seeds:
-                skipped.append(f"{job} (no rows)")
-                continue
+            config, seeds, rows, summary = got
             if to == "tensorboard":
                 # DIR/<sweep>/<job>/seed=<s> (a job given itself: DIR/<job>/seed=<s>), or beside the records
                 rel = Path(root.name) / job.relative_to(root) if job != root else Path(job.name)

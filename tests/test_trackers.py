@@ -439,6 +439,69 @@ def test_a_job_whose_summary_cannot_be_read_is_skipped_and_named(make_cfg, tmp_p
     assert not (tmp_path / "tb" / "s" / "damaged").exists()
 
 
+@pytest.mark.parametrize("to", ["tensorboard", "mlflow"])
+def test_export_with_nothing_it_can_export_is_one_line_exit_2_and_writes_nothing(make_cfg, tmp_path, capsys, to):
+    """A single run whose summary.json was cut, or a folder of stray files and a
+    summary.json of `{}`: export printed "exported 0 runs of 0 jobs ...; skipped 1"
+    and exited 0 (MLflow: an empty store made), where `regbench report` refuses
+    the same folders with exit 2. Now one line naming each job and why, exit 2,
+    nothing written; with one job it can export, the rest are skipped and named as before."""
+    from regbench.cli import main
+    from regbench.train import run
+
+    good, cut, empty, binary = (tmp_path / n for n in ("good", "cut", "empty", "binary"))
+    run(make_cfg("seed=0"), good, show_progress=False)
+    for job in (cut, binary):
+        run(make_cfg("seed=0"), job, show_progress=False)
+    text = (cut / "summary.json").read_text()
+    (cut / "summary.json").write_text(text[: len(text) // 2])
+    (binary / "metrics.csv").write_bytes(bytes(range(128, 256)) * 8)  # not text: it aborted the whole export
+    empty.mkdir()
+    (empty / "summary.json").write_text("{}")
+    (empty / "notes.txt").write_text("stray")
+    (empty / "plot.png").write_bytes(b"\x89PNG")
+
+    def export(*paths, out):
+        where = ["-o", str(out)] if to == "tensorboard" else ["--tracking-uri", out.as_uri()]
+        code = main(["export", *map(str, paths), "--to", to, *where])
+        res = capsys.readouterr()
+        return code, res.out, res.err
+
+    needs = "; a job exports from a readable summary.json naming its seeds, or from metrics.csv rows\n"
+    for paths, why in (([cut], [f"{cut} (summary.json unreadable: JSONDecodeError: "]),
+                       ([empty], [f"{empty} (nothing recorded: no metrics.csv and summary.json names no seeds)"]),
+                       ([binary], [f"{binary} (metrics.csv unreadable: UnicodeDecodeError: "]),
+                       ([cut, empty, binary], [f"{cut} (summary.json unreadable: JSONDecodeError: ",
+                                               f"{empty} (nothing recorded: ", f"{binary} (metrics.csv unreadable: "])):
+        out = tmp_path / "out"
+        code, stdout, err = export(*paths, out=out)
+        assert code == 2 and stdout == "" and err.count("\n") == 1, (code, stdout, err)
+        start = (f"regbench export: error: nothing to export under {', '.join(map(str, paths))} (nothing written): "
+                 + ("its run record skipped: " if len(paths) == 1 else f"all {len(paths)} run records skipped: "))
+        assert err.startswith(start) and err.endswith(needs), err
+        assert all(w in err for w in why) and err.index(why[0]) <= err.index(why[-1]), err
+        assert not out.exists(), sorted(out.rglob("*"))  # no folder under -o, no MLflow store
+    for job in (cut, empty, binary):
+        assert not (job / "tensorboard").exists() and not (job / "mlruns").exists()
+
+    # one job it can export: exit 0, the others skipped and named, the readable one exported
+    code, stdout, err = export(cut, empty, binary, good, out=tmp_path / "out")
+    assert code == 0 and err == "", err
+    assert stdout.startswith(f"exported 1 run of 1 job to {to}") and "; skipped 3: " in stdout, stdout
+    assert f"{cut} (summary.json unreadable: JSONDecodeError" in stdout and f"{binary} (metrics.csv unreadable: " in stdout, stdout
+    assert f"{empty} (nothing recorded: no metrics.csv and summary.json names no seeds)" in stdout, stdout
+    if to == "tensorboard":
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good"]
+        assert_tb_matches_csv(good, tmp_path / "out" / "good" / "seed=0", 0)
+    else:
+        client = mlflow_client((tmp_path / "out").as_uri())
+        (r,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert r.data.tags["records"] == str(good)
+    # exported before: nothing added, and not an error (the same export again is done, exit 0)
+    code, stdout, err = export(good, out=tmp_path / "out")
+    assert code == 0 and stdout.startswith("exported 0 runs of 0 jobs") and "(already exported to " in stdout, (stdout, err)
+
+
 def test_a_writer_that_purges_makes_a_file_read_after_the_ones_there(tmp_path):
     """TensorBoard reads event files in name order: time (seconds), host, pid,
     a per-process counter. One made in the same second as the newest there
