@@ -285,3 +285,35 @@ def test_unpaired_best_against_runner_up_without_spread_is_not_resolved():
     c = stats.compare(x, y)
     assert not c["paired"] and c["estimate"] == pytest.approx(0.025)
     assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]
+
+
+def test_best_against_runner_up_on_one_shared_seed_is_that_seeds_difference():
+    """A 2 x 2 sweep with one job deleted: the best cell has seed 1 only, the runner-up seeds 0 and 1. The
+    console said "+11.2 pp (paired, n=1)", the difference of the two cells' means over different seeds,
+    beside an effect of -2.5 pp on the one seed they share: paired must be that seed's difference."""
+    runs = pd.DataFrame({"cell": ["A=0", "A=1", "A=1"], "A": [0, 1, 1], "seed": [1, 0, 1], "used": True,
+                         "best_val_acc": [0.60, 0.40, 0.575]})
+    x = runs[runs["cell"] == "A=0"].set_index("seed")["best_val_acc"]
+    y = runs[runs["cell"] == "A=1"].set_index("seed")["best_val_acc"]
+    c = stats.compare(x, y)
+    assert c["paired"] and c["n"] == 1 and c["estimate"] == pytest.approx(0.025)  # seed 1: 0.60 - 0.575
+    assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]
+    d = stats.best_vs_runner_up(runs, pd.DataFrame(index=["A=0", "A=1"]), "best_val_acc")
+    assert d["paired"] and d["n"] == 1 and d["estimate"] == pytest.approx(0.025)
+    assert d["text"].startswith("Best vs runner-up: A=0 leads A=1 by +2.5 pp (1 seed: no interval)"), d["text"]
+    # the effects read the same seed: the same amount, the other way round (A 0 → 1)
+    eff = stats.paired_effects(runs, ["A"], {"A": [0, 1]}, "best_val_acc").set_index("kind").loc["main"]
+    assert eff["n"] == 1 and eff["estimate"] == pytest.approx(-d["estimate"])
+    # first on its mean (0.60 against 0.51), behind on the seed the two share: said so, not "leads by +9.0 pp"
+    behind = runs.assign(best_val_acc=[0.60, 0.40, 0.62])
+    d = stats.best_vs_runner_up(behind, pd.DataFrame(index=["A=0", "A=1"]), "best_val_acc")
+    assert d["paired"] and d["n"] == 1 and d["estimate"] == pytest.approx(-0.02)
+    assert d["text"].startswith("Best vs runner-up: A=0 ranks first on its mean, but on the seeds it shares with A=1 "
+                                "it trails by 2.0 pp (1 seed: no interval)"), d["text"]
+    # no shared seed: not paired, the difference of the means over all runs of both, no interval
+    apart = runs.assign(seed=[2, 0, 1])
+    x = apart[apart["cell"] == "A=0"].set_index("seed")["best_val_acc"]
+    y = apart[apart["cell"] == "A=1"].set_index("seed")["best_val_acc"]
+    c = stats.compare(x, y)
+    assert not c["paired"] and c["n"] == 3 and c["estimate"] == pytest.approx(0.60 - 0.4875)
+    assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]

@@ -721,7 +721,10 @@ def compare(x: pd.Series, y: pd.Series, higher: bool = True, level: float = LEVE
 
     Paired over the seeds both have (at least 2); otherwise Welch's unequal
     variance t interval over all runs (each side at least 2); otherwise no
-    interval. ``n``: shared seeds when paired, else runs of both sides.
+    interval, and the estimate is the one shared seed's difference (paired)
+    or, with no shared seed, the difference of the means (not paired): never
+    means over different seeds called paired. ``n``: shared seeds when
+    paired, else runs of both sides.
     """
     x = x.astype(float)[np.isfinite(x.astype(float))]
     y = y.astype(float)[np.isfinite(y.astype(float))]
@@ -745,10 +748,12 @@ def compare(x: pd.Series, y: pd.Series, higher: bool = True, level: float = LEVE
             half = float(t_ppf(0.5 + level / 2, dof)) * se
             p = float(2 * t_sf(abs(est) / se, dof))
             out.update(estimate=est, ci_lo=est - half, ci_hi=est + half, n=len(x) + len(y), paired=False, p=p)
-    else:
+    elif len(shared):  # 1 shared seed, and a side with 1 run: that seed's difference, as the effects read it
+        out.update(estimate=float((x[shared] - y[shared]).mean()), ci_lo=math.nan, ci_hi=math.nan, n=len(shared),
+                   paired=True, p=math.nan)
+    else:  # no shared seed, and a side with fewer than 2 runs: the difference of the means, no interval
         est = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
-        out.update(estimate=est, ci_lo=math.nan, ci_hi=math.nan, n=len(shared) if len(shared) else min(len(x), len(y)),
-                   paired=len(shared) > 0, p=math.nan)
+        out.update(estimate=est, ci_lo=math.nan, ci_hi=math.nan, n=len(x) + len(y), paired=False, p=math.nan)
     lo, hi = out["ci_lo"], out["ci_hi"]
     out["resolved"] = bool(finite(lo) and (lo > 0 if higher else hi < 0))
     return out
