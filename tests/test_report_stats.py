@@ -317,3 +317,21 @@ def test_best_against_runner_up_on_one_shared_seed_is_that_seeds_difference():
     c = stats.compare(x, y)
     assert not c["paired"] and c["n"] == 3 and c["estimate"] == pytest.approx(0.60 - 0.4875)
     assert math.isnan(c["ci_lo"]) and math.isnan(c["p"]) and not c["resolved"]
+
+
+def test_the_answer_says_when_the_first_cell_trails_its_runner_up_on_shared_seeds():
+    """With no effects to answer by, the answer read "ahead of A=1 by -2.0 pp" where the first cell
+    on its mean trails on the seeds the two share."""
+    from types import SimpleNamespace
+
+    from regbench.report import render
+
+    cells = pd.DataFrame({"best_val_acc_mean": [0.60, 0.51], "best_val_acc_n": [1, 2], "best_val_acc_std": [math.nan, 0.1],
+                          "best_val_acc_ci_lo": [math.nan, 0.4], "best_val_acc_ci_hi": [math.nan, 0.62], "n_used": [1, 2]},
+                         index=["A=0", "A=1"])
+    for estimate, says in ((-0.02, "; first on its mean, but behind A=1 on the seeds they share by 2.0 pp, not resolved."),
+                           (0.03, "; ahead of A=1 by +3.0 pp, not resolved.")):
+        a = SimpleNamespace(trials=None, headline="", best_col="best_val_acc", cells=cells, ranked=lambda: cells,
+                            best_vs_runner_up={"runner_up": "A=1", "estimate": estimate, "ci_lo": math.nan,
+                                               "ci_hi": math.nan, "resolved": False})
+        assert render.answer(a).endswith(says), render.answer(a)

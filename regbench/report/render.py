@@ -548,9 +548,14 @@ def answer(a: Analysis) -> str:
     d = a.best_vs_runner_up
     text = f"Best: {ranked.index[0]}, {fmt_ci(top, best)} {label(best)} ({ci_note(top, best)})"
     if d:
-        text += (f"; ahead of {d['runner_up']} by {fmt_diff(d['estimate'], best)}"
-                 + (f" {fmt_bounds(d['ci_lo'], d['ci_hi'], best)}" if _finite(d["ci_lo"]) else "")
-                 + (", resolved" if d["resolved"] else ", not resolved"))
+        if d["estimate"] < 0:  # first on its mean, behind on the seeds both share: "ahead of X by -2.0 pp" said both
+            text += (f"; first on its mean, but behind {d['runner_up']} on the seeds they share by "
+                     f"{fmt_diff(-d['estimate'], best).lstrip('+')}"
+                     + (f" {fmt_bounds(-d['ci_hi'], -d['ci_lo'], best)}" if _finite(d["ci_lo"]) else ""))
+        else:
+            text += (f"; ahead of {d['runner_up']} by {fmt_diff(d['estimate'], best)}"
+                     + (f" {fmt_bounds(d['ci_lo'], d['ci_hi'], best)}" if _finite(d["ci_lo"]) else ""))
+        text += ", resolved" if d["resolved"] else ", not resolved"
     return text + "." + _budget(a)
 
 
