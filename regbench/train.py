@@ -1063,10 +1063,13 @@ def job_result(outcome, cfg: DictConfig, out_dir: str, overrides: list[str], mul
     pct = lambda v: f"{100 * v:.1f}%" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
     # the value at the epoch the report reads (lowest val_loss), then the last one: it printed the last value
     # next to "best val_loss at epoch N", read as the value there
+    seeds = summary.get("seeds") or []
+    # trainer.replicas: the values are the first seed's (summary.json's best/final), which the line did not say
+    whose = f", of seed {seeds[0]} (of {len(seeds)} seeds; each seed's in summary.json's per_seed)" if len(seeds) > 1 else ""
     log.info(
-        "%s after %d epoch%s in %.1f s: val_acc %s at epoch %s, the epoch of lowest val_loss (%s at the last); records in %s",
+        "%s after %d epoch%s in %.1f s: val_acc %s at epoch %s, the epoch of lowest val_loss (%s at the last)%s; records in %s",
         summary["status"], summary["epochs_completed"], "" if summary["epochs_completed"] == 1 else "s", summary["wall_time_s"],
-        pct(best.get("val_acc")), best.get("epoch"), pct(final.get("val_acc")), out_dir,
+        pct(best.get("val_acc")), best.get("epoch"), pct(final.get("val_acc")), whose, out_dir,
         extra={"job_line": True},
     )
     return _objective(summary)

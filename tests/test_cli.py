@@ -37,6 +37,16 @@ def test_train_default_dataset_writes_records(cli, tmp_path):
     assert res.stdout.rstrip().splitlines()[-1] == f"next: regbench report {job.resolve()}"
 
 
+def test_the_closing_line_of_replicas_says_whose_values_it_gives(cli, tmp_path):
+    """trainer.replicas=3 seed=5 ended with seed 5's val_acc alone, read as the run's."""
+    res = cli("train", "trainer.epochs=1", "trainer.replicas=2", "seed=5", cli.data_arg)
+    assert res.returncode == 0, res.stderr
+    (job,) = job_dirs(tmp_path / "outputs" / "runs")
+    best = records.read_summary(job)["best"]
+    assert (f"{100 * best['val_acc']:.1f}% at epoch {best['epoch']}, the epoch of lowest val_loss (") in res.stdout + res.stderr
+    assert "at the last), of seed 5 (of 2 seeds; each seed's in summary.json's per_seed); records in" in res.stdout + res.stderr
+
+
 def test_multirun_sweep_gives_each_job_its_records(cli, tmp_path):
     res = cli("train", "-m", "model.dropout=0,0.5", "model.batchnorm=false,true", *TINY, cli.data_arg)
     assert res.returncode == 0, res.stderr
