@@ -148,6 +148,8 @@ def _path(text: str) -> Path:
     if path.suffix.lower() not in SUFFIXES:
         raise UserDataError(f"data.path={text}: {path.suffix or 'no suffix'} is not a format regbench reads; "
                             f"allowed: {', '.join(SUFFIXES)}")
+    if path.stat().st_size == 0:  # it said "not a zip archive", or pandas' "No columns to parse from file"
+        raise UserDataError(f"data.path={text}: the file is empty (0 bytes)")
     return path
 
 
@@ -187,9 +189,16 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     except ImportError:
         raise UserDataError(f"{source}: reading .parquet needs pyarrow: pip install pyarrow "
                             "(or save the table as .csv)") from None
+    except UnicodeDecodeError:
+        raise UserDataError(f"{source}: not UTF-8 text (a .csv is read as UTF-8; save it as UTF-8, e.g. from "
+                            "Latin-1 or cp1252)") from None
     except Exception as exc:
         raise UserDataError(f"{source}: not a readable {suffix} table ({type(exc).__name__}: {_first(exc)})") from None
-    columns = [str(c) for c in frame.columns]
+    columns = [str(c).strip() for c in frame.columns]  # "a, b, label": its last column is label, not " label"
+    if suffix == ".csv" and len(columns) == 1 and any(sep in columns[0] for sep in (";", "\t", "|")):
+        sep = next(repr(sep) for sep in (";", "\t", "|") if sep in columns[0])
+        raise UserDataError(f"{source}: its header is one column ({_names(columns, 1)}), split by {sep}; a .csv is "
+                            "read with commas between columns: save it comma-separated")
     if suffix == ".csv":
         _check_header(path, source, target)
     if suffix == ".csv" and columns and all(_is_number(c) for c in columns) and target not in columns:

@@ -108,6 +108,12 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
          "column 1 of the header has no name (a DataFrame's index, as to_csv() writes it by default? write it with index=False)"),
         (lambda p: p.with_suffix(".csv").write_text("a,label,\n1,0,\n2,1,\n3,0,\n4,1,\n"), ["data.target=label"],
          "column 3 of the header has no name (a trailing comma?)"),  # it said "x holds 4 NaN/inf values"
+        (lambda p: p.with_suffix(".csv").write_text("a;b;label\n1;2;0\n3;4;1\n"), ["data.target=label"],
+         "its header is one column (a;b;label), split by ';'; a .csv is read with commas between columns"),
+        (lambda p: p.with_suffix(".csv").write_bytes(b""), ["data.target=label"], "the file is empty (0 bytes)"),  # "No columns to parse"
+        (lambda p: p.write_bytes(b""), [], "the file is empty (0 bytes)"),  # "not a .npz (not a zip archive)"
+        (lambda p: p.with_suffix(".csv").write_bytes(b"a,b,label\n1,2,0\n\xe9,4,1\n"), ["data.target=label"],
+         "not UTF-8 text (a .csv is read as UTF-8; save it as UTF-8"),  # UnicodeDecodeError
         # the same number of features, channels first against last: flattened alike, the test examples were scrambled
         (lambda p: np.savez(p, x=np.zeros((4, 3, 2, 2)), y=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 2, 2, 3)),
                             y_test=np.array([0, 1])), [],
@@ -152,6 +158,13 @@ def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch)
         with pytest.raises((UserDataError, DataError), match=message):
             load(make_cfg("data=callable", f"data.loader={loader}").data)
 
+
+
+def test_a_csv_header_with_spaces_after_its_commas_names_its_columns(tmp_path, make_cfg):
+    """``a, b, label``: data.target=label was "not a column; its columns: a,  b,  label"."""
+    (tmp_path / "d.csv").write_text("a, b, label\n" + "".join(f"{i}, {i * 2}, {i % 2}\n" for i in range(10)))
+    x, y, _, _ = load(make_cfg("data=file", f"data.path={tmp_path / 'd.csv'}", "data.target=label").data)
+    assert x.shape == (10, 2) and y.tolist() == [i % 2 for i in range(10)]
 
 
 def test_a_loaders_dict_with_keys_regbench_does_not_read_is_refused(tmp_path, make_cfg, monkeypatch):
