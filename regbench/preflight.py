@@ -860,7 +860,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
                     refusal = (
                         (folder_refusal("hydra.run.dir", cfg.hydra.run.dir) if command == "train" else None)
                         or foreign_folder_refusal("hydra.run.dir", cfg.hydra.run.dir)
-                        or records.folder_in_use(run_dir)
+                        or (records.folder_in_use(run_dir) if command == "train" else None)
                         or existing_run_conflict(run_dir, _without_hydra(cfg))
                     )
             except ConfigError as exc:
@@ -871,7 +871,7 @@ def _check(args: list[str], command: str, flag_multirun: bool):
                 raise PreflightError(f"{describe(exc, loader, args)}{where}") from None
             if refusal:
                 raise PreflightError(f"{refusal}{where}")
-        for folder in folders:
+        for folder in folders if command == "train" else []:  # plan lists a job in training as running
             refusal = records.folder_in_use(folder)
             if refusal:
                 raise PreflightError(refusal)

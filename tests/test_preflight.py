@@ -176,6 +176,28 @@ def test_a_folder_in_use_is_refused_up_front(tmp_path):
         records.release_lock(holder)
 
 
+def test_plan_lists_a_sweep_in_training_that_train_refuses(tmp_path):
+    """plan only reads: on a sweep still training it said "... is in use by process N ... wait for it to
+    finish", where status lists the running jobs."""
+    sweep = tmp_path / "sweep"
+    cfg, jobs = check(["-m", "model.dropout=0,0.5", f"hydra.sweep.dir={sweep}"], command="plan")
+    from regbench.preflight import _job_folders
+
+    folder = _job_folders(cfg, jobs)[0]
+    folder.mkdir(parents=True)
+    holder = records.acquire_lock(folder)
+    try:
+        for command in ("plan", "train"):
+            args = ["-m", "model.dropout=0,0.5", f"hydra.sweep.dir={sweep}"]
+            if command == "plan":
+                assert check(args, command=command)
+            else:
+                with pytest.raises(PreflightError, match="is in use by process"):
+                    check(args, command=command)
+    finally:
+        records.release_lock(holder)
+
+
 def test_one_value_of_a_runtime_key_and_custom_job_folders_may_be_swept():
     cfg, jobs = check(["-m", "threads=2", "model.dropout=0,0.1"])
     assert len(jobs) == 2
