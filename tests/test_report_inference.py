@@ -227,7 +227,7 @@ def test_sentences_and_headline_use_the_adjusted_reading(tmp_path):
     # each factor with its levels: which way, not only by how much
     assert a.headline.startswith("A false → true: +1.3 pp [-0.5, +3.1], not resolved after Bonferroni correction; "
                                  "B false → true: +5.0 pp [")
-    assert a.headline.endswith("], holds after Bonferroni correction")
+    assert a.headline.endswith("], resolved after Bonferroni correction")
     text = "\n".join(render.findings(a))
     assert "Bonferroni's correction over each outcome's family of contrasts (7 with an interval" in text
     line = next(t for t in text.splitlines() if t.startswith("Effect of A: false → true"))
@@ -794,7 +794,7 @@ def test_the_answer_gives_the_estimates_of_levels_not_resolved():
     eff = stats.adjust(pd.DataFrame(rows))
     text = stats.headline(eff, "best_val_acc", ["D"])
     assert text.startswith("D: 0 → 0.3 by +31.0 pp [") and text.endswith(
-        "holds after Bonferroni correction (other levels not resolved: estimates from -10.4 pp to +1.2 pp)"), text
+        "resolved after Bonferroni correction (other levels not resolved: estimates from -10.4 pp to +1.2 pp)"), text
     # a level whose cells share 1 seed is estimated, never tested: said so, not counted among "not resolved" alone
     one_seed = {**rows[0], "contrast": "D: 0 → 0.7", "estimate": -0.128, "ci_lo": np.nan, "ci_hi": np.nan, "n": 1,
                 "std": np.nan}

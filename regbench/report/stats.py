@@ -855,7 +855,7 @@ def _spread(rows: pd.DataFrame, outcome: str) -> str:
 
 def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: bool = False) -> str:
     """One line answering "what did each factor do" on ``outcome``, adjusted
-    reading only: ``batchnorm: +5.0 pp [+3.6, +6.3], holds after
+    reading only: ``batchnorm: +5.0 pp [+3.6, +6.3], resolved after
     Bonferroni correction; dropout: no level resolved after Bonferroni
     correction (estimates from -10.4 pp to +1.2 pp)`` (simultaneous intervals);
     a factor not resolved keeps its estimate, never just "no effect".
@@ -888,7 +888,7 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
         elif res.empty:
             parts.append(f"{short[f]}: no level resolved after Bonferroni correction ({_spread(rows, outcome)})")
         elif len(rows) == 1:  # "dropout 0 → 0.3: -7.0 pp": which way, not just by how much
-            parts.append(f"{short[f]} {level(res.iloc[0])}: {one(res.iloc[0])}, holds after Bonferroni correction")
+            parts.append(f"{short[f]} {level(res.iloc[0])}: {one(res.iloc[0])}, resolved after Bonferroni correction")
         elif brief and len(res) > 1:
             res = res.sort_values("estimate", key=abs)
             lo, hi = res.iloc[0], res.iloc[-1]
@@ -896,10 +896,9 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
                          f"{one(lo)} ({level(lo)}) to {one(hi)} ({level(hi)})")
         else:
             listed = ", ".join(one(r, level(r) + " by") for _, r in res.iterrows())
-            verb = "holds" if len(res) == 1 else "hold"
-            rest = rows[~rows["resolved"]]
-            parts.append(f"{short[f]}: {listed}, {verb} after Bonferroni correction (other levels not resolved: "
-                         f"{_spread(rest, outcome)})" if len(rest) else f"{short[f]}: {listed}, {verb} after Bonferroni correction")
+            rest = rows[~rows["resolved"]]  # "resolved", as every other line says it ("holds" here alone)
+            parts.append(f"{short[f]}: {listed}, resolved after Bonferroni correction (other levels not resolved: "
+                         f"{_spread(rest, outcome)})" if len(rest) else f"{short[f]}: {listed}, resolved after Bonferroni correction")
     if brief:
         inter = eff[eff["kind"] == "interaction"]
         k = int(inter["resolved"].sum())
@@ -908,7 +907,7 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
         return "; ".join(parts)
     inter = eff[(eff["kind"] == "interaction") & eff["resolved"]]
     for _, r in inter.iterrows():
-        parts.append(f"interaction {r['contrast']}: {one(r)}, holds after Bonferroni correction")
+        parts.append(f"interaction {r['contrast']}: {one(r)}, resolved after Bonferroni correction")
     # a factor whose main effect is not resolved but that is at some level of another: the answer said only
     # "not resolved" of a factor with a resolved effect (its simple effects, under Effects)
     unresolved_main = {f for f in factors if not eff[(eff["kind"] == "main") & (eff["factor"] == f)]["resolved"].any()}
