@@ -133,8 +133,9 @@ def load(*paths: PathLike, allow_mixed: bool = False) -> "Study":
         raise TypeError("load() needs at least one folder of run records")
     try:
         study = load_study(list(paths), allow_mixed=allow_mixed, warn=lambda message: None)
-    except ReportError as exc:  # one line, as report() raises it
-        raise ValueError(str(exc)) from None
+    except ReportError as exc:  # one line, as report() raises it, in Python's words for the flag it names
+        raise ValueError(str(exc).replace("pass --allow-mixed", "pass allow_mixed=True")
+                         .replace("--allow-mixed reports them", "allow_mixed=True loads them")) from None
     study.cells = analyze(study, effects=False).cells
     return study
 

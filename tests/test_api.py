@@ -83,3 +83,16 @@ def test_import_regbench_is_instant():
     code = "import sys, regbench; assert callable(regbench.run); print('torch' in sys.modules, 'hydra' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "False False", out.stdout + out.stderr
+
+
+def test_load_names_its_own_argument_for_mixed_datasets(tmp_path, monkeypatch):
+    """From Python, load() refusing runs of two datasets said "pass --allow-mixed", the command's flag."""
+    from regbench.report import load as report_load
+
+    def refuse(paths, allow_mixed=False, warn=None):
+        raise report_load.ReportError("runs from different datasets: digits (1 run), blobs (1 run); report one dataset "
+                                      "at a time, or pass --allow-mixed")
+
+    monkeypatch.setattr(report_load, "load_study", refuse)
+    with pytest.raises(ValueError, match=r"report one dataset at a time, or pass allow_mixed=True$"):
+        regbench.load(tmp_path)
