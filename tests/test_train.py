@@ -316,7 +316,7 @@ def test_a_checkpoint_that_does_not_fit_leaves_the_rows_untouched(make_cfg, tmp_
     assert "does not fit this model" in (aside / "reason.txt").read_text()
 
 
-@pytest.mark.parametrize("content", ["[]", "null", "{not json"])
+@pytest.mark.parametrize("content", ["[]", "null", "{not json", '{"status": "completed"}'])  # the last: read as another config's run
 def test_a_summary_that_is_not_a_record_starts_afresh(make_cfg, tmp_path, content):
     cfg = make_cfg()
     (tmp_path / records.SUMMARY_FILE).write_text(content)
