@@ -472,7 +472,8 @@ class SweepCallback(Callback):
         last_counts = counts
         pending = getattr(self, "report", None)
         report = pending is not None and not counts.get("interrupted")  # Ctrl-C: no report
-        say(format_counts(counts, sweep_dir, report_follows=report), sys.stdout)  # `| head` may have closed stdout
+        mixed = data_mix(sweep_dir, [n for k in ("completed", "skipped", "diverged") for n in counts.get(k, [])])
+        say(format_counts(counts, sweep_dir, report_follows=report, mixed=mixed), sys.stdout)  # `| head` may have closed stdout
         if pending is not None:
             self.report = None
             if report:
@@ -554,7 +555,30 @@ def _written_since(path: Path, started: float) -> bool:
         return False
 
 
-def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows: bool = False) -> str:
+def data_mix(sweep_dir: Path, names: list[str]) -> Optional[str]:
+    """Where the finished jobs of a sweep trained on different data (the
+    user's file changed between runs of the sweep: the jobs done before were
+    skipped, the new ones trained on what it holds now), what that means, for
+    the closing lines; else None. Its report refuses such a mix."""
+    seen: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            data = records.read_summary(sweep_dir / name).get("data") or {}
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not data.get("fingerprint"):
+            continue  # a built-in set, or an older record: nothing to tell apart by
+        seen.setdefault(f"{data.get('path') or data.get('loader') or data.get('name')} ({data['fingerprint']})", []).append(name)
+    if len(seen) < 2:
+        return None
+    what = "; ".join(f"{records.plural(len(v), 'job')} on {k}" for k, v in seen.items())
+    return (f"these jobs trained on different data ({what}): the file or loader changed between runs of the sweep, "
+            f"and `regbench report` refuses to mix them; restore the data, or move the jobs trained on the old "
+            f"data out of {shlex.quote(str(sweep_dir))} and run the same command again")
+
+
+def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows: bool = False,
+                  mixed: Optional[str] = None) -> str:
     n = sum(len(v) for v in counts.values())
     order = ["completed", "skipped", "diverged", "failed", DEAD, "interrupted", "running", "missing", "unreadable"]
     parts = [f"{len(counts[k])} {k}" for k in order + sorted(set(counts) - set(order)) if counts.get(k)]
@@ -574,6 +598,8 @@ def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows:
     elif undone:
         line += (f"\nnext: run the same command again to resume or retry the {undone} unfinished job"
                  f"{'s' if undone > 1 else ''}; `regbench status {where}` shows each")
+    elif mixed:  # "next: regbench report" would be refused
+        line += f"\nnext: {mixed}"
     elif not report_follows:  # report.at_end=true: the report's own lines follow
         line += f"\nnext: regbench report {shlex.quote(str(sweep_dir))}"  # pasted into a shell as it is
     return line

@@ -299,6 +299,13 @@ def test_a_completed_job_whose_file_changed_since_says_so_when_skipped(cli, tmp_
         if (job / records.SUMMARY_FILE).is_file():
             assert changed_since(records.read_summary(job), job).startswith(", on other data: ")
     assert _fingerprint_now.cache_info().misses == 1 and _fingerprint_now.cache_info().hits == 1
+    # a seed added now trains on the new contents: the sweep mixes data, and its closing line said
+    # "next: regbench report", which refuses the mix
+    res = cli(*[a if a != "seed=0,1" else "seed=0,1,2" for a in sweep])
+    assert res.returncode == 0 and "1 completed, 2 skipped" in res.stdout, res.stdout
+    (last,) = [line for line in res.stdout.splitlines() if line.startswith("next: ")]
+    assert last.startswith("next: these jobs trained on different data (") and "`regbench report` refuses to mix them" in last
+    assert "next: regbench report" not in res.stdout
     # the file back as it was (newer still): the same data, nothing to say
     np.savez(tmp_path / "mine.npz", x=x, y=y)
     os.utime(tmp_path / "mine.npz", (later + 5, later + 5))
