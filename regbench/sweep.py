@@ -137,7 +137,8 @@ DEAD = "dead"  # summary says running, but no process holds the job's lock
 # States after which a sweep has not done its work: `regbench train` exits non-zero.
 UNDONE = ("failed", DEAD, records.INTERRUPTED, records.RUNNING, "unreadable", "missing")  # missing: never recorded
 LEGEND = {
-    DEAD: "stopped without recording why (kill -9, a lost node, a full disk); the same command resumes it",
+    DEAD: "stopped without recording why (kill -9, a lost node, a full disk); the same command resumes it from its "
+          "checkpoint, or starts it over where none was saved (each line says which)",
     "unreadable": "summary.json is damaged; the same command sets it aside and runs the job afresh",
 }
 

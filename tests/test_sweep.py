@@ -61,7 +61,7 @@ def test_sigkilled_sweep_rerun_completes_every_epoch_exactly_once(cli, tmp_path)
 
     status = cli("status", str(sweep))
     assert status.returncode == 0 and "4 jobs" in status.stdout and "dead" in status.stdout
-    assert "running" not in status.stdout and "the same command resumes it" in status.stdout
+    assert "running" not in status.stdout and "the same command resumes it from its checkpoint, or starts it over where none was saved" in status.stdout
 
     res = cli(*args)
     assert res.returncode == 0, res.stderr
