@@ -337,7 +337,7 @@ def run(
     return outcome
 
 
-def run_group(jobs: list[tuple], show_progress: bool = True) -> list:
+def run_group(jobs: list[tuple], show_progress: bool = True, announce: bool = False) -> list:
     """Train several jobs ``(cfg, out_dir, overrides)`` that share tensor shapes
     and code path as one vectorized model (a fused sweep group), each writing
     its own records exactly as :func:`run` would.
@@ -363,6 +363,10 @@ def run_group(jobs: list[tuple], show_progress: bool = True) -> list:
         for job in [j for j in ready if j.outcome is None]:
             job.check_checkpoint()
             by_start.setdefault(job.start, []).append(job)
+        training = [j for group in by_start.values() for j in group]
+        if announce and len(training) > 1:  # after the skips: a finished sweep run again said it trained 4 jobs, then "4 skipped"
+            seeds = sum(len(j.seeds) for j in training)
+            log.info("training %d jobs (%d seeds) as one vectorized model", len(training), seeds)
         for start in sorted(by_start):
             stop = next((j.outcome for j in runs if isinstance(j.outcome, (KeyboardInterrupt, Interrupted))), None)
             if stop is not None:  # interrupted: the jobs not begun stay as they are
@@ -968,11 +972,8 @@ def run_fused_group(jobs: list[tuple], launcher: str = "fused") -> list[Optional
     progress.epoch_lines_on_console = False
     progress.job_lines_on_console = False  # the launcher says one line per finished job
     logging.raiseExceptions = False
-    if len(jobs) > 1:
-        seeds = sum(max(1, int(c.trainer.replicas)) for c, _, _ in jobs)
-        log.info("training %d jobs (%d seeds) as one vectorized model", len(jobs), seeds)
     try:
-        outcomes = run_group(jobs, show_progress=False)
+        outcomes = run_group(jobs, show_progress=False, announce=True)
     except (KeyboardInterrupt, Interrupted):
         signals.interrupted(str(jobs[0][1]))  # every job of the group recorded itself; exits 130
         raise

@@ -270,6 +270,8 @@ def test_groups_train_at_once_in_workers_and_a_dead_worker_costs_only_its_group(
     assert "4 jobs: 2 completed, 2 dead" in out, out
     again = cli("train", "-m", *grid, f"hydra.sweep.dir={sweep}")
     assert again.returncode == 0 and "4 jobs: 2 completed, 2 skipped" in again.stdout, again.stdout + again.stderr
+    # the group whose jobs all completed before is skipped, not announced as training (it said so of both groups)
+    assert (again.stdout + again.stderr).count("training 2 jobs (2 seeds) as one vectorized model") == 1, again.stdout
     one = cli("train", "-m", *grid[:-1], "trainer.epochs=2", "hydra.launcher.processes=1", f"hydra.sweep.dir={tmp_path / 'one'}")
     assert one.returncode == 0 and "as 2 vectorized groups\n" in one.stdout + one.stderr
     assert "4 jobs: 4 completed" in one.stdout
