@@ -53,6 +53,9 @@ def test_a_fused_sweep_writes_each_jobs_own_records(cli, tmp_path, make_cfg):
     assert "Launching 8 jobs as 2 vectorized groups" in log
     # one line a group at its launch, not one a job (each job has its line when it ends): 50 jobs filled 100 lines
     assert log.count("a group of 4 jobs (model.batchnorm=") == 2 and "#0 :" not in log, log
+    # each names its jobs by Hydra's numbers: the parts of one setting cut for the processes had one label
+    groups = sorted(line.rsplit(", ", 1)[1] for line in log.splitlines() if "a group of 4 jobs" in line)
+    assert groups == ["#0-1 #4-5", "#2-3 #6-7"], log
     assert "8 jobs: 8 completed" in fused.stdout
     # one line per finished job, named by its overrides, with an ETA until the last
     done = [line.split("[HYDRA] ", 1)[1] for line in log.splitlines() if "[HYDRA] [" in line]

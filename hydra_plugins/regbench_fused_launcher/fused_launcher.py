@@ -348,6 +348,17 @@ def estimate_left(works: List[float], started: Dict[int, float], ended: Dict[int
     return max(free) if free else 0.0
 
 
+def _numbers(nums: List[int]) -> str:
+    """``#0-3 #8 #10-11``: job numbers, runs of consecutive ones as ranges."""
+    nums, runs = sorted(nums), []
+    for n in nums:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return " ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in runs)
+
+
 def group_work(cfgs: List[DictConfig], group: List[int]) -> float:
     """Rough relative cost of a group, to start the longest first."""
     work = 0.0
@@ -660,7 +671,9 @@ class FusedLauncher(Launcher):
         from regbench.progress import label
 
         what = label([filter_overrides(list(sc.hydra.overrides.task)) for sc in sweep_cfgs], [[0]] * len(sweep_cfgs))
-        log.info(f"\ta group of {what}" if len(sweep_cfgs) > 1 else f"\t#{sweep_cfgs[0].hydra.job.num} : {what}")
+        # a group's jobs by Hydra's numbers: the parts of one setting cut for the processes had one label
+        log.info(f"\ta group of {what}, {_numbers([int(sc.hydra.job.num) for sc in sweep_cfgs])}" if len(sweep_cfgs) > 1
+                 else f"\t#{sweep_cfgs[0].hydra.job.num} : {what}")
         rets = [set_up_job(context.callbacks, prepare, sc) for sc in sweep_cfgs]  # folders, .hydra/ files, on_job_start
         if prepared_hook is not None:
             prepared_hook([out for _, out, _ in prepared], rets)
