@@ -899,24 +899,28 @@ def headline(effects: pd.DataFrame, outcome: str, factors: list[str], brief: boo
             rest = rows[~rows["resolved"]]  # "resolved", as every other line says it ("holds" here alone)
             parts.append(f"{short[f]}: {listed}, resolved after Bonferroni correction (other levels not resolved: "
                          f"{_spread(rest, outcome)})" if len(rest) else f"{short[f]}: {listed}, resolved after Bonferroni correction")
+    # a factor whose main effect is not resolved but that is at some level of another: the answer said only
+    # "not resolved" of a factor with a resolved effect (its simple effects, under Effects)
+    unresolved_main = {f for f in factors if not eff[(eff["kind"] == "main") & (eff["factor"] == f)]["resolved"].any()}
+    simple = eff[(eff["kind"] == "simple") & eff["resolved"] & eff["factor"].isin(unresolved_main)]
     if brief:
         inter = eff[eff["kind"] == "interaction"]
         k = int(inter["resolved"].sum())
         if len(inter):
             parts.append(f"interactions: {k} of {len(inter)} resolved" if k else "no resolved interaction")
+        if len(simple):  # the short answer dropped them (the console's long one listed them)
+            parts.append(f"{len(simple)} more effect{'s' if len(simple) > 1 else ''} resolved at one level of another "
+                         "factor (under Effects)")
         return "; ".join(parts)
     inter = eff[(eff["kind"] == "interaction") & eff["resolved"]]
     for _, r in inter.iterrows():
         parts.append(f"interaction {r['contrast']}: {one(r)}, resolved after Bonferroni correction")
-    # a factor whose main effect is not resolved but that is at some level of another: the answer said only
-    # "not resolved" of a factor with a resolved effect (its simple effects, under Effects)
-    unresolved_main = {f for f in factors if not eff[(eff["kind"] == "main") & (eff["factor"] == f)]["resolved"].any()}
-    simple = eff[(eff["kind"] == "simple") & eff["resolved"] & eff["factor"].isin(unresolved_main)]
     if len(simple):
         shown = [f"{r['contrast']} at {r['at']} {one(r)}" for _, r in simple.head(2).iterrows()]
         more = f" and {len(simple) - 2} more" if len(simple) > 2 else ""
-        parts.append(f"at one level of another factor only: {', '.join(shown)}{more}, "
-                     f"{'holds' if len(simple) == 1 else 'hold'} after Bonferroni correction")
+        # "only" read as "the effect differs between the levels", which is the interaction's test, not this one's
+        parts.append(f"resolved at one level of another factor (not a tested difference between levels): "
+                     f"{', '.join(shown)}{more}")
     return "; ".join(parts)
 
 
