@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from types import SimpleNamespace
 
 from regbench.report import stats
 
@@ -322,16 +323,43 @@ def test_best_against_runner_up_on_one_shared_seed_is_that_seeds_difference():
 def test_the_answer_says_when_the_first_cell_trails_its_runner_up_on_shared_seeds():
     """With no effects to answer by, the answer read "ahead of A=1 by -2.0 pp" where the first cell
     on its mean trails on the seeds the two share."""
-    from types import SimpleNamespace
 
     from regbench.report import render
 
     cells = pd.DataFrame({"best_val_acc_mean": [0.60, 0.51], "best_val_acc_n": [1, 2], "best_val_acc_std": [math.nan, 0.1],
                           "best_val_acc_ci_lo": [math.nan, 0.4], "best_val_acc_ci_hi": [math.nan, 0.62], "n_used": [1, 2]},
                          index=["A=0", "A=1"])
-    for estimate, says in ((-0.02, "; first on its mean, but behind A=1 on the seeds they share by 2.0 pp, not resolved."),
-                           (0.03, "; ahead of A=1 by +3.0 pp, not resolved.")):
+    for estimate, behind, says in ((-0.02, True, "; first on its mean, but behind A=1 on the seeds they share by 2.0 pp, not resolved."),
+                                   (0.03, False, "; ahead of A=1 by +3.0 pp, not resolved.")):
         a = SimpleNamespace(trials=None, headline="", best_col="best_val_acc", cells=cells, ranked=lambda: cells,
                             best_vs_runner_up={"runner_up": "A=1", "estimate": estimate, "ci_lo": math.nan,
-                                               "ci_hi": math.nan, "resolved": False})
+                                               "ci_hi": math.nan, "resolved": False, "behind": behind})
         assert render.answer(a).endswith(says), render.answer(a)
+
+
+def test_best_against_runner_up_on_a_loss_reads_lower_as_ahead():
+    """--metric val_loss: a lower loss on the shared seeds read as "behind" in the answer (the sign alone
+    decided), and a best cell trailing on a loss had its interval flipped against the size the text states."""
+    from regbench.report import render
+    from regbench.report.load import fmt_bounds
+
+    ahead = pd.DataFrame({"cell": ["A=0"] * 3 + ["A=1"] * 3, "A": [0] * 3 + [1] * 3, "seed": [0, 1, 2] * 2, "used": True,
+                          "best_val_loss": [0.30, 0.31, 0.32, 0.40, 0.42, 0.41]})
+    # first on its mean (0.305 against 0.362), behind on seeds 0 and 1, which the two share
+    trails = pd.DataFrame({"cell": ["A=0"] * 2 + ["A=1"] * 3, "A": [0] * 2 + [1] * 3, "seed": [0, 1, 0, 1, 2], "used": True,
+                           "best_val_loss": [0.30, 0.31, 0.29, 0.295, 0.50]})
+    for runs, behind in ((ahead, False), (trails, True)):
+        d = stats.best_vs_runner_up(runs, pd.DataFrame(index=["A=0", "A=1"]), "best_val_loss")
+        assert d["best"] == "A=0" and d["behind"] == behind and (d["estimate"] > 0) == behind, d
+        cells = pd.DataFrame({"best_val_loss_mean": [0.3, 0.4], "best_val_loss_n": [3, 3], "best_val_loss_std": [0.01, 0.01],
+                              "best_val_loss_ci_lo": [0.2, 0.3], "best_val_loss_ci_hi": [0.4, 0.5], "n_used": [3, 3]},
+                             index=["A=0", "A=1"])
+        a = SimpleNamespace(trials=None, headline="", best_col="best_val_loss", cells=cells, ranked=lambda: cells,
+                            best_vs_runner_up=d)
+        text = render.answer(a)
+        if not behind:
+            assert f"; ahead of A=1 by -0.10" in text and "behind" not in text, text
+        else:  # the gap's size, with the interval of that (positive) difference as it is
+            bounds = fmt_bounds(d["ci_lo"], d["ci_hi"], "best_val_loss")
+            assert f"; first on its mean, but behind A=1 on the seeds they share by 0.013 {bounds}, not resolved." in text, text
+            assert f"it trails by 0.013 {bounds}" in d["text"], d["text"]

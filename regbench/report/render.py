@@ -29,7 +29,7 @@ from .figures import PX_PER_IN, Rendered, label
 from .load import confounding_notes, experiment_header, finite, fmt_bounds, fmt_diff, fmt_num, fmt_p, fmt_value, \
     incomplete, is_combined, short_names
 from .load import unit as _unit
-from .stats import LEVEL, Analysis, headline, higher_is_better, left_out_count, positive_column
+from .stats import LEVEL, Analysis, behind_bounds, headline, higher_is_better, left_out_count, positive_column
 
 # ---------------------------------------------------------------- numbers as text
 
@@ -548,10 +548,10 @@ def answer(a: Analysis) -> str:
     d = a.best_vs_runner_up
     text = f"Best: {ranked.index[0]}, {fmt_ci(top, best)} {label(best)} ({ci_note(top, best)})"
     if d:
-        if d["estimate"] < 0:  # first on its mean, behind on the seeds both share: "ahead of X by -2.0 pp" said both
+        if d.get("behind"):  # first on its mean, behind on the seeds both share: "ahead of X by -2.0 pp" said both
             text += (f"; first on its mean, but behind {d['runner_up']} on the seeds they share by "
-                     f"{fmt_diff(-d['estimate'], best).lstrip('+')}"
-                     + (f" {fmt_bounds(-d['ci_hi'], -d['ci_lo'], best)}" if _finite(d["ci_lo"]) else ""))
+                     f"{fmt_diff(abs(d['estimate']), best).lstrip('+')}"
+                     + (f" {behind_bounds(d['estimate'], d['ci_lo'], d['ci_hi'], best)}" if _finite(d["ci_lo"]) else ""))
         else:
             text += (f"; ahead of {d['runner_up']} by {fmt_diff(d['estimate'], best)}"
                      + (f" {fmt_bounds(d['ci_lo'], d['ci_hi'], best)}" if _finite(d["ci_lo"]) else ""))

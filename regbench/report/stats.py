@@ -759,6 +759,13 @@ def compare(x: pd.Series, y: pd.Series, higher: bool = True, level: float = LEVE
     return out
 
 
+def behind_bounds(estimate: float, lo: float, hi: float, column: str) -> str:
+    """The interval of ``|estimate|`` where the best cell trails its runner-up
+    (the text states the size of the gap): flipped where the estimate is
+    negative (an accuracy), as it is where positive (a loss)."""
+    return fmt_bounds(-hi, -lo, column) if estimate < 0 else fmt_bounds(lo, hi, column)
+
+
 def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, level: float = LEVEL,
                       cells: int | None = None) -> dict:
     """The top two cells of ``ranked`` compared on their own runs' ``column``
@@ -800,7 +807,8 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
     # every run of one cell against every run of the other, not the seed-paired differences the interval uses
     wins = (f"is better in {raw['prob_improvement']:.0%} of the {plural(raw['n_x'] * raw['n_y'], 'run pair')}, each of its runs against "
             "each of the other's (the probability of improvement)")
-    behind = finite(raw["estimate"]) and (raw["estimate"] < 0 if higher else raw["estimate"] > 0)
+    behind = bool(finite(raw["estimate"]) and (raw["estimate"] < 0 if higher else raw["estimate"] > 0))
+    d["behind"] = behind  # render.answer words it the same way
     if behind:  # first on its mean over its own seeds, behind on the seeds the two share
         lead = (f"Best vs runner-up: {best} ranks first on its mean, but on the seeds it shares with {second} it "
                 f"trails by {fmt_diff(abs(raw['estimate']), column).lstrip('+')}")
@@ -812,8 +820,8 @@ def best_vs_runner_up(runs: pd.DataFrame, ranked: pd.DataFrame, column: str, lev
         n_best = int((runs["cell"] == best).sum())
         diverged = f" {best}'s values are over its runs that did not diverge: {len(lost)} of {n_best} diverged."
 
-    def bounds(lo: float, hi: float) -> str:  # the interval of the difference the text states
-        return fmt_bounds(-hi, -lo, column) if behind else fmt_bounds(lo, hi, column)
+    def bounds(lo: float, hi: float) -> str:  # the interval of the difference the text states (its size where behind)
+        return behind_bounds(raw["estimate"], lo, hi, column) if behind else fmt_bounds(lo, hi, column)
     if not finite(adj["ci_lo"]):
         if min(raw["n_x"], raw["n_y"]) < 2:
             how = "1 seed: no interval"
