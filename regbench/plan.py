@@ -32,7 +32,7 @@ def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"
         shown = ",".join(p for p in _parts(name) if p not in common) if common else name
-        rows.append((f"  {state:<12}{epochs:>9}  {shown if name != '.' else sweep_dir}", resume_note(sweep_dir / name, state, done)))
+        rows.append((f"  {state:<12}{epochs:>9}  {shown if name != '.' else sweep_dir}", resume_note(sweep_dir / name, state, done, single=names == ["."])))
     # a note that many jobs share is said once, under the table, each of them marked [k]: an interrupted
     # 16-job sweep repeated "(no checkpoint yet: the same command starts it over)" 16 times
     shared = [n for n in dict.fromkeys(n for _, n in rows) if n and sum(1 for _, m in rows if m == n) >= 3]

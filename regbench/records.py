@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -542,3 +543,51 @@ def _in_use(folder: Path) -> str:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return f"{folder} is in use by {who}: wait for it to finish or stop it, then run this command again (it resumes)"
+
+
+# ---------------------------------------------------------------- running a job again
+
+
+def hydra_quoted(value: str) -> str:
+    """``value`` as Hydra's override grammar reads it back unchanged: as it is
+    where it holds only characters an unquoted value may (a clock-named
+    folder), else quoted. Unquoted, ``proj (copy)`` or ``josé`` did not parse,
+    and a comma made a sweep."""
+    if re.fullmatch(r"[A-Za-z0-9_/.\-:+@%~]+", value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def rerun_command(folder: str | os.PathLike, clock_named: bool) -> str:
+    """How to run a job again in ``folder`` (to resume it): "the same
+    command", or, for a single run whose folder is named by the clock
+    (``hydra.run.dir`` holds ``${now:...}``, as by default), the same command
+    with that folder named: the same command alone would start a new run in
+    a new folder."""
+    if not clock_named:
+        return "the same command"
+    import shlex
+
+    arg = f"hydra.run.dir={hydra_quoted(str(folder))}"
+    if arg.endswith("'") and not re.search(r"[$`\"\\!]", arg):  # one pair of shell quotes, not '"'"' chains
+        return f'the same command with "{arg}"'
+    return f"the same command with {shlex.quote(arg)}"
+
+
+def run_dir_by_clock(folder: str | os.PathLike) -> bool:
+    """Whether the single run in ``folder`` had its folder named by the clock
+    (its ``.hydra/hydra.yaml`` keeps ``hydra.run.dir`` unresolved)."""
+    try:
+        with open(Path(folder) / ".hydra" / "hydra.yaml") as fh:
+            text = fh.read()
+    except OSError:
+        return False
+    import yaml
+
+    try:
+        raw = ((yaml.safe_load(text) or {}).get("hydra") or {}).get("run", {}).get("dir", "")
+    except (yaml.YAMLError, AttributeError):
+        return False
+    return "${now:" in str(raw)

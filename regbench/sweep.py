@@ -181,7 +181,7 @@ def _last_epoch(path: Path) -> int:
         return 0
 
 
-def resume_note(job_dir: Path, state: str, done: int) -> str:
+def resume_note(job_dir: Path, state: str, done: int, single: bool = False) -> str:
     """What the same command does with a job that stopped part-way (interrupted,
     dead: what it keeps of its ``done`` epochs, as its checkpoint says) or a
     finished one whose metrics.csv lacks what its summary reports (trains it
@@ -202,8 +202,13 @@ def resume_note(job_dir: Path, state: str, done: int) -> str:
         kept = records.read_summary(job_dir).get("checkpoint_epoch")
     except (OSError, ValueError):
         return ""
+    # a single run's clock-named folder: the same command alone would start a new run elsewhere
+    by_clock = single and records.run_dir_by_clock(job_dir)
+    command = records.rerun_command(job_dir.resolve(), by_clock)
     if isinstance(kept, int) and 0 <= kept < done:
-        return f"  (checkpoint at epoch {kept}: the same command resumes from there)"
+        return f"  (checkpoint at epoch {kept}: {command} resumes from there)"
+    if by_clock and isinstance(kept, int) and kept >= 0:  # nothing to train again, but how to resume it needs saying
+        return f"  ({command} resumes it)"
     return ""
 
 

@@ -11,7 +11,6 @@ import errno
 import logging
 import math
 import os
-import shlex
 import signal
 import sys
 import time
@@ -947,22 +946,16 @@ def main(cfg: DictConfig) -> Optional[float]:
 
 
 def rerun_command(hc, out_dir: str) -> str:
-    """How to run a job again in ``out_dir`` (to resume it): "the same
-    command", or, for a single run whose folder is named by the clock
-    (``hydra.run.dir`` holds ``${now:...}``, as by default), the same command
-    with that folder named: the same command alone would start a new run in a
-    new folder."""
+    """How to run the job in ``out_dir`` again (:func:`records.rerun_command`),
+    from its Hydra config: a single run's folder named by the clock
+    (``hydra.run.dir`` holds ``${now:...}``) needs naming."""
     from hydra.types import RunMode
 
-    if hc.mode == RunMode.MULTIRUN:
-        return "the same command"
     try:
-        raw = str(OmegaConf.to_container(hc.run, resolve=False).get("dir", ""))
+        raw = "" if hc.mode == RunMode.MULTIRUN else str(OmegaConf.to_container(hc.run, resolve=False).get("dir", ""))
     except Exception:  # noqa: BLE001 - an odd hydra config: say the plain thing
-        return "the same command"
-    if "${now:" not in raw:
-        return "the same command"
-    return f"the same command with {shlex.quote(f'hydra.run.dir={out_dir}')}"
+        raw = ""
+    return records.rerun_command(out_dir, "${now:" in raw)
 
 
 def run_fused_group(jobs: list[tuple], launcher: str = "fused") -> list[Optional[float]]:

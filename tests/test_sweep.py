@@ -437,3 +437,23 @@ def test_jobs_another_process_is_training_are_not_called_ours(tmp_path):
     assert text.splitlines()[1] == (f"next: 2 jobs are training in another process: let it finish (`regbench status "
                                     f"{tmp_path}` shows each), then run the same command again for the other 1 "
                                     "unfinished job")
+
+
+def test_status_of_an_interrupted_single_run_names_its_folder_to_resume(tmp_path):
+    """`regbench status` of a single run in its clock-named folder said "the same command resumes from
+    there"; the same command starts a new run in a new folder."""
+    from regbench.sweep import resume_note
+
+    run = tmp_path / "outputs" / "runs" / "2026-12-03" / "16-36-19.566257"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  run:\n    dir: outputs/runs/${now:%Y-%m-%d}/${now:%H-%M-%S.%f}\n")
+    records.write_summary(run, {"status": "interrupted", "checkpoint_epoch": 2})
+    (run / records.CHECKPOINT_FILE).write_bytes(b"")
+    assert resume_note(run, "interrupted", 3, single=True) == (
+        f"  (checkpoint at epoch 2: the same command with hydra.run.dir={run.resolve()} resumes from there)")
+    assert resume_note(run, "interrupted", 3) == "  (checkpoint at epoch 2: the same command resumes from there)"  # a sweep's job
+    (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  run:\n    dir: {run}\n")  # a folder the user named
+    assert resume_note(run, "interrupted", 3, single=True) == "  (checkpoint at epoch 2: the same command resumes from there)"
+    # its checkpoint at its last epoch (nothing to train again): how to resume it still needs saying
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  run:\n    dir: outputs/runs/${now:%H-%M-%S.%f}\n")
+    assert resume_note(run, "interrupted", 2, single=True) == f"  (the same command with hydra.run.dir={run.resolve()} resumes it)"

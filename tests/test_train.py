@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from regbench import records, train
 from regbench.learner import Learner, evaluate, module_state
@@ -501,3 +502,23 @@ def test_threads_0_trains_a_small_model_on_one_thread_and_a_large_one_on_the_def
     torch.set_num_threads(default)
     run(make_cfg("threads=0"), tmp_path / "again", show_progress=False)
     assert torch.get_num_threads() == default  # as it was
+
+
+@pytest.mark.parametrize("folder", ["/tmp/o/runs/2026-12-03/16-36-19.566257", "/tmp/proj (copy)/x", "/home/josé/r", "/a,b/c",
+                                    "/it's/x", '/a b/it\'s "q"', "/a[1]/b"])
+def test_the_resume_hint_of_a_single_run_parses_back_to_its_folder(folder):
+    """"the same command with hydra.run.dir=..." is pasted into a shell and read by Hydra: a folder like
+    `proj (copy)` did not parse ("mismatched input ' ('"), `josé` neither, and a comma made a sweep."""
+    import shlex
+    from types import SimpleNamespace
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    hc = SimpleNamespace(mode=RunMode.RUN, run=OmegaConf.create({"dir": "outputs/runs/${now:%H-%M-%S}"}))
+    hint = train.rerun_command(hc, folder)
+    assert hint.startswith("the same command with ")
+    (arg,) = shlex.split(hint.removeprefix("the same command with "))
+    assert OverridesParser.create().parse_overrides([arg])[0].value() == folder
+    given = SimpleNamespace(mode=RunMode.RUN, run=OmegaConf.create({"dir": "/my/runs/a"}))  # a folder the user named
+    assert train.rerun_command(given, folder) == "the same command"
