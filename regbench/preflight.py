@@ -172,6 +172,8 @@ def existing_run_conflict(run_dir: Path, cfg: DictConfig) -> Optional[str]:
         summary = records.read_summary(run_dir)
     except (OSError, ValueError):
         return None
+    if not records.has_config(summary):  # damaged: the trainer sets it aside (it said "remove that folder")
+        return None
     from .config import flat_defaults
 
     return records.config_conflict(run_dir, summary.get("config", {}), records.flatten(OmegaConf.to_container(cfg, resolve=True)),

@@ -224,6 +224,14 @@ def read_summary(job_dir: str | os.PathLike) -> dict[str, Any]:
     return summary
 
 
+def has_config(summary: Mapping[str, Any]) -> bool:
+    """Whether a summary.json that parses is a run's record: regbench always
+    writes the run's config into it. One without is damaged (the trainer sets
+    it aside and trains afresh; status calls it unreadable), not another
+    config's run."""
+    return isinstance(summary.get("config"), dict)
+
+
 def fingerprint(config: Mapping[str, Any]) -> str:
     """A short hash of a flat config's result-relevant keys (RUNTIME_KEYS left
     out): a checkpoint carries it, so a resume never loads another config's state."""

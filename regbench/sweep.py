@@ -154,6 +154,8 @@ def job_state(job_dir: Path) -> tuple[str, int, Optional[int]]:
     except (OSError, ValueError):
         return "unreadable", 0, None
     state = str(s.get("status", "unknown"))
+    if state in (records.COMPLETED, records.DIVERGED) and not records.has_config(s):
+        return "unreadable", 0, None  # damaged: the trainer sets it aside and trains afresh, not skips it
     if state == records.RUNNING and records.folder_in_use(job_dir) is None:
         state = DEAD
     config = s.get("config") if isinstance(s.get("config"), dict) else {}

@@ -232,7 +232,7 @@ class Resume:
         except (OSError, ValueError) as exc:
             self.fresh(f"summary.json is unreadable ({exc})")
             return
-        if not isinstance(self.summary.get("config"), dict):  # regbench always writes it: damaged, set aside as such
+        if not records.has_config(self.summary):  # regbench always writes it: damaged, set aside as such
             # (it was read as another config's run: "remove that folder", which would have deleted the records)
             self.fresh("summary.json has no config (damaged?)")
             self.summary = None  # not a record to skip by

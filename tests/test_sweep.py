@@ -457,3 +457,17 @@ def test_status_of_an_interrupted_single_run_names_its_folder_to_resume(tmp_path
     # its checkpoint at its last epoch (nothing to train again): how to resume it still needs saying
     (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  run:\n    dir: outputs/runs/${now:%H-%M-%S.%f}\n")
     assert resume_note(run, "interrupted", 2, single=True) == f"  (the same command with hydra.run.dir={run.resolve()} resumes it)"
+
+
+def test_a_summary_without_its_config_is_damaged_to_status_and_preflight(tmp_path):
+    """`{"status": "completed"}` (no config, which regbench always writes): status said completed and a single
+    run there was refused as "another config ... or remove that folder", while the trainer sets it aside."""
+    from regbench.preflight import check
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records.write_summary(run, {"status": "completed"})
+    assert job_state(run)[0] == "unreadable"
+    assert check([f"hydra.run.dir={run}", "trainer.epochs=1"])  # no refusal: the run sets it aside and trains
+    records.write_summary(run, {"status": "completed", "config": {"trainer.epochs": 5}})
+    assert job_state(run)[0] == "completed"
