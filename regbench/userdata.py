@@ -200,10 +200,11 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
         raise UserDataError(f"{source}: its header is one column ({_names(columns, 1)}), split by {sep}; a .csv is "
                             "read with commas between columns: save it comma-separated")
     if suffix == ".csv":
-        _check_header(path, source, target)
-    if suffix == ".csv" and columns and all(_is_number(c) for c in columns) and target not in columns:
-        raise UserDataError(f"{source}: its first line holds numbers ({_names(columns, 4)}), not column names; "
-                            "a .csv needs a header row naming its columns (one of them data.target)")
+        names = _header(path) or columns  # as written: pandas renames a repeated 0 to 0.1
+        if names and all(_is_number(c) for c in names) and target not in names:  # before the names' own checks
+            raise UserDataError(f"{source}: its first line holds numbers ({_names(names, 4)}), not column names; "
+                                "a .csv needs a header row naming its columns (one of them data.target)")
+        _check_header(names, source, target)
     if not target:
         raise UserDataError(f"{source}: a table needs data.target=<label column>; its columns: {_names(columns)}")
     if target not in columns:
@@ -222,20 +223,27 @@ def _read_file(text: str, target: Optional[str]) -> Arrays:
     return _check(features.to_numpy(), frame[target].to_numpy(), None, None, source, y_name=f"column {target}")
 
 
-def _check_header(path: Path, source: str, target: Optional[str]) -> None:
+def _header(path: Path) -> list[str]:
+    """A .csv's header names as written (the first row that is not blank, as
+    pandas skips blank lines), stripped; [] where it cannot be read."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            for row in csv.reader(fh):
+                if any(cell.strip() for cell in row):
+                    return [n.strip() for n in row]
+    except (OSError, csv.Error):
+        pass  # pandas read it; nothing more to say
+    return []
+
+
+def _check_header(names: list[str], source: str, target: Optional[str]) -> None:
     """A .csv header's names as written: pandas renames a repeated name (the
     second ``label`` becomes a feature column ``label.1``: the answer among the
     inputs) and names an empty one ``Unnamed: 0`` (a DataFrame's index written
     by ``to_csv()``, or a trailing comma), and either would be trained on as a
     feature without a word."""
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-            names = next(csv.reader(fh), [])
-    except OSError:
-        return  # pandas read it; nothing more to say
-    names = [n.strip() for n in names]
     seen: dict[str, int] = {}
     for n in names:
         seen[n] = seen.get(n, 0) + 1
@@ -323,7 +331,8 @@ def _check(x, y, x_test, y_test, source: str, y_name: str = "y") -> Arrays:
         x_test, y_test = _features(x_test, source, "x_test"), _labels(y_test, source, "y_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise UserDataError(f"{source}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
-        if len(shapes["x"]) > 2 and len(shapes["x_test"]) > 2 and shapes["x"][1:] != shapes["x_test"][1:]:
+        squeezed = {k: tuple(d for d in v[1:] if d != 1) for k, v in shapes.items()}  # (1, 4, 4) is laid out as (4, 4)
+        if len(shapes["x"]) > 2 and len(shapes["x_test"]) > 2 and squeezed["x"] != squeezed["x_test"]:
             # the same number of features in another layout (channels first against last): flattened, they would be scrambled
             raise UserDataError(f"{source}: x's examples are shaped {shapes['x'][1:]}, x_test's {shapes['x_test'][1:]}; "
                                 "the test examples must be laid out as the training ones (transpose one of them)")

@@ -114,6 +114,12 @@ def test_own_data_goes_through_the_same_splits_and_label_noise(tmp_path, make_cf
         (lambda p: p.write_bytes(b""), [], "the file is empty (0 bytes)"),  # "not a .npz (not a zip archive)"
         (lambda p: p.with_suffix(".csv").write_bytes(b"a,b,label\n1,2,0\n\xe9,4,1\n"), ["data.target=label"],
          "not UTF-8 text (a .csv is read as UTF-8; save it as UTF-8"),  # UnicodeDecodeError
+        # a headerless file whose first row repeats a value: "column name 0 appears more than once" hid the real fault
+        (lambda p: p.with_suffix(".csv").write_text("0,0,1\n0,1,0\n1,1,1\n"), ["data.target=label"],
+         "its first line holds numbers (0, 0, 1), not column names"),
+        # pandas skips blank lines before the header: the repeated label there was read as a feature
+        (lambda p: p.with_suffix(".csv").write_text("\na,label,label\n1,0,0\n2,1,1\n"), ["data.target=label"],
+         "column name label appears more than once in the header"),
         # the same number of features, channels first against last: flattened alike, the test examples were scrambled
         (lambda p: np.savez(p, x=np.zeros((4, 3, 2, 2)), y=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 2, 2, 3)),
                             y_test=np.array([0, 1])), [],
@@ -158,6 +164,15 @@ def test_a_callable_that_misbehaves_is_one_line(tmp_path, make_cfg, monkeypatch)
         with pytest.raises((UserDataError, DataError), match=message):
             load(make_cfg("data=callable", f"data.loader={loader}").data)
 
+
+
+def test_x_and_x_test_that_differ_only_in_dimensions_of_size_1_are_read(tmp_path, make_cfg):
+    """(1, 4, 4) against (4, 4) flatten in the same order: refused as another layout ("transpose one of them")."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((20, 1, 4, 4)), y=np.arange(20) % 2, x_test=rng.random((6, 4, 4)),
+             y_test=np.arange(6) % 2)
+    x, _, x_test, _ = load(make_cfg("data=file", f"data.path={tmp_path / 'd.npz'}").data)
+    assert x.shape == (20, 16) and x_test.shape == (6, 16)
 
 
 def test_a_csv_header_with_spaces_after_its_commas_names_its_columns(tmp_path, make_cfg):
