@@ -564,11 +564,13 @@ def _written_since(path: Path, started: float) -> bool:
 
 
 def data_mix(sweep_dir: Path, names: list[str]) -> Optional[str]:
-    """Where the finished jobs of a sweep trained on different data (the
-    user's file changed between runs of the sweep: the jobs done before were
-    skipped, the new ones trained on what it holds now), what that means, for
-    the closing lines; else None. Its report refuses such a mix."""
-    seen: dict[str, list[str]] = {}
+    """Where finished jobs of a sweep trained on different contents of one
+    file or loader (it changed between runs of the sweep: the jobs done before
+    were skipped, the new ones trained on what it holds now), what that means,
+    for the closing lines; else None (a sweep over several files is a
+    deliberate mix, which the report takes with --allow-mixed). Its report
+    refuses such a mix."""
+    seen: dict[str, dict[str, int]] = {}  # file or loader -> fingerprint -> jobs
     for name in names:
         try:
             data = records.read_summary(sweep_dir / name).get("data") or {}
@@ -576,13 +578,17 @@ def data_mix(sweep_dir: Path, names: list[str]) -> Optional[str]:
             continue
         if not isinstance(data, dict) or not data.get("fingerprint"):
             continue  # a built-in set, or an older record: nothing to tell apart by
-        seen.setdefault(f"{data.get('path') or data.get('loader') or data.get('name')} ({data['fingerprint']})", []).append(name)
-    if len(seen) < 2:
+        source = str(data.get("path") or data.get("loader") or data.get("name"))
+        prints = seen.setdefault(source, {})
+        prints[data["fingerprint"]] = prints.get(data["fingerprint"], 0) + 1
+    changed = {source: prints for source, prints in seen.items() if len(prints) > 1}
+    if not changed:
         return None
-    what = "; ".join(f"{records.plural(len(v), 'job')} on {k}" for k, v in seen.items())
-    return (f"these jobs trained on different data ({what}): the file or loader changed between runs of the sweep, "
-            f"and `regbench report` refuses to mix them; restore the data, or move the jobs trained on the old "
-            f"data out of {shlex.quote(str(sweep_dir))} and run the same command again")
+    what = "; ".join(f"{source}: " + ", ".join(f"{records.plural(n, 'job')} on its contents {fp}" for fp, n in prints.items())
+                     for source, prints in changed.items())
+    return (f"these jobs trained on different contents of one file or loader ({what}): it changed between runs of "
+            f"the sweep, and `regbench report` refuses to mix them; restore the data, or move the jobs trained on "
+            f"the old contents out of {shlex.quote(str(sweep_dir))} and run the same command again")
 
 
 def format_counts(counts: dict[str, list[str]], sweep_dir: Path, report_follows: bool = False,

@@ -471,3 +471,18 @@ def test_a_summary_without_its_config_is_damaged_to_status_and_preflight(tmp_pat
     assert check([f"hydra.run.dir={run}", "trainer.epochs=1"])  # no refusal: the run sets it aside and trains
     records.write_summary(run, {"status": "completed", "config": {"trainer.epochs": 5}})
     assert job_state(run)[0] == "completed"
+
+
+def test_a_sweep_over_two_files_is_not_said_to_have_changed_its_data(tmp_path):
+    """data.path=a.npz,b.npz ended with "the file or loader changed between runs of the sweep": only one
+    file's two contents are that."""
+    from regbench.sweep import data_mix
+
+    for name, path, fp in (("a", "/d/a.npz", "1111"), ("b", "/d/b.npz", "2222"), ("c", "/d/a.npz", "3333")):
+        (tmp_path / name).mkdir()
+        records.write_summary(tmp_path / name, {"status": "completed", "config": {}, "data": {"name": "file", "path": path,
+                                                                                             "fingerprint": fp}})
+    assert data_mix(tmp_path, ["a", "b"]) is None
+    said = data_mix(tmp_path, ["a", "b", "c"])
+    assert said.startswith("these jobs trained on different contents of one file or loader (/d/a.npz: 1 job on its "
+                           "contents 1111, 1 job on its contents 3333)"), said

@@ -319,7 +319,7 @@ def test_a_completed_job_whose_file_changed_since_says_so_when_skipped(cli, tmp_
     res = cli(*[a if a != "seed=0,1" else "seed=0,1,2" for a in sweep])
     assert res.returncode == 0 and "1 completed, 2 skipped" in res.stdout, res.stdout
     (last,) = [line for line in res.stdout.splitlines() if line.startswith("next: ")]
-    assert last.startswith("next: these jobs trained on different data (") and "`regbench report` refuses to mix them" in last
+    assert last.startswith("next: these jobs trained on different contents of one file or loader (") and "refuses to mix" in last
     assert "next: regbench report" not in res.stdout
     # the file back as it was (newer still): the same data, nothing to say
     np.savez(tmp_path / "mine.npz", x=x, y=y)
