@@ -40,6 +40,7 @@ def compose(overrides: Overrides = ()) -> "DictConfig":
         raise TypeError("compose() takes a list of overrides, e.g. ['model.dropout=0.3']")
     register_configs()
     GlobalHydra.instance().clear()  # a notebook may have initialized Hydra before
+    parsed: list = []
     with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
         try:
             from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -62,6 +63,12 @@ def compose(overrides: Overrides = ()) -> "DictConfig":
     why = _sweep_refusal(cfg, overrides)
     if why:
         raise ValueError(why)
+    from .preflight import PreflightError, unused_settings
+
+    try:  # data.path without data=file: the CLI refuses it; compose() gave the default dataset's config
+        unused_settings(cfg, [], parsed)
+    except PreflightError as exc:
+        raise ValueError(str(exc)) from None
     with open_dict(cfg):  # as hydra's compose() leaves it without return_hydra_config
         del cfg["hydra"]
     try:

@@ -47,6 +47,9 @@ def test_bad_input_is_one_clear_error(tmp_path):
         regbench.compose(["model.dropout=0,0.5"])
     with pytest.raises(ValueError, match="model.batchnorm=2 is not allowed: model.batchnorm is true or false"):
         regbench.compose(["model.batchnorm=2"])
+    # the CLI refuses it; compose() gave MNIST-1D's config without a word
+    with pytest.raises(ValueError, match="data.path=/tmp/x.csv is read only by data=file, and these jobs train data.name=mnist1d"):
+        regbench.compose(["data.path=/tmp/x.csv"])
 
 
 def test_a_config_that_defines_a_sweep_is_refused_not_run_as_one_default_job(tmp_path):
