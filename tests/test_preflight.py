@@ -191,6 +191,10 @@ def test_plan_lists_a_sweep_in_training_that_train_refuses(tmp_path):
             args = ["-m", "model.dropout=0,0.5", f"hydra.sweep.dir={sweep}"]
             if command == "plan":
                 assert check(args, command=command)
+                from regbench.plan import table
+
+                records.write_summary(folder, {"status": "running", "config": {}})
+                assert "running" in table(sweep, [folder.name], plan=True).splitlines()[-1]  # listed, as status lists it
             else:
                 with pytest.raises(PreflightError, match="is in use by process"):
                     check(args, command=command)
