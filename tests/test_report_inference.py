@@ -820,3 +820,24 @@ def test_the_budget_caveat_counts_the_cells_with_usable_runs_as_such():
     assert render._budget(SimpleNamespace(cells=cells.iloc[:2])).startswith(" (every cell was still improving")
     cells.loc["b", "still_improving"] = False
     assert render._budget(SimpleNamespace(cells=cells)).startswith(" (1 of 2 cells with usable runs were")
+
+
+def test_the_unbiased_test_estimate_says_when_it_is_over_fewer_runs(tmp_path):
+    """One run without a test value: the sentence gave the test accuracy over 2 runs beside a validation
+    value over 3, without saying so (the cells table said n=2)."""
+    import csv as _csv
+
+    from regbench.report.synth import write_sweep
+    root = write_sweep(tmp_path, dropouts=(0.0, 0.5), seeds=(0, 1, 2), epochs=4, diagnostics=False)
+    for metrics in root.rglob("metrics.csv"):
+        rows = list(_csv.DictReader(open(metrics)))
+        for r in rows:  # the synthetic runs have no test split: seeds 1 and 2 get one, seed 0 none
+            r["test_acc"] = "nan" if r["seed"] == "0" else r["val_acc"]
+            r["test_loss"] = "nan" if r["seed"] == "0" else r["val_loss"]
+        with open(metrics, "w", newline="") as fh:
+            w = _csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    a = stats.analyze(load.load_study([root]))
+    said = [f for f in render.findings(a) if "is the unbiased estimate" in f]
+    assert len(said) == 1 and "(over 2 of its 3 runs), is the unbiased estimate." in said[0], render.findings(a)

@@ -173,14 +173,17 @@ def findings(a: Analysis) -> list[str]:
     if a.best_vs_runner_up:
         text += " " + a.best_vs_runner_up["text"]
     out.append(text)
+    # over fewer runs than the validation value where some run lacks a test value: said, as the cells table says it
+    n_val, n_test = top.get(f"{best}_n"), top.get("best_test_acc_n")
+    fewer = (f" (over {int(n_test)} of its {int(n_val)} runs)" if _finite(n_val) and _finite(n_test) and n_test < n_val else "")
     if one:  # no cell was chosen, but each run's epoch was, on validation data
         if m.startswith("val_") and "best_test_acc_mean" in cells and _finite(top.get("best_test_acc_mean")):
             out.append(f"The epoch is chosen on validation loss, so the validation value there is biased upward; test "
-                       f"accuracy at the same epoch, {fmt_ci(top, 'best_test_acc')}, is the unbiased estimate.")
+                       f"accuracy at the same epoch, {fmt_ci(top, 'best_test_acc')}{fewer}, is the unbiased estimate.")
     elif m.startswith("val_") and "best_test_acc_mean" in cells and _finite(top.get("best_test_acc_mean")):
         out.append(
             f"The best cell is the one that looks best on validation data, so its validation value is biased "
-            f"upward; its test accuracy at the same epoch, {fmt_ci(top, 'best_test_acc')}, is the unbiased estimate."
+            f"upward; its test accuracy at the same epoch, {fmt_ci(top, 'best_test_acc')}{fewer}, is the unbiased estimate."
         )
     elif m.startswith("test_"):
         out.append(f"Cells are ranked on {label(m)} here, so the best cell's test value is chosen on test data and "
