@@ -363,3 +363,13 @@ def test_best_against_runner_up_on_a_loss_reads_lower_as_ahead():
             bounds = fmt_bounds(d["ci_lo"], d["ci_hi"], "best_val_loss")
             assert f"; first on its mean, but behind A=1 on the seeds they share by 0.013 {bounds}, not resolved." in text, text
             assert f"it trails by 0.013 {bounds}" in d["text"], d["text"]
+
+
+def test_the_answer_names_the_one_level_estimated_and_the_ones_not():
+    """dropout=0 and dropout=0.2 with no seed in common: the answer said "no level resolved (estimate -7.7 pp)",
+    neither which contrast that was nor that 0 → 0.2 could not be estimated."""
+    rows = pd.DataFrame({"contrast": ["dropout: 0 → 0.2", "dropout: 0 → 0.5"], "estimate": [math.nan, -0.077],
+                         "p": [math.nan, 0.3]})
+    assert stats._spread(rows, "best_val_acc") == ("estimate -7.7 pp (dropout: 0 → 0.5); 1 of 2 not estimable (no seed "
+                                                    "shared by their cells)")
+    assert stats._spread(rows.iloc[1:], "best_val_acc") == "estimate -7.7 pp"  # the only level: nothing more to say

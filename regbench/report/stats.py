@@ -856,8 +856,12 @@ def _spread(rows: pd.DataFrame, outcome: str) -> str:
     # estimated but never tested (1 shared seed, no spread): "not resolved" of those read as tested
     untested = int((rows["estimate"].notna() & rows["p"].isna()).sum()) if "p" in rows else 0
     note = f"; {untested} of {len(est)} not tested" if untested else ""
+    lacking = len(rows) - len(est)  # no seed shared by their cells: "estimate -7.7 pp" hid them, and which level it was
+    if lacking:
+        note += f"; {lacking} of {len(rows)} not estimable (no seed shared by their cells)"
     if len(est) == 1:
-        return f"estimate {fmt_diff(est.iloc[0], outcome)}{note}"
+        which = rows.loc[est.index[0], "contrast"] if lacking and "contrast" in rows else ""
+        return f"estimate {fmt_diff(est.iloc[0], outcome)}{f' ({which})' if which else ''}{note}"
     return f"estimates from {fmt_diff(est.min(), outcome)} to {fmt_diff(est.max(), outcome)}{note}"
 
 
