@@ -841,3 +841,17 @@ def test_the_unbiased_test_estimate_says_when_it_is_over_fewer_runs(tmp_path):
     a = stats.analyze(load.load_study([root]))
     said = [f for f in render.findings(a) if "is the unbiased estimate" in f]
     assert len(said) == 1 and "(over 2 of its 3 runs), is the unbiased estimate." in said[0], render.findings(a)
+
+
+def test_resolved_contrasts_on_two_seeds_carry_a_caution(tmp_path):
+    """With 2 seeds a contrast has 1 degree of freedom: two seeds 0.125 pp apart made "resolved", identical
+    ones "no test", one example further "resolved" again, and nothing on the page said how fragile that is."""
+    from regbench.report.synth import write_sweep
+    for seeds, cautioned in (((0, 1), True), ((0, 1, 2), False)):
+        root = write_sweep(tmp_path / str(len(seeds)), dropouts=(0.0, 0.5), seeds=seeds, epochs=4, diagnostics=False)
+        a = stats.analyze(load.load_study([root]))
+        eff = a.effects[(a.effects["outcome"] == a.best_col) & a.effects["resolved"].astype(bool)]
+        said = [f for f in render.findings(a) if "rest on 2 seeds" in f or "rests on 2 seeds" in f]
+        assert bool(said) == (cautioned and len(eff) > 0), (seeds, said)
+        if said:
+            assert said[0].startswith(f"{len(eff)} resolved contrast") and "Add seeds before relying on" in said[0], said

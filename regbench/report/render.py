@@ -314,6 +314,14 @@ def findings(a: Analysis) -> list[str]:
                 f"{CORRECTION}-adjusted p < {1 - LEVEL:.2f}, which is when its simultaneous interval excludes 0, "
                 "and effects.csv keeps the unadjusted p and intervals too."
             )
+        two = eff[eff["resolved"].astype(bool) & (eff["n"] == 2)] if "n" in eff else eff.iloc[:0]
+        if len(two):  # 1 degree of freedom: two seeds that happen to agree give a narrow interval
+            out.append(
+                f"{plural(len(two), 'resolved contrast')} on {label(best)} rest{'s' if len(two) == 1 else ''} on 2 seeds "
+                "(1 degree of freedom): the interval is then as narrow as the two seeds' values happen to agree (one "
+                "validation example apart can move it across 0). Add seeds before relying on "
+                f"{'it' if len(two) == 1 else 'them'}."
+            )
         lost = int(eff["estimate"].isna().sum())
         for _, r in eff[eff["kind"] != "simple"].iterrows():
             if not _finite(r["estimate"]):
