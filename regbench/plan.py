@@ -18,6 +18,9 @@ from .sweep import (
 TO_RUN = "to run"  # plan's word for a job with no record yet: status says "missing" (it left none)
 
 
+DAMAGED = "damaged"  # finished, but its records lack what its summary reports: train runs it again
+
+
 def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
     """One line per job (state, epochs done/planned, folder), a closing count,
     and what the less obvious states mean. ``plan``: a job not recorded yet
@@ -29,10 +32,13 @@ def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
         state, done, planned = job_state(sweep_dir / name)
         if plan and state == "missing":
             state = TO_RUN
+        note = resume_note(sweep_dir / name, state, done, single=names == ["."])
+        if state in ("completed", "diverged") and note.endswith("the same command trains it again)"):
+            state = DAMAGED  # counted as completed beside a note that it will be trained again
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"
         shown = ",".join(p for p in _parts(name) if p not in common) if common else name
-        rows.append((f"  {state:<12}{epochs:>9}  {shown if name != '.' else sweep_dir}", resume_note(sweep_dir / name, state, done, single=names == ["."])))
+        rows.append((f"  {state:<12}{epochs:>9}  {shown if name != '.' else sweep_dir}", note))
     # a note that many jobs share is said once, under the table, each of them marked [k]: an interrupted
     # 16-job sweep repeated "(no checkpoint yet: the same command starts it over)" 16 times
     shared = [n for n in dict.fromkeys(n for _, n in rows) if n and sum(1 for _, m in rows if m == n) >= 3]

@@ -415,8 +415,9 @@ class JobRun:
             if self.previous.done:
                 s = self.previous.summary
                 changed = userdata.changed_since(s, self.out)  # the sweep's line for the job says it too
-                (log.warning if changed else log.info)("skipped: %s already %s (%d epochs)%s", self.out, s["status"],
-                                                       s.get("epochs_completed", 0), changed, extra={"job_line": True})
+                (log.warning if changed else log.info)("skipped: %s already %s (%s)%s", self.out, s["status"],
+                                                       records.plural(int(s.get("epochs_completed") or 0), "epoch"), changed,
+                                                       extra={"job_line": True})  # "(1 epochs)"
                 self.outcome = {**s, "skipped": True}
                 self.release()
                 return

@@ -275,9 +275,11 @@ def test_a_completed_job_whose_metrics_were_damaged_is_trained_again_not_skipped
                         "garbage": "".join(lines[:3]) + "x,y,z\n" + "".join(lines[4:])}[damage])
     from regbench.plan import table
     assert "metrics.csv " in table(tmp_path, ["j"]) and "the same command trains it again" in table(tmp_path, ["j"])
+    # counted as damaged, not "1 job (1 completed)" beside a note that it will be trained again
+    assert table(tmp_path, ["j"]).splitlines()[0].endswith("1 job (1 damaged)")
     again = train.run(cfg, tmp_path / "j", show_progress=False)
     assert not again.get("skipped") and again["status"] == "completed"
-    assert "trains it again" not in table(tmp_path, ["j"])
+    assert "trains it again" not in table(tmp_path, ["j"]) and table(tmp_path, ["j"]).splitlines()[0].endswith("1 job (1 completed)")
     assert metrics_without_time(tmp_path / "j") == [{k: v for k, v in r.items() if k != "time_s"}
                                                     for r in csv.DictReader(io.StringIO(good))]  # the same numbers again
     (aside,) = [p for p in (tmp_path / "j").iterdir() if p.name.startswith(".corrupt-")]
