@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from . import records
 from .sweep import (
-    LEGEND, base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds, resume_note,
+    LEGEND, TRAINS_AGAIN, base_config, expand_jobs, job_folder, job_state, manifest_conflict, names_job_folders, overlapping_seeds, resume_note,
     shared_overrides,
 )
 
@@ -33,7 +33,7 @@ def table(sweep_dir: Path, names: list[str], plan: bool = False) -> str:
         if plan and state == "missing":
             state = TO_RUN
         note = resume_note(sweep_dir / name, state, done, single=names == ["."])
-        if state in ("completed", "diverged") and note.endswith("the same command trains it again)"):
+        if state in ("completed", "diverged") and note.endswith(f"{TRAINS_AGAIN})"):
             state = DAMAGED  # counted as completed beside a note that it will be trained again
         counts[state] = counts.get(state, 0) + 1
         epochs = f"{done}/{planned}" if planned else "-"

@@ -183,6 +183,9 @@ def _last_epoch(path: Path) -> int:
         return 0
 
 
+TRAINS_AGAIN = "the same command trains it again"  # a finished job whose records lack what its summary reports
+
+
 def resume_note(job_dir: Path, state: str, done: int, single: bool = False) -> str:
     """What the same command does with a job that stopped part-way (interrupted,
     dead: what it keeps of its ``done`` epochs, as its checkpoint says) or a
@@ -195,7 +198,7 @@ def resume_note(job_dir: Path, state: str, done: int, single: bool = False) -> s
         except (OSError, ValueError):
             return ""
         why = records.done_records_damaged(job_dir, summary, seeds)
-        return f"  ({why}: the same command trains it again)" if why else ""
+        return f"  ({why}: {TRAINS_AGAIN})" if why else ""
     if state not in ("interrupted", DEAD) or done < 1:
         return ""
     if not (job_dir / records.CHECKPOINT_FILE).exists():

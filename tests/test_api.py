@@ -88,14 +88,11 @@ def test_import_regbench_is_instant():
     assert out.returncode == 0 and out.stdout.strip() == "False False", out.stdout + out.stderr
 
 
-def test_load_names_its_own_argument_for_mixed_datasets(tmp_path, monkeypatch):
+def test_load_names_its_own_argument_for_mixed_datasets(tmp_path, data_root):
     """From Python, load() refusing runs of two datasets said "pass --allow-mixed", the command's flag."""
-    from regbench.report import load as report_load
-
-    def refuse(paths, allow_mixed=False, warn=None):
-        raise report_load.ReportError("runs from different datasets: digits (1 run), blobs (1 run); report one dataset "
-                                      "at a time, or pass --allow-mixed")
-
-    monkeypatch.setattr(report_load, "load_study", refuse)
+    common = [*[a for a in TINY if not a.startswith("data")], f"data.root={data_root}", "trainer.epochs=1"]
+    regbench.run([*common, "data=blobs"], tmp_path / "runs" / "a", progress=False)
+    regbench.run([*common, "data=teacher"], tmp_path / "runs" / "b", progress=False)
     with pytest.raises(ValueError, match=r"report one dataset at a time, or pass allow_mixed=True$"):
-        regbench.load(tmp_path)
+        regbench.load(tmp_path / "runs")
+    assert len(regbench.load(tmp_path / "runs", allow_mixed=True).runs) == 2

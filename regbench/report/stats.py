@@ -761,8 +761,8 @@ def compare(x: pd.Series, y: pd.Series, higher: bool = True, level: float = LEVE
 
 def behind_bounds(estimate: float, lo: float, hi: float, column: str) -> str:
     """The interval of ``|estimate|`` where the best cell trails its runner-up
-    (the text states the size of the gap): flipped where the estimate is
-    negative (an accuracy), as it is where positive (a loss)."""
+    (the text states the size of the gap): the interval negated where the
+    estimate is negative (an accuracy), as it is where positive (a loss)."""
     return fmt_bounds(-hi, -lo, column) if estimate < 0 else fmt_bounds(lo, hi, column)
 
 
