@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .model import ACTIVATIONS, Dropout
 
 _ELEMENTWISE = tuple(ACTIVATIONS.values())
@@ -50,11 +51,14 @@ def supported(module: nn.Module) -> bool:
 
 
 def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: torch.Tensor,
-            training: bool, prefix: str = "", probe=None) -> torch.Tensor:
+            training: bool, prefix: str = "", probe=None, kernel=None) -> torch.Tensor:
     """``module``'s forward for every replica at once.
 
     ``params``/``buffers``: {name: (R, ...)} as ``stack_module_state`` makes
-    them; ``masks``: {Dropout name: (R, B, units)} (training only); ``x``:
+    them; ``masks``: {Dropout name: (R, B, units), or a :class:`LaneMask`}
+    (training only: a LaneMask right after a ReLU goes with it through
+    ``kernel``'s ReLU + dropout, regbench.kernels, which gives the values the
+    ReLU and the mask multiply would); ``x``:
     (R, B, D), or (B, D) shared by all replicas (evaluation). Returns (R, B, C).
     ``training`` as the module's mode: BatchNorm normalizes with the batch's
     statistics and updates its running ones, Dropout applies its mask; else
@@ -63,9 +67,20 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
     weights, with a leading replica dimension.
     """
     fresh = False
-    for kind, key, m, reset in _steps(module, prefix):
+    steps = _steps(module, prefix)
+    done = -1  # a Dropout the ReLU before it already applied (regbench.kernels)
+    for i, (kind, key, m, reset) in enumerate(steps):
+        if i == done:
+            continue
         if reset:  # the first module of a block, or the one after a block: as a call per Sequential saw it
             fresh = False
+        if kind is _RELU and training and probe is None and i + 1 < len(steps) and steps[i + 1][0] is _DROPOUT:
+            mask = masks.get(steps[i + 1][1])
+            if isinstance(mask, LaneMask) and kernel is not None and x.dim() == 3 and x.dtype is torch.float32 and x.stride(2) == 1:
+                # ReLU and its Dropout in one pass each way, the same bits
+                x = kernels.ReluDropout.apply(x, mask.lanes, mask.lo, mask.thr, mask.scale, kernel)
+                done, fresh = i + 1, False
+                continue
         role = probe.roles.get(m) if probe is not None else None  # (what it measures there, block name)
         if kind is _LINEAR:
             w, b = params[key[0]], params.get(key[1])  # (R, out, in), (R, out)
@@ -83,6 +98,8 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
         elif kind is _DROPOUT:
             if training:
                 mask = masks.get(key)
+                if isinstance(mask, LaneMask):
+                    mask = mask.dense()
                 if mask is not None:
                     x = x * mask
             fresh = False
@@ -106,7 +123,32 @@ def forward(module: nn.Sequential, params: dict, buffers: dict, masks: dict, x: 
     return x
 
 
+class LaneMask:
+    """A hidden Dropout position's masks as drawn: the step's lanes (R, B, H)
+    of which the position holds columns [lo, hi), and each replica's
+    thresholds and scales (R, H). :meth:`dense` is the (R, B, units) float
+    mask :meth:`regbench.learner.MaskSampler.draw` makes; regbench.kernels' ReLU + dropout reads
+    the lanes instead."""
+
+    __slots__ = ("lanes", "lo", "hi", "thr", "scale")
+
+    def __init__(self, lanes: torch.Tensor, lo: int, hi: int, thr: torch.Tensor, scale: torch.Tensor):
+        self.lanes, self.lo, self.hi, self.thr, self.scale = lanes, lo, hi, thr, scale
+
+    def dense(self) -> torch.Tensor:
+        part = self.lanes[:, :, self.lo : self.hi]
+        u = torch.lt(part, self.thr[:, None, self.lo : self.hi], out=torch.empty(part.shape, device=part.device))
+        return u.mul_(self.scale[:, None, self.lo : self.hi])
+
+
 _LINEAR, _BN, _DROPOUT, _RELU, _ACT = "linear", "bn", "dropout", "relu", "act"
+
+
+def relu_dropout(module: nn.Sequential) -> list[str]:
+    """The Dropout modules that come right after a ReLU in ``module``'s forward
+    (where regbench.kernels' ReLU + dropout applies)."""
+    steps = _steps(module)
+    return [steps[i + 1][1] for i in range(len(steps) - 1) if steps[i][0] is _RELU and steps[i + 1][0] is _DROPOUT]
 
 
 def _steps(module: nn.Sequential, prefix: str = "") -> list[tuple]:

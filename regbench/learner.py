@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import batched
+from . import batched, kernels
 from .data import Split
 from .model import Dropout, build_mlp, count_parameters, layer_rates
 from .optim import make_optimizer, make_scheduler  # noqa: F401  (make_optimizer: also scripts/bench.py's)
@@ -211,6 +211,7 @@ class MaskSampler:
         self.thr_h, self.scale_h = lane_thresholds(keep_h).to(self.device).unsqueeze(1), (1.0 / keep_h).to(self.device).unsqueeze(1)
         self.thr_in, self.scale_in = lane_thresholds(keep_in).to(self.device).unsqueeze(1), (1.0 / keep_in).to(self.device).unsqueeze(1)
         self.offsets = offsets
+        self.thr_rows, self.scale_rows = self.thr_h[:, 0].contiguous(), self.scale_h[:, 0].contiguous()  # (R, h_total)
 
     def _lanes(self, b: int, units: int, cols: list, generators: list) -> torch.Tensor:
         """(R, b, units) int16 lanes: replica r's own draws in its columns
@@ -227,12 +228,18 @@ class MaskSampler:
                     lanes[r].view(b, units)[:, c] = _draw_lanes(b * len(c), g, self.device).view(b, len(c))
         return lanes.view(self.R, b, units)
 
-    def draw(self, b: int) -> dict[str, torch.Tensor]:
+    def draw(self, b: int, lanes: bool = False) -> dict:
         """{dropout module name: (R, b, units) mask} for one step of batch size b.
         Each mask is its own contiguous tensor, as the elementwise kernels are
-        faster on contiguous inputs."""
+        faster on contiguous inputs. ``lanes``: the hidden positions' masks as
+        :class:`regbench.batched.LaneMask` (the draws, not yet compared), for regbench's ReLU +
+        dropout kernel (regbench.kernels); the same draws either way."""
         masks = {}
-        if self.hidden:
+        if self.hidden and lanes:
+            drawn = self._lanes(b, self.h_total, self.h_cols, self.generators["hidden"]).contiguous()
+            for n in self.hidden:
+                masks[n] = batched.LaneMask(drawn, *self.offsets[n], self.thr_rows, self.scale_rows)
+        elif self.hidden:
             lanes = self._lanes(b, self.h_total, self.h_cols, self.generators["hidden"])
             # two passes a position: (lane < threshold) as 0/1 floats into its own tensor, times 1/keep
             for n in self.hidden:
@@ -325,6 +332,10 @@ class Learner:
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]  # batch order per seed
         self.masks = MaskSampler(dropout_positions(self.module, n_features), [replica_rates(c) for c in cfgs], self.seeds, self.device)
         self.dropouts = {n: m for n, m in self.module.named_modules() if isinstance(m, Dropout)}
+        # regbench's C++ ReLU + dropout (the same bits as PyTorch's ops), where a group's layer walk can use it
+        self.kernel = None
+        if self.layerwise and self.device.type == "cpu" and self.masks.hidden and batched.relu_dropout(self.module):
+            self.kernel = kernels.get()
         widest = max([n_features, n_classes] + [m.out_features for m in self.module.modules() if isinstance(m, nn.Linear)])
         self.row_bytes = 4 * widest  # one example's widest activation: evaluate_replicas sizes its passes by it
 
@@ -366,10 +377,11 @@ class Learner:
             # (R, B, D), (R, B): the same rows as train.x[idx] and labels[rows, idx], 2.7x faster (80 against 30 us at R = 12, B = 128)
             xb = torch.index_select(train.x, 0, idx.reshape(-1)).view(R, b, *train.x.shape[1:])
             yb = torch.gather(labels, 1, idx)
-            masks = self.masks.draw(b)  # {dropout name: (R, B, units)}, from each replica's own stream
+            masks = self.masks.draw(b, lanes=self.kernel is not None)  # {dropout name: (R, B, units)}, from each replica's own stream
             if self.stacked:
                 if self.layerwise:
-                    logits = batched.forward(self.module, self.params, self.buffers, masks, xb, training=True)  # (R, B, C)
+                    logits = batched.forward(self.module, self.params, self.buffers, masks, xb, training=True,
+                                             kernel=self.kernel)  # (R, B, C)
                 else:
                     logits = self._forward(self.params, self.buffers, {f"{k}.mask": v for k, v in masks.items()}, xb)
                 # the loss outside vmap: one kernel for all replicas, not a batching rule per op

@@ -229,6 +229,10 @@ def main(argv=None):
     threads = f"{torch.get_num_threads()} CPU threads" + ("" if THREADS_GIVEN else "; regbench's loops on one where the step is small, as regbench train")
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else threads}), "
           f"torch {torch.__version__}, peak matmul {peak / 1e9:.1f} GFLOP/s")
+    if device.type == "cpu":  # whether fused groups' ReLU + dropout run in regbench's C++ kernel (REGBENCH_KERNELS=off: not)
+        from regbench import kernels
+
+        print(f"regbench's C++ ReLU + dropout: {kernels._status(kernels.build_dir())}")
     for name in args.only or list(SETUPS):
         cfg = config(SETUPS[name] + args.set)
         data = build_dataset(cfg.data, device)

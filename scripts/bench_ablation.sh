@@ -24,6 +24,8 @@ py=python; regbench=regbench
 out=${OUT:-outputs/bench_ablation}
 rm -rf "$out" && mkdir -p "$out"
 "$py" -c "import sys; sys.path.insert(0, 'scripts'); from bench import config; from regbench.data import build_dataset; build_dataset(config(['data=mnist1d']).data)"  # cache MNIST-1D (not timed)
+"$py" -m regbench.kernels --build > /dev/null 2>&1 || true  # regbench's C++ ReLU + dropout, once per machine (not timed)
+echo "$("$py" -m regbench.kernels)"
 now() { date +%s.%N; }
 calc() { "$py" -c "print(f'{$1:.2f}')"; }
 median() { "$py" -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }

@@ -13,6 +13,12 @@ from hydra.core.global_hydra import GlobalHydra
 
 from regbench.config import register_configs
 
+# regbench's C++ kernel (regbench/kernels.py) gives the bits PyTorch's ops give;
+# the suite trains with those ops and neither builds nor loads the kernel
+# anywhere but tests/test_kernels.py, which builds its own copy and checks both
+# ways against each other (subprocesses inherit this).
+os.environ["REGBENCH_KERNELS"] = "off"
+
 # Tiny, fast, CPU: a few hundred synthetic examples, 2 epochs.
 TINY = [
     "data=blobs",
