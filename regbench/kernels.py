@@ -11,15 +11,18 @@ It is compiled once per machine with PyTorch's extension builder
 (``torch.utils.cpp_extension``: a C++ compiler and ninja) into
 ``$XDG_CACHE_HOME/regbench/kernels/<key>`` (``~/.cache`` by default, or
 ``$REGBENCH_KERNELS_DIR``), the key naming the source, torch and Python.
-The first fused group that could use it starts that build in the background,
-at the lowest priority, and trains with PyTorch's ops meanwhile; the groups
-after it use the kernel. ``python -m regbench.kernels --build`` builds it now
-and says what happened; ``python -m regbench.kernels`` says whether it is
-used. ``REGBENCH_KERNELS=off`` neither builds nor uses it. It is only used on
-x86-64 Linux CPUs with AVX2 or AVX-512 (on others its loops are slower than
-PyTorch's), for float32 on the CPU, and where a ReLU directly precedes a
-Dropout (the default order); everything else, and a machine where the build
-failed (``failed`` in that folder says why), trains as before.
+The first fused group that could use it starts that build in the background
+(one process, at nice 19, holding the ``building`` lock with its pid; its
+output goes to ``build.log``) and trains with PyTorch's ops meanwhile; the
+groups after it use the kernel. ``ready`` holds the library's sha256, checked
+before every load: a damaged library could crash the process that maps it,
+so it is built again instead. ``python -m regbench.kernels --build`` builds
+it now and says what happened; ``python -m regbench.kernels`` says whether
+it is used. ``REGBENCH_KERNELS=off`` neither builds nor uses it. It is only
+used on x86-64 Linux CPUs with AVX2 or AVX-512 (on others its loops are
+slower than PyTorch's), for float32 on the CPU, and where a ReLU directly
+precedes a Dropout (the default order); everything else, and a machine where
+the build failed (``failed`` in that folder says why), trains as before.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ NAME = "regbench_relu_dropout"
 SOURCE = Path(__file__).with_name("csrc") / "relu_dropout.cpp"
 CFLAGS = ["-O3", "-ffp-contract=off"]
 _OFF = {"off", "0", "false", "no"}
-_STALE_S = 15 * 60  # a build lock older than this is left over from a killed build
+_LOCK_MAX_S = 2 * 3600  # a build lock older than this is stale whatever its pid says (pids are reused)
 
 _loaded: dict[str, Any] = {}  # build folder -> the module, or None where unusable (looked up once per process)
 
@@ -60,12 +63,14 @@ def supported_platform() -> bool:
 
 def missing_tools() -> Optional[str]:
     """What this machine lacks to build the kernel, or None."""
+    import shlex
     import shutil
 
     cxx = os.environ.get("CXX", "c++")
-    if shutil.which(cxx) is None:
+    words = shlex.split(cxx) if cxx.strip() else ["c++"]
+    if shutil.which(words[-1] if words[0] in ("ccache", "sccache") and len(words) > 1 else words[0]) is None:
         return f"no C++ compiler ({cxx})"
-    if shutil.which("ninja", path=_build_env()["PATH"]) is None:
+    if shutil.which("ninja", path=_build_path()) is None:
         return "no ninja (pip install ninja)"
     return None
 
@@ -87,6 +92,21 @@ def _library(folder: Path) -> Path:
     return folder / f"{NAME}.so"
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _intact(folder: Path) -> bool:
+    """Whether the library is the one the build wrote (``ready`` holds its
+    sha256): a truncated or replaced file is never loaded, since a damaged
+    library can crash the process that maps it (SIGBUS), past any except."""
+    try:
+        recorded = (folder / "ready").read_text().split()[0]
+        return recorded == _digest(_library(folder))
+    except (OSError, IndexError):
+        return False
+
+
 def _import(folder: Path):
     import importlib.machinery
     import importlib.util
@@ -99,75 +119,129 @@ def _import(folder: Path):
     return module
 
 
+def _load(folder: Path):
+    """(module or None, why not): the built library, checked, then loaded."""
+    if not (folder / "ready").exists():
+        return None, "not built"
+    if not _intact(folder):
+        return None, "damaged (the library is not the one its build wrote)"
+    try:
+        module = _import(folder)
+    except Exception as exc:  # noqa: BLE001 - a library that does not load: PyTorch's ops
+        return None, f"does not load ({type(exc).__name__}: {exc})"
+    if module.vector_level() == 0:
+        return None, "built, but not used: this CPU has neither AVX2 nor AVX-512"
+    return module, ""
+
+
 def get(build: bool = True):
     """The kernel module when it is built and worth using on this CPU, else
-    None. When it has not been built (and ``build``), one build starts in the
-    background for the runs after this one."""
+    None. When it has not been built, or its library is damaged (and
+    ``build``), one build starts in the background for the runs after this one."""
     if not (enabled() and supported_platform()):
         return None
     folder = build_dir()
     key = str(folder)
     if key in _loaded:
         return _loaded[key]
-    module = None
-    if (folder / "ready").exists():
-        try:
-            module = _import(folder)
-            if module.vector_level() == 0:
-                module = None
-        except Exception as exc:  # noqa: BLE001 - a damaged build trains with PyTorch's ops, and says so once
-            log.warning("regbench's C++ kernel in %s does not load (%s: %s); training with PyTorch's ops "
-                        "(python -m regbench.kernels --build builds it again)", folder, type(exc).__name__, exc)
+    module, why = _load(folder)
+    if module is not None or why.startswith("built, but"):
         _loaded[key] = module
         return module
+    if why != "not built":
+        log.warning("regbench's C++ kernel in %s %s; training with PyTorch's ops, to the same bits, and building it "
+                    "again", folder, why)
+        (folder / "ready").unlink(missing_ok=True)
     if build and not (folder / "failed").exists() and missing_tools() is None:
         _start_background_build(folder)
     return None  # not cached: a later group in this process may find it built
 
 
+_children: list = []  # the background builds this process started (kept: no ResourceWarning, reaped at exit)
+
+
+def _builder(folder: Path) -> Optional[int]:
+    """The pid of the process building in ``folder``, if one is alive."""
+    try:
+        pid = int((folder / "building").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    try:
+        age = time.time() - (folder / "building").stat().st_mtime
+    except OSError:
+        return None
+    if pid <= 0:  # just made: its creator is about to start the build
+        return -1 if age < 60 else None
+    if age > _LOCK_MAX_S:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return pid
+
+
 def _start_background_build(folder: Path) -> None:
+    lock = folder / "building"
+    fd = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock = folder / "building"
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            if time.time() - lock.stat().st_mtime < _STALE_S:
+            if _builder(folder) is not None:
                 return  # another process is building it
-            lock.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)  # its builder died (killed): build again
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         with open(folder / "build.log", "wb") as out:
-            child = subprocess.Popen([sys.executable, "-m", "regbench.kernels", "--background", str(folder)],
-                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True, close_fds=True, env=_build_env())
+            # at the lowest priority from its first instruction (its imports too), from the build folder (so
+            # that no regbench/ in the caller's folder stands in for this one)
+            child = subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "regbench.kernels", "--background",
+                                      str(folder)], cwd=str(folder), stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                     env={**os.environ, "PYTHONPATH": _package_root()})
+        _children.append(child)
         os.write(fd, str(child.pid).encode())
-        os.close(fd)
-    except OSError as exc:  # an unwritable cache: train with PyTorch's ops, quietly
+    except OSError as exc:  # an unwritable cache, no `nice`: train with PyTorch's ops, quietly
         log.debug("regbench's C++ kernel: no background build (%s)", exc)
+        if fd is not None:
+            lock.unlink(missing_ok=True)
         return
+    finally:
+        if fd is not None:
+            os.close(fd)
     log.info("building regbench's C++ kernel for ReLU + dropout in the background, once for this machine (about "
              "30 s at the lowest priority; log %s). Until it is ready, groups train with PyTorch's ops, to the same "
              "bits", folder / "build.log")
 
 
-def _build_env() -> dict:
-    env = dict(os.environ)
+def _package_root() -> str:
+    """The folder that holds this regbench package (for the background build's imports)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    rest = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([root, rest]) if rest else root
+
+
+def _build_path() -> str:
     # the ninja that pip installed beside this Python, when the environment is not activated
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    env.setdefault("MAX_JOBS", "1")
-    return env
+    return os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
 def build(folder: Optional[Path] = None, verbose: bool = False):
     """Compile into ``folder`` (this machine's build folder) now; returns the
-    module. On failure writes ``failed`` (why) there and raises."""
+    module. On failure writes ``failed`` (why) there, where it can, and raises."""
     folder = folder or build_dir()
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("ready", "failed"):
         (folder / name).unlink(missing_ok=True)
-    os.environ.update({k: v for k, v in _build_env().items() if k in ("PATH", "MAX_JOBS")})
-    # its note that no CUDA runtime was found: this build is for the CPU
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    saved = {k: os.environ.get(k) for k in ("PATH", "MAX_JOBS")}
+    quiet = logging.getLogger("torch.utils.cpp_extension")  # its note that no CUDA runtime was found: a CPU build
+    level = quiet.level
+    os.environ["PATH"] = _build_path()
+    os.environ.setdefault("MAX_JOBS", "1")
+    quiet.setLevel(logging.ERROR)
     try:
         from torch.utils.cpp_extension import load
 
@@ -175,9 +249,20 @@ def build(folder: Optional[Path] = None, verbose: bool = False):
         module = _import(folder)
         module.vector_level()
     except BaseException as exc:
-        (folder / "failed").write_text(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+        try:
+            (folder / "failed").write_text(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+        except OSError:
+            pass
         raise
-    (folder / "ready").write_text(f"torch {torch.__version__}, built {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        quiet.setLevel(level)
+    (folder / "ready").write_text(f"{_digest(_library(folder))} torch {torch.__version__}, built "
+                                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     _loaded.pop(str(folder), None)
     return module
 
@@ -197,23 +282,35 @@ class ReluDropout(torch.autograd.Function):
         return ctx.kernel.relu_dropout_backward(g, z, lanes, ctx.lo, thr, scale), None, None, None, None, None
 
 
-def _status(folder: Path) -> str:
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` is, or could be made, a folder this process writes in."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+
+
+def status(folder: Path) -> str:
     if not enabled():
         return f"off ({ENV}={os.environ.get(ENV)}): fused groups use PyTorch's ops"
     if not supported_platform():
         return f"not used on {sys.platform}/{platform.machine()} (x86-64 Linux only): fused groups use PyTorch's ops"
     if (folder / "ready").exists():
-        module = get(build=False)
-        if module is None:
-            return f"built in {folder}, but not used: this CPU has neither AVX2 nor AVX-512"
-        return f"built in {folder}, used by fused groups on the CPU (AVX-{module.vector_level()} loops)"
+        module, why = _load(folder)
+        if module is not None:
+            return f"built in {folder}, used by fused groups on the CPU (AVX-{module.vector_level()} loops)"
+        if why.startswith("built, but"):
+            return f"{why} (in {folder}): fused groups use PyTorch's ops"
+        return f"the build in {folder} {why}: the next fused group builds it again (or: python -m regbench.kernels --build)"
     if (folder / "failed").exists():
         reason = (folder / "failed").read_text().splitlines()[0]
         return f"the build failed ({reason}; all of it in {folder / 'failed'}): fused groups use PyTorch's ops"
-    if (folder / "building").exists():
+    if _builder(folder) is not None:
         return f"being built in the background (log {folder / 'build.log'})"
     if missing_tools():
         return f"cannot be built here: {missing_tools()}. Fused groups use PyTorch's ops"
+    if not _writable(folder):
+        return f"cannot be built: {folder} cannot be written ({DIR_ENV} names another folder). Fused groups use PyTorch's ops"
     return "not built yet: the first fused group starts its build (or: python -m regbench.kernels --build)"
 
 
@@ -221,37 +318,39 @@ def main(argv: Optional[list[str]] = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m regbench.kernels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--build", action="store_true", help="build it now, unless it is built, and wait (a failed build is tried again)")
+    parser.add_argument("--build", action="store_true",
+                        help="build it now unless it is built and loads, and wait (a failed build is tried again)")
     parser.add_argument("--background", metavar="FOLDER", help=argparse.SUPPRESS)  # the background build's own process
     args = parser.parse_args(argv)
-    if args.background:
+    if args.background:  # started by _start_background_build, at nice 19; its output is build.log
         folder = Path(args.background)
         try:
-            os.nice(19)
-        except OSError:
-            pass
-        try:
-            build(folder)
-        except BaseException:  # noqa: BLE001 - written to 'failed'; the training runs never wait on this
+            build(folder, verbose=True)
+        except BaseException:  # noqa: BLE001 - the training runs never wait on this
+            traceback.print_exc()
             return 1
         finally:
-            (folder / "building").unlink(missing_ok=True)
+            if (folder / "building").exists() and (folder / "building").read_text().strip() == str(os.getpid()):
+                (folder / "building").unlink(missing_ok=True)
         return 0
     folder = build_dir()
     if args.build:
-        if not (enabled() and supported_platform()) or missing_tools():
-            print(f"regbench kernels: {_status(folder)}")
+        if not (enabled() and supported_platform()) or missing_tools() or not _writable(folder):
+            print(f"regbench kernels: {status(folder)}")
             return 2
-        start = time.perf_counter()
-        try:
-            if not (folder / "ready").exists():
+        if _load(folder)[0] is None and not _load(folder)[1].startswith("built, but"):
+            print(f"regbench kernels: building in {folder} (about 30 s) ...", flush=True)
+            start = time.perf_counter()
+            try:
                 build(folder)
-        except BaseException as exc:  # noqa: BLE001
-            print(f"regbench kernels: the build failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                  f"all of it in {folder / 'failed'}. Fused groups train with PyTorch's ops", file=sys.stderr)
-            return 1
+            except BaseException as exc:  # noqa: BLE001
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                where = f"all of it in {folder / 'failed'}" if (folder / "failed").exists() else "nothing written"
+                print(f"regbench kernels: the build failed ({type(exc).__name__}: {first}; {where}). "
+                      f"Fused groups train with PyTorch's ops", file=sys.stderr)
+                return 1
             print(f"regbench kernels: built in {time.perf_counter() - start:.0f} s")
-    print(f"regbench kernels: {_status(folder)}")
+    print(f"regbench kernels: {status(folder)}")
     return 0
 
 

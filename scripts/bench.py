@@ -232,7 +232,7 @@ def main(argv=None):
     if device.type == "cpu":  # whether fused groups' ReLU + dropout run in regbench's C++ kernel (REGBENCH_KERNELS=off: not)
         from regbench import kernels
 
-        print(f"regbench's C++ ReLU + dropout: {kernels._status(kernels.build_dir())}")
+        print(f"regbench's C++ ReLU + dropout: {kernels.status(kernels.build_dir())}")
     for name in args.only or list(SETUPS):
         cfg = config(SETUPS[name] + args.set)
         data = build_dataset(cfg.data, device)

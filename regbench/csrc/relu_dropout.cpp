@@ -14,6 +14,7 @@
 // BatchNorm's (B, R, C) output seen as (R, B, C)); lanes (R, B, H) int16, of
 // which this position reads the U columns from lo; thr (R, H) int16 and scale
 // (R, H) float32, per replica and column. Outputs are new (R, B, U) tensors.
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -42,6 +43,11 @@ RB_CLONES static void backward_row(const float* g, const float* z, const int16_t
   }
 }
 
+// Rows of U units each thread takes at least: as PyTorch's elementwise kernels, no
+// second thread below 32768 elements. Each unit is computed alone, so the
+// values do not depend on the threads.
+static int64_t grain(int64_t U) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, U)); }
+
 static void check(const torch::Tensor& z, const torch::Tensor& lanes, int64_t lo, const torch::Tensor& thr,
                   const torch::Tensor& scale) {
   TORCH_CHECK(z.device().is_cpu() && z.scalar_type() == torch::kFloat && z.dim() == 3 && z.stride(2) == 1,
@@ -68,10 +74,12 @@ torch::Tensor relu_dropout_forward(torch::Tensor z, torch::Tensor lanes, int64_t
   const int16_t* tp = thr.data_ptr<int16_t>();
   const float* sp = scale.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t b = 0; b < B; ++b)
-      forward_row(zp + r * sR + b * sB, lp + (r * B + b) * H + lo, tp + r * H + lo, sp + r * H + lo,
-                  op + (r * B + b) * U, U);
+  at::parallel_for(0, R * B, grain(U), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r = i / B, b = i % B;
+      forward_row(zp + r * sR + b * sB, lp + i * H + lo, tp + r * H + lo, sp + r * H + lo, op + i * U, U);
+    }
+  });
   return out;
 }
 
@@ -89,10 +97,12 @@ torch::Tensor relu_dropout_backward(torch::Tensor g, torch::Tensor z, torch::Ten
   const int16_t* tp = thr.data_ptr<int16_t>();
   const float* sp = scale.data_ptr<float>();
   float* op = gz.data_ptr<float>();
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t b = 0; b < B; ++b)
-      backward_row(gp + (r * B + b) * U, zp + r * sR + b * sB, lp + (r * B + b) * H + lo, tp + r * H + lo,
-                   sp + r * H + lo, op + (r * B + b) * U, U);
+  at::parallel_for(0, R * B, grain(U), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r = i / B, b = i % B;
+      backward_row(gp + i * U, zp + r * sR + b * sB, lp + i * H + lo, tp + r * H + lo, sp + r * H + lo, op + i * U, U);
+    }
+  });
   return gz;
 }
 
