@@ -67,7 +67,10 @@ def missing_tools() -> Optional[str]:
     import shutil
 
     cxx = os.environ.get("CXX", "c++")
-    words = shlex.split(cxx) if cxx.strip() else ["c++"]
+    try:
+        words = shlex.split(cxx) if cxx.strip() else ["c++"]
+    except ValueError:  # unbalanced quotes
+        return f"no C++ compiler (CXX={cxx!r} does not parse)"
     if shutil.which(words[-1] if words[0] in ("ccache", "sccache") and len(words) > 1 else words[0]) is None:
         return f"no C++ compiler ({cxx})"
     if shutil.which("ninja", path=_build_path()) is None:
