@@ -216,7 +216,7 @@ def _start_background_build(folder: Path) -> None:
         if fd is not None:
             os.close(fd)
     log.info("building regbench's C++ kernel for ReLU + dropout in the background, once for this machine (about "
-             "30 s at the lowest priority; log %s). Until it is ready, groups train with PyTorch's ops, to the same "
+             "25 s of one core, at the lowest priority; log %s). Until it is ready, groups train with PyTorch's ops, to the same "
              "bits", folder / "build.log")
 
 
