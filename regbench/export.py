@@ -232,6 +232,7 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
     if not jobs:
         raise ExportError(f"no run records under {', '.join(paths)} (a job folder holds summary.json, or .hydra/config.yaml and metrics.csv)")
     runs, skipped, own = 0, [], []  # own: (job, folder, the folder taken) exported to a folder of its own
+    training = []  # jobs exported while still training: their epochs so far
     try:
         read = _read(jobs, paths)  # nothing exportable: one line, nothing written
         if to == "mlflow":
@@ -275,6 +276,8 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
                 skipped.append(f"{job} (already exported to {where})")
                 own = [o for o in own if o[0] != job]  # its own folder is named there
             runs += len(written)
+            if written and records.folder_in_use(job):
+                training.append(job)
     except TrackerError as exc:
         raise ExportError(str(exc)) from None
     except ExportError:
@@ -287,6 +290,12 @@ def export(paths: list[str], to: str, output: Optional[str] = None, tracking_uri
     line = f"exported {records.plural(runs, 'run')} of {records.plural(len(jobs) - len(skipped), 'job')} to {to} ({where})"
     if skipped:
         line += f"; skipped {len(skipped)}: " + "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+    if training:  # a partial run in the tracker, said so: the same command adds the rest once they end
+        one = len(training) == 1
+        line += (f"; {records.plural(len(training), 'job')} still training, exported up to "
+                 f"{'its' if one else 'their'} latest epoch ({', '.join(str(j) for j in training[:3])}"
+                 f"{', ...' if len(training) > 3 else ''}): the same command adds the rest once "
+                 f"{'it ends' if one else 'they end'}")
     if len(own) == 1:
         job, folder, base = own[0]
         line += f"\n{job} exported to {folder}: {base} holds another job's export"

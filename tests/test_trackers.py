@@ -531,3 +531,24 @@ def test_export_to_a_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
         assert export_main([str(tmp_path), "--to", "tensorboard", "-o", str(out)]) == 2
         err = capsys.readouterr().err
         assert err == f"regbench export: error: -o {out}: {says}; give a folder for the event files\n", err
+
+
+def test_an_export_of_a_job_still_training_says_it_is_partial(make_cfg, tmp_path):
+    """Exported while its process still held the folder, a job reached the
+    tracker with its epochs so far and the line said only "exported 1 run":
+    nothing told the user that run was partial, or that the same command
+    adds the rest."""
+    from regbench import records
+    from regbench.export import export
+    from regbench.train import run
+
+    job = tmp_path / "job"
+    run(make_cfg("trainer.epochs=2"), job, show_progress=False)
+    holder = records.acquire_lock(job)  # as the training process holds it
+    try:
+        line = export([str(job)], "tensorboard", output=str(tmp_path / "tb"))
+    finally:
+        records.release_lock(holder)
+    assert line.startswith("exported 1 run of 1 job") and f"1 job still training, exported up to its latest epoch ({job})" in line, line
+    line = export([str(job)], "tensorboard", output=str(tmp_path / "tb2"))
+    assert "still training" not in line, line
