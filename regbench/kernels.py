@@ -12,7 +12,7 @@ It is compiled once per machine with PyTorch's extension builder
 ``$XDG_CACHE_HOME/regbench/kernels/<key>`` (``~/.cache`` by default, or
 ``$REGBENCH_KERNELS_DIR``), the key naming the source, torch and Python.
 The first fused group that could use it starts that build in the background
-(one process, at nice 19, holding the ``building`` lock with its pid; its
+(one process, at nice 19, holding the ``building`` lock with its pid and host; its
 output goes to ``build.log``) and trains with PyTorch's ops meanwhile; the
 groups after it use the kernel. ``ready`` holds the library's sha256, checked
 before every load: a damaged library could crash the process that maps it,
@@ -49,6 +49,7 @@ SOURCE = Path(__file__).with_name("csrc") / "relu_dropout.cpp"
 CFLAGS = ["-O3", "-ffp-contract=off"]
 _OFF = {"off", "0", "false", "no"}
 _LOCK_MAX_S = 2 * 3600  # a build lock older than this is stale whatever its pid says (pids are reused)
+_FOREIGN_LOCK_S = 30 * 60  # a lock from another host sharing the cache (NFS): counted by its age alone
 
 _loaded: dict[str, Any] = {}  # build folder -> the module, or None where unusable (looked up once per process)
 
@@ -71,7 +72,7 @@ def missing_tools() -> Optional[str]:
         words = shlex.split(cxx) if cxx.strip() else ["c++"]
     except ValueError:  # unbalanced quotes
         return f"no C++ compiler (CXX={cxx!r} does not parse)"
-    if shutil.which(words[-1] if words[0] in ("ccache", "sccache") and len(words) > 1 else words[0]) is None:
+    if shutil.which(words[1] if words[0] in ("ccache", "sccache") and len(words) > 1 else words[0]) is None:
         return f"no C++ compiler ({cxx})"
     if shutil.which("ninja", path=_build_path()) is None:
         return "no ninja (pip install ninja)"
@@ -127,7 +128,7 @@ def _load(folder: Path):
     if not (folder / "ready").exists():
         return None, "not built"
     if not _intact(folder):
-        return None, "damaged (the library is not the one its build wrote)"
+        return None, "is damaged (its library is missing or not the one its build wrote)"
     try:
         module = _import(folder)
     except Exception as exc:  # noqa: BLE001 - a library that does not load: PyTorch's ops
@@ -151,42 +152,66 @@ def get(build: bool = True):
     if module is not None or why.startswith("built, but"):
         _loaded[key] = module
         return module
-    if why != "not built":
-        log.warning("regbench's C++ kernel in %s %s; training with PyTorch's ops, to the same bits, and building it "
-                    "again", folder, why)
-        (folder / "ready").unlink(missing_ok=True)
-    if build and not (folder / "failed").exists() and missing_tools() is None:
+    can = build and not (folder / "failed").exists() and missing_tools() is None and _writable(folder)
+    if why != "not built" and _builder(folder) is None:
+        log.warning("regbench's C++ kernel in %s %s: training with PyTorch's ops, to the same bits%s", folder,
+                    why, "; building it again" if can else "")
+        if can:
+            try:
+                (folder / "ready").unlink(missing_ok=True)
+            except OSError:
+                can = False
+    if can:
         _start_background_build(folder)
     return None  # not cached: a later group in this process may find it built
 
 
-_children: list = []  # the background builds this process started (kept: no ResourceWarning, reaped at exit)
+_children: list = []  # the background builds this process started (polled by _builder, so none stays a zombie)
+
+
+def _lock_text() -> str:
+    return f"{os.getpid()} {platform.node()}"
 
 
 def _builder(folder: Path) -> Optional[int]:
-    """The pid of the process building in ``folder``, if one is alive."""
+    """The pid of the process building in ``folder``, if one is alive (-1:
+    one that cannot be checked from here, counted alive while its lock is
+    young: a lock just made, or made on another host sharing this cache)."""
+    for child in _children:
+        child.poll()  # reaps a builder of ours that ended (a zombie still answers kill(pid, 0))
+    lock = folder / "building"
     try:
-        pid = int((folder / "building").read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    try:
-        age = time.time() - (folder / "building").stat().st_mtime
+        words = lock.read_text().split()
+        age = time.time() - lock.stat().st_mtime
     except OSError:
         return None
+    try:
+        pid = int(words[0]) if words else 0
+    except ValueError:
+        pid = 0
     if pid <= 0:  # just made: its creator is about to start the build
         return -1 if age < 60 else None
     if age > _LOCK_MAX_S:
         return None
+    if len(words) > 1 and words[1] != platform.node():  # another host's process: its pid means nothing here
+        return -1 if age < _FOREIGN_LOCK_S else None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
-        pass  # alive, another user's
+        return pid  # alive, another user's
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return None  # ended, not yet reaped by its parent
+    except (OSError, IndexError):
+        pass
     return pid
 
 
 def _start_background_build(folder: Path) -> None:
+    import shutil
+
     lock = folder / "building"
     fd = None
     try:
@@ -198,16 +223,21 @@ def _start_background_build(folder: Path) -> None:
                 return  # another process is building it
             lock.unlink(missing_ok=True)  # its builder died (killed): build again
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        if _load(folder)[0] is not None:  # built meanwhile, by the builder whose lock just went
+            lock.unlink(missing_ok=True)
+            return
+        # at the lowest priority from its first instruction (its imports too) where `nice` is at hand, from the
+        # build folder (so that no regbench/ in the caller's folder stands in for this one)
+        command = [sys.executable, "-m", "regbench.kernels", "--background", str(folder)]
+        if shutil.which("nice"):
+            command = ["nice", "-n", "19", *command]
         with open(folder / "build.log", "wb") as out:
-            # at the lowest priority from its first instruction (its imports too), from the build folder (so
-            # that no regbench/ in the caller's folder stands in for this one)
-            child = subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "regbench.kernels", "--background",
-                                      str(folder)], cwd=str(folder), stdin=subprocess.DEVNULL, stdout=out,
+            child = subprocess.Popen(command, cwd=str(folder), stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                     env={**os.environ, "PYTHONPATH": _package_root()})
+                                     env=_child_env())
         _children.append(child)
-        os.write(fd, str(child.pid).encode())
-    except OSError as exc:  # an unwritable cache, no `nice`: train with PyTorch's ops, quietly
+        os.write(fd, f"{child.pid} {platform.node()}".encode())
+    except OSError as exc:  # an unwritable cache: train with PyTorch's ops, quietly
         log.debug("regbench's C++ kernel: no background build (%s)", exc)
         if fd is not None:
             lock.unlink(missing_ok=True)
@@ -215,16 +245,21 @@ def _start_background_build(folder: Path) -> None:
     finally:
         if fd is not None:
             os.close(fd)
-    log.info("building regbench's C++ kernel for ReLU + dropout in the background, once for this machine (about "
-             "25 s of one core, at the lowest priority; log %s). Until it is ready, groups train with PyTorch's ops, to the same "
-             "bits", folder / "build.log")
+    log.info("building regbench's C++ kernel for ReLU + dropout in the background (about 25 s of one core, at the "
+             "lowest priority; log %s). Until it is ready, groups train with PyTorch's ops, to the same bits",
+             folder / "build.log")
 
 
-def _package_root() -> str:
-    """The folder that holds this regbench package (for the background build's imports)."""
-    root = str(Path(__file__).resolve().parent.parent)
-    rest = os.environ.get("PYTHONPATH")
-    return os.pathsep.join([root, rest]) if rest else root
+def _child_env() -> dict:
+    """The environment of the background build: this one, with the folder that
+    holds this regbench first on PYTHONPATH when it is not an installed
+    package's (a source tree run as is), so the child builds this source."""
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parent.parent
+    if root.name not in ("site-packages", "dist-packages"):
+        rest = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join([str(root), rest]) if rest else str(root)
+    return env
 
 
 def _build_path() -> str:
@@ -237,7 +272,8 @@ def build(folder: Optional[Path] = None, verbose: bool = False):
     module. On failure writes ``failed`` (why) there, where it can, and raises."""
     folder = folder or build_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("ready", "failed"):
+    # the old outputs too: ninja rebuilds by file times, and a truncated library is newer than its object
+    for name in ("ready", "failed", f"{NAME}.so", "relu_dropout.o"):
         (folder / name).unlink(missing_ok=True)
     saved = {k: os.environ.get(k) for k in ("PATH", "MAX_JOBS")}
     quiet = logging.getLogger("torch.utils.cpp_extension")  # its note that no CUDA runtime was found: a CPU build
@@ -264,8 +300,9 @@ def build(folder: Optional[Path] = None, verbose: bool = False):
             else:
                 os.environ[k] = v
         quiet.setLevel(level)
-    (folder / "ready").write_text(f"{_digest(_library(folder))} torch {torch.__version__}, built "
-                                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    tmp = folder / f".ready.{os.getpid()}"  # whole or not at all: a reader never sees it half written
+    tmp.write_text(f"{_digest(_library(folder))} torch {torch.__version__}, built {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    os.replace(tmp, folder / "ready")
     _loaded.pop(str(folder), None)
     return module
 
@@ -327,22 +364,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.background:  # started by _start_background_build, at nice 19; its output is build.log
         folder = Path(args.background)
+        if os.getpriority(os.PRIO_PROCESS, 0) < 19:  # started without `nice`
+            try:
+                os.nice(19)
+            except OSError:
+                pass
         try:
             build(folder, verbose=True)
         except BaseException:  # noqa: BLE001 - the training runs never wait on this
             traceback.print_exc()
             return 1
         finally:
-            if (folder / "building").exists() and (folder / "building").read_text().strip() == str(os.getpid()):
-                (folder / "building").unlink(missing_ok=True)
+            try:
+                if (folder / "building").read_text().split()[:1] == [str(os.getpid())]:
+                    (folder / "building").unlink(missing_ok=True)
+            except OSError:
+                pass
         return 0
     folder = build_dir()
-    if args.build:
+    if args.build and _load(folder)[0] is None:
         if not (enabled() and supported_platform()) or missing_tools() or not _writable(folder):
             print(f"regbench kernels: {status(folder)}")
             return 2
         if _load(folder)[0] is None and not _load(folder)[1].startswith("built, but"):
-            print(f"regbench kernels: building in {folder} (about 30 s) ...", flush=True)
+            print(f"regbench kernels: building in {folder} (about 25 s) ...", flush=True)
             start = time.perf_counter()
             try:
                 build(folder)
