@@ -169,10 +169,6 @@ def get(build: bool = True):
 _children: list = []  # the background builds this process started (polled by _builder, so none stays a zombie)
 
 
-def _lock_text() -> str:
-    return f"{os.getpid()} {platform.node()}"
-
-
 def _builder(folder: Path) -> Optional[int]:
     """The pid of the process building in ``folder``, if one is alive (-1:
     one that cannot be checked from here, counted alive while its lock is
@@ -308,7 +304,7 @@ def build(folder: Optional[Path] = None, verbose: bool = False):
 
 
 class ReluDropout(torch.autograd.Function):
-    """``relu(z) * mask`` of a :class:`regbench.learner.LaneMask` in one pass each way."""
+    """``relu(z) * mask`` of a :class:`regbench.batched.LaneMask` in one pass each way."""
 
     @staticmethod
     def forward(ctx, z, lanes, lo, thr, scale, kernel):
