@@ -176,6 +176,17 @@ def save_checkpoint(path: Path, state: dict) -> None:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
 
 
+def _checkpoint_epoch(path: Path, default: Optional[int]) -> Optional[int]:
+    """The epoch the checkpoint at ``path`` holds (its tensors mapped, not
+    read), or ``default``. An interrupt between a save's os.replace and the
+    line that records its epoch left summary.json one epoch behind the file:
+    the interrupt line said "resumes it from epoch 3", and it resumed after 4."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # noqa: BLE001 - no file, or not one of ours: what the summary had
+        return default
+
+
 # ---------------------------------------------------------------- the run
 
 def _columns(data: Dataset, probe: Optional[Probe]) -> list[str]:
@@ -586,6 +597,7 @@ class JobRun:
         self.last_save = now
         if self.keep_checkpoint:
             seeds = self.seeds
+            self.saving = True  # until the summary names the epoch the file holds (fail() reads it from the file)
             save_checkpoint(
                 self.out / records.CHECKPOINT_FILE,
                 {
@@ -600,6 +612,7 @@ class JobRun:
                 },
             )
             self.summary["checkpoint_epoch"] = epoch  # where a resume starts from (`regbench status` says it)
+            self.saving = False
         if epoch < self.epochs:
             self.update_summary()
             self.summary["wall_time_s"] = self.wall_before + time.perf_counter() - self.t_start
@@ -623,6 +636,9 @@ class JobRun:
         self.stopped = True
         if isinstance(exc, (KeyboardInterrupt, Interrupted)):
             self.summary["status"] = records.INTERRUPTED
+            if getattr(self, "saving", False):  # stopped inside a save: before or after the new file took the old one's place
+                self.summary["checkpoint_epoch"] = _checkpoint_epoch(self.out / records.CHECKPOINT_FILE,
+                                                                     self.summary.get("checkpoint_epoch"))
             kept = self.summary.get("checkpoint_epoch") if (self.out / records.CHECKPOINT_FILE).exists() else None
             self.summary["error"] = ("interrupted (SIGINT/SIGTERM); " + (f"the checkpoint of epoch {kept} is kept" if kept is not None
                                      else "no checkpoint was saved yet (every trainer.save_every_s): a rerun starts over"))

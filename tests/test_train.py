@@ -175,6 +175,29 @@ def test_interrupted_run_resumes_to_the_same_metrics(make_cfg, tmp_path, monkeyp
     assert summary["best"] == records.read_summary(tmp_path / "straight")["best"]
 
 
+def test_an_interrupt_just_after_a_checkpoint_replaced_the_last_records_the_new_ones_epoch(make_cfg, tmp_path, monkeypatch):
+    """Ctrl-C between a save's os.replace and the line that records its epoch
+    left summary.json one epoch behind the file: the interrupt line said
+    "resumes it from epoch 1" and the run resumed after epoch 2 (a flaky
+    end-to-end test caught it)."""
+    real = train.save_checkpoint
+
+    def save(path, state):
+        real(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    cfg = make_cfg("trainer.epochs=4")
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg, tmp_path)
+    summary = records.read_summary(tmp_path)
+    assert summary["status"] == "interrupted" and summary["checkpoint_epoch"] == 2, summary
+    assert "the checkpoint of epoch 2 is kept" in summary["error"]
+    monkeypatch.setattr(train, "save_checkpoint", real)
+    assert train.run(cfg, tmp_path)["resumed_after_epoch"] == 2
+
+
 def test_rows_past_the_checkpoint_are_not_duplicated(make_cfg, tmp_path, monkeypatch):
     """kill -9 between writing an epoch's row and its checkpoint leaves one row too many."""
     cfg = make_cfg("trainer.epochs=4")
