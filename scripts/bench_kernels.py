@@ -23,6 +23,12 @@ one thread, best of interleaved rounds (noise only ever adds time):
             generator: uniform floats compared with 1-p (before) against
             regbench.learner.MaskSampler, which compares 16-bit lanes of
             random 64-bit words with an int16 threshold (4 units per word)
+  relu+drop a hidden layer's ReLU and dropout, forward and backward, of 25
+            replicas (BatchNorm's (B, R, C) layout with --bn): PyTorch's ops as
+            regbench.batched ran them (ReLU, the mask's compare and scale, the
+            multiply; the mask multiply and threshold_backward) against
+            regbench's C++ kernel (regbench/kernels.py; left out where it is
+            not built: python -m regbench.kernels --build)
 
     python scripts/bench_kernels.py [--bn] [--rounds 3]
 """
@@ -194,6 +200,30 @@ def uniform_loops():
     return uniform_floats, lambda: sampler.draw(B)
 
 
+def relu_dropout_loops(bn: bool):
+    from regbench import batched, kernels
+    from regbench.learner import lane_thresholds
+
+    kernel = kernels.get(build=False)
+    if kernel is None:
+        return None
+    z = torch.randn(B, R, H).transpose(0, 1) if bn else torch.randn(R, B, H)
+    lanes = torch.randint(-2**15, 2**15, (R, B, 2 * H), dtype=torch.int16)
+    keep = torch.full((R, 2 * H), 0.7)
+    mask = batched.LaneMask(lanes, 0, H, lane_thresholds(keep), 1 / keep)
+    g = torch.randn(R, B, H)
+
+    def pytorch_ops():
+        zz = z.detach().requires_grad_()
+        (torch.relu(zz) * mask.dense()).backward(g)
+
+    def kernel_pass():
+        zz = z.detach().requires_grad_()
+        kernels.ReluDropout.apply(zz, mask.lanes, mask.lo, mask.thr, mask.scale, kernel).backward(g)
+
+    return pytorch_ops, kernel_pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bn", action="store_true", help="BatchNorm in the step comparison")
@@ -210,6 +240,9 @@ def main() -> None:
         (mask_loops(), ("masks: where per layer", "masks: in place"), 100, 1e3, "ms"),
         (uniform_loops(), ("draw: uniform floats", "draw: 16-bit lanes"), 100, 1e9 / units, "ns/unit"),
     ]
+    fused = relu_dropout_loops(args.bn)
+    if fused is not None:
+        pairs.append((fused, ("relu+drop: PyTorch's ops", "relu+drop: C++ kernel"), 100, 1e6, "us"))
     loops = {name: (fn, reps, factor, unit) for fns, names, reps, factor, unit in pairs for fn, name in zip(fns, names)}
     times = {k: float("inf") for k in loops}
     for _ in range(args.rounds):
