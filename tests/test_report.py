@@ -308,19 +308,23 @@ def test_analysis_in_a_forked_process_gives_the_serial_report(tmp_path):
     """A fresh `regbench report` analyses in a forked process while it imports
     matplotlib: the same tables and report as analysing in this one."""
     runs = sweep(tmp_path / "s")
-    forked, serial = tmp_path / "forked", tmp_path / "serial"
-    for out, is_serial in ((forked, False), (serial, True)):
-        proc = _cli(runs, "-o", out, "-q", "-j", "1", serial=is_serial)
+    forked, serial, drawing = tmp_path / "forked", tmp_path / "serial", tmp_path / "drawing"
+    # serial: the effects computed after the figures' tasks are made (stats.complete_effects), by this
+    # process alone (-j 1), and while a worker draws (-j 2): the same report
+    for out, is_serial, jobs in ((forked, False, "1"), (serial, True, "1"), (drawing, True, "2")):
+        proc = _cli(runs, "-o", out, "-q", "-j", jobs, serial=is_serial)
         assert proc.returncode == 0, proc.stderr
-    for name in ("runs.csv", "cells.csv", "effects.csv", "epochs.csv"):
-        assert (forked / name).read_bytes() == (serial / name).read_bytes(), name
     dated = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
     same = lambda p: dated.sub("<date>", p.read_text())  # noqa: E731
-    assert same(forked / "report.md") == same(serial / "report.md")
+    for other in (serial, drawing):
+        for name in ("runs.csv", "cells.csv", "effects.csv", "epochs.csv"):
+            assert (forked / name).read_bytes() == (other / name).read_bytes(), name
+        assert same(forked / "report.md") == same(other / "report.md")
+        assert sorted(p.name for p in (other / "figures").iterdir()) == sorted(p.name for p in (forked / "figures").iterdir())
     # and the analysis did run in another process
     code = ("import os; from regbench.report import cli; real = cli.analyze_study; "
             "cli.analyze_study = lambda args: (os.getpid(), real(args)); "
-            f"pid, _ = cli.analyze_while_importing(cli.build_parser().parse_args([{str(runs)!r}])); "
+            f"pid, *_ = cli.analyze_while_importing(cli.build_parser().parse_args([{str(runs)!r}])); "
             "assert pid != os.getpid(), 'analysed in this process'; "
             "import sys; assert 'matplotlib' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -105,16 +105,18 @@ def test_a_drawing_worker_ends_when_its_report_process_is_killed(tmp_path):
     import sys
     import time
 
-    script = (
-        "import multiprocessing as mp, os, sys, time\n"
-        "from concurrent.futures import ProcessPoolExecutor\n"
+    script = (  # two figures, each drawn for a minute: one here, one in a drawing worker
+        "import os, time\n"
         "from regbench.report import figures\n"
-        "pool = ProcessPoolExecutor(1, mp_context=mp.get_context('fork'), initializer=figures._end_with, initargs=(os.getpid(),))\n"
-        "print(pool.submit(os.getpid).result(), flush=True)\n"
-        "time.sleep(60)\n"
+        "def draw():\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(60)\n"
+        "figures.run_tasks([figures.Task(f'f{i}', '', '', draw, ()) for i in range(2)], '.', ['png'], jobs=2)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    worker = int(proc.stdout.readline())
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    drawing = {int(proc.stdout.readline()) for _ in range(2)}
+    assert proc.pid in drawing and len(drawing) == 2
+    worker = (drawing - {proc.pid}).pop()
     os.kill(proc.pid, signal.SIGKILL)  # as a report process killed mid-drawing
     proc.wait()
     deadline = time.monotonic() + 10

@@ -494,7 +494,33 @@ def test_worker_processes_draw_the_same_figures(analysis, tmp_path):
     assert all((tmp_path / "two" / f"{f.name}.png").is_file() for f in two if f.png)
 
 
-def _figure_drawn_in(folder: Path, fail: bool = False):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_effects_completed_while_the_workers_draw_give_the_same_figures(analysis, tmp_path, jobs):
+    """make_figures(complete=...): the figures that need no effects are handed
+    out first, the effects are computed (once, in this process), and the
+    forest plot is drawn after them: the same figures, in the same order, as
+    from a complete analysis."""
+    import os
+
+    a, styles = analysis
+    later = stats.analyze(a.study, effects="later")
+    assert later.effects.empty and not later.headline
+    calls = []
+
+    def complete():
+        calls.append(os.getpid())
+        stats.complete_effects(later)
+
+    full = figures.make_figures(a, styles, tmp_path / "full", ["png"], jobs=jobs)
+    parted = figures.make_figures(later, styles, tmp_path / "parted", ["png"], jobs=jobs, complete=complete)
+    assert calls == [os.getpid()]
+    assert [(f.name, f.title, f.caption) for f in parted] == [(f.name, f.title, f.caption) for f in full]
+    assert full[0].name == "effects" and parted[0].png == full[0].png
+    assert later.headline == a.headline and later.best_vs_runner_up == a.best_vs_runner_up
+    pd.testing.assert_frame_equal(later.effects, a.effects)
+
+
+def _figure_drawn_in(folder: Path, fail: bool = False, sleep_s: float = 0.05):
     """A small figure that leaves a file named by the process that drew it (a Task.build)."""
     import os
     import time
@@ -504,7 +530,7 @@ def _figure_drawn_in(folder: Path, fail: bool = False):
     if fail:
         raise ValueError("this figure cannot be drawn")
     (folder / str(os.getpid())).touch()
-    time.sleep(0.05)  # long enough that no worker finishes every figure before this process takes one
+    time.sleep(sleep_s)  # long enough that no worker finishes every figure before this process takes one
     fig = Figure(figsize=(1, 1))
     fig.subplots().plot([0, 1])
     return fig
@@ -525,6 +551,48 @@ def test_this_process_draws_beside_its_workers_and_a_failing_figure_fails_the_ru
         bad = [figures.Task(t.name, "", "", _figure_drawn_in, (pids, i == failing), cost=i) for i, t in enumerate(tasks)]
         with pytest.raises(ValueError, match="cannot be drawn"):
             figures.run_tasks(bad, out, ["png"], jobs=2)
+
+
+def _figure_not_in_a_worker(parent: int, name: str):
+    """A Task.build whose drawing worker dies (as one killed mid-figure); drawn in ``parent``."""
+    import os
+
+    from matplotlib.figure import Figure
+
+    if os.getpid() != parent:
+        os._exit(1)
+    fig = Figure(figsize=(1, 1))
+    fig.subplots().set_title(name)
+    return fig
+
+
+def test_the_figures_a_dead_worker_took_are_drawn_by_this_process(tmp_path):
+    import os
+
+    tasks = [figures.Task(f"f{i}", "", "", _figure_not_in_a_worker, (os.getpid(), f"f{i}"), cost=i) for i in range(4)]
+    built = figures.run_tasks(tasks, tmp_path, ["png"], jobs=2)  # a process pool raised BrokenProcessPool
+    assert [r.name for r in built] == ["f0", "f1", "f2", "f3"] and all(r.png for r in built)
+
+
+def test_the_figures_are_shared_out_as_each_process_is_free(tmp_path):
+    """Each process takes its next figure when it has drawn the last: none
+    holds figures in reserve while another is idle (a process pool handed
+    its worker the next one ahead, and this process waited at the end)."""
+    import os
+
+    pids, out = tmp_path / "pids", tmp_path / "out"
+    pids.mkdir()
+    out.mkdir()
+    # f0 is long: whoever draws it draws nothing else; the other process draws every short one
+    tasks = [figures.Task("f0", "", "", _figure_drawn_in, (pids / "long", False, 1.0), cost=10)]
+    tasks += [figures.Task(f"f{i}", "", "", _figure_drawn_in, (pids / "short",), cost=1) for i in range(1, 7)]
+    (pids / "long").mkdir()
+    (pids / "short").mkdir()
+    figures.run_tasks(tasks, out, ["png"], jobs=2)
+    long_by = {p.name for p in (pids / "long").iterdir()}
+    short_by = {p.name for p in (pids / "short").iterdir()}
+    assert len(long_by) == 1 and str(os.getpid()) in long_by | short_by
+    assert not long_by & short_by, "the process that drew the long figure drew no short one"
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

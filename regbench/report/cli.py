@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import gc
 import os
 import shutil
@@ -17,12 +18,13 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from . import optimize
 from .options import FORMATS, PROG, OneLineParser, build_parser, parse_formats, target_refusal  # noqa: F401  (build_parser, FORMATS: the API's, the tests')
 from .load import COMBINED_SEP, ReportError, Study, confounding_notes, fmt_bounds, fmt_diff, fmt_p, load_study, \
     short_names
-from .stats import Analysis, analyze, left_out_count
+from .stats import Analysis, analyze, complete_effects, left_out_count
 
 MAX_STYLES = 4  # solid, dashed, dotted, dash-dot: more are hard to tell apart
 
@@ -65,9 +67,11 @@ def roles(study: Study, x: str | None, color: str | None, style: str | None) -> 
     return x, color, style
 
 
-def analyze_study(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
+def analyze_study(args: argparse.Namespace, effects_later: bool = False) -> tuple[Study, Analysis, tuple]:
     """The runs under ``args.paths`` loaded and analysed, the options checked
-    against them: (study, analysis, (x, color, style) factors)."""
+    against them: (study, analysis, (x, color, style) factors).
+    ``effects_later``: a grid's effects are left to
+    :func:`regbench.report.stats.complete_effects`."""
     study = load_study(args.paths, allow_mixed=args.allow_mixed)
     present = [c for c in study.metric_columns if study.epochs[c].notna().any()]
     if args.metric not in present:
@@ -79,7 +83,7 @@ def analyze_study(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
     factor_roles = roles(study, args.x, args.color, args.style)
     # A search (Optuna, random, interval()) samples settings: no effects between its trials.
     search = optimize.is_search(study)
-    a = analyze(study, args.metric, args.target, effects=not search)
+    a = analyze(study, args.metric, args.target, effects=not search and ("later" if effects_later else True))
     if search:
         a.params = optimize.search_params(study)
         a.trials = optimize.trials(a.runs, a.params, args.metric)
@@ -118,7 +122,7 @@ def _analyze_forked(args: argparse.Namespace, conn) -> None:
             continue
 
 
-def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, tuple]:
+def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, tuple, Optional[Callable[[], Analysis]]]:
     """:func:`analyze_study`, with the figure modules imported and warmed up
     on the other CPU: a forked process loads and analyses the runs and sends
     the result back while this one imports matplotlib (the two took 0.7 and
@@ -126,14 +130,20 @@ def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, 
     idle). Serial where matplotlib is imported already (nothing to overlap),
     without fork, or with ``REGBENCH_REPORT_SERIAL`` set; and where the
     forked process fails other than with a ReportError (this one repeats the
-    work, so the error reads as it would)."""
+    work, so the error reads as it would).
+
+    The last item: None, or (serial) what computes the effects, left for
+    the figure workers' first seconds (:func:`regbench.report.figures.make_figures`):
+    the report process of ``report.at_end`` has matplotlib imported, and
+    the effects were 0.08-0.13 s of its analysis with the other CPU idle."""
     import multiprocessing as mp
     import os
 
     serial = ("regbench.report.figures" in sys.modules or "fork" not in mp.get_all_start_methods()
               or os.environ.get(SERIAL_ENV))
     if serial:
-        return analyze_study(args)
+        study, a, factor_roles = analyze_study(args, effects_later=True)
+        return study, a, factor_roles, (functools.partial(complete_effects, a) if a.trials is None else None)
     ctx = mp.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_analysis_process, args=(args, send), daemon=True)
@@ -157,16 +167,16 @@ def analyze_while_importing(args: argparse.Namespace) -> tuple[Study, Analysis, 
             child.terminate()
         child.join()
     if kind == "ok":
-        return result
+        return (*result, None)
     if kind == "error":
         raise result
-    return analyze_study(args)
+    return (*analyze_study(args), None)
 
 
 def run(args: argparse.Namespace) -> int:
     formats = _formats(args.formats)
     t0 = time.perf_counter()
-    study, a, (x, color, style) = analyze_while_importing(args)
+    study, a, (x, color, style), complete = analyze_while_importing(args)
 
     from .figures import FIGURE_NAMES, cell_styles, make_figures
     from .render import write_html, write_markdown
@@ -200,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             if a.trials is not None:
                 a.trials.to_csv(stage / "trials.csv", index=False)
 
-        figures = make_figures(a, styles, fig_dir, formats, x=x, jobs=args.jobs, meanwhile=write_tables)
+        figures = make_figures(a, styles, fig_dir, formats, x=x, jobs=args.jobs, meanwhile=write_tables, complete=complete)
         outputs = ["report.md", "runs.csv", "epochs.csv", "cells.csv"]
         outputs += ["effects.csv"] if not a.effects.empty else []
         outputs += ["trials.csv"] if a.trials is not None else []

@@ -33,7 +33,6 @@ import multiprocessing as mp
 import os
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -1126,19 +1125,10 @@ def workers(tasks: list[Task], jobs: int | None) -> int:
     return min(cpus, 4, len(tasks)) if sum(t.cost for t in tasks) >= PARALLEL_COST else 1
 
 
-_FORKED: list[Task] = []  # the tasks of the running run_tasks, inherited by its forked workers
-
-
-def _render_forked(i: int, out_dir: Path, formats: list[str]) -> Rendered:
-    return render(_FORKED[i], out_dir, formats)
-
-
 def _end_with(parent: int) -> None:
-    """A drawing worker's initializer: end when the process that forked it is
-    gone. A pool's idle worker waits on its task queue, which nothing closes
-    when the report process is killed (SIGTERM from a sweep interrupted
-    while its report.at_end report was being drawn, SIGKILL), so it would
-    wait forever."""
+    """A drawing worker: end when the process that forked it is gone (a
+    report process killed mid-drawing: SIGTERM from a sweep interrupted while
+    its report.at_end report was being drawn, or SIGKILL)."""
     import threading
 
     def watch() -> None:
@@ -1168,46 +1158,120 @@ def warm_up() -> None:
         fig.savefig(io.BytesIO(), format="png", dpi=DPI)
 
 
+# How long a process waits for its turn at the shared counter of figures
+# before it stops taking figures (a worker killed while it held the counter's
+# lock: this process then draws what nobody drew).
+TAKE_TIMEOUT_S = 5.0
+
+
+def _take(counter) -> int | None:
+    """The next place in the drawing order, or None when the lock is not had."""
+    lock = counter.get_lock()
+    if not lock.acquire(timeout=TAKE_TIMEOUT_S):
+        return None
+    try:
+        k = counter.value
+        counter.value = k + 1
+    finally:
+        lock.release()
+    return k
+
+
+def _draw_worker(tasks: list[Task], order: list[int], counter, results, out_dir: Path, formats: list[str],
+                 parent: int) -> None:
+    """A forked drawing worker: takes the next figure off the shared counter
+    until none is left; sends ``(index, "ok", Rendered)`` or ``(index,
+    "error", exception)`` for each."""
+    import pickle
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the report process's to report; it ends this one
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # ended by it (not the report process's handler, inherited)
+    _end_with(parent)
+    while (k := _take(counter)) is not None and k < len(order):
+        i = order[k]
+        try:
+            results.put((i, "ok", render(tasks[i], out_dir, formats)))
+        except Exception as exc:  # noqa: BLE001 - the report process raises it
+            try:
+                pickle.dumps(exc)
+            except Exception:  # noqa: BLE001 - it raises what can cross
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            results.put((i, "error", exc))
+            break
+    results.close()
+    results.join_thread()  # every result is in the pipe before this process ends
+
+
 def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | None = None,
-              meanwhile: Callable[[], None] | None = None) -> list[Rendered]:
+              meanwhile: Callable[[], None] | None = None,
+              late: Callable[[], list[Task]] | None = None) -> list[Rendered]:
     """Every task rendered, in the order given; in :func:`workers` processes:
     this one and forked workers, which start with everything imported and
     warmed up, and with the tasks' data: nothing is pickled but the results.
 
-    The tasks wait in the pool's queue, costliest first. The pool hands each
-    worker its next task while it draws the current one; this process takes
-    the next task no worker holds yet (a future it can still cancel) and
-    draws it itself. So it never waits while tasks are left but those handed
-    ahead to a worker, and the costliest figures are not the last.
+    Every process takes its next figure, costliest first, off one shared
+    counter when it is free, so none waits while a figure is left undrawn.
+    (A process pool handed each worker its next figure while it drew the
+    current one: at the end this process sat idle while the worker drew the
+    two it held, 0.25 s of a 12-run sweep's 1.1 s of drawing.)
 
-    ``meanwhile`` (the report's CSV tables) is called once, in this process,
-    while the workers draw their first figures: done after the figures, it
-    kept this process busy with a worker idle (0.07-0.14 s of the 12-run
-    sweep's report)."""
+    ``late`` is called once, in this process, while the workers draw their
+    first figures; the tasks it returns are drawn here, after it, and come
+    after ``tasks`` in the result. ``meanwhile`` (the report's CSV tables) is
+    called once, in this process, after it: done after the figures, it kept
+    this process busy with a worker idle (0.07-0.14 s of the 12-run sweep's
+    report)."""
+    import queue as queue_mod
+
     n = workers(tasks, jobs)
     if n <= 1 or "fork" not in mp.get_all_start_methods():
+        more = late() if late is not None else []
         if meanwhile is not None:
             meanwhile()
-        return [render(t, out_dir, formats) for t in tasks]
+        return [render(t, out_dir, formats) for t in tasks + more]
     warm_up()
-    _FORKED[:] = tasks
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("i", 0)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_draw_worker, args=(tasks, order, counter, results, out_dir, formats, os.getpid()),
+                         daemon=True, name="regbench-report-draw") for _ in range(n - 1)]
     done: dict[int, Rendered] = {}
-    pool = ProcessPoolExecutor(n - 1, mp_context=mp.get_context("fork"), initializer=_end_with, initargs=(os.getpid(),))
+    failed: BaseException | None = None
     try:
-        futures = {i: pool.submit(_render_forked, i, out_dir, formats) for i in order}
+        for p in procs:
+            p.start()
+        more = late() if late is not None else []
         if meanwhile is not None:
             meanwhile()
-        for i in order:
-            if futures[i].cancel():  # no worker has it: draw it here
-                done[i] = render(tasks[i], out_dir, formats)
-        for i in order:
-            if i not in done:
-                done[i] = futures[i].result()
+        for j, task in enumerate(more, start=len(tasks)):
+            done[j] = render(task, out_dir, formats)
+        while (k := _take(counter)) is not None and k < len(order):
+            done[order[k]] = render(tasks[order[k]], out_dir, formats)
+        while len(done) < len(tasks) + len(more) and failed is None:
+            try:
+                i, kind, payload = results.get(timeout=0.2)
+            except queue_mod.Empty:
+                if any(p.is_alive() for p in procs) or not results.empty():
+                    continue
+                for i in [i for i in order if i not in done]:  # a worker died with them: drawn here
+                    done[i] = render(tasks[i], out_dir, formats)
+                break
+            if kind == "error":
+                failed = payload
+            else:
+                done[i] = payload
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _FORKED.clear()
-    return [done[i] for i in range(len(tasks))]
+        for p in procs:
+            if p.is_alive() and (failed is not None or len(done) < len(order)):
+                p.terminate()  # interrupted, or a figure failed: the rest is not wanted
+        results.cancel_join_thread()
+        for p in procs:
+            p.join()
+    if failed is not None:
+        raise failed
+    return [done[i] for i in range(len(done))]
 
 
 def ablation_x_factors(factors: list[str], levels: dict[str, list], x: str | None) -> list[str]:
@@ -1249,16 +1313,33 @@ def bands(cells: pd.DataFrame, what: str = "Bands") -> str:
 
 
 def make_figures(a, styles: Styles, out_dir: Path, formats: list[str], x: str | None = None,
-                 jobs: int | None = None, meanwhile: Callable[[], None] | None = None) -> list[Rendered]:
+                 jobs: int | None = None, meanwhile: Callable[[], None] | None = None,
+                 complete: Callable[[], object] | None = None) -> list[Rendered]:
     """Every figure the data supports, saved under ``out_dir``; ``a`` is a
     :class:`regbench.report.stats.Analysis`, ``x`` the ablation's x factor,
     ``jobs`` the worker processes (default: see :func:`workers`).
 
+    ``complete`` completes ``a`` (its effects: stats.complete_effects): called
+    here, in this process, while the workers draw the figures that do not
+    need it; the figures it adds (the forest plot) are drawn after it.
+
     A diagnostic that shows nothing (dead ReLU units below 1% everywhere) is
     a :class:`Rendered` without a PNG whose caption says so."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tasks, notes = (search_tasks(a, styles) if a.trials is not None else grid_tasks(a, styles, x))
-    built = run_tasks(tasks, out_dir, formats, jobs, meanwhile)
+    build = lambda: search_tasks(a, styles) if a.trials is not None else grid_tasks(a, styles, x)  # noqa: E731
+    tasks, notes = build()
+    late = None
+    if complete is not None:
+        early = {t.name for t in tasks}
+
+        def late() -> list[Task]:
+            nonlocal tasks, notes
+            complete()
+            tasks, notes = build()  # every figure, in the page's order
+            return [t for t in tasks if t.name not in early]
+
+    drawn = {r.name: r for r in run_tasks(tasks, out_dir, formats, jobs, meanwhile, late)}
+    built = [drawn[t.name] for t in tasks]
     for i, note in notes:
         built.insert(i, note)
     return built

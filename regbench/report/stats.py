@@ -1002,9 +1002,11 @@ def effect_tables(used: pd.DataFrame, factors: list[str], levels: dict[str, list
 
 
 def analyze(study: Study, metric: str = "val_acc", target: float | None = None, level: float = LEVEL,
-            effects: bool = True) -> Analysis:
+            effects: bool | str = True) -> Analysis:
     """Outcomes per run, statistics per cell and per epoch, and effects
-    (none with ``effects=False``: a search's trials are no levels of a factor)."""
+    (none with ``effects=False``: a search's trials are no levels of a factor;
+    with ``effects="later"`` they are left to :func:`complete_effects`, which
+    the report calls while its figure workers draw the curves)."""
     target_auto = target is None
     if target_auto:  # the weakest cell's mean best_<metric> over its usable runs; no whole cell table for it
         first = study.runs.join(run_outcomes(study.epochs, metric, None), on="run")
@@ -1029,12 +1031,19 @@ def analyze(study: Study, metric: str = "val_acc", target: float | None = None, 
     test = "best_test_acc" if metric == "val_acc" and "best_test_acc" in runs and runs["best_test_acc"].notna().any() else None
     effect_outcomes = [c for c in dict.fromkeys([f"best_{metric}", test, f"final_{metric}", "final_gap_loss"])
                        if c is not None and c in runs]
-    used = runs[runs["used"]]
     if not effects:
         return Analysis(study, metric, target, target_auto, runs, cells, curves,
                         pd.DataFrame(columns=EFFECT_COLUMNS), level=level)
-    effects, seeds = effect_tables(used, study.factors, study.levels, effect_outcomes, level)
-    a = Analysis(study, metric, target, target_auto, runs, cells, curves, effects, effect_outcomes, seeds, level=level)
-    a.best_vs_runner_up = best_vs_runner_up(runs, a.ranked(), a.best_col, level, int((cells["n_runs"] > 0).sum()))
-    a.headline = headline(effects, a.best_col, study.factors)
+    a = Analysis(study, metric, target, target_auto, runs, cells, curves, pd.DataFrame(columns=EFFECT_COLUMNS),
+                 effect_outcomes, level=level)
+    return a if effects == "later" else complete_effects(a)
+
+
+def complete_effects(a: Analysis) -> Analysis:
+    """``a``'s effects (contrasts of its effect outcomes, paired by seed), the
+    best-vs-runner-up verdict and the headline, computed in place; ``a``."""
+    study, runs = a.study, a.runs
+    a.effects, a.contrast_seeds = effect_tables(runs[runs["used"]], study.factors, study.levels, a.effect_outcomes, a.level)
+    a.best_vs_runner_up = best_vs_runner_up(runs, a.ranked(), a.best_col, a.level, int((a.cells["n_runs"] > 0).sum()))
+    a.headline = headline(a.effects, a.best_col, study.factors)
     return a
