@@ -566,12 +566,105 @@ def _figure_not_in_a_worker(parent: int, name: str):
     return fig
 
 
+def _figure_failing_in_a_worker(parent: int):
+    import os
+    import time
+
+    from matplotlib.figure import Figure
+
+    if os.getpid() != parent:
+        raise ValueError("this figure cannot be drawn in a worker")
+    time.sleep(0.2)  # long enough that the worker takes one
+    return Figure(figsize=(1, 1))
+
+
+def test_a_figure_failing_in_a_worker_fails_the_run_with_the_workers_traceback(tmp_path):
+    import os
+
+    tasks = [figures.Task(f"f{i}", "", "", _figure_failing_in_a_worker, (os.getpid(),), cost=i) for i in range(4)]
+    with pytest.raises(ValueError, match="in a worker") as caught:
+        figures.run_tasks(tasks, tmp_path, ["png"], jobs=2)
+    assert isinstance(caught.value.__cause__, figures.RemoteTraceback)
+    assert "_figure_failing_in_a_worker" in str(caught.value.__cause__)
+
+
 def test_the_figures_a_dead_worker_took_are_drawn_by_this_process(tmp_path):
     import os
 
     tasks = [figures.Task(f"f{i}", "", "", _figure_not_in_a_worker, (os.getpid(), f"f{i}"), cost=i) for i in range(4)]
     built = figures.run_tasks(tasks, tmp_path, ["png"], jobs=2)  # a process pool raised BrokenProcessPool
     assert [r.name for r in built] == ["f0", "f1", "f2", "f3"] and all(r.png for r in built)
+
+
+def _run_script(script: str, tmp_path: Path, timeout: float = 60):
+    import subprocess
+    import sys
+
+    try:
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the drawing hung: {exc.stderr}")
+
+
+def test_a_worker_killed_while_this_process_is_busy_leaves_its_figures_to_it(tmp_path):
+    """Killed (the OOM killer) with figures of a real figure's size (a PNG of
+    100-200 KB), which filled the pipe back: the report read the dead
+    worker's half-written result for ever."""
+    script = (
+        "import os, signal, time, multiprocessing as mp, numpy as np\n"
+        "from pathlib import Path\n"
+        "from matplotlib.figure import Figure\n"
+        "from regbench.report import figures\n"
+        "def noisy(seed):\n"
+        "    time.sleep(0.1)\n"
+        "    fig = Figure(figsize=(8, 6))\n"
+        "    fig.subplots().imshow(np.random.default_rng(seed).random((150, 200)))\n"
+        "    return fig\n"
+        "def busy():  # the report's tables: meanwhile the worker draws, and is killed\n"
+        "    time.sleep(1.0)\n"
+        "    for p in mp.active_children():\n"
+        "        os.kill(p.pid, signal.SIGKILL)\n"
+        "    time.sleep(0.3)\n"
+        "tasks = [figures.Task(f'f{i}', '', '', noisy, (i,), cost=10 - i) for i in range(6)]\n"
+        "built = figures.run_tasks(tasks, Path('.'), ['png'], jobs=2, meanwhile=busy)\n"
+        "print([r.name for r in built], all(len(r.png) > 65536 for r in built))\n"
+    )
+    proc = _run_script(script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['f0', 'f1', 'f2', 'f3', 'f4', 'f5'] True"
+
+
+def test_an_interrupt_while_a_worker_draws_the_last_figure_ends_the_worker(tmp_path):
+    """Ctrl-C (or the sweep's SIGTERM to its report.at_end report) while this
+    process, done with its own figures and the forest plot, waits for a
+    worker's: the worker is ended and the interrupt raised at once (with the
+    forest plot counted among the figures drawn, the worker was left to
+    finish, and the report waited for it)."""
+    script = (
+        "import os, signal, threading, time\n"
+        "from pathlib import Path\n"
+        "from matplotlib.figure import Figure\n"
+        "from regbench.report import figures\n"
+        "me = os.getpid()\n"
+        "def draw(slow):\n"
+        "    if slow and os.getpid() != me:\n"
+        "        time.sleep(60)\n"
+        "    fig = Figure(figsize=(1, 1))\n"
+        "    fig.subplots().plot([0, 1])\n"
+        "    return fig\n"
+        "tasks = [figures.Task('slow', '', '', draw, (True,), cost=2), figures.Task('quick', '', '', draw, (False,), cost=1)]\n"
+        "late = lambda: [figures.Task('forest', '', '', draw, (False,))]\n"
+        "threading.Timer(1.5, os.kill, (me, signal.SIGINT)).start()\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    figures.run_tasks(tasks, Path('.'), ['png'], jobs=2, late=late)\n"
+        "except KeyboardInterrupt:\n"
+        "    import multiprocessing as mp\n"
+        "    print('interrupted', time.monotonic() - t < 5, mp.active_children())\n"
+    )
+    proc = _run_script(script, tmp_path, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "interrupted True []"
 
 
 def test_the_figures_are_shared_out_as_each_process_is_free(tmp_path):

@@ -1177,13 +1177,25 @@ def _take(counter) -> int | None:
     return k
 
 
-def _draw_worker(tasks: list[Task], order: list[int], counter, results, out_dir: Path, formats: list[str],
+class RemoteTraceback(Exception):
+    """The traceback of a figure that failed in a drawing worker: the cause
+    of the exception :func:`run_tasks` raises for it."""
+
+    def __str__(self) -> str:
+        return "\n" + str(self.args[0]) if self.args else ""
+
+
+def _draw_worker(tasks: list[Task], order: list[int], counter, conn, out_dir: Path, formats: list[str],
                  parent: int) -> None:
     """A forked drawing worker: takes the next figure off the shared counter
-    until none is left; sends ``(index, "ok", Rendered)`` or ``(index,
-    "error", exception)`` for each."""
+    until none is left, and sends ``(index, "ok", Rendered, png path)`` or
+    ``(index, "error", (exception, traceback))`` for each on ``conn``, its
+    own pipe. The PNG goes by file (its .png, or a hidden one the report
+    process removes), so that every message is small: a pipe holds 64 KiB,
+    and a figure is 80-200 KB."""
     import pickle
     import signal
+    import traceback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the report process's to report; it ends this one
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # ended by it (not the report process's handler, inherited)
@@ -1191,16 +1203,38 @@ def _draw_worker(tasks: list[Task], order: list[int], counter, results, out_dir:
     while (k := _take(counter)) is not None and k < len(order):
         i = order[k]
         try:
-            results.put((i, "ok", render(tasks[i], out_dir, formats)))
+            r = render(tasks[i], out_dir, formats)
+            path = next((f for f in r.files if f.suffix == ".png"), None)
+            if r.png and path is None:
+                path = out_dir / f".{r.name}.png.part"
+                path.write_bytes(r.png)
+            r.png = b""
+            conn.send((i, "ok", r, str(path) if path is not None else None))
         except Exception as exc:  # noqa: BLE001 - the report process raises it
+            text = traceback.format_exc()
             try:
-                pickle.dumps(exc)
+                pickle.loads(pickle.dumps(exc))
             except Exception:  # noqa: BLE001 - it raises what can cross
                 exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-            results.put((i, "error", exc))
+            conn.send((i, "error", (exc, text)))
             break
-    results.close()
-    results.join_thread()  # every result is in the pipe before this process ends
+    conn.close()
+
+
+def _received(message, done: dict[int, Rendered]) -> BaseException | None:
+    """A drawing worker's message into ``done``; the exception of a figure that failed."""
+    i, kind, payload, *rest = message
+    if kind == "error":
+        exc, text = payload
+        exc.__cause__ = RemoteTraceback(text)
+        return exc
+    path = rest[0]
+    if path is not None:
+        payload.png = Path(path).read_bytes()
+        if path.endswith(".png.part"):
+            Path(path).unlink()
+    done[i] = payload
+    return None
 
 
 def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | None = None,
@@ -1214,7 +1248,9 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
     counter when it is free, so none waits while a figure is left undrawn.
     (A process pool handed each worker its next figure while it drew the
     current one: at the end this process sat idle while the worker drew the
-    two it held, 0.25 s of a 12-run sweep's 1.1 s of drawing.)
+    two it held, 0.25 s of a 12-run sweep's 1.1 s of drawing.) A worker
+    that dies leaves its figures to this process; one that fails a figure
+    fails the report with that exception (its traceback the cause).
 
     ``late`` is called once, in this process, while the workers draw their
     first figures; the tasks it returns are drawn here, after it, and come
@@ -1222,7 +1258,7 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
     called once, in this process, after it: done after the figures, it kept
     this process busy with a worker idle (0.07-0.14 s of the 12-run sweep's
     report)."""
-    import queue as queue_mod
+    from multiprocessing.connection import wait
 
     n = workers(tasks, jobs)
     if n <= 1 or "fork" not in mp.get_all_start_methods():
@@ -1234,41 +1270,54 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
     ctx = mp.get_context("fork")
     counter = ctx.Value("i", 0)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_draw_worker, args=(tasks, order, counter, results, out_dir, formats, os.getpid()),
-                         daemon=True, name="regbench-report-draw") for _ in range(n - 1)]
     done: dict[int, Rendered] = {}
+    more: list[Task] = []
     failed: BaseException | None = None
+    started: dict = {}  # this end of each worker's pipe -> the worker
+    finished = False
+
+    def collect(timeout: float | None) -> None:
+        """Take what the workers sent; forget a worker whose pipe ended (done, or dead)."""
+        nonlocal failed
+        for conn in wait(list(started), timeout):
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):  # it ended: its unsent figures are this process's to draw
+                started.pop(conn).join()
+                conn.close()
+                continue
+            failed = _received(message, done) or failed
+
     try:
-        for p in procs:
-            p.start()
+        for _ in range(n - 1):
+            receive, send = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_draw_worker, args=(tasks, order, counter, send, out_dir, formats, os.getpid()),
+                            daemon=True, name="regbench-report-draw")
+            try:
+                p.start()
+            finally:
+                send.close()  # the worker's alone: its pipe ends when it does (workers forked later lack it)
+            started[receive] = p
         more = late() if late is not None else []
         if meanwhile is not None:
             meanwhile()
         for j, task in enumerate(more, start=len(tasks)):
             done[j] = render(task, out_dir, formats)
-        while (k := _take(counter)) is not None and k < len(order):
+        while failed is None and (k := _take(counter)) is not None and k < len(order):
             done[order[k]] = render(tasks[order[k]], out_dir, formats)
-        while len(done) < len(tasks) + len(more) and failed is None:
-            try:
-                i, kind, payload = results.get(timeout=0.2)
-            except queue_mod.Empty:
-                if any(p.is_alive() for p in procs) or not results.empty():
-                    continue
-                for i in [i for i in order if i not in done]:  # a worker died with them: drawn here
-                    done[i] = render(tasks[i], out_dir, formats)
-                break
-            if kind == "error":
-                failed = payload
-            else:
-                done[i] = payload
+            collect(0)
+        while failed is None and started:
+            collect(None)
+        if failed is None:
+            for i in [i for i in order if i not in done]:  # a worker died with them: drawn here
+                done[i] = render(tasks[i], out_dir, formats)
+        finished = failed is None
     finally:
-        for p in procs:
-            if p.is_alive() and (failed is not None or len(done) < len(order)):
+        for receive, p in started.items():
+            if not finished and p.is_alive():
                 p.terminate()  # interrupted, or a figure failed: the rest is not wanted
-        results.cancel_join_thread()
-        for p in procs:
             p.join()
+            receive.close()
     if failed is not None:
         raise failed
     return [done[i] for i in range(len(done))]
