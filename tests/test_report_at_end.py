@@ -109,7 +109,7 @@ def test_a_drawing_worker_ends_when_its_report_process_is_killed(tmp_path):
         "import os, time\n"
         "from regbench.report import figures\n"
         "def draw():\n"
-        "    print(os.getpid(), flush=True)\n"
+        "    os.write(1, f'{os.getpid()}\\n'.encode())  # one write: two processes' lines do not interleave\n"
         "    time.sleep(60)\n"
         "figures.run_tasks([figures.Task(f'f{i}', '', '', draw, ()) for i in range(2)], '.', ['png'], jobs=2)\n"
     )
