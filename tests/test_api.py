@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -86,6 +87,16 @@ def test_import_regbench_is_instant():
     code = "import sys, regbench; assert callable(regbench.run); print('torch' in sys.modules, 'hydra' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "False False", out.stdout + out.stderr
+
+
+def test_help_on_the_report_package_says_how_to_call_it():
+    """Once regbench.report (the package) is imported, the name is the package,
+    callable as the verb: its help, which was the pipeline's alone, says how."""
+    import regbench
+    import regbench.report  # noqa: F401  (binds the name to the package)
+
+    assert isinstance(regbench.report, types.ModuleType) and callable(regbench.report)
+    assert "regbench.report(paths, out, *options) -> Path of report.html" in regbench.report.__doc__
 
 
 def test_load_names_its_own_argument_for_mixed_datasets(tmp_path, data_root):

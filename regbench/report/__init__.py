@@ -1,5 +1,12 @@
 """``regbench report``: run records -> tidy tables, statistics, figures, report.html.
 
+Called, this package is the Python API's verb (:func:`regbench.api.report`)::
+
+    regbench.report(paths, out, *options) -> Path of report.html
+        the comparison report of the runs under ``paths`` (a folder or a list of
+        them) written into ``out``; ``options``: more ``regbench report`` flags,
+        e.g. ``"--metric", "val_loss"``; a bad input raises ValueError
+
 The pipeline, one module per step, each usable on its own:
 
     load.load_study(paths)      records on disk -> Study (runs, epochs, factors)
