@@ -122,8 +122,10 @@ def test_a_drawing_worker_ends_when_its_report_process_is_killed(tmp_path):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            os.kill(worker, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{worker}/stat") as fh:
+                if fh.read().rpartition(")")[2].split()[0] == "Z":
+                    return  # ended, not yet reaped (by pid 1, its parent now)
+        except FileNotFoundError:
             return
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)

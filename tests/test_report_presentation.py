@@ -588,6 +588,33 @@ def test_a_figure_failing_in_a_worker_fails_the_run_with_the_workers_traceback(t
     assert "_figure_failing_in_a_worker" in str(caught.value.__cause__)
 
 
+def _figure_failing_here(parent: int):
+    """A Task.build that fails in ``parent`` after a while (the workers meanwhile draw theirs)."""
+    import os
+    import time
+
+    from matplotlib.figure import Figure
+
+    if os.getpid() == parent:
+        time.sleep(0.5)
+        raise ValueError("this figure cannot be drawn here")
+    fig = Figure(figsize=(1, 1))
+    fig.subplots().plot([0, 1])
+    return fig
+
+
+def test_a_run_stopped_early_leaves_no_png_a_worker_sent_for_it(tmp_path):
+    """Without png among the formats a worker sends each PNG as a hidden
+    file: those this process did not read, when a figure of its own failed,
+    are removed."""
+    import os
+
+    tasks = [figures.Task(f"f{i}", "", "", _figure_failing_here, (os.getpid(),), cost=10 - i) for i in range(6)]
+    with pytest.raises(ValueError, match="drawn here"):
+        figures.run_tasks(tasks, tmp_path, ["svg"], jobs=2)
+    assert not list(tmp_path.glob(".*.part")) and list(tmp_path.glob("*.svg")), sorted(p.name for p in tmp_path.iterdir())
+
+
 def test_the_figures_a_dead_worker_took_are_drawn_by_this_process(tmp_path):
     import os
 

@@ -1286,18 +1286,19 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
                 started.pop(conn).join()
                 conn.close()
                 continue
-            failed = _received(message, done) or failed
+            error = _received(message, done)
+            failed = failed or error  # the first figure that failed
 
     try:
         for _ in range(n - 1):
             receive, send = ctx.Pipe(duplex=False)
             p = ctx.Process(target=_draw_worker, args=(tasks, order, counter, send, out_dir, formats, os.getpid()),
                             daemon=True, name="regbench-report-draw")
+            started[receive] = p  # before it starts: an interrupt as it does still ends it (below)
             try:
                 p.start()
             finally:
                 send.close()  # the worker's alone: its pipe ends when it does (workers forked later lack it)
-            started[receive] = p
         more = late() if late is not None else []
         if meanwhile is not None:
             meanwhile()
@@ -1314,10 +1315,14 @@ def run_tasks(tasks: list[Task], out_dir: Path, formats: list[str], jobs: int | 
         finished = failed is None
     finally:
         for receive, p in started.items():
+            if p.pid is None:  # its fork failed
+                continue
             if not finished and p.is_alive():
                 p.terminate()  # interrupted, or a figure failed: the rest is not wanted
             p.join()
             receive.close()
+        for task in tasks:  # a PNG a worker sent that was not read (stopped early), or wrote before it died
+            (Path(out_dir) / f".{task.name}.png.part").unlink(missing_ok=True)
     if failed is not None:
         raise failed
     return [done[i] for i in range(len(done))]
